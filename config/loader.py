@@ -1,0 +1,152 @@
+"""Reading the ritual file: TOML, then the schema, then the checks across tables.
+
+Every problem is reported at once, as ``FILE:LINE: dotted.path: message``; nothing is
+half-loaded. Lines come from :class:`config.positions.SourceMap`, since ``tomllib`` keeps none.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from config.checks import Problem, check_file
+from config.model import Deck, Household, Ritual, RitualFile
+from config.positions import SourceMap
+
+M = TypeVar("M", bound=BaseModel)
+
+__all__ = ["LoadedFile", "RitualFileError", "load_ritual_file", "parse_ritual_file"]
+
+
+@dataclass(frozen=True)
+class LoadedFile:
+    path: str
+    file: RitualFile
+    warnings: list[Problem]
+
+    def warning_lines(self) -> list[str]:
+        return [_format(self.path, p) for p in self.warnings]
+
+
+class RitualFileError(Exception):
+    """The ritual file has errors; :meth:`lines` prints them for people and editors."""
+
+    def __init__(self, path: str, problems: list[Problem]) -> None:
+        self.path = path
+        self.problems = sorted(problems, key=lambda p: (p.line, p.dotted))
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [_format(self.path, p) for p in self.problems]
+
+
+def _format(path: str, problem: Problem) -> str:
+    label = "warning: " if problem.severity == "warning" else ""
+    return f"{path}:{problem.line}: {problem.dotted}: {label}{problem.message}"
+
+
+def load_ritual_file(path: Path | str, *, today: datetime) -> LoadedFile:
+    """Read and validate the file at `path`; raise :class:`RitualFileError` with every problem."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RitualFileError(
+            name, [Problem((), "no such file (give --config FILE or set TEND_CONFIG)", line=1)]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RitualFileError(name, [Problem((), f"cannot read: {exc}", line=1)]) from None
+    return parse_ritual_file(text, name=name, today=today)
+
+
+_TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+
+def parse_ritual_file(text: str, *, name: str, today: datetime) -> LoadedFile:
+    """Validate ritual-file `text` (named `name` in messages)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = _TOML_AT.search(message)
+        line = int(match.group(1)) if match else 1
+        if match:
+            message = f"{message[: match.start()]} (column {match.group(2)})"
+        raise RitualFileError(
+            name, [Problem(("toml",), f"not valid TOML: {message}", line=line)]
+        ) from None
+    source = SourceMap.scan(text)
+    problems: list[Problem] = []
+    file: RitualFile | None = None
+    try:
+        file = RitualFile.model_validate(data)
+    except ValidationError as exc:
+        problems += _from_pydantic(exc)
+
+    if file is not None:
+        households = list(enumerate(file.households))
+        rituals = list(enumerate(file.rituals))
+        decks = dict(file.decks)
+        complete = True
+    else:
+        households = _each(Household, data.get("households"))
+        rituals = _each(Ritual, data.get("rituals"))
+        raw_decks = data.get("decks")
+        decks = dict(_valid_items(Deck, raw_decks if isinstance(raw_decks, dict) else {}))
+        raw_households = data.get("households")
+        complete = isinstance(raw_households, list) and len(households) == len(raw_households)
+    timezone = data.get("timezone") if isinstance(data.get("timezone"), str) else None
+    problems += check_file(
+        timezone=timezone,
+        households=households,
+        rituals=rituals,
+        decks=decks,
+        households_complete=complete,
+        today=today,
+    )
+    placed = [Problem(p.path, p.message, p.severity, line=source.line_of(p.path)) for p in problems]
+    errors = [p for p in placed if p.severity == "error"]
+    if errors or file is None:
+        raise RitualFileError(name, errors or placed)
+    return LoadedFile(name, file, [p for p in placed if p.severity == "warning"])
+
+
+def _from_pydantic(exc: ValidationError) -> list[Problem]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown key {loc[-1]!r}"
+        elif error["type"] == "missing":
+            message = f"missing required key {loc[-1]!r}"
+        problems.append(Problem(loc, message))
+    return problems
+
+
+def _each(model: type[M], raw: Any) -> list[tuple[int, M]]:
+    if not isinstance(raw, list):
+        return []
+    valid = []
+    for i, item in enumerate(raw):
+        try:
+            valid.append((i, model.model_validate(item)))
+        except ValidationError:
+            continue
+    return valid
+
+
+def _valid_items(model: type[M], raw: dict[str, Any]) -> list[tuple[str, M]]:
+    valid = []
+    for key, item in raw.items():
+        try:
+            valid.append((key, model.model_validate(item)))
+        except ValidationError:
+            continue
+    return valid

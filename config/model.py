@@ -1,0 +1,261 @@
+"""The ritual file's schema: pydantic models, one per table.
+
+Field validators check what one value can tell (a phone number, a zone, a schedule); what
+needs the whole file (a deck a ritual names, a partner in ``to``) is checked in
+:mod:`config.checks`, so every problem is reported with its own path and line.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+
+from rituals.clock import TimeWindow, format_duration, get_zone, parse_duration
+from rituals.schedule import Schedule, ScheduleError, parse_schedule
+
+__all__ = [
+    "Channel",
+    "Deck",
+    "Household",
+    "Kind",
+    "Partner",
+    "Ritual",
+    "RitualFile",
+    "mask_address",
+]
+
+Channel = Literal["sms", "email", "console"]
+Kind = Literal["date_night", "check_in", "appreciation", "custom"]
+
+Id = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64),
+    Field(description="Lower-case letters, digits, '-' and '_'; unique in its list."),
+]
+
+
+def _zone(name: str) -> str:
+    get_zone(name)
+    return name
+
+
+ZoneName = Annotated[
+    str, AfterValidator(_zone), Field(description="An IANA time zone, e.g. 'Europe/Berlin'.")
+]
+
+
+def _phone(value: str) -> str:
+    value = value.strip()
+    if not value.startswith("+"):
+        raise ValueError("use international E.164 form with a '+', like '+15551230001'")
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"not a phone number: {exc}") from exc
+    # "possible" (right length for its country) rather than "valid": the fictional 555
+    # numbers of examples are allowed; Twilio refuses unassigned numbers at send time.
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError("not a possible phone number for its country code")
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+Phone = Annotated[
+    str,
+    AfterValidator(_phone),
+    Field(description="E.164, like '+15551230001'.", examples=["+15551230001"]),
+]
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^(\d+\s*[wdhm]\s*)+$", "examples": ["2h", "3d"]}
+    ),
+]
+
+
+def _window(value: Any) -> TimeWindow:
+    if isinstance(value, TimeWindow):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("a span of local time like '22:00-08:00'")
+    return TimeWindow.parse(value)
+
+
+Window = Annotated[
+    TimeWindow,
+    PlainValidator(_window),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$"}),
+]
+
+
+def _schedule(value: Any) -> Schedule:
+    if isinstance(value, Schedule):
+        return value
+    if not isinstance(value, str | dict):
+        raise ValueError("a schedule is a phrase, 'cron: ...', 'rrule: ...' or a random window")
+    try:
+        return parse_schedule(value)
+    except ScheduleError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+ScheduleField = Annotated[
+    Schedule,
+    PlainValidator(_schedule),
+    PlainSerializer(lambda s: s.source, return_type=str),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {
+                    "type": "string",
+                    "description": "A phrase, 'cron: <5 fields>' or 'rrule: <RRULE>'.",
+                    "examples": [
+                        "daily at 19:00",
+                        "weekly on sun at 19:30",
+                        "every 2 weeks on fri at 19:00",
+                        "monthly on the first sat at 10:00",
+                        "monthly on day 1 at 09:00",
+                        "cron: 30 19 * * sun",
+                        "rrule: FREQ=WEEKLY;INTERVAL=2;BYDAY=FR;BYHOUR=19;BYMINUTE=0",
+                    ],
+                },
+                {
+                    "type": "object",
+                    "description": "Random moments: N times per day, week or month.",
+                    "properties": {
+                        "times": {"type": "integer", "minimum": 1},
+                        "per": {"enum": ["day", "week", "month"]},
+                        "between": {"type": "string", "pattern": r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$"},
+                        "days": {
+                            "type": "array",
+                            "items": {"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]},
+                        },
+                    },
+                    "required": ["times", "between"],
+                    "additionalProperties": False,
+                },
+            ]
+        }
+    ),
+]
+
+
+def mask_address(value: str | None) -> str | None:
+    """``+15551230001`` -> ``+1*******001``; ``alex@example.com`` -> ``a***@example.com``."""
+    if value is None:
+        return None
+    if "@" in value:
+        local, _, domain = value.partition("@")
+        return f"{local[:1]}***@{domain}"
+    if len(value) <= 5:
+        return "*" * len(value)
+    return value[:2] + "*" * (len(value) - 5) + value[-3:]
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Partner(_Table):
+    id: Id
+    name: Annotated[str, StringConstraints(min_length=1, max_length=40, strip_whitespace=True)]
+    phone: Phone | None = None
+    email: EmailStr | None = None
+    channels: list[Channel] = Field(
+        default_factory=list,
+        description="In order of preference. Default: sms with a phone, else email, else console.",
+    )
+    quiet_hours: Window | None = Field(None, description="No messages then, e.g. '22:00-08:00'.")
+    timezone: ZoneName | None = None
+
+    @model_validator(mode="after")
+    def _channels(self) -> Partner:
+        if not self.channels:
+            default: Channel = "sms" if self.phone else "email" if self.email else "console"
+            object.__setattr__(self, "channels", [default])
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("channels: each channel once, in order of preference")
+        if "sms" in self.channels and not self.phone:
+            raise ValueError("channels has 'sms' but the partner has no phone")
+        if "email" in self.channels and not self.email:
+            raise ValueError("channels has 'email' but the partner has no email")
+        return self
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            yield key, mask_address(value) if key in ("phone", "email") else value
+
+
+class Household(_Table):
+    id: Id
+    timezone: ZoneName | None = Field(None, description="Overrides the file's default zone.")
+    partners: list[Partner] = Field(min_length=1)
+
+
+class Ritual(_Table):
+    id: Id
+    kind: Kind
+    title: str | None = Field(None, description="How messages name it; default from the id.")
+    schedule: ScheduleField
+    to: str = Field("both", description="both | each | <partner id>")
+    planner: str | None = Field(
+        None, description="Who plans: alternate | both | <partner id>. Date nights: alternate."
+    )
+    plan_ahead: Duration | None = Field(None, description="Nudge the planner this long before.")
+    deck: str | None = Field(None, description="Deck of ideas; default from the kind.")
+    message: str | None = Field(None, description="Jinja2 template of the message.")
+    plan_ahead_message: str | None = None
+    reminder_message: str | None = None
+    remind_after: Duration | None = Field(None, description="One follow-up if unconfirmed.")
+    grace: Duration = Field(timedelta(hours=2), description="Send at most this late.")
+    streak: Literal["either", "both"] = "either"
+    households: list[str] | None = Field(None, description="Only these households.")
+
+    @property
+    def display_name(self) -> str:
+        return self.title or self.id.replace("-", " ").replace("_", " ")
+
+
+class Deck(_Table):
+    description: str | None = None
+    items: list[Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]] = Field(
+        min_length=1
+    )
+
+
+class RitualFile(_Table):
+    """The whole ritual file (``tend.toml``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"title": "Tend ritual file"},
+    )
+
+    timezone: ZoneName | None = Field(None, description="Default zone for households.")
+    households: list[Household] = Field(min_length=1)
+    rituals: list[Ritual] = Field(default_factory=list)
+    decks: dict[str, Deck] = Field(default_factory=dict)

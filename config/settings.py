@@ -1,0 +1,59 @@
+"""The process environment, read once at the entry point and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Everything Tend reads from the environment (or a ``.env`` file beside it).
+
+    Secrets are ``SecretStr`` so they print as ``**********``; the ritual file never holds them.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    config_path: Path = Field(Path("tend.toml"), validation_alias="TEND_CONFIG")
+    database_url: str = Field(
+        "sqlite:///tend.db", validation_alias=AliasChoices("DATABASE_URL", "TEND_DATABASE_URL")
+    )
+    twilio_account_sid: str | None = Field(None, validation_alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: SecretStr | None = Field(None, validation_alias="TWILIO_AUTH_TOKEN")
+    twilio_from: str | None = Field(None, validation_alias="TWILIO_FROM")
+    twilio_messaging_service_sid: str | None = Field(
+        None, validation_alias="TWILIO_MESSAGING_SERVICE_SID"
+    )
+    twilio_api_base_url: AnyHttpUrl | None = Field(None, validation_alias="TWILIO_API_BASE_URL")
+    smtp_url: SecretStr | None = Field(None, validation_alias="SMTP_URL")
+    smtp_from: str | None = Field(None, validation_alias="SMTP_FROM")
+    public_url: AnyHttpUrl | None = Field(None, validation_alias="TEND_PUBLIC_URL")
+    secret_key: SecretStr | None = Field(None, validation_alias="TEND_SECRET_KEY")
+    port: int = Field(8000, ge=1, le=65535, validation_alias="PORT")
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str) -> str:
+        """Heroku's ``postgres://`` becomes SQLAlchemy's ``postgresql+psycopg://``."""
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value.removeprefix(prefix)
+        return value
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and (self.twilio_from or self.twilio_messaging_service_sid)
+        )
+
+    @property
+    def smtp_configured(self) -> bool:
+        return bool(self.smtp_url and self.smtp_from)

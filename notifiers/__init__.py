@@ -1,0 +1,1 @@
+"""Channels that deliver messages: SMS (Twilio), email (SMTP), console."""

@@ -1,0 +1,141 @@
+"""Wall-clock slots and the instants they resolve to.
+
+An occurrence is identified by a local slot (a naive date and time in a zone). This module
+turns slots into UTC instants by the rules users are promised (DESIGN.md, "Time semantics"):
+
+- a local time that does not exist (spring forward) is shifted forward by the gap:
+  02:30 on a day that jumps 02:00 -> 03:00 resolves to 03:30;
+- a local time that occurs twice (fall back) resolves to the first, earlier instant.
+
+Both rules are what PEP 495 gives for ``fold=0``: in a gap, ``fold=0`` applies the offset
+from before the transition (so 02:30 at UTC-5 is 03:30 at UTC-4); in a fold, ``fold=0`` is
+the earlier of the two instants. We still say it here, once, and test it over every zone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = [
+    "TimeWindow",
+    "format_duration",
+    "get_zone",
+    "local_of",
+    "parse_duration",
+    "parse_hhmm",
+    "resolve",
+]
+
+
+@lru_cache(maxsize=1024)
+def get_zone(name: str) -> ZoneInfo:
+    """The IANA zone called `name`; ``ValueError`` names it when it is unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name like 'Europe/Berlin')"
+        ) from exc
+
+
+def resolve(slot: datetime, zone: tzinfo) -> datetime:
+    """The one UTC instant of the naive local `slot` in `zone` (see the module docstring)."""
+    if slot.tzinfo is not None:
+        raise ValueError("a slot is a naive local date and time")
+    return slot.replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+
+def local_of(instant: datetime, zone: tzinfo) -> datetime:
+    """`instant` (aware) as an aware datetime in `zone`."""
+    return instant.astimezone(zone)
+
+
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_hhmm(text: str) -> time:
+    """``"19:00"`` -> ``time(19, 0)``; 24-hour clock, minutes required."""
+    match = _HHMM.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a time of day like '19:00' (24-hour clock)")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+_DURATION_PART = re.compile(r"(\d+)\s*(w|d|h|m)")
+_DURATION = re.compile(r"^\s*(?:\d+\s*[wdhm]\s*)+$")
+_UNIT = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1)}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"3d"``, ``"2h"``, ``"90m"``, ``"1h30m"`` -> a positive ``timedelta``."""
+    if not _DURATION.match(text):
+        raise ValueError(f"{text!r} is not a duration like '2h', '3d', '45m' or '1h30m'")
+    total = timedelta()
+    for amount, unit in _DURATION_PART.findall(text):
+        total += _UNIT.get(unit, timedelta(minutes=1)) * int(amount)
+    if total <= timedelta():
+        raise ValueError(f"{text!r}: a duration must be longer than zero")
+    return total
+
+
+def format_duration(value: timedelta) -> str:
+    """Whole minutes as :func:`parse_duration` reads them: ``timedelta(hours=26)`` -> ``1d2h``."""
+    minutes = int(value.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
+    return "".join(parts) or "0m"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """A daily span of local time such as ``22:00-08:00``; it may cross midnight."""
+
+    start: time
+    end: time
+
+    @classmethod
+    def parse(cls, text: str) -> TimeWindow:
+        parts = text.split("-")
+        if len(parts) != 2:
+            raise ValueError(f"{text!r} is not a span like '22:00-08:00'")
+        return cls(parse_hhmm(parts[0]), parse_hhmm(parts[1]))
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+    @property
+    def crosses_midnight(self) -> bool:
+        return self.end < self.start
+
+    @property
+    def minutes(self) -> int:
+        """Length in minutes (0 when start == end)."""
+        span = _minute(self.end) - _minute(self.start)
+        return span % (24 * 60)
+
+    def contains(self, moment: time) -> bool:
+        """Whether the local time `moment` is inside ``[start, end)``."""
+        if self.crosses_midnight:
+            return moment >= self.start or moment < self.end
+        return self.start <= moment < self.end
+
+    def end_after(self, local: datetime) -> datetime:
+        """For a naive local `local` inside the window: the naive local end of that span."""
+        end = datetime.combine(local.date(), self.end)
+        if end <= local:
+            end += timedelta(days=1)
+        return end
+
+
+def _minute(moment: time) -> int:
+    return moment.hour * 60 + moment.minute
+
+
+def day_start(day: date) -> datetime:
+    """Midnight at the start of `day`, naive."""
+    return datetime.combine(day, time())

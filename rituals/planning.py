@@ -1,0 +1,313 @@
+"""From a validated ritual file to occurrences and the deliveries they make.
+
+Pure: every function takes the dates it works on. The ledger (scheduler/) stores what this
+module computes; ``tend plan`` prints it. Both agree because nothing here reads the clock or
+draws an unseeded random number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+from zoneinfo import ZoneInfo
+
+from rituals.clock import TimeWindow, get_zone, resolve
+from rituals.decks import DEFAULT_DECKS, builtin_decks, item_at
+from rituals.schedule import FixedSchedule, RandomWindow
+from rituals.templates import default_message, render
+
+if TYPE_CHECKING:
+    from config.model import Household, Partner, Ritual, RitualFile
+
+__all__ = ["Delivery", "Occurrence", "Plan", "Role"]
+
+Role = Literal["plan_ahead", "day_of", "reminder", "nudge"]
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One time a ritual happens for a household (or, with ``to = "each"``, for one partner)."""
+
+    household: str
+    ritual: str
+    kind: str
+    slot: datetime  # naive, in the household's zone: the identity
+    recipient: str | None  # the partner of a ``to = "each"`` occurrence
+    index: int  # counts from the schedule's epoch; drives planner turns and deck rotation
+    at: datetime  # the slot resolved to UTC
+    planners: tuple[str, ...]
+    item: str | None
+
+    @property
+    def key(self) -> str:
+        """Stable identity: household, ritual, local slot (and recipient for ``each``)."""
+        key = f"{self.household}/{self.ritual}/{self.slot:%Y-%m-%dT%H:%M}"
+        return f"{key}/{self.recipient}" if self.recipient else key
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message to one partner about one occurrence."""
+
+    occurrence: Occurrence
+    partner: str
+    role: Role
+    channel: str
+    due_at: datetime  # UTC, after quiet hours
+    due_local: datetime  # aware, in the partner's zone
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    household: Household
+    zone: ZoneInfo
+    partners: dict[str, Partner]
+    zones: dict[str, ZoneInfo]
+
+
+class Plan:
+    """Computes occurrences and deliveries for a validated :class:`RitualFile`."""
+
+    def __init__(self, file: RitualFile) -> None:
+        self.file = file
+        self._decks: dict[str, Sequence[str]] = dict(builtin_decks())
+        self._decks.update({name: deck.items for name, deck in file.decks.items()})
+        self._contexts = {h.id: self._context(h) for h in file.households}
+
+    def _context(self, household: Household) -> _Context:
+        zone_name = household.timezone or self.file.timezone or "UTC"
+        zone = get_zone(zone_name)
+        return _Context(
+            household=household,
+            zone=zone,
+            partners={p.id: p for p in household.partners},
+            zones={p.id: get_zone(p.timezone) if p.timezone else zone for p in household.partners},
+        )
+
+    def zone_of(self, household: str) -> ZoneInfo:
+        return self._contexts[household].zone
+
+    def rituals_for(self, household: str) -> list[Ritual]:
+        return [r for r in self.file.rituals if r.households is None or household in r.households]
+
+    # ------------------------------------------------------------------ occurrences
+
+    def occurrences(
+        self, household: str, ritual: Ritual, first: date, after: date
+    ) -> list[Occurrence]:
+        """Occurrences whose local slot falls on the household's days ``[first, after)``."""
+        ctx = self._contexts[household]
+        start, end = (
+            datetime.combine(first, datetime.min.time()),
+            datetime.combine(after, datetime.min.time()),
+        )
+        found: list[Occurrence] = []
+        for recipient in self._occurrence_owners(ctx, ritual):
+            for index, slot in self._slots(ctx, ritual, recipient, start, end):
+                found.append(self._occurrence(ctx, ritual, recipient, index, slot))
+        found.sort(key=lambda o: (o.at, o.recipient or ""))
+        return found
+
+    def next_occurrence(self, household: str, ritual: Ritual, now: datetime) -> Occurrence | None:
+        """The first occurrence at or after the instant `now`, looking up to about a year."""
+        ctx = self._contexts[household]
+        today = now.astimezone(ctx.zone).date()
+        for weeks in (5, 60):
+            later = [
+                o
+                for o in self.occurrences(household, ritual, today, today + timedelta(weeks=weeks))
+                if o.at >= now
+            ]
+            if later:
+                return later[0]
+        return None
+
+    def _occurrence_owners(self, ctx: _Context, ritual: Ritual) -> list[str | None]:
+        return list(ctx.partners) if ritual.to == "each" else [None]
+
+    def _slots(
+        self,
+        ctx: _Context,
+        ritual: Ritual,
+        recipient: str | None,
+        start: datetime,
+        end: datetime,
+    ) -> Iterator[tuple[int, datetime]]:
+        schedule = ritual.schedule
+        if isinstance(schedule, FixedSchedule):
+            yield from schedule.slots(start, end)
+            return
+        assert isinstance(schedule, RandomWindow)
+        audience = self._audience(ctx, ritual, recipient)
+
+        def allowed(slot: datetime) -> bool:
+            instant = resolve(slot, ctx.zone)
+            for partner_id in audience:
+                quiet = ctx.partners[partner_id].quiet_hours
+                if quiet and quiet.contains(instant.astimezone(ctx.zones[partner_id]).time()):
+                    return False
+            return True
+
+        owner = recipient or "*"
+        for period, first, after in schedule.periods(start.date(), end.date()):
+            seed = f"{ctx.household.id}|{ritual.id}|{owner}|{period}"
+            for k, slot in enumerate(schedule.draw(seed, first, after, allowed)):
+                if start <= slot < end:
+                    yield period * schedule.times + k, slot
+
+    def _occurrence(
+        self, ctx: _Context, ritual: Ritual, recipient: str | None, index: int, slot: datetime
+    ) -> Occurrence:
+        return Occurrence(
+            household=ctx.household.id,
+            ritual=ritual.id,
+            kind=ritual.kind,
+            slot=slot,
+            recipient=recipient,
+            index=index,
+            at=resolve(slot, ctx.zone),
+            planners=self._planners(ctx, ritual, index),
+            item=self._item(ctx, ritual, recipient, index),
+        )
+
+    def _planners(self, ctx: _Context, ritual: Ritual, index: int) -> tuple[str, ...]:
+        mode = ritual.planner or ("alternate" if ritual.kind == "date_night" else None)
+        ids = list(ctx.partners)
+        if mode is None or ritual.to == "each":
+            return ()
+        if mode == "alternate":
+            return (ids[index % len(ids)],)
+        if mode == "both":
+            return tuple(ids)
+        return (mode,)
+
+    def deck_of(self, ritual: Ritual) -> str | None:
+        return ritual.deck or DEFAULT_DECKS.get(ritual.kind)
+
+    def deck_items(self, name: str) -> Sequence[str] | None:
+        return self._decks.get(name)
+
+    def _item(self, ctx: _Context, ritual: Ritual, recipient: str | None, index: int) -> str | None:
+        name = self.deck_of(ritual)
+        items = self._decks.get(name) if name else None
+        if not items:
+            return None
+        return item_at(items, f"{ctx.household.id}|{ritual.id}|{recipient or ''}", index)
+
+    def _audience(self, ctx: _Context, ritual: Ritual, recipient: str | None) -> list[str]:
+        if recipient is not None:
+            return [recipient]
+        if ritual.to in ("both", "each"):
+            return list(ctx.partners)
+        return [ritual.to]
+
+    # ------------------------------------------------------------------ deliveries
+
+    def deliveries(self, occurrence: Occurrence) -> list[Delivery]:
+        """Every message `occurrence` makes: plan-ahead, day-of or nudge, reminder."""
+        ctx = self._contexts[occurrence.household]
+        ritual = next(r for r in self.file.rituals if r.id == occurrence.ritual)
+        main: Role = (
+            "nudge"
+            if ritual.kind == "appreciation" or isinstance(ritual.schedule, RandomWindow)
+            else "day_of"
+        )
+        audience = self._audience(ctx, ritual, occurrence.recipient)
+        made: list[Delivery] = []
+        if ritual.plan_ahead is not None and occurrence.planners:
+            due = _shift(occurrence.slot, -ritual.plan_ahead, ctx.zone)
+            for partner_id in occurrence.planners:
+                made.append(self._delivery(ctx, ritual, occurrence, partner_id, "plan_ahead", due))
+        for partner_id in audience:
+            made.append(self._delivery(ctx, ritual, occurrence, partner_id, main, occurrence.at))
+        if ritual.remind_after is not None:
+            due = _shift(occurrence.slot, ritual.remind_after, ctx.zone)
+            for partner_id in audience:
+                made.append(self._delivery(ctx, ritual, occurrence, partner_id, "reminder", due))
+        return made
+
+    def _delivery(
+        self,
+        ctx: _Context,
+        ritual: Ritual,
+        occurrence: Occurrence,
+        partner_id: str,
+        role: Role,
+        due: datetime,
+    ) -> Delivery:
+        partner = ctx.partners[partner_id]
+        zone = ctx.zones[partner_id]
+        due = after_quiet_hours(due, partner.quiet_hours, zone)
+        return Delivery(
+            occurrence=occurrence,
+            partner=partner_id,
+            role=role,
+            channel=partner.channels[0],
+            due_at=due,
+            due_local=due.astimezone(zone),
+            text=self.message(ctx, ritual, occurrence, partner_id, role),
+        )
+
+    def message(
+        self, ctx: _Context, ritual: Ritual, occurrence: Occurrence, partner_id: str, role: Role
+    ) -> str:
+        template = {
+            "plan_ahead": ritual.plan_ahead_message,
+            "reminder": ritual.reminder_message,
+        }.get(role, ritual.message) or default_message(role, ritual.kind)
+        local = occurrence.at.astimezone(ctx.zones[partner_id])
+        names = [p.name for p in ctx.household.partners]
+        planners = [ctx.partners[p].name for p in occurrence.planners]
+        values = {
+            "partner": ctx.partners[partner_id].name,
+            "partners": _join(names),
+            "planner": _join(planners) if planners else _join(names),
+            "when": f"{local:%a} {local.day} {local:%b} at {local:%H:%M}",
+            "date": f"{local:%a} {local.day} {local:%b}",
+            "time": f"{local:%H:%M}",
+            "item": occurrence.item or "",
+            "ritual": ritual.display_name,
+            "household": ctx.household.id,
+        }
+        return render(template, values)
+
+    def deliveries_between(
+        self, first: date, days: int, households: Sequence[str] | None = None
+    ) -> list[Delivery]:
+        """Deliveries of occurrences on each household's local days ``[first, first + days)``."""
+        after = first + timedelta(days=days)
+        found: list[Delivery] = []
+        for household in self.file.households:
+            if households and household.id not in households:
+                continue
+            for ritual in self.rituals_for(household.id):
+                for occurrence in self.occurrences(household.id, ritual, first, after):
+                    found.extend(self.deliveries(occurrence))
+        found.sort(key=lambda d: (d.due_at, d.occurrence.household, d.occurrence.ritual, d.partner))
+        return found
+
+
+def after_quiet_hours(due: datetime, quiet: TimeWindow | None, zone: ZoneInfo) -> datetime:
+    """`due` (UTC), moved to the end of the partner's quiet hours when it falls inside them."""
+    if quiet is None:
+        return due
+    local = due.astimezone(zone).replace(tzinfo=None)
+    if not quiet.contains(local.time()):
+        return due
+    return resolve(quiet.end_after(local), zone)
+
+
+def _shift(slot: datetime, by: timedelta, zone: ZoneInfo) -> datetime:
+    """`slot` moved by `by`: whole days on the wall clock (19:00 stays 19:00), the rest elapsed."""
+    days = timedelta(days=by.days) if by >= timedelta() else -timedelta(days=(-by).days)
+    rest = by - days
+    return (resolve(slot + days, zone) + rest).astimezone(UTC)
+
+
+def _join(names: Sequence[str]) -> str:
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]

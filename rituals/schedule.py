@@ -1,0 +1,519 @@
+"""Schedules: the forms a ritual file accepts, turned into local wall-clock slots.
+
+Every schedule yields *slots*: naive local dates and times in the household's zone. A slot is
+what identifies an occurrence; turning it into an instant is :func:`rituals.clock.resolve`'s
+job, so the DST rules live in one place. Fixed schedules (phrases, ``cron:``, ``rrule:``) are
+the same wall-clock sequence in every zone; random windows are drawn per household, ritual,
+recipient and period, and avoid the recipients' quiet hours.
+
+Parsing is left to libraries: ``dateutil.rrule`` for phrases and ``rrule:``, APScheduler's
+``CronTrigger`` for ``cron:``. APScheduler is run in UTC, which has no DST, purely to
+enumerate wall-clock values; it is never asked to resolve a local time (its ``CronTrigger``
+fires twice in a repeated autumn hour and skips times after a spring-forward).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+import re
+from abc import ABC, abstractmethod
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from itertools import islice
+from typing import Literal
+
+from apscheduler.triggers.cron import CronTrigger
+from dateutil import rrule as du
+
+from rituals.clock import TimeWindow, parse_hhmm
+
+__all__ = [
+    "EPOCH",
+    "FixedSchedule",
+    "RandomWindow",
+    "Schedule",
+    "ScheduleError",
+    "parse_schedule",
+]
+
+#: Occurrence indexes count from here (a Monday). Rules without their own start begin here.
+EPOCH = datetime(2024, 1, 1)
+
+#: Rituals are not alarms: a schedule may fire at most once an hour.
+MIN_GAP = timedelta(hours=1)
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_NAMES = {
+    **{name: i for i, name in enumerate(WEEKDAYS)},
+    **{
+        full: i
+        for i, full in enumerate(
+            ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+        )
+    },
+}
+_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "last": -1}
+
+EXAMPLES = (
+    "'daily at 19:00', 'weekly on sun at 19:30', 'every 2 weeks on fri at 19:00', "
+    "'monthly on the first sat at 10:00', 'monthly on day 1 at 09:00', "
+    "'cron: 30 19 * * sun', 'rrule: FREQ=WEEKLY;BYDAY=FR;BYHOUR=19;BYMINUTE=0'"
+)
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be understood; the message says what was expected."""
+
+
+class Schedule(ABC):
+    """What every schedule form offers."""
+
+    source: str
+
+    @property
+    def per_recipient_draw(self) -> bool:
+        """Whether slots differ per recipient and household (random windows)."""
+        return False
+
+
+# --------------------------------------------------------------------------- fixed schedules
+
+
+class FixedSchedule(Schedule):
+    """A schedule whose slots are the same wall-clock sequence in every zone."""
+
+    @abstractmethod
+    def iter_from(self, start: datetime) -> Iterator[datetime]:
+        """Slots at or after the naive local `start`, ascending; endless unless the rule ends."""
+
+    def slots(self, start: datetime, end: datetime) -> list[tuple[int, datetime]]:
+        """``(index, slot)`` for slots in ``[start, end)``; the index counts from :data:`EPOCH`."""
+        found: list[tuple[int, datetime]] = []
+        for year in range(start.year, end.year + 1):
+            slots = _year_slots(self, year)
+            offset = _prefix(self, year)
+            first = bisect_left(slots, start)
+            for i in range(first, len(slots)):
+                if slots[i] >= end:
+                    break
+                found.append((offset + i, slots[i]))
+        return found
+
+    def next_slots(self, after: datetime, count: int) -> list[datetime]:
+        """Up to `count` slots at or after `after` (fewer when the rule ends)."""
+        return list(islice(self.iter_from(after), count))
+
+
+@lru_cache(maxsize=4096)
+def _year_slots(schedule: FixedSchedule, year: int) -> list[datetime]:
+    """All slots of one calendar year, cached: indexes need counts from the epoch."""
+    start, end = datetime(year, 1, 1), datetime(year + 1, 1, 1)
+    slots: list[datetime] = []
+    for slot in schedule.iter_from(start):
+        if slot >= end:
+            break
+        slots.append(slot)
+    return slots
+
+
+@lru_cache(maxsize=4096)
+def _prefix(schedule: FixedSchedule, year: int) -> int:
+    """The index of the first slot of `year` (negative before the epoch)."""
+    if year == EPOCH.year:
+        return 0
+    if year > EPOCH.year:
+        return _prefix(schedule, year - 1) + len(_year_slots(schedule, year - 1))
+    return _prefix(schedule, year + 1) - len(_year_slots(schedule, year))
+
+
+@dataclass(frozen=True, eq=True)
+class RRuleSchedule(FixedSchedule):
+    """A ``dateutil`` recurrence rule (from a phrase or an ``rrule:`` line)."""
+
+    source: str
+    rule: du.rrule = field(compare=False, hash=False, repr=False)
+
+    def __hash__(self) -> int:
+        return hash(("rrule", self.source))
+
+    def iter_from(self, start: datetime) -> Iterator[datetime]:
+        return self.rule.xafter(start, inc=True)
+
+
+@dataclass(frozen=True, eq=True)
+class CronSchedule(FixedSchedule):
+    """A five-field crontab line, enumerated by APScheduler's ``CronTrigger`` in UTC."""
+
+    source: str
+    triggers: tuple[CronTrigger, ...] = field(compare=False, hash=False, repr=False)
+
+    def __hash__(self) -> int:
+        return hash(("cron", self.source))
+
+    def iter_from(self, start: datetime) -> Iterator[datetime]:
+        streams = [_cron_stream(trigger, start) for trigger in self.triggers]
+        last: datetime | None = None
+        for slot in heapq.merge(*streams):
+            if slot != last:
+                yield slot
+                last = slot
+
+
+def _cron_stream(trigger: CronTrigger, start: datetime) -> Iterator[datetime]:
+    fire: datetime | None = trigger.get_next_fire_time(None, start.replace(tzinfo=UTC))
+    while fire is not None:
+        yield fire.replace(tzinfo=None)
+        fire = trigger.get_next_fire_time(fire, fire)
+
+
+# --------------------------------------------------------------------------- random windows
+
+Per = Literal["day", "week", "month"]
+SLOT_STEP = 5  # minutes: random times land on :00, :05, :10 ...
+
+
+@dataclass(frozen=True)
+class RandomWindow(Schedule):
+    """``times`` random moments ``per`` day, week or month, inside ``between`` on ``days``."""
+
+    times: int
+    per: Per
+    between: TimeWindow
+    days: tuple[int, ...] = tuple(range(7))
+    source: str = ""
+
+    @property
+    def per_recipient_draw(self) -> bool:
+        return True
+
+    def periods(self, first: date, last: date) -> Iterator[tuple[int, date, date]]:
+        """``(period number, first day, day after)`` for periods meeting ``[first, last)``."""
+        day = self._period_start(first)
+        while day < last:
+            following = self._period_after(day)
+            yield self._period_number(day), day, following
+            day = following
+
+    def draw(
+        self,
+        seed: str,
+        first: date,
+        after: date,
+        allowed: Callable[[datetime], bool] = lambda _slot: True,
+    ) -> list[datetime]:
+        """This period's slots, ascending: the same `seed` and period always give the same."""
+        rng = random.Random(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big"))
+        by_day: list[list[datetime]] = []
+        day = first
+        while day < after:
+            if day.weekday() in self.days:
+                options = [slot for slot in self.day_candidates(day) if allowed(slot)]
+                if options:
+                    by_day.append(options)
+            day += timedelta(days=1)
+        if not by_day:
+            return []
+        if self.per != "day" and self.times <= len(by_day):
+            # One a day, on distinct days: the natural spread for "3 times a week".
+            picked_days = sorted(rng.sample(range(len(by_day)), self.times))
+            return [rng.choice(by_day[i]) for i in picked_days]
+        pool = [slot for options in by_day for slot in options]
+        for gap in (60, 30, 15, SLOT_STEP):
+            chosen = _spaced_sample(rng, pool, self.times, timedelta(minutes=gap))
+            if chosen is not None:
+                return sorted(chosen)
+        return sorted(rng.sample(pool, min(self.times, len(pool))))
+
+    def day_candidates(self, day: date) -> list[datetime]:
+        start = datetime.combine(day, self.between.start)
+        count = self.between.minutes // SLOT_STEP
+        return [start + timedelta(minutes=SLOT_STEP * i) for i in range(count)]
+
+    def _period_start(self, day: date) -> date:
+        if self.per == "week":
+            return day - timedelta(days=day.weekday())
+        if self.per == "month":
+            return day.replace(day=1)
+        return day
+
+    def _period_after(self, start: date) -> date:
+        if self.per == "week":
+            return start + timedelta(days=7)
+        if self.per == "month":
+            return date(start.year + start.month // 12, start.month % 12 + 1, 1)
+        return start + timedelta(days=1)
+
+    def _period_number(self, start: date) -> int:
+        epoch = EPOCH.date()
+        if self.per == "month":
+            return (start.year - epoch.year) * 12 + start.month - epoch.month
+        days = (start - epoch).days
+        return days // 7 if self.per == "week" else days
+
+
+def _spaced_sample(
+    rng: random.Random, pool: list[datetime], count: int, gap: timedelta
+) -> list[datetime] | None:
+    chosen: list[datetime] = []
+    for _ in range(count):
+        options = [s for s in pool if all(abs(s - c) >= gap for c in chosen)]
+        if not options:
+            return None
+        chosen.append(rng.choice(options))
+    return chosen
+
+
+# --------------------------------------------------------------------------- parsing
+
+_AT = r"at\s+(?P<time>\d{1,2}:\d{2})"
+_DAYLIST = r"(?P<days>[a-z]+(?:\s*(?:,|and)\s*[a-z]+)*)"
+_PHRASES = {
+    "daily": re.compile(rf"^(?:daily|every\s+day)\s+{_AT}$"),
+    "weekly": re.compile(rf"^weekly\s+on\s+{_DAYLIST}\s+{_AT}$"),
+    "every_weeks": re.compile(
+        rf"^every\s+(?P<n>\d+)\s+weeks?\s+on\s+{_DAYLIST}\s+{_AT}"
+        r"(?:\s+starting\s+(?P<start>\d{4}-\d{2}-\d{2}))?$"
+    ),
+    "monthly_nth": re.compile(rf"^monthly\s+on\s+the\s+(?P<nth>[a-z]+)\s+(?P<day>[a-z]+)\s+{_AT}$"),
+    "monthly_day": re.compile(rf"^monthly\s+on\s+day\s+(?P<dom>\d{{1,2}})\s+{_AT}$"),
+}
+
+
+def parse_schedule(value: str | dict[str, object]) -> Schedule:
+    """Any schedule form of the ritual file; ``ScheduleError`` says what is wrong."""
+    if isinstance(value, dict):
+        return parse_random_window(value)
+    text = " ".join(value.strip().split())
+    lowered = text.lower()
+    if lowered.startswith("cron:"):
+        return parse_cron(text[5:].strip(), source=text)
+    if lowered.startswith("rrule:"):
+        return parse_rrule(text[6:].strip().replace("\\n", "\n"), source=text)
+    return parse_phrase(lowered, source=text)
+
+
+def parse_phrase(text: str, *, source: str) -> RRuleSchedule:
+    found = next(((k, m) for k, p in _PHRASES.items() if (m := p.match(text))), None)
+    if found is None:
+        raise ScheduleError(f"cannot read schedule {source!r}; write it like {EXAMPLES}")
+    kind, match = found
+    at = _time(match.group("time"))
+    if kind == "daily":
+        rule = du.rrule(du.DAILY, dtstart=EPOCH, byhour=at.hour, byminute=at.minute, bysecond=0)
+    elif kind == "weekly":
+        days = _days(match.group("days"))
+        rule = du.rrule(
+            du.WEEKLY, dtstart=EPOCH, byweekday=days, byhour=at.hour, byminute=at.minute, bysecond=0
+        )
+    elif kind == "every_weeks":
+        interval = int(match.group("n"))
+        if not 1 <= interval <= 52:
+            raise ScheduleError(f"every {interval} weeks: the number of weeks must be 1 to 52")
+        start = EPOCH
+        if match.group("start"):
+            try:
+                start = datetime.fromisoformat(match.group("start"))
+            except ValueError as exc:
+                raise ScheduleError(f"starting {match.group('start')}: not a date") from exc
+            start -= timedelta(days=start.weekday())  # weeks count from that Monday
+        rule = du.rrule(
+            du.WEEKLY,
+            dtstart=start,
+            interval=interval,
+            byweekday=_days(match.group("days")),
+            byhour=at.hour,
+            byminute=at.minute,
+            bysecond=0,
+        )
+    elif kind == "monthly_nth":
+        nth = _ORDINALS.get(match.group("nth"))
+        if nth is None:
+            raise ScheduleError(f"{match.group('nth')!r}: say first, second, third, fourth or last")
+        weekday = du.weekdays[_days(match.group("day"))[0]](nth)
+        rule = du.rrule(
+            du.MONTHLY,
+            dtstart=EPOCH,
+            byweekday=weekday,
+            byhour=at.hour,
+            byminute=at.minute,
+            bysecond=0,
+        )
+    else:
+        dom = int(match.group("dom"))
+        if not 1 <= dom <= 31:
+            raise ScheduleError(f"day {dom}: a day of the month is 1 to 31")
+        rule = du.rrule(
+            du.MONTHLY,
+            dtstart=EPOCH,
+            bymonthday=dom,
+            byhour=at.hour,
+            byminute=at.minute,
+            bysecond=0,
+        )
+    return RRuleSchedule(source=source, rule=rule)
+
+
+def parse_rrule(text: str, *, source: str) -> RRuleSchedule:
+    if not text:
+        raise ScheduleError("rrule: is empty; write e.g. 'rrule: FREQ=WEEKLY;BYDAY=FR;BYHOUR=19'")
+    if re.search(r"FREQ=(SECONDLY|MINUTELY)", text, re.IGNORECASE):
+        raise ScheduleError(
+            "rrule: fires more than once an hour; rituals need FREQ=HOURLY or slower"
+        )
+    try:
+        rule = du.rrulestr(text, dtstart=EPOCH, forceset=False)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise ScheduleError(f"rrule: {exc}") from exc
+    if not isinstance(rule, du.rrule):
+        raise ScheduleError(
+            "rrule: give one RRULE (EXDATE, RDATE and several rules are not supported)"
+        )
+    dtstart: datetime | None = getattr(rule, "_dtstart", None)
+    if dtstart is not None and dtstart.tzinfo is not None:
+        raise ScheduleError(
+            "rrule: DTSTART must be a local time without TZID or Z; the household's zone applies"
+        )
+    try:
+        next(iter(rule), None)
+    except (ValueError, TypeError) as exc:
+        raise ScheduleError(f"rrule: {exc}") from exc
+    return RRuleSchedule(source=source, rule=rule)
+
+
+_CRON_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def parse_cron(text: str, *, source: str) -> CronSchedule:
+    fields = text.split()
+    if len(fields) != 5:
+        raise ScheduleError(
+            f"cron: needs 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}"
+        )
+    minute, hour, dom, month, dow = fields
+    try:
+        days = _cron_weekdays(dow)
+    except ValueError as exc:
+        raise ScheduleError(f"cron: day-of-week {dow!r}: {exc}") from exc
+
+    def trigger(day: str, day_of_week: str | None) -> CronTrigger:
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=day_of_week,
+            second=0,
+            timezone=UTC,
+        )
+
+    triggers: tuple[CronTrigger, ...]
+    try:
+        if dom != "*" and days is not None:
+            # Cron fires when EITHER day field matches; APScheduler requires both.
+            triggers = (trigger(dom, None), trigger("*", days))
+        else:
+            triggers = (trigger(dom, days),)
+    except ValueError as exc:
+        raise ScheduleError(f"cron: {exc}") from exc
+    return CronSchedule(source=source, triggers=triggers)
+
+
+def _cron_weekdays(field_text: str) -> str | None:
+    """Cron's day-of-week field as APScheduler day names, or None for every day.
+
+    Cron counts Sunday as 0 (and 7); APScheduler 3 counts Monday as 0, so numbers and steps are
+    expanded here into names, which both agree on.
+    """
+    if field_text in ("*", "?"):
+        return None
+    chosen: set[int] = set()
+    for part in field_text.lower().split(","):
+        body, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError("a step must be at least 1")
+        if body == "*":
+            low, high = 0, 6
+        else:
+            low_text, _, high_text = body.partition("-")
+            low = _cron_day_number(low_text)
+            high = _cron_day_number(high_text) if high_text else (6 if step_text else low)
+            if high < low:
+                raise ValueError(f"range {body!r} runs backwards")
+        chosen.update(n % 7 for n in range(low, high + 1, step))
+    return ",".join(_CRON_DOW_NAMES[n] for n in sorted(chosen))
+
+
+def _cron_day_number(text: str) -> int:
+    if text.isdigit():
+        number = int(text)
+        if not 0 <= number <= 7:
+            raise ValueError(f"{text} is not a day number 0-7 (0 and 7 are Sunday)")
+        return number
+    names = {name: i for i, name in enumerate(_CRON_DOW_NAMES[:7])}
+    if text[:3] not in names:
+        raise ValueError(f"{text!r} is not a day")
+    return names[text[:3]]
+
+
+def parse_random_window(value: dict[str, object]) -> RandomWindow:
+    known = {"times", "per", "between", "days"}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ScheduleError(f"unknown key {unknown[0]!r} in a random window (use {sorted(known)})")
+    times = value.get("times")
+    if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+        raise ScheduleError("times: a whole number of at least 1")
+    per = value.get("per", "week")
+    if per not in ("day", "week", "month"):
+        raise ScheduleError(f"per: {per!r} must be 'day', 'week' or 'month'")
+    between_text = value.get("between")
+    if not isinstance(between_text, str):
+        raise ScheduleError("between: a span of local time like '10:00-20:00'")
+    try:
+        between = TimeWindow.parse(between_text)
+    except ValueError as exc:
+        raise ScheduleError(f"between: {exc}") from exc
+    if between.crosses_midnight or between.minutes < SLOT_STEP:
+        raise ScheduleError(
+            f"between: {between_text!r} must start before it ends on the same day, "
+            "e.g. '10:00-20:00'"
+        )
+    days_value = value.get("days")
+    days: tuple[int, ...] = tuple(range(7))
+    if days_value is not None:
+        if not isinstance(days_value, list) or not days_value:
+            raise ScheduleError("days: a list of days like ['sat', 'sun']")
+        days = tuple(sorted({_days(str(d))[0] for d in days_value}))
+    limits = {"day": 24 * 60 // 60, "week": 7 * 24, "month": 28 * 24}
+    if times > limits[str(per)]:
+        raise ScheduleError(f"times: {times} per {per} is more than once an hour")
+    return RandomWindow(
+        times=times,
+        per=per,
+        between=between,
+        days=days,
+        source=f"{times} per {per} between {between}",
+    )
+
+
+def _time(text: str) -> time:
+    try:
+        return parse_hhmm(text)
+    except ValueError as exc:
+        raise ScheduleError(str(exc)) from exc
+
+
+def _days(text: str) -> list[int]:
+    found: list[int] = []
+    for word in re.split(r"\s*(?:,|\band\b)\s*", text.strip().lower()):
+        name = word.rstrip("s") if word.endswith("days") else word
+        if name not in _DAY_NAMES:
+            raise ScheduleError(f"{word!r} is not a day (use mon, tue, wed, thu, fri, sat or sun)")
+        found.append(_DAY_NAMES[name])
+    return found

@@ -1,0 +1,1 @@
+"""The running service: the ledger, the planner, the dispatcher, the APScheduler loop."""

@@ -1,0 +1,1 @@
+"""The faces of Tend: the ``tend`` command line and (soon) the web app."""

@@ -1,0 +1,261 @@
+"""The ``tend`` command line. The clock and the environment are read here, and passed down."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from icalendar import Calendar, Event
+from rich.console import Console
+from rich.table import Table
+
+from config.loader import LoadedFile, RitualFileError, load_ritual_file
+from config.model import RitualFile
+from config.settings import Settings
+from rituals.planning import Delivery, Occurrence, Plan
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tend",
+    help="Tend: rituals of connection for couples, on time, by SMS or email.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="The ritual file itself.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Ritual file. Default: $TEND_CONFIG, else ./tend.toml.",
+        show_default=False,
+    ),
+]
+
+
+class PlanFormat(StrEnum):
+    table = "table"
+    json = "json"
+    ics = "ics"
+
+
+def _now() -> datetime:
+    """The one place the CLI reads the clock."""
+    return datetime.now(UTC)
+
+
+def _load(config: Path | None, *, errors_to_stdout: bool) -> tuple[Settings, LoadedFile]:
+    settings = Settings()
+    path = config or settings.config_path
+    try:
+        loaded = load_ritual_file(path, today=_now())
+    except RitualFileError as exc:
+        for line in exc.lines():
+            typer.echo(line, err=not errors_to_stdout)
+        raise typer.Exit(2) from None
+    for line in loaded.warning_lines():
+        typer.echo(line, err=True)
+    return settings, loaded
+
+
+@app.command()
+def check(config: ConfigOption = None) -> None:
+    """Validate the ritual file: exit 0 with a summary, or 2 with FILE:LINE: path: message."""
+    _settings, loaded = _load(config, errors_to_stdout=True)
+    file = loaded.file
+    plan = Plan(file)
+    now = _now()
+    partners = sum(len(h.partners) for h in file.households)
+    typer.echo(
+        f"{loaded.path}: OK: {_count(len(file.households), 'household')}, "
+        f"{_count(partners, 'partner')}, {_count(len(file.rituals), 'ritual')}"
+    )
+    for ritual in file.rituals:
+        typer.echo(f"  {ritual.id} ({ritual.kind}, {ritual.schedule.source})")
+        for household in file.households:
+            if household.id not in {
+                h.id for h in file.households if ritual in plan.rituals_for(h.id)
+            }:
+                continue
+            upcoming = plan.next_occurrence(household.id, ritual, now)
+            when = (
+                _local_text(upcoming.at, plan, household.id) if upcoming else "none within a year"
+            )
+            typer.echo(f"    next for {household.id}: {when}")
+
+
+@app.command("plan")
+def plan_command(
+    config: ConfigOption = None,
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="First local day, YYYY-MM-DD. Default: today.", show_default=False
+        ),
+    ] = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=366, help="Number of days.")] = 14,
+    household: Annotated[
+        list[str] | None, typer.Option("--household", help="Only this household (repeatable).")
+    ] = None,
+    format_: Annotated[
+        PlanFormat, typer.Option("--format", help="Output format.")
+    ] = PlanFormat.table,
+) -> None:
+    """Preview occurrences and their messages without sending anything."""
+    _settings, loaded = _load(config, errors_to_stdout=False)
+    plan = Plan(loaded.file)
+    known = [h.id for h in loaded.file.households]
+    for wanted in household or []:
+        if wanted not in known:
+            typer.echo(f"unknown household {wanted!r} (known: {', '.join(known)})", err=True)
+            raise typer.Exit(2)
+    now = _now()
+    deliveries: list[Delivery] = []
+    for h in loaded.file.households:
+        if household and h.id not in household:
+            continue
+        if from_ is None:
+            first = now.astimezone(plan.zone_of(h.id)).date()
+        else:
+            try:
+                first = date.fromisoformat(from_)
+            except ValueError:
+                typer.echo(f"--from {from_!r}: expected a date like 2027-11-05", err=True)
+                raise typer.Exit(2) from None
+        deliveries += plan.deliveries_between(first, days, [h.id])
+    deliveries.sort(
+        key=lambda d: (d.due_at, d.occurrence.household, d.occurrence.ritual, d.partner)
+    )
+    if format_ is PlanFormat.json:
+        typer.echo(
+            json.dumps([_delivery_json(d) for d in deliveries], indent=2, ensure_ascii=False)
+        )
+    elif format_ is PlanFormat.ics:
+        sys.stdout.write(_calendar(loaded.file, plan, deliveries, now).to_ical().decode())
+    else:
+        _table(deliveries, loaded.file)
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the ritual file (for editor completion)."""
+    schema = RitualFile.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    typer.echo(json.dumps(schema, indent=2))
+
+
+def _delivery_json(delivery: Delivery) -> dict[str, Any]:
+    occurrence = delivery.occurrence
+    return {
+        "household": occurrence.household,
+        "ritual": occurrence.ritual,
+        "kind": occurrence.kind,
+        "occurrence": occurrence.key,
+        "occurrence_local": occurrence.slot.isoformat(timespec="minutes"),
+        "recipient": delivery.partner,
+        "channel": delivery.channel,
+        "role": delivery.role,
+        "due_local": delivery.due_local.isoformat(),
+        "due_utc": delivery.due_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "planner": list(occurrence.planners),
+        "item": occurrence.item,
+        "text": delivery.text,
+    }
+
+
+_EVENT_LENGTH = {
+    "date_night": timedelta(hours=2),
+    "check_in": timedelta(minutes=30),
+}
+
+
+def _calendar(
+    file: RitualFile, plan: Plan, deliveries: Sequence[Delivery], now: datetime
+) -> Calendar:
+    calendar = Calendar()
+    calendar.add("prodid", "-//Tend//Tend rituals//EN")
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("x-wr-calname", "Tend rituals")
+    seen: dict[str, Occurrence] = {}
+    for delivery in deliveries:
+        seen.setdefault(delivery.occurrence.key, delivery.occurrence)
+    rituals = {r.id: r for r in file.rituals}
+    for occurrence in sorted(seen.values(), key=lambda o: (o.at, o.key)):
+        ritual = rituals[occurrence.ritual]
+        names = {
+            p.id: p.name
+            for h in file.households
+            for p in h.partners
+            if h.id == occurrence.household
+        }
+        summary = ritual.display_name.capitalize()
+        if occurrence.planners:
+            summary += f" ({' and '.join(names[p] for p in occurrence.planners)} plans)"
+        if occurrence.recipient:
+            summary += f" for {names[occurrence.recipient]}"
+        event = Event()
+        event.add("uid", f"{occurrence.key}@tend")
+        event.add("dtstamp", now)
+        event.add("dtstart", occurrence.at)
+        event.add(
+            "dtend", occurrence.at + _EVENT_LENGTH.get(occurrence.kind, timedelta(minutes=15))
+        )
+        event.add("summary", summary)
+        if occurrence.item:
+            event.add("description", occurrence.item)
+        event.add("categories", [occurrence.kind])
+        calendar.add_component(event)
+    return calendar
+
+
+def _table(deliveries: Sequence[Delivery], file: RitualFile) -> None:
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    if not deliveries:
+        console.print("Nothing planned in that range.")
+        return
+    names = {(h.id, p.id): p.name for h in file.households for p in h.partners}
+    table = Table(title="Planned deliveries (recipient's local time)", show_lines=False)
+    for column in ("day", "time", "household", "ritual", "role", "to", "channel", "message"):
+        table.add_column(column, overflow="fold")
+    last_day = None
+    for delivery in deliveries:
+        local = delivery.due_local
+        day = f"{local:%a} {local:%Y-%m-%d}"
+        if last_day is not None and day != last_day:
+            table.add_section()
+        table.add_row(
+            day if day != last_day else "",
+            f"{local:%H:%M} {local:%Z}",
+            delivery.occurrence.household,
+            delivery.occurrence.ritual,
+            delivery.role,
+            names[(delivery.occurrence.household, delivery.partner)],
+            delivery.channel,
+            delivery.text,
+        )
+        last_day = day
+    console.print(table)
+
+
+def _local_text(instant: datetime, plan: Plan, household: str) -> str:
+    local = instant.astimezone(plan.zone_of(household))
+    return f"{local:%a} {local:%Y-%m-%d} {local:%H:%M} {local:%Z}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def main() -> None:
+    app()
