@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from itertools import pairwise
 from typing import Literal
 
-from config.model import Deck, Household, Ritual
+from config.model import Household, Ritual
 from rituals.clock import get_zone, resolve
 from rituals.decks import DEFAULT_DECKS, builtin_decks
 from rituals.schedule import MIN_GAP, FixedSchedule, RandomWindow
@@ -40,11 +40,15 @@ def check_file(
     timezone: str | None,
     households: Sequence[tuple[int, Household]],
     rituals: Sequence[tuple[int, Ritual]],
-    decks: dict[str, Deck],
+    decks: Collection[str],
     households_complete: bool,
     today: datetime,
 ) -> list[Problem]:
     """Problems across tables. Lists hold ``(index in the file, valid table)``.
+
+    `decks` names every deck the file defines, valid or not: a deck with errors is reported
+    at its own lines, not again as an unknown deck at each ritual that uses it. `timezone` is
+    the file's default zone as written, possibly invalid (reported at its own line).
 
     `households_complete` is False when some household failed validation: references to
     partners are then not checked, since the missing household might have had them.
@@ -185,7 +189,10 @@ def _firing(
         return
     assert isinstance(schedule, RandomWindow)
     for household in targets:
-        zone = get_zone(household.timezone or timezone or "UTC")
+        try:
+            zone = get_zone(household.timezone or timezone or "UTC")
+        except ValueError:
+            continue  # an unknown default zone is reported where it is written
         quiet = [
             (p.quiet_hours, get_zone(p.timezone) if p.timezone else zone)
             for p in household.partners

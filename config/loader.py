@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from config.checks import Problem, check_file
-from config.model import Deck, Household, Ritual, RitualFile
+from config.model import Household, Ritual, RitualFile
 from config.positions import SourceMap
 
 M = TypeVar("M", bound=BaseModel)
@@ -92,16 +92,20 @@ def parse_ritual_file(text: str, *, name: str, today: datetime) -> LoadedFile:
     if file is not None:
         households = list(enumerate(file.households))
         rituals = list(enumerate(file.rituals))
-        decks = dict(file.decks)
         complete = True
     else:
         households = _each(Household, data.get("households"))
         rituals = _each(Ritual, data.get("rituals"))
-        raw_decks = data.get("decks")
-        decks = dict(_valid_items(Deck, raw_decks if isinstance(raw_decks, dict) else {}))
         raw_households = data.get("households")
         complete = isinstance(raw_households, list) and len(households) == len(raw_households)
-    timezone = data.get("timezone") if isinstance(data.get("timezone"), str) else None
+    # Names of every deck the file defines, valid or not: a ritual using a deck whose items
+    # have an error is not also told that the deck is unknown.
+    raw_decks = data.get("decks")
+    decks = list(raw_decks) if isinstance(raw_decks, dict) else []
+    # The default zone as written, even when invalid (a number, an unknown name): it is
+    # reported at its own line; households relying on it are not told they have no zone.
+    raw_zone = data.get("timezone")
+    timezone = None if raw_zone is None else str(raw_zone)
     problems += check_file(
         timezone=timezone,
         households=households,
@@ -137,16 +141,6 @@ def _each(model: type[M], raw: Any) -> list[tuple[int, M]]:
     for i, item in enumerate(raw):
         try:
             valid.append((i, model.model_validate(item)))
-        except ValidationError:
-            continue
-    return valid
-
-
-def _valid_items(model: type[M], raw: dict[str, Any]) -> list[tuple[str, M]]:
-    valid = []
-    for key, item in raw.items():
-        try:
-            valid.append((key, model.model_validate(item)))
         except ValidationError:
             continue
     return valid

@@ -21,7 +21,9 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -82,7 +84,12 @@ Phone = Annotated[
 
 
 def _duration(value: Any) -> Any:
-    return parse_duration(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, timedelta):
+        return value
+    # A bare number would be read as seconds: `grace = 30` must not mean half a minute.
+    raise ValueError("a duration is a string like '2h', '3d', '45m' or '1h30m'")
 
 
 Duration = Annotated[
@@ -191,17 +198,24 @@ class Partner(_Table):
     quiet_hours: Window | None = Field(None, description="No messages then, e.g. '22:00-08:00'.")
     timezone: ZoneName | None = None
 
+    @field_validator("channels")
+    @classmethod
+    def _usable_channels(cls, channels: list[Channel], info: ValidationInfo) -> list[Channel]:
+        # A field validator, not a model one, so the error's path (and line) is `channels`.
+        # A phone or email that failed its own validation is missing from `info.data`; it is
+        # reported there, not again here.
+        if len(set(channels)) != len(channels):
+            raise ValueError("each channel once, in order of preference")
+        for channel, address in (("sms", "phone"), ("email", "email")):
+            if channel in channels and address in info.data and not info.data[address]:
+                raise ValueError(f"has {channel!r} but the partner has no {address}")
+        return channels
+
     @model_validator(mode="after")
-    def _channels(self) -> Partner:
+    def _default_channel(self) -> Partner:
         if not self.channels:
             default: Channel = "sms" if self.phone else "email" if self.email else "console"
             object.__setattr__(self, "channels", [default])
-        if len(set(self.channels)) != len(self.channels):
-            raise ValueError("channels: each channel once, in order of preference")
-        if "sms" in self.channels and not self.phone:
-            raise ValueError("channels has 'sms' but the partner has no phone")
-        if "email" in self.channels and not self.email:
-            raise ValueError("channels has 'email' but the partner has no email")
         return self
 
     def __repr_args__(self) -> Any:

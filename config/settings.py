@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +49,13 @@ class Settings(BaseSettings):
                 return "postgresql+psycopg://" + value.removeprefix(prefix)
         return value
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A DATABASE_URL (Heroku's among them) carries the database password.
+        for key, value in super().__repr_args__():
+            if key == "database_url" and isinstance(value, str):
+                value = _without_password(value)
+            yield key, value
+
     @property
     def twilio_configured(self) -> bool:
         return bool(
@@ -57,3 +67,15 @@ class Settings(BaseSettings):
     @property
     def smtp_configured(self) -> bool:
         return bool(self.smtp_url and self.smtp_from)
+
+
+def _without_password(url: str) -> str:
+    """`url` with any password replaced by ``***``, for logs and reprs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return "***"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))

@@ -83,9 +83,7 @@ def check(config: ConfigOption = None) -> None:
     for ritual in file.rituals:
         typer.echo(f"  {ritual.id} ({ritual.kind}, {ritual.schedule.source})")
         for household in file.households:
-            if household.id not in {
-                h.id for h in file.households if ritual in plan.rituals_for(h.id)
-            }:
+            if ritual.households is not None and household.id not in ritual.households:
                 continue
             upcoming = plan.next_occurrence(household.id, ritual, now)
             when = (

@@ -1,0 +1,742 @@
+"""Malformed ritual files: each problem is reported as ``FILE:LINE: dotted.path: message``."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from config.loader import LoadedFile, RitualFileError, load_ritual_file
+
+TODAY = datetime(2026, 11, 25, tzinfo=UTC)
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tend.toml"
+
+
+def write(tmp_path: Path, text: str, name: str = "tend.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def problems_of(path: Path) -> RitualFileError:
+    with pytest.raises(RitualFileError) as caught:
+        load_ritual_file(path, today=TODAY)
+    return caught.value
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One error line: its exact line and dotted path, and a distinctive part of the message."""
+
+    line: int
+    dotted: str
+    says: str
+
+
+# Each case is a whole (small) ritual file and every line `tend check` must print for it.
+MALFORMED = [
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        name = = "Pat"
+        """,
+        [Expected(4, "toml", "not valid TOML: Invalid value")],
+        id="a TOML syntax error at the line tomllib names",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        colour = "blue"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+        """,
+        [Expected(2, "colour", "unknown key 'colour'")],
+        id="an unknown top-level key",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+
+        [[households]]
+        id = "h"
+
+          [[households.partners]]
+          name = "Pat"
+          phone = "+15551230001"
+        """,
+        [Expected(6, "households.0.partners.0.id", "missing required key 'id'")],
+        id="a partner without an id at its table header",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+
+        [[households]]
+        id = "h"
+
+          [[households.partners]]
+          id = "pat"
+          name = "Pat"
+          phone = "+1555"
+        """,
+        [Expected(9, "households.0.partners.0.phone", "not a possible phone number")],
+        id="a phone number that is not E.164",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+
+        [[households]]
+        id = "h"
+
+          [[households.partners]]
+          id = "pat"
+          name = "Pat"
+          phone = "5551230001"
+        """,
+        [Expected(9, "households.0.partners.0.phone", "E.164 form with a '+'")],
+        id="a phone number without a plus",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+
+        [[households]]
+        id = "h"
+
+          [[households.partners]]
+          id = "pat"
+          name = "Pat"
+          email = "pat.example.com"
+        """,
+        [Expected(9, "households.0.partners.0.email", "not a valid email address")],
+        id="an email address without an at sign",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+
+        [[households]]
+        id = "h"
+
+          [[households.partners]]
+          id = "pat"
+          name = "Pat"
+          phone = "+15551230001"
+          channels = ["sms", "pigeon"]
+        """,
+        [Expected(10, "households.0.partners.0.channels.1", "'sms', 'email' or 'console'")],
+        id="an unknown channel",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+
+        [[households]]
+        id = "h"
+
+          [[households.partners]]
+          id = "pat"
+          name = "Pat"
+          email = "pat@example.com"
+          channels = ["email", "sms"]
+        """,
+        [Expected(10, "households.0.partners.0.channels", "'sms' but the partner has no phone")],
+        id="the sms channel for a partner without a phone",
+    ),
+    pytest.param(
+        """\
+        [[households]]
+        id = "h"
+        timezone = "Mars/Olympus_Mons"
+        partners = [{ id = "p", name = "Pat" }]
+        """,
+        [Expected(3, "households.0.timezone", "unknown time zone 'Mars/Olympus_Mons'")],
+        id="an unknown household time zone",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+
+        [[households]]
+        id = "h"
+
+          [[households.partners]]
+          id = "pat"
+          name = "Pat"
+          timezone = "Europe/Atlantis"
+        """,
+        [Expected(9, "households.0.partners.0.timezone", "unknown time zone 'Europe/Atlantis'")],
+        id="an unknown partner time zone",
+    ),
+    pytest.param(
+        """\
+        # no default zone here
+
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+        """,
+        [Expected(3, "households.0", "no time zone")],
+        id="no time zone anywhere at the household",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[households]]
+        id = "h"
+        partners = [{ id = "q", name = "Quinn" }]
+        """,
+        [Expected(8, "households.1.id", "duplicate id 'h'")],
+        id="a duplicate household id at the second one",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+
+        [[households]]
+        id = "h"
+
+          [[households.partners]]
+          id = "pat"
+          name = "Pat"
+
+          [[households.partners]]
+          id = "pat"
+          name = "Patricia"
+        """,
+        [Expected(11, "households.0.partners.1.id", "duplicate id 'pat'")],
+        id="a duplicate partner id at the second one",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "hello"
+        kind = "custom"
+        schedule = "daily at 09:00"
+        message = "Hello"
+
+        [[rituals]]
+        id = "hello"
+        kind = "custom"
+        schedule = "daily at 19:00"
+        message = "Good evening"
+        """,
+        [Expected(13, "rituals.1.id", "duplicate id 'hello'")],
+        id="a duplicate ritual id at the second one",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "check_in"
+        schedule = "weekly on sun at 19:30"
+        deck = "questions-we-never-wrote"
+        """,
+        [Expected(10, "rituals.0.deck", "unknown deck 'questions-we-never-wrote'")],
+        id="an unknown deck at the deck line",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "check_in"
+        schedule = "weekly on sun at 19:30"
+        deck = "tiny"
+
+        [decks.tiny]
+        description = "nothing yet"
+        items = []
+        """,
+        # Only the deck itself: the ritual naming it is not told the deck is unknown.
+        [Expected(14, "decks.tiny.items", "at least 1 item")],
+        id="an empty deck at its items and not again at the ritual",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "pat", name = "Pat" }, { id = "sam", name = "Sam" }]
+
+        [[rituals]]
+        id = "thanks"
+        kind = "appreciation"
+        schedule = "daily at 12:00"
+        to = "kim"
+        """,
+        [Expected(10, "rituals.0.to", "unknown partner 'kim' in household 'h'")],
+        id="an unknown partner in to",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "pat", name = "Pat" }, { id = "sam", name = "Sam" }]
+
+        [[rituals]]
+        id = "date"
+        kind = "date_night"
+        schedule = "weekly on fri at 19:00"
+        planner = "kim"
+        plan_ahead = "2d"
+        """,
+        [Expected(10, "rituals.0.planner", "unknown partner 'kim' in household 'h'")],
+        id="an unknown partner as planner",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "check_in"
+        schedule = "weekly on sun at 19:30"
+        households = [
+          "h",
+          "nope",
+        ]
+        """,
+        [Expected(12, "rituals.0.households.1", "unknown household 'nope'")],
+        id="an unknown household in households at its element",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "hello"
+        kind = "custom"
+        schedule = "daily at 09:00"
+        message = "Morning, {{ nickname }}!"
+        """,
+        [Expected(10, "rituals.0.message", "undefined variable 'nickname'")],
+        id="a template using an undefined variable",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "hello"
+        kind = "custom"
+        schedule = "daily at 09:00"
+        message = "Psst: {{ item }}"
+        """,
+        [Expected(10, "rituals.0.message", "undefined variable 'item'")],
+        id="a template using item in a ritual without a deck",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "hello"
+        kind = "custom"
+        schedule = "daily at 09:00"
+        message = "Morning, {{ partner }"
+        """,
+        [Expected(10, "rituals.0.message", "template syntax")],
+        id="a template syntax error",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+
+        [[households]]
+        id = "h"
+
+          [[households.partners]]
+          id = "pat"
+          name = "Pat"
+          quiet_hours = "08:00-08:00"
+        """,
+        [Expected(9, "households.0.partners.0.quiet_hours", "covers the whole day")],
+        id="quiet hours covering the whole day",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+
+        [[households]]
+        id = "h"
+
+          [[households.partners]]
+          id = "pat"
+          name = "Pat"
+          quiet_hours = "10pm-8am"
+        """,
+        [Expected(9, "households.0.partners.0.quiet_hours", "is not a time of day")],
+        id="quiet hours that are not a span of times",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "hello"
+        kind = "custom"
+        schedule = "whenever we feel like it"
+        message = "Hello"
+        """,
+        [Expected(9, "rituals.0.schedule", "cannot read schedule 'whenever we feel like it'")],
+        id="a schedule that cannot be parsed",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "hello"
+        kind = "custom"
+        schedule = "cron: 0 9 * *"
+        message = "Hello"
+        """,
+        [Expected(9, "rituals.0.schedule", "needs 5 fields")],
+        id="a cron line with four fields",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "hello"
+        kind = "custom"
+        schedule = "cron: 0 9 31 2 *"
+        message = "Hello"
+        """,
+        [Expected(9, "rituals.0.schedule", "never fires after 2026-11-25")],
+        id="a cron line that never fires",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "hello"
+        kind = "custom"
+        schedule = "rrule: FREQ=DAILY;UNTIL=20200101T000000"
+        message = "Hello"
+        """,
+        [Expected(9, "rituals.0.schedule", "never fires after 2026-11-25")],
+        id="a recurrence rule that ended in the past",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "hello"
+        kind = "custom"
+        schedule = "cron: */10 * * * *"
+        message = "Hello"
+        """,
+        [Expected(9, "rituals.0.schedule", "fires more than once an hour")],
+        id="a schedule firing more than hourly",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "thanks"
+        kind = "appreciation"
+        schedule = { times = 3, per = "week", between = "20:00-10:00" }
+        """,
+        [Expected(9, "rituals.0.schedule", "'20:00-10:00' must start before it ends")],
+        id="a random window that crosses midnight",
+    ),
+    pytest.param(
+        """\
+        timezone = "Europe/Paris"
+
+        [[households]]
+        id = "h"
+
+          [[households.partners]]
+          id = "pat"
+          name = "Pat"
+          quiet_hours = "21:00-09:00"
+
+          [[households.partners]]
+          id = "sam"
+          name = "Sam"
+          quiet_hours = "08:00-10:00"
+
+        [[rituals]]
+        id = "thanks"
+        kind = "appreciation"
+        schedule = { times = 2, per = "week", between = "07:00-10:00" }
+        """,
+        [Expected(19, "rituals.0.schedule", "falls in a partner's quiet hours")],
+        id="a random window inside the partners' quiet hours",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "date"
+        kind = "date_night"
+        schedule = "weekly on fri at 19:00"
+        plan_ahead = "soon"
+        """,
+        [Expected(10, "rituals.0.plan_ahead", "'soon' is not a duration")],
+        id="a duration that is not one",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "date"
+        kind = "date_night"
+        schedule = "weekly on fri at 19:00"
+        grace = 30
+        """,
+        # A bare number would silently mean 30 seconds.
+        [Expected(10, "rituals.0.grace", "a duration is a string like '2h'")],
+        id="a duration written as a bare number",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "hug"
+        kind = "custom"
+        schedule = "daily at 18:00"
+        """,
+        [Expected(6, "rituals.0.message", "a custom ritual needs a message")],
+        id="a custom ritual without a message at its table header",
+    ),
+    pytest.param(
+        """\
+        timezone = "Mars/Olympus_Mons"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "thanks"
+        kind = "appreciation"
+        schedule = { times = 1, per = "day", between = "10:00-12:00" }
+        """,
+        # Said once, where it is written; not as "no time zone" at the household.
+        [Expected(1, "timezone", "unknown time zone 'Mars/Olympus_Mons'")],
+        id="an unknown default time zone once at its own line",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), MALFORMED)
+def test_it_reports_a_malformed_file_at_the_exact_line_and_path(
+    tmp_path: Path, text: str, expected: list[Expected]
+) -> None:
+    path = write(tmp_path, text)
+    error = problems_of(path)
+    assert [(p.line, p.dotted) for p in error.problems] == [(e.line, e.dotted) for e in expected]
+    lines = error.lines()
+    assert len(lines) == len(expected)
+    for line, want in zip(lines, expected, strict=True):
+        prefix = f"{path}:{want.line}: {want.dotted}: "
+        assert line.startswith(prefix), line
+        assert want.says in line.removeprefix(prefix), line
+
+
+def test_there_are_at_least_eighteen_malformed_cases() -> None:
+    assert len(MALFORMED) >= 18
+
+
+def test_it_points_at_the_element_of_a_multi_line_array(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "check_in"
+        schedule = "weekly on sun at 19:30"
+        deck = "ours"
+
+        [decks.ours]
+        items = [
+          "What made you laugh this week?",
+          "What are you looking forward to?",
+          "   ",
+          "What should we stop doing?",
+        ]
+        """,
+    )
+    error = problems_of(path)
+    assert [(p.line, p.dotted) for p in error.problems] == [(16, "decks.ours.items.2")]
+    assert error.lines()[0].startswith(f"{path}:16: decks.ours.items.2: ")
+
+
+def test_it_reports_every_problem_at_once_sorted_by_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        timezone = "America/New_York"
+
+        [[households]]
+        id = "alex-sam"
+
+          [[households.partners]]
+          id = "alex"
+          name = "Alex"
+          phone = "+1555"
+
+        [[rituals]]
+        id = "check-in"
+        kind = "check_in"
+        schedule = "weekly on sun at 19:30"
+        deck = "missing-deck"
+
+        [[rituals]]
+        id = "hug"
+        kind = "custom"
+        schedule = "cron: 0 18 * *"
+        message = "Hug, {{ partner }}!"
+
+        [decks.ours]
+        items = "not a list"
+        """,
+    )
+    error = problems_of(path)
+    # Schema errors come first from pydantic, cross-table ones after; the report is by line.
+    assert [(p.line, p.dotted) for p in error.problems] == [
+        (9, "households.0.partners.0.phone"),
+        (15, "rituals.0.deck"),
+        (20, "rituals.1.schedule"),
+        (24, "decks.ours.items"),
+    ]
+    lines = error.lines()
+    assert lines[0].startswith(f"{path}:9: households.0.partners.0.phone: ")
+    assert "not a possible phone number" in lines[0]
+    assert lines[1].startswith(f"{path}:15: rituals.0.deck: unknown deck 'missing-deck'")
+    assert lines[2].startswith(f"{path}:20: rituals.1.schedule: cron: needs 5 fields")
+    assert lines[3].startswith(f"{path}:24: decks.ours.items: ")
+    assert str(error) == "\n".join(lines)
+
+
+def test_a_valid_file_loads_without_warnings() -> None:
+    loaded = load_ritual_file(EXAMPLE, today=TODAY)
+    assert isinstance(loaded, LoadedFile)
+    assert loaded.path == str(EXAMPLE)
+    assert loaded.warnings == []
+    assert [h.id for h in loaded.file.households] == ["alex-sam"]
+    assert [p.id for p in loaded.file.households[0].partners] == ["alex", "sam"]
+    assert [r.id for r in loaded.file.rituals] == [
+        "date-night",
+        "check-in",
+        "appreciation",
+        "reunion",
+    ]
+    assert "reunion-prompts" in loaded.file.decks
+
+
+def test_a_message_needing_more_than_two_sms_segments_is_a_warning_not_an_error(
+    tmp_path: Path,
+) -> None:
+    long_message = "Hello {{ partner }}! " + "Remember to breathe together. " * 12
+    path = write(
+        tmp_path,
+        f"""\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{{ id = "p", name = "Pat", phone = "+15551230001" }}]
+
+        [[rituals]]
+        id = "hello"
+        kind = "custom"
+        schedule = "daily at 09:00"
+        message = "{long_message}"
+        """,
+    )
+    loaded = load_ritual_file(path, today=TODAY)
+    assert [(w.severity, w.line, w.dotted) for w in loaded.warnings] == [
+        ("warning", 10, "rituals.0.message")
+    ]
+    [line] = loaded.warning_lines()
+    assert line.startswith(f"{path}:10: rituals.0.message: warning: ")
+    assert "needs 3 segments" in line
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.toml"
+    error = problems_of(path)
+    assert error.lines() == [
+        f"{path}:1: (file): no such file (give --config FILE or set TEND_CONFIG)"
+    ]

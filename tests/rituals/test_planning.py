@@ -1,0 +1,214 @@
+"""From a ritual file to occurrences and deliveries: planners, quiet hours, recipients."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from textwrap import dedent
+
+import pytest
+
+from config.loader import parse_ritual_file
+from rituals.planning import Delivery, Plan
+
+TODAY = datetime(2027, 1, 1, tzinfo=UTC)
+
+COUPLE = """
+timezone = "America/New_York"
+
+[[households]]
+id = "alex-sam"
+
+  [[households.partners]]
+  id = "alex"
+  name = "Alex"
+  phone = "+15551230001"
+  {alex}
+
+  [[households.partners]]
+  id = "sam"
+  name = "Sam"
+  email = "sam@example.com"
+  {sam}
+"""
+
+
+def plan_of(rituals: str, alex: str = "", sam: str = "", extra: str = "") -> Plan:
+    text = dedent(COUPLE).format(alex=alex, sam=sam) + extra + dedent(rituals)
+    return Plan(parse_ritual_file(text, name="tend.toml", today=TODAY).file)
+
+
+def rows(deliveries: list[Delivery]) -> list[tuple[str, str, str]]:
+    return [(d.role, d.partner, d.due_local.strftime("%a %Y-%m-%d %H:%M %Z")) for d in deliveries]
+
+
+DATE_NIGHT = """
+[[rituals]]
+id = "date-night"
+kind = "date_night"
+schedule = "weekly on tue at 19:00"
+plan_ahead = "3d"
+"""
+
+
+def test_the_planner_alternates_and_is_nudged_ahead_at_the_same_wall_clock_time() -> None:
+    plan = plan_of(DATE_NIGHT)
+    # 2027-03-14 is spring-forward in New York: the nudge three days before stays at 19:00.
+    deliveries = plan.deliveries_between(date(2027, 3, 9), 14)
+    planners = [d.partner for d in deliveries if d.role == "plan_ahead"]
+    assert rows(deliveries) == [
+        ("plan_ahead", planners[0], "Sat 2027-03-06 19:00 EST"),
+        ("day_of", "alex", "Tue 2027-03-09 19:00 EST"),
+        ("day_of", "sam", "Tue 2027-03-09 19:00 EST"),
+        ("plan_ahead", planners[1], "Sat 2027-03-13 19:00 EST"),
+        ("day_of", "alex", "Tue 2027-03-16 19:00 EDT"),
+        ("day_of", "sam", "Tue 2027-03-16 19:00 EDT"),
+    ]
+    # Turns follow the occurrence index, so any preview agrees on whose turn it is.
+    assert planners == [["alex", "sam"][d.occurrence.index % 2] for d in deliveries[::3]]
+    first, second = (d for d in deliveries if d.role == "plan_ahead")
+    assert first.partner != second.partner
+    assert f"{'Alex' if first.partner == 'alex' else 'Sam'} is planning" in deliveries[1].text
+
+
+def test_a_fixed_planner_plans_every_time() -> None:
+    plan = plan_of(DATE_NIGHT + 'planner = "sam"\n')
+    planners = {
+        d.partner for d in plan.deliveries_between(date(2027, 3, 1), 60) if d.role == "plan_ahead"
+    }
+    assert planners == {"sam"}
+
+
+def test_a_preview_of_part_of_the_range_agrees_with_the_whole() -> None:
+    plan = plan_of(DATE_NIGHT)
+    whole = {d.occurrence.key: d.text for d in plan.deliveries_between(date(2027, 1, 1), 120)}
+    part = {d.occurrence.key: d.text for d in plan.deliveries_between(date(2027, 2, 10), 10)}
+    again = {
+        d.occurrence.key: d.text
+        for d in plan_of(DATE_NIGHT).deliveries_between(date(2027, 2, 10), 10)
+    }
+    assert part and part.items() <= whole.items()
+    assert again == part
+
+
+def test_a_delivery_inside_quiet_hours_waits_for_their_end_in_the_partners_own_zone() -> None:
+    plan = plan_of(
+        """
+        [[rituals]]
+        id = "late"
+        kind = "custom"
+        schedule = "daily at 19:00"
+        message = "It is {{ when }} for {{ partner }}"
+        """,
+        alex='quiet_hours = "22:00-08:00"\n  timezone = "Europe/London"',
+        sam='quiet_hours = "18:00-20:00"',
+    )
+    deliveries = plan.deliveries_between(date(2027, 1, 5), 1)
+    assert rows(deliveries) == [
+        ("day_of", "sam", "Tue 2027-01-05 20:00 EST"),
+        ("day_of", "alex", "Wed 2027-01-06 08:00 GMT"),
+    ]
+    # The message names the occurrence's time in the reader's own zone.
+    assert deliveries[1].text == "It is Wed 6 Jan at 00:00 for Alex"
+    assert deliveries[0].text == "It is Tue 5 Jan at 19:00 for Sam"
+
+
+def test_each_partner_gets_their_own_nudges_outside_their_quiet_hours() -> None:
+    plan = plan_of(
+        """
+        [[rituals]]
+        id = "appreciation"
+        kind = "appreciation"
+        schedule = { times = 3, per = "week", between = "08:00-22:00" }
+        to = "each"
+        """,
+        alex='quiet_hours = "08:00-12:00"',
+        sam='quiet_hours = "15:00-22:00"',
+    )
+    deliveries = plan.deliveries_between(date(2027, 1, 4), 28)
+    by_partner = {p: [d for d in deliveries if d.partner == p] for p in ("alex", "sam")}
+    assert len(by_partner["alex"]) == len(by_partner["sam"]) == 12
+    assert all(d.role == "nudge" for d in deliveries)
+    assert all(12 <= d.due_local.hour < 22 for d in by_partner["alex"])
+    assert all(8 <= d.due_local.hour < 15 for d in by_partner["sam"])
+    assert {d.occurrence.recipient for d in by_partner["alex"]} == {"alex"}
+    assert [d.due_local for d in by_partner["alex"]] != [d.due_local for d in by_partner["sam"]]
+
+
+def test_a_ritual_for_one_partner_reaches_only_them_and_reminds_after() -> None:
+    plan = plan_of(
+        """
+        [[rituals]]
+        id = "sams-walk"
+        kind = "custom"
+        schedule = "weekly on sat at 09:00"
+        to = "sam"
+        message = "Walk time, {{ partner }}"
+        remind_after = "2h"
+        """
+    )
+    assert rows(plan.deliveries_between(date(2027, 1, 4), 7)) == [
+        ("day_of", "sam", "Sat 2027-01-09 09:00 EST"),
+        ("reminder", "sam", "Sat 2027-01-09 11:00 EST"),
+    ]
+
+
+def test_a_ritual_naming_households_skips_the_others() -> None:
+    other = """
+[[households]]
+id = "kim-lee"
+timezone = "Asia/Kolkata"
+  [[households.partners]]
+  id = "kim"
+  name = "Kim"
+"""
+    plan = plan_of(
+        """
+        [[rituals]]
+        id = "check-in"
+        kind = "check_in"
+        schedule = "weekly on sun at 19:30"
+        households = ["kim-lee"]
+        """,
+        extra=other,
+    )
+    deliveries = plan.deliveries_between(date(2027, 1, 4), 7)
+    assert rows(deliveries) == [("day_of", "kim", "Sun 2027-01-10 19:30 IST")]
+    assert deliveries[0].channel == "console"
+
+
+def test_the_first_preferred_channel_is_used() -> None:
+    plan = plan_of(DATE_NIGHT, alex='email = "alex@example.com"\n  channels = ["email", "sms"]')
+    channels = {d.partner: d.channel for d in plan.deliveries_between(date(2027, 1, 4), 7)}
+    assert channels == {"alex": "email", "sam": "email"}
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        # 02:30 does not exist on 2027-03-14 in New York: it happens at 03:30.
+        (
+            "daily at 02:30",
+            ["Sat 2027-03-13 02:30 EST", "Sun 2027-03-14 03:30 EDT", "Mon 2027-03-15 02:30 EDT"],
+        ),
+        # 01:30 happens twice on 2027-11-07: once, at the first.
+        (
+            "daily at 01:30",
+            ["Sat 2027-11-06 01:30 EDT", "Sun 2027-11-07 01:30 EDT", "Mon 2027-11-08 01:30 EST"],
+        ),
+    ],
+)
+def test_a_household_meets_each_daily_slot_once_across_dst(
+    schedule: str, expected: list[str]
+) -> None:
+    plan = plan_of(
+        f"""
+        [[rituals]]
+        id = "night"
+        kind = "custom"
+        schedule = "{schedule}"
+        to = "alex"
+        message = "hello"
+        """
+    )
+    first = date.fromisoformat(expected[0].split()[1])
+    assert [r[2] for r in rows(plan.deliveries_between(first, 3))] == expected

@@ -1,0 +1,231 @@
+"""Every schedule form of the ritual file, good and bad, from tables of cases."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date, datetime, timedelta
+
+import pytest
+
+from rituals.clock import TimeWindow
+from rituals.schedule import RandomWindow, ScheduleError, parse_schedule
+
+FROM = datetime(2027, 1, 1)  # a Friday
+
+
+def first(text: str, count: int = 3) -> list[str]:
+    schedule = parse_schedule(text)
+    return [
+        f"{slot:%a %Y-%m-%d %H:%M}" for _, slot in schedule.slots(FROM, FROM + timedelta(days=120))
+    ][:count]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "daily at 19:00",
+            ["Fri 2027-01-01 19:00", "Sat 2027-01-02 19:00", "Sun 2027-01-03 19:00"],
+        ),
+        (
+            "every day at 7:05",
+            ["Fri 2027-01-01 07:05", "Sat 2027-01-02 07:05", "Sun 2027-01-03 07:05"],
+        ),
+        (
+            "weekly on sun at 19:30",
+            ["Sun 2027-01-03 19:30", "Sun 2027-01-10 19:30", "Sun 2027-01-17 19:30"],
+        ),
+        (
+            "Weekly on Sunday at 19:30",
+            ["Sun 2027-01-03 19:30", "Sun 2027-01-10 19:30", "Sun 2027-01-17 19:30"],
+        ),
+        (
+            "weekly on mon and thu at 18:00",
+            ["Mon 2027-01-04 18:00", "Thu 2027-01-07 18:00", "Mon 2027-01-11 18:00"],
+        ),
+        (
+            "weekly on tue, sat at 08:00",
+            ["Sat 2027-01-02 08:00", "Tue 2027-01-05 08:00", "Sat 2027-01-09 08:00"],
+        ),
+        # Fortnights count from Monday 2024-01-01, so every file agrees on which Friday.
+        (
+            "every 2 weeks on fri at 19:00",
+            ["Fri 2027-01-01 19:00", "Fri 2027-01-15 19:00", "Fri 2027-01-29 19:00"],
+        ),
+        (
+            "every 2 weeks on fri at 19:00 starting 2027-01-08",
+            ["Fri 2027-01-08 19:00", "Fri 2027-01-22 19:00", "Fri 2027-02-05 19:00"],
+        ),
+        (
+            "every 3 weeks on wed at 12:00",
+            ["Wed 2027-01-20 12:00", "Wed 2027-02-10 12:00", "Wed 2027-03-03 12:00"],
+        ),
+        (
+            "monthly on the first sat at 10:00",
+            ["Sat 2027-01-02 10:00", "Sat 2027-02-06 10:00", "Sat 2027-03-06 10:00"],
+        ),
+        (
+            "monthly on the last fri at 19:00",
+            ["Fri 2027-01-29 19:00", "Fri 2027-02-26 19:00", "Fri 2027-03-26 19:00"],
+        ),
+        (
+            "monthly on the second sunday at 09:00",
+            ["Sun 2027-01-10 09:00", "Sun 2027-02-14 09:00", "Sun 2027-03-14 09:00"],
+        ),
+        (
+            "monthly on day 1 at 09:00",
+            ["Fri 2027-01-01 09:00", "Mon 2027-02-01 09:00", "Mon 2027-03-01 09:00"],
+        ),
+        (
+            "monthly on day 31 at 09:00",
+            ["Sun 2027-01-31 09:00", "Wed 2027-03-31 09:00", "Sat 2027-05-29 09:00"][:2],
+        ),
+        (
+            "cron: 30 19 * * sun",
+            ["Sun 2027-01-03 19:30", "Sun 2027-01-10 19:30", "Sun 2027-01-17 19:30"],
+        ),
+        # Cron counts Sunday as 0 and 7; APScheduler counts Monday as 0: the file means cron's.
+        (
+            "cron: 30 19 * * 0",
+            ["Sun 2027-01-03 19:30", "Sun 2027-01-10 19:30", "Sun 2027-01-17 19:30"],
+        ),
+        (
+            "cron: 30 19 * * 7",
+            ["Sun 2027-01-03 19:30", "Sun 2027-01-10 19:30", "Sun 2027-01-17 19:30"],
+        ),
+        (
+            "cron: 0 9 * * 1-5",
+            ["Fri 2027-01-01 09:00", "Mon 2027-01-04 09:00", "Tue 2027-01-05 09:00"],
+        ),
+        (
+            "cron: 0 9 * * */3",
+            ["Sat 2027-01-02 09:00", "Sun 2027-01-03 09:00", "Wed 2027-01-06 09:00"],
+        ),
+        (
+            "cron: 15 18 * * mon-fri",
+            ["Fri 2027-01-01 18:15", "Mon 2027-01-04 18:15", "Tue 2027-01-05 18:15"],
+        ),
+        # Both day fields set: cron fires when either matches (the 15th, or any Monday).
+        (
+            "cron: 0 8 15 * mon",
+            ["Mon 2027-01-04 08:00", "Mon 2027-01-11 08:00", "Fri 2027-01-15 08:00"],
+        ),
+        ("cron: 0 12 1 1,7 *", ["Fri 2027-01-01 12:00", "Thu 2027-07-01 12:00"][:1]),
+        (
+            "rrule: FREQ=WEEKLY;INTERVAL=2;BYDAY=FR;BYHOUR=19;BYMINUTE=0",
+            ["Fri 2027-01-01 19:00", "Fri 2027-01-15 19:00", "Fri 2027-01-29 19:00"],
+        ),
+        (
+            "rrule: FREQ=MONTHLY;BYMONTHDAY=-1;BYHOUR=20;BYMINUTE=0",
+            ["Sun 2027-01-31 20:00", "Sun 2027-02-28 20:00", "Wed 2027-03-31 20:00"],
+        ),
+        (
+            "rrule: DTSTART:20270108T190000\\nRRULE:FREQ=WEEKLY;INTERVAL=2",
+            ["Fri 2027-01-08 19:00", "Fri 2027-01-22 19:00", "Fri 2027-02-05 19:00"],
+        ),
+    ],
+)
+def test_it_reads_each_schedule_form(text: str, expected: list[str]) -> None:
+    assert first(text, len(expected)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "cannot read schedule"),
+        ("sometimes", "cannot read schedule"),
+        ("daily at 25:00", "not a time of day"),
+        ("daily at 7pm", "cannot read schedule"),
+        ("weekly on funday at 19:00", "'funday' is not a day"),
+        ("every 0 weeks on fri at 19:00", "1 to 52"),
+        ("every 2 weeks on fri at 19:00 starting 2027-02-30", "not a date"),
+        ("monthly on the fifth sat at 10:00", "first, second, third, fourth or last"),
+        ("monthly on day 32 at 10:00", "1 to 31"),
+        ("cron: 30 19 * *", "needs 5 fields"),
+        ("cron: 61 19 * * *", "cron:"),
+        ("cron: 30 19 * * 9", "day number 0-7"),
+        ("cron: 30 19 * * 5-1", "backwards"),
+        ("rrule:", "empty"),
+        ("rrule: FREQ=BOGUS", "invalid 'FREQ'"),
+        ("rrule: FREQ=MINUTELY", "more than once an hour"),
+        ("rrule: FREQ=DAILY;BYHOUR=25", "hour must be in 0..23"),
+        ("rrule: DTSTART;TZID=Europe/Berlin:20270108T190000\\nRRULE:FREQ=WEEKLY", "DTSTART"),
+    ],
+)
+def test_it_explains_a_schedule_it_cannot_read(text: str, message: str) -> None:
+    with pytest.raises(ScheduleError, match=None) as caught:
+        parse_schedule(text)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        ({"per": "week", "between": "10:00-20:00"}, "times"),
+        ({"times": 0, "between": "10:00-20:00"}, "times"),
+        ({"times": 3, "per": "year", "between": "10:00-20:00"}, "per"),
+        ({"times": 3, "between": "20:00-10:00"}, "same day"),
+        ({"times": 3, "between": "10-20"}, "between"),
+        ({"times": 3, "between": "10:00-20:00", "days": ["someday"]}, "not a day"),
+        ({"times": 3, "between": "10:00-20:00", "when": "often"}, "unknown key 'when'"),
+        ({"times": 30, "per": "day", "between": "10:00-20:00"}, "more than once an hour"),
+    ],
+)
+def test_it_explains_a_random_window_it_cannot_use(window: dict[str, object], message: str) -> None:
+    with pytest.raises(ScheduleError) as caught:
+        parse_schedule(window)
+    assert message in str(caught.value)
+
+
+def test_occurrence_indexes_do_not_depend_on_where_the_range_starts() -> None:
+    schedule = parse_schedule("every 2 weeks on fri at 19:00")
+    wide = {slot: i for i, slot in schedule.slots(datetime(2026, 1, 1), datetime(2028, 1, 1))}
+    narrow = schedule.slots(datetime(2027, 6, 1), datetime(2027, 7, 1))
+    assert narrow and all(wide[slot] == i for i, slot in narrow)
+    assert [i for i, _ in narrow] == list(range(narrow[0][0], narrow[0][0] + len(narrow)))
+
+
+def window(**kwargs: object) -> RandomWindow:
+    schedule = parse_schedule({"between": "10:00-20:00", **kwargs})
+    assert isinstance(schedule, RandomWindow)
+    return schedule
+
+
+def test_random_draws_are_the_same_for_the_same_seed_and_differ_between_seeds() -> None:
+    nudges = window(times=3, per="week")
+    week = (date(2027, 1, 4), date(2027, 1, 11))
+    assert nudges.draw("h|r|alex|157", *week) == nudges.draw("h|r|alex|157", *week)
+    assert nudges.draw("h|r|alex|157", *week) != nudges.draw("h|r|sam|157", *week)
+
+
+def test_three_a_week_land_on_three_different_days_inside_the_window() -> None:
+    nudges = window(times=3, per="week")
+    for n in range(50):
+        drawn = nudges.draw(f"seed-{n}", date(2027, 1, 4), date(2027, 1, 11))
+        assert len(drawn) == 3
+        assert len({slot.date() for slot in drawn}) == 3
+        assert all(TimeWindow.parse("10:00-20:00").contains(slot.time()) for slot in drawn)
+        assert all(slot.minute % 5 == 0 for slot in drawn)
+
+
+def test_several_a_day_are_at_least_an_hour_apart() -> None:
+    nudges = window(times=4, per="day")
+    for n in range(50):
+        drawn = nudges.draw(f"seed-{n}", date(2027, 1, 4), date(2027, 1, 5))
+        assert len(drawn) == 4
+        gaps = [b - a for a, b in itertools.pairwise(drawn)]
+        assert min(gaps) >= timedelta(hours=1)
+
+
+def test_draws_fall_only_on_the_named_days_and_where_allowed() -> None:
+    nudges = window(times=2, per="week", days=["sat", "sun"])
+    not_before_noon = lambda slot: slot.hour >= 12  # noqa: E731
+    for n in range(30):
+        drawn = nudges.draw(f"seed-{n}", date(2027, 1, 4), date(2027, 1, 11), not_before_noon)
+        assert sorted(slot.strftime("%a") for slot in drawn) == ["Sat", "Sun"]
+        assert all(slot.hour >= 12 for slot in drawn)
+
+
+def test_a_window_with_nowhere_allowed_draws_nothing() -> None:
+    nudges = window(times=3, per="week")
+    assert nudges.draw("s", date(2027, 1, 4), date(2027, 1, 11), lambda _slot: False) == []

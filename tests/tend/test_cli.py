@@ -1,0 +1,323 @@
+"""The real ``tend`` command, run as a separate process exactly as users run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from icalendar import Calendar
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "tend.toml"
+ERROR_LINE = re.compile(r"^(?P<file>.+):(?P<line>\d+): (?P<path>[\w.-]+|\(file\)): (?P<msg>.+)$")
+PLAN_KEYS = {
+    "household",
+    "ritual",
+    "kind",
+    "recipient",
+    "channel",
+    "due_local",
+    "due_utc",
+    "role",
+    "item",
+    "text",
+}
+
+# One household in New York, one partner by SMS without quiet hours, one ritual at 01:30:
+# the hour that happens twice when the clocks go back on Sunday 2027-11-07.
+NEW_YORK = """\
+[[households]]
+id = "night-owls"
+timezone = "America/New_York"
+
+  [[households.partners]]
+  id = "pat"
+  name = "Pat"
+  phone = "+15551230001"
+  channels = ["sms"]
+
+[[rituals]]
+id = "late-call"
+kind = "custom"
+schedule = "daily at {at}"
+message = "Call each other, {{{{ partner }}}}. Reply DONE after."
+"""
+
+BROKEN = """\
+timezone = "America/New_York"
+
+[[households]]
+id = "alex-sam"
+partners = [{ id = "alex", name = "Alex", phone = "+1555" }]
+
+[[rituals]]
+id = "check-in"
+kind = "check_in"
+schedule = "cron: 30 19 * *"
+"""
+
+
+def tend(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m tend ARGS`` with no stray TEND_CONFIG, colours or terminal width."""
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("TEND_CONFIG", "FORCE_COLOR", "COLUMNS", "PYTHONSTARTUP")
+    }
+    environment["NO_COLOR"] = "1"
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "tend", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def write(directory: Path, text: str, name: str = "rituals.toml") -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def plan_json(*args: str, cwd: Path) -> list[dict[str, Any]]:
+    result = tend("plan", "--format", "json", *args, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)  # the whole output is one JSON document
+    assert isinstance(plan, list)
+    return plan
+
+
+@pytest.fixture
+def new_york(tmp_path: Path) -> Path:
+    return write(tmp_path, NEW_YORK.format(at="01:30"), "new-york.toml")
+
+
+# -- tend check ---------------------------------------------------------------------------------
+
+
+def test_check_accepts_the_example_and_prints_a_summary(tmp_path: Path) -> None:
+    result = tend("check", "--config", str(EXAMPLE), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{EXAMPLE}: OK: 1 household, 2 partners, 4 rituals" in result.stdout
+    for ritual in ("date-night", "check-in", "appreciation", "reunion"):
+        assert ritual in result.stdout
+
+
+def test_check_on_a_broken_file_exits_2_with_file_line_path_message_on_stdout(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, BROKEN)
+    result = tend("check", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout
+    matches = [ERROR_LINE.match(line) for line in lines]
+    assert all(matches), lines
+    found = [(m["file"], int(m["line"]), m["path"]) for m in matches if m]
+    assert found == [
+        (str(path), 5, "households.0.partners.0.phone"),
+        (str(path), 10, "rituals.0.schedule"),
+    ]
+    assert "needs 5 fields" in lines[1]
+
+
+def test_check_reads_the_file_named_by_tend_config(tmp_path: Path, new_york: Path) -> None:
+    elsewhere = tmp_path / "somewhere-else"
+    elsewhere.mkdir()
+    result = tend("check", cwd=elsewhere, env={"TEND_CONFIG": str(new_york)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{new_york}: OK: 1 household, 1 partner, 1 ritual" in result.stdout
+
+
+def test_check_reads_tend_toml_in_the_working_directory(tmp_path: Path) -> None:
+    write(tmp_path, NEW_YORK.format(at="01:30"), "tend.toml")
+    result = tend("check", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tend.toml: OK: 1 household, 1 partner, 1 ritual" in result.stdout
+
+
+def test_check_prefers_the_config_option_to_tend_config(tmp_path: Path, new_york: Path) -> None:
+    broken = write(tmp_path, BROKEN)
+    result = tend(
+        "check", "--config", str(new_york), cwd=tmp_path, env={"TEND_CONFIG": str(broken)}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert str(new_york) in result.stdout
+
+
+def test_check_without_any_file_says_how_to_name_one(tmp_path: Path) -> None:
+    result = tend("check", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout.splitlines() == [
+        "tend.toml:1: (file): no such file (give --config FILE or set TEND_CONFIG)"
+    ]
+
+
+# -- tend plan: JSON ----------------------------------------------------------------------------
+
+
+def test_plan_json_is_one_array_of_deliveries_with_the_documented_keys(tmp_path: Path) -> None:
+    plan = plan_json("--config", str(EXAMPLE), "--from", "2026-11-30", "--days", "14", cwd=tmp_path)
+    assert plan, "two weeks of the example plan something"
+    assert {d["ritual"] for d in plan} == {"date-night", "check-in", "appreciation", "reunion"}
+    for delivery in plan:
+        assert set(delivery) >= PLAN_KEYS, delivery
+        assert delivery["household"] == "alex-sam"
+        assert delivery["recipient"] in ("alex", "sam")
+        assert delivery["channel"] == "sms"
+        assert delivery["due_utc"].endswith("Z")
+        local = datetime.fromisoformat(delivery["due_local"])
+        assert local.utcoffset() is not None
+        utc = datetime.fromisoformat(delivery["due_utc"].removesuffix("Z") + "+00:00")
+        assert local == utc  # the same instant, shown in two zones
+
+
+def test_plan_in_new_york_fires_once_a_day_across_the_autumn_clock_change(
+    tmp_path: Path, new_york: Path
+) -> None:
+    """The acceptance case: 01:30 happens twice on 2027-11-07; it fires once, the first time."""
+    plan = plan_json("--config", str(new_york), "--from", "2027-11-05", "--days", "4", cwd=tmp_path)
+    assert len(plan) == 4
+    local_days = [datetime.fromisoformat(d["due_local"]).date() for d in plan]
+    assert local_days == [date(2027, 11, 5 + i) for i in range(4)]
+    assert [d["due_utc"] for d in plan] == [
+        "2027-11-05T05:30:00Z",  # EDT
+        "2027-11-06T05:30:00Z",  # EDT
+        "2027-11-07T05:30:00Z",  # the first 01:30, still EDT
+        "2027-11-08T06:30:00Z",  # EST
+    ]
+    assert [datetime.fromisoformat(d["due_local"]).utcoffset() for d in plan] == [
+        timedelta(hours=-4),
+        timedelta(hours=-4),
+        timedelta(hours=-4),
+        timedelta(hours=-5),
+    ]
+    for delivery in plan:
+        assert delivery["household"] == "night-owls"
+        assert delivery["ritual"] == "late-call"
+        assert delivery["kind"] == "custom"
+        assert delivery["recipient"] == "pat"
+        assert delivery["channel"] == "sms"
+        assert delivery["text"] == "Call each other, Pat. Reply DONE after."
+        assert datetime.fromisoformat(delivery["due_local"]).strftime("%H:%M") == "01:30"
+
+
+def test_plan_in_new_york_shifts_a_time_skipped_in_spring_forward_by_the_gap(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, NEW_YORK.format(at="02:30"), "spring.toml")
+    plan = plan_json("--config", str(path), "--from", "2027-03-13", "--days", "3", cwd=tmp_path)
+    assert [(d["due_local"], d["due_utc"]) for d in plan] == [
+        ("2027-03-13T02:30:00-05:00", "2027-03-13T07:30:00Z"),
+        ("2027-03-14T03:30:00-04:00", "2027-03-14T07:30:00Z"),  # 02:30 does not exist
+        ("2027-03-15T02:30:00-04:00", "2027-03-15T06:30:00Z"),
+    ]
+
+
+# -- tend plan: iCalendar and table -------------------------------------------------------------
+
+
+def ics_events(*args: str, cwd: Path) -> list[Any]:
+    result = tend("plan", "--format", "ics", *args, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    calendar = Calendar.from_ical(result.stdout)
+    return list(calendar.walk("VEVENT"))
+
+
+def test_plan_ics_has_one_event_per_occurrence_with_unique_stable_uids(
+    tmp_path: Path, new_york: Path
+) -> None:
+    args = ("--config", str(new_york), "--from", "2027-11-05", "--days", "4")
+    events = ics_events(*args, cwd=tmp_path)
+    assert len(events) == 4
+    uids = [str(event["UID"]) for event in events]
+    assert len(set(uids)) == 4
+    assert [event.decoded("DTSTART") for event in events] == [
+        datetime(2027, 11, 5, 5, 30, tzinfo=UTC),
+        datetime(2027, 11, 6, 5, 30, tzinfo=UTC),
+        datetime(2027, 11, 7, 5, 30, tzinfo=UTC),
+        datetime(2027, 11, 8, 6, 30, tzinfo=UTC),
+    ]
+    again = [str(event["UID"]) for event in ics_events(*args, cwd=tmp_path)]
+    assert again == uids
+
+
+def test_plan_ics_of_the_example_has_one_event_per_occurrence_not_per_delivery(
+    tmp_path: Path,
+) -> None:
+    args = ("--config", str(EXAMPLE), "--from", "2026-11-30", "--days", "14")
+    occurrences = {d["occurrence"] for d in plan_json(*args, cwd=tmp_path)}
+    deliveries = len(plan_json(*args, cwd=tmp_path))
+    events = ics_events(*args, cwd=tmp_path)
+    assert len(occurrences) < deliveries  # both partners, reminders: several messages each
+    assert len(events) == len(occurrences)
+    uids = {str(event["UID"]) for event in events}
+    assert len(uids) == len(events)
+    assert uids == {str(event["UID"]) for event in ics_events(*args, cwd=tmp_path)}
+
+
+def test_plan_table_shows_the_ritual_ids(tmp_path: Path) -> None:
+    result = tend(
+        "plan", "--config", str(EXAMPLE), "--from", "2026-11-30", "--days", "14", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    for ritual in ("date-night", "check-in", "appreciation", "reunion"):
+        assert ritual in result.stdout
+
+
+# -- tend plan: mistakes ------------------------------------------------------------------------
+
+
+def test_plan_for_an_unknown_household_exits_2(tmp_path: Path) -> None:
+    result = tend("plan", "--config", str(EXAMPLE), "--household", "nope", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown household 'nope'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_plan_from_an_impossible_date_exits_2_with_a_clear_message(tmp_path: Path) -> None:
+    result = tend("plan", "--config", str(EXAMPLE), "--from", "2027-13-01", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--from '2027-13-01': expected a date like" in result.stderr
+    assert result.stdout == ""
+
+
+def test_plan_on_a_broken_file_writes_the_errors_to_stderr_and_nothing_to_stdout(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, BROKEN)
+    result = tend("plan", "--format", "json", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert [line.partition(": ")[0] for line in lines] == [f"{path}:5", f"{path}:10"]
+    assert all(ERROR_LINE.match(line) for line in lines), lines
+
+
+# -- tend config schema -------------------------------------------------------------------------
+
+
+def test_config_schema_prints_the_json_schema_of_the_ritual_file(tmp_path: Path) -> None:
+    result = tend("config", "schema", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema["type"] == "object"
+    assert {"households", "rituals", "decks", "timezone"} <= set(schema["properties"])
+    assert "households" in schema.get("required", [])
