@@ -10,7 +10,7 @@ from itertools import pairwise
 from typing import Literal
 
 from config.model import Household, Ritual
-from rituals.clock import get_zone, resolve
+from rituals.clock import QuietHours, get_zone
 from rituals.decks import DEFAULT_DECKS, builtin_decks
 from rituals.schedule import MIN_GAP, FixedSchedule, RandomWindow
 from rituals.sms import count_segments
@@ -193,22 +193,20 @@ def _firing(
             zone = get_zone(household.timezone or timezone or "UTC")
         except ValueError:
             continue  # an unknown default zone is reported where it is written
-        quiet = [
-            (p.quiet_hours, get_zone(p.timezone) if p.timezone else zone)
-            for p in household.partners
-        ]
-        found = False
-        for day in range(62):
-            local = start + timedelta(days=day)
-            if local.weekday() not in schedule.days:
-                continue
-            for slot in schedule.day_candidates(local.date()):
-                instant = resolve(slot, zone)
-                if not any(q and q.contains(instant.astimezone(z).time()) for q, z in quiet):
-                    found = True
-                    break
-            if found:
-                break
+        zones = {p.id: get_zone(p.timezone) if p.timezone else zone for p in household.partners}
+        by_id = {p.id: p for p in household.partners}
+        if ritual.to == "each":
+            audiences = [[p] for p in by_id]
+        elif ritual.to == "both":
+            audiences = [list(by_id)]
+        else:
+            audiences = [[ritual.to]] if ritual.to in by_id else []
+        days = [(start + timedelta(days=n)).date() for n in range(62)]
+        days = [day for day in days if day.weekday() in schedule.days]
+        found = True
+        for audience in audiences:
+            quiet = QuietHours.of(zone, [(by_id[p].quiet_hours, zones[p]) for p in audience])
+            found = found and any(quiet.allowed_minutes(day, schedule.marks) for day in days)
         if not found:
             yield Problem(
                 where,

@@ -15,12 +15,14 @@ the earlier of the two instants. We still say it here, once, and test it over ev
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
+    "QuietHours",
     "TimeWindow",
     "format_duration",
     "get_zone",
@@ -118,6 +120,21 @@ class TimeWindow:
         span = _minute(self.end) - _minute(self.start)
         return span % (24 * 60)
 
+    @property
+    def start_minute(self) -> int:
+        return _minute(self.start)
+
+    @property
+    def end_minute(self) -> int:
+        return _minute(self.end)
+
+    def contains_minute(self, minute: int) -> bool:
+        """Whether minute-of-day `minute` (0-1439) is inside ``[start, end)``."""
+        start, end = _minute(self.start), _minute(self.end)
+        if end < start:
+            return minute >= start or minute < end
+        return start <= minute < end
+
     def contains(self, moment: time) -> bool:
         """Whether the local time `moment` is inside ``[start, end)``."""
         if self.crosses_midnight:
@@ -130,6 +147,76 @@ class TimeWindow:
         if end <= local:
             end += timedelta(days=1)
         return end
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """The quiet hours of a message's recipients, seen from the household's zone.
+
+    Random windows test every 5-minute mark of every day against them, so marks are minutes
+    of the local day (ints), and on a day when no zone involved changes its offset each
+    partner's clock is a fixed shift from the household's: one addition per mark.
+    """
+
+    zone: tzinfo
+    windows: tuple[tuple[TimeWindow, tzinfo], ...]
+    _shifts: dict[date, tuple[tuple[TimeWindow, int], ...] | None] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
+
+    @classmethod
+    def of(cls, zone: tzinfo, windows: Sequence[tuple[TimeWindow | None, tzinfo]]) -> QuietHours:
+        return cls(zone, tuple((w, own) for w, own in windows if w is not None))
+
+    def allows(self, slot: datetime) -> bool:
+        """Whether the naive local `slot` is outside every recipient's quiet hours."""
+        instant = resolve(slot, self.zone)
+        return not any(w.contains(instant.astimezone(own).time()) for w, own in self.windows)
+
+    def allowed_minutes(self, day: date, minutes: Sequence[int]) -> Sequence[int]:
+        """The minutes of local `day` (0-1439) in `minutes` that `allows`, in order."""
+        if not self.windows:
+            return minutes
+        shifts = self._day_shifts(day)
+        if shifts is None:
+            midnight = datetime.combine(day, time())
+            return [m for m in minutes if self.allows(midnight + timedelta(minutes=m))]
+        return _outside(shifts, tuple(minutes) if not isinstance(minutes, range) else minutes)
+
+    def _day_shifts(self, day: date) -> tuple[tuple[TimeWindow, int], ...] | None:
+        if day not in self._shifts:
+            start = resolve(datetime.combine(day, time()), self.zone)
+            end = resolve(datetime.combine(day + timedelta(days=1), time()), self.zone)
+            home = _steady_offset(start, end, self.zone)
+            found: list[tuple[TimeWindow, int]] = []
+            for window, own in self.windows:
+                theirs = _steady_offset(start, end, own)
+                if home is None or theirs is None:
+                    self._shifts[day] = None
+                    return None
+                found.append((window, int((theirs - home).total_seconds()) // 60))
+            self._shifts[day] = tuple(found)
+        return self._shifts[day]
+
+
+@lru_cache(maxsize=4096)
+def _outside(
+    shifts: tuple[tuple[TimeWindow, int], ...], minutes: range | tuple[int, ...]
+) -> tuple[int, ...]:
+    """`minutes` outside every window seen `shift` minutes away; most days share an answer."""
+    return tuple(
+        m for m in minutes if not any(w.contains_minute((m + s) % _DAY) for w, s in shifts)
+    )
+
+
+def _steady_offset(start: datetime, end: datetime, zone: tzinfo) -> timedelta | None:
+    """The UTC offset of `zone` over ``[start, end)`` when it does not change, else None."""
+    first = start.astimezone(zone).utcoffset()
+    last = (end - timedelta(seconds=1)).astimezone(zone).utcoffset()
+    return first if first == last else None
+
+
+_DAY = 24 * 60
 
 
 def _minute(moment: time) -> int:

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
-from rituals.clock import TimeWindow, get_zone, resolve
+from rituals.clock import QuietHours, TimeWindow, get_zone, resolve
 from rituals.decks import DEFAULT_DECKS, builtin_decks, item_at
 from rituals.schedule import FixedSchedule, RandomWindow
 from rituals.templates import default_message, render
@@ -76,6 +76,7 @@ class Plan:
         self._decks: dict[str, Sequence[str]] = dict(builtin_decks())
         self._decks.update({name: deck.items for name, deck in file.decks.items()})
         self._contexts = {h.id: self._context(h) for h in file.households}
+        self._rituals = {r.id: r for r in file.rituals}
 
     def _context(self, household: Household) -> _Context:
         zone_name = household.timezone or self.file.timezone or "UTC"
@@ -141,20 +142,18 @@ class Plan:
             yield from schedule.slots(start, end)
             return
         assert isinstance(schedule, RandomWindow)
-        audience = self._audience(ctx, ritual, recipient)
-
-        def allowed(slot: datetime) -> bool:
-            instant = resolve(slot, ctx.zone)
-            for partner_id in audience:
-                quiet = ctx.partners[partner_id].quiet_hours
-                if quiet and quiet.contains(instant.astimezone(ctx.zones[partner_id]).time()):
-                    return False
-            return True
+        quiet = QuietHours.of(
+            ctx.zone,
+            [
+                (ctx.partners[p].quiet_hours, ctx.zones[p])
+                for p in self._audience(ctx, ritual, recipient)
+            ],
+        )
 
         owner = recipient or "*"
         for period, first, after in schedule.periods(start.date(), end.date()):
             seed = f"{ctx.household.id}|{ritual.id}|{owner}|{period}"
-            for k, slot in enumerate(schedule.draw(seed, first, after, allowed)):
+            for k, slot in enumerate(schedule.draw(seed, first, after, quiet)):
                 if start <= slot < end:
                     yield period * schedule.times + k, slot
 
@@ -209,7 +208,7 @@ class Plan:
     def deliveries(self, occurrence: Occurrence) -> list[Delivery]:
         """Every message `occurrence` makes: plan-ahead, day-of or nudge, reminder."""
         ctx = self._contexts[occurrence.household]
-        ritual = next(r for r in self.file.rituals if r.id == occurrence.ritual)
+        ritual = self._rituals[occurrence.ritual]
         main: Role = (
             "nudge"
             if ritual.kind == "appreciation" or isinstance(ritual.schedule, RandomWindow)

@@ -20,7 +20,7 @@ import random
 import re
 from abc import ABC, abstractmethod
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -30,7 +30,7 @@ from typing import Literal
 from apscheduler.triggers.cron import CronTrigger
 from dateutil import rrule as du
 
-from rituals.clock import TimeWindow, parse_hhmm
+from rituals.clock import QuietHours, TimeWindow, parse_hhmm
 
 __all__ = [
     "EPOCH",
@@ -199,40 +199,44 @@ class RandomWindow(Schedule):
             yield self._period_number(day), day, following
             day = following
 
+    @property
+    def marks(self) -> range:
+        """Minutes of the day a draw may land on: every 5 minutes inside ``between``."""
+        return range(self.between.start_minute, self.between.end_minute, SLOT_STEP)
+
     def draw(
-        self,
-        seed: str,
-        first: date,
-        after: date,
-        allowed: Callable[[datetime], bool] = lambda _slot: True,
+        self, seed: str, first: date, after: date, quiet: QuietHours | None = None
     ) -> list[datetime]:
         """This period's slots, ascending: the same `seed` and period always give the same."""
         rng = random.Random(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big"))
-        by_day: list[list[datetime]] = []
-        day = first
-        while day < after:
+        by_day: list[tuple[int, Sequence[int]]] = []  # (days after `first`, allowed minutes)
+        for offset in range((after - first).days):
+            day = first + timedelta(days=offset)
             if day.weekday() in self.days:
-                options = [slot for slot in self.day_candidates(day) if allowed(slot)]
+                options = quiet.allowed_minutes(day, self.marks) if quiet else self.marks
                 if options:
-                    by_day.append(options)
-            day += timedelta(days=1)
+                    by_day.append((offset, options))
+        start = datetime.combine(first, time())
         if not by_day:
             return []
         if self.per != "day" and self.times <= len(by_day):
             # One a day, on distinct days: the natural spread for "3 times a week".
-            picked_days = sorted(rng.sample(range(len(by_day)), self.times))
-            return [rng.choice(by_day[i]) for i in picked_days]
-        pool = [slot for options in by_day for slot in options]
+            picked = sorted(rng.sample(range(len(by_day)), self.times))
+            return [
+                start + timedelta(days=by_day[i][0], minutes=rng.choice(by_day[i][1]))
+                for i in picked
+            ]
+        pool = [offset * 24 * 60 + m for offset, options in by_day for m in options]
         for gap in (60, 30, 15, SLOT_STEP):
-            chosen = _spaced_sample(rng, pool, self.times, timedelta(minutes=gap))
+            chosen = _spaced_sample(rng, pool, self.times, gap)
             if chosen is not None:
-                return sorted(chosen)
-        return sorted(rng.sample(pool, min(self.times, len(pool))))
+                return [start + timedelta(minutes=m) for m in sorted(chosen)]
+        return [start + timedelta(minutes=m) for m in sorted(rng.sample(pool, self.times))]
 
     def day_candidates(self, day: date) -> list[datetime]:
-        start = datetime.combine(day, self.between.start)
-        count = self.between.minutes // SLOT_STEP
-        return [start + timedelta(minutes=SLOT_STEP * i) for i in range(count)]
+        """Every mark of local `day` as a naive slot."""
+        midnight = datetime.combine(day, time())
+        return [midnight + timedelta(minutes=m) for m in self.marks]
 
     def _period_start(self, day: date) -> date:
         if self.per == "week":
@@ -256,12 +260,11 @@ class RandomWindow(Schedule):
         return days // 7 if self.per == "week" else days
 
 
-def _spaced_sample(
-    rng: random.Random, pool: list[datetime], count: int, gap: timedelta
-) -> list[datetime] | None:
-    chosen: list[datetime] = []
+def _spaced_sample(rng: random.Random, pool: list[int], count: int, gap: int) -> list[int] | None:
+    """`count` minutes from `pool`, each at least `gap` minutes from the others, or None."""
+    chosen: list[int] = []
     for _ in range(count):
-        options = [s for s in pool if all(abs(s - c) >= gap for c in chosen)]
+        options = [m for m in pool if all(abs(m - c) >= gap for c in chosen)]
         if not options:
             return None
         chosen.append(rng.choice(options))

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from rituals.clock import TimeWindow
+from rituals.clock import QuietHours, TimeWindow, get_zone
 from rituals.schedule import RandomWindow, ScheduleError, parse_schedule
 
 FROM = datetime(2027, 1, 1)  # a Friday
@@ -219,7 +219,10 @@ def test_several_a_day_are_at_least_an_hour_apart() -> None:
 
 def test_draws_fall_only_on_the_named_days_and_where_allowed() -> None:
     nudges = window(times=2, per="week", days=["sat", "sun"])
-    not_before_noon = lambda slot: slot.hour >= 12  # noqa: E731
+    # A partner in London is quiet until 17:00 there: noon in New York.
+    not_before_noon = QuietHours.of(
+        get_zone("America/New_York"), [(TimeWindow.parse("00:00-17:00"), get_zone("Europe/London"))]
+    )
     for n in range(30):
         drawn = nudges.draw(f"seed-{n}", date(2027, 1, 4), date(2027, 1, 11), not_before_noon)
         assert sorted(slot.strftime("%a") for slot in drawn) == ["Sat", "Sun"]
@@ -228,4 +231,19 @@ def test_draws_fall_only_on_the_named_days_and_where_allowed() -> None:
 
 def test_a_window_with_nowhere_allowed_draws_nothing() -> None:
     nudges = window(times=3, per="week")
-    assert nudges.draw("s", date(2027, 1, 4), date(2027, 1, 11), lambda _slot: False) == []
+    always_quiet = QuietHours.of(
+        get_zone("UTC"), [(TimeWindow.parse("09:00-21:00"), get_zone("UTC"))]
+    )
+    assert nudges.draw("s", date(2027, 1, 4), date(2027, 1, 11), always_quiet) == []
+
+
+def test_quiet_hours_agree_minute_by_minute_with_exact_conversion_across_dst() -> None:
+    # 2027-03-14 is spring-forward in New York but not in London: the shift changes that day.
+    quiet = QuietHours.of(
+        get_zone("America/New_York"), [(TimeWindow.parse("22:00-08:00"), get_zone("Europe/London"))]
+    )
+    for day in (date(2027, 3, 13), date(2027, 3, 14), date(2027, 3, 28), date(2027, 7, 1)):
+        fast = list(quiet.allowed_minutes(day, range(0, 24 * 60, 5)))
+        midnight = datetime.combine(day, datetime.min.time())
+        exact = [m for m in range(0, 24 * 60, 5) if quiet.allows(midnight + timedelta(minutes=m))]
+        assert fast == exact, day
