@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from itertools import pairwise
 from typing import Literal
 
-from config.model import Household, Ritual
-from rituals.clock import QuietHours, get_zone
+from config.model import Household, Partner, Ritual
+from rituals.clock import QuietHours, format_duration, get_zone, resolve
 from rituals.decks import DEFAULT_DECKS, builtin_decks
 from rituals.schedule import MIN_GAP, FixedSchedule, RandomWindow
 from rituals.sms import count_segments
-from rituals.templates import SAMPLE_VALUES, TemplateProblem, check_template, render
+from rituals.templates import (
+    SAMPLE_VALUES,
+    TemplateProblem,
+    check_template,
+    default_message,
+    render,
+)
 
 __all__ = ["Problem", "check_file"]
 
@@ -43,6 +49,7 @@ def check_file(
     decks: Collection[str],
     households_complete: bool,
     today: datetime,
+    deck_items: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Problem]:
     """Problems across tables. Lists hold ``(index in the file, valid table)``.
 
@@ -64,21 +71,56 @@ def check_file(
         problems += _duplicates(
             f"households.{i}.partners", [(j, p.id) for j, p in enumerate(household.partners)]
         )
+        if household.timezone is not None:
+            problems += _zone_style(("households", i, "timezone"), household.timezone)
         for j, partner in enumerate(household.partners):
-            if partner.quiet_hours is not None and partner.quiet_hours.minutes == 0:
-                problems.append(
-                    Problem(
-                        ("households", i, "partners", j, "quiet_hours"),
-                        f"{partner.quiet_hours} covers the whole day: nothing could ever be sent",
-                    )
-                )
+            problems += _partner(("households", i, "partners", j), partner)
+    if timezone is not None:
+        problems += _zone_style(("timezone",), timezone)
     known_decks = set(builtin_decks()) | set(decks)
+    deck_items = {**builtin_decks(), **(deck_items or {})}
     by_id = {h.id: h for _, h in households}
     for i, ritual in rituals:
         problems += list(
-            _ritual(i, ritual, by_id, known_decks, households_complete, timezone, today)
+            _ritual(i, ritual, by_id, known_decks, deck_items, households_complete, timezone, today)
         )
     return problems
+
+
+def _partner(here: Loc, partner: Partner) -> list[Problem]:
+    problems = []
+    if partner.timezone is not None:
+        problems += _zone_style((*here, "timezone"), partner.timezone)
+    quiet = partner.quiet_hours
+    if quiet is not None and quiet.minutes == 0:
+        problems.append(
+            Problem((*here, "quiet_hours"), f"{quiet} covers the whole day: nothing could be sent")
+        )
+    elif quiet is not None and quiet.minutes > 12 * 60 and quiet.contains(time(12)):
+        length = format_duration(timedelta(minutes=quiet.minutes))
+        problems.append(
+            Problem(
+                (*here, "quiet_hours"),
+                f"{quiet} keeps {length} quiet, midday included; "
+                f"did you mean '{quiet.end:%H:%M}-{quiet.start:%H:%M}'?",
+                "warning",
+            )
+        )
+    return problems
+
+
+def _zone_style(path: Loc, name: str) -> list[Problem]:
+    """A warning for zones that are fixed offsets or legacy names, not places."""
+    if name in ("UTC", "Etc/UTC") or ("/" in name and not name.startswith("Etc/")):
+        return []
+    return [
+        Problem(
+            path,
+            f"{name!r} is not a place: it may not follow local daylight saving time; "
+            "use a zone like 'America/New_York' or 'Europe/Berlin'",
+            "warning",
+        )
+    ]
 
 
 def _duplicates(where: str, ids: Sequence[tuple[int, str]]) -> list[Problem]:
@@ -102,6 +144,7 @@ def _ritual(
     ritual: Ritual,
     households: dict[str, Household],
     known_decks: set[str],
+    deck_items: Mapping[str, Sequence[str]],
     households_complete: bool,
     timezone: str | None,
     today: datetime,
@@ -120,27 +163,8 @@ def _ritual(
             (*here, "deck"),
             f"unknown deck {ritual.deck!r} (known: {', '.join(sorted(known_decks))})",
         )
-        deck = None
+    yield from _templates(here, ritual, deck, deck_items)
 
-    allowed = set(SAMPLE_VALUES) - ({"item"} if deck is None else set())
-    for name in ("message", "plan_ahead_message", "reminder_message"):
-        source = getattr(ritual, name)
-        if source is None:
-            continue
-        try:
-            check_template(source, frozenset(allowed))
-        except TemplateProblem as exc:
-            hint = " (this ritual has no deck)" if "'item'" in str(exc) and deck is None else ""
-            yield Problem((*here, name), f"{exc}{hint}")
-            continue
-        segments = count_segments(render(source, SAMPLE_VALUES))
-        if segments.count > 2:
-            yield Problem(
-                (*here, name),
-                f"an SMS of this message needs {segments.count} segments ({segments.encoding}, "
-                f"{segments.units} characters with sample values); keep it to 2",
-                "warning",
-            )
     if ritual.kind == "custom" and ritual.message is None:
         yield Problem((*here, "message"), "a custom ritual needs a message")
 
@@ -157,10 +181,89 @@ def _ritual(
                     f"unknown partner {value!r} in household {missing[0]!r} "
                     f"(use {' | '.join(sorted(special))} or a partner id)",
                 )
-    if ritual.plan_ahead is not None and ritual.planner is None and ritual.kind != "date_night":
+    if ritual.plan_ahead is not None and ritual.planner is None:
         yield Problem((*here, "plan_ahead"), "plan_ahead needs a planner (alternate | both | id)")
+    if ritual.to == "each":
+        for name in ("planner", "plan_ahead"):
+            if name in ritual.model_fields_set:
+                yield Problem(
+                    (*here, name),
+                    "with to = 'each' every partner has their own occurrences: nobody plans "
+                    "for the other (use to = 'both')",
+                )
+    if ritual.households == []:
+        yield Problem((*here, "households"), "empty: leave it out to apply to every household")
 
     yield from _firing(here, ritual, targets, timezone, today)
+
+
+def _templates(
+    here: Loc, ritual: Ritual, deck: str | None, deck_items: Mapping[str, Sequence[str]]
+) -> Iterator[Problem]:
+    """Each template renders; an SMS of it, with this deck's longest item, fits 2 segments."""
+    items = deck_items.get(deck) if deck else None
+    # An unknown deck is reported once, at `deck`, not again at every {{ item }}.
+    allowed = frozenset(SAMPLE_VALUES) - ({"item"} if deck is None else frozenset())
+    for name, role in (
+        ("message", "day_of"),
+        ("plan_ahead_message", "plan_ahead"),
+        ("reminder_message", "reminder"),
+    ):
+        source = getattr(ritual, name)
+        if source is not None:
+            try:
+                check_template(source, allowed)
+            except TemplateProblem as exc:
+                hint = " (this ritual has no deck)" if "'item'" in str(exc) and deck is None else ""
+                yield Problem((*here, name), f"{exc}{hint}")
+                continue
+        elif role == "day_of" and ritual.kind == "custom":
+            continue
+        template = source or default_message(role, ritual.kind)
+        candidates = (items or [SAMPLE_VALUES["item"]]) if "item" in allowed else [""]
+        segments, item = max(
+            (
+                (count_segments(render(template, {**SAMPLE_VALUES, "item": c})), c)
+                for c in candidates
+            ),
+            key=lambda pair: (pair[0].count, pair[0].units),
+        )
+        if segments.count > 2:
+            detail = f" with the item {item[:40]!r}" if items else ""
+            yield Problem(
+                (*here, name),
+                f"an SMS of this message needs {segments.count} segments ({segments.encoding}, "
+                f"{segments.units} characters{detail}); keep it to 2",
+                "warning",
+            )
+
+
+def _always_quiet(
+    where: Loc,
+    ritual: Ritual,
+    upcoming: Sequence[datetime],
+    targets: list[Household],
+    timezone: str | None,
+) -> Iterator[Problem]:
+    """Warn when every upcoming slot falls in a recipient's quiet hours: all would wait."""
+    for household in targets:
+        try:
+            zone = get_zone(household.timezone or timezone or "UTC")
+        except ValueError:
+            continue
+        for partner in household.partners:
+            quiet = partner.quiet_hours
+            if quiet is None or ritual.to not in ("both", "each", partner.id):
+                continue
+            own = get_zone(partner.timezone) if partner.timezone else zone
+            locals_ = [resolve(slot, zone).astimezone(own) for slot in upcoming]
+            if all(quiet.contains(moment.time()) for moment in locals_):
+                yield Problem(
+                    where,
+                    f"{locals_[0]:%H:%M} ({own.key}) falls in {partner.name}'s quiet hours "
+                    f"({quiet}): their messages will wait until {quiet.end:%H:%M}",
+                    "warning",
+                )
 
 
 def _firing(
@@ -186,6 +289,7 @@ def _firing(
                     f"({earlier:%Y-%m-%d %H:%M} and {later:%H:%M}); rituals need an hour apart",
                 )
                 return
+        yield from _always_quiet(where, ritual, upcoming[:14], targets, timezone)
         return
     assert isinstance(schedule, RandomWindow)
     for household in targets:

@@ -6,8 +6,10 @@ half-loaded. Lines come from :class:`config.positions.SourceMap`, since ``tomlli
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from config.checks import Problem, check_file
-from config.model import Household, Ritual, RitualFile
+from config.model import Deck, Household, Partner, Ritual, RitualFile
 from config.positions import SourceMap
 
 M = TypeVar("M", bound=BaseModel)
@@ -107,6 +109,7 @@ def parse_ritual_file(text: str, *, name: str, today: datetime) -> LoadedFile:
     raw_zone = data.get("timezone")
     timezone = None if raw_zone is None else str(raw_zone)
     problems += check_file(
+        deck_items={name: deck.items for name, deck in file.decks.items()} if file else None,
         timezone=timezone,
         households=households,
         rituals=rituals,
@@ -127,11 +130,33 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
         loc = tuple(error["loc"])
         message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if error["type"] == "extra_forbidden":
-            message = f"unknown key {loc[-1]!r}"
+            message = f"unknown key {loc[-1]!r}" + _did_you_mean(str(loc[-1]), _KEYS)
         elif error["type"] == "missing":
             message = f"missing required key {loc[-1]!r}"
+        elif error["type"] == "string_pattern_mismatch" and loc[-1] == "id":
+            message = (
+                "an id is lower-case letters, digits, '-' and '_', like 'alex' or 'date-night'"
+            )
+        elif error["type"] == "literal_error" and isinstance(error["input"], str):
+            choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+            message += _did_you_mean(error["input"], choices)
         problems.append(Problem(loc, message))
     return problems
+
+
+#: Every key the ritual file knows, for "did you mean" on a misspelt one.
+_KEYS = sorted(
+    {
+        name
+        for model in (RitualFile, Household, Partner, Ritual, Deck)
+        for name in model.model_fields
+    }
+)
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word.lower().replace("-", "_"), choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _each(model: type[M], raw: Any) -> list[tuple[int, M]]:

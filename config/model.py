@@ -71,8 +71,11 @@ def _phone(value: str) -> str:
         raise ValueError(f"not a phone number: {exc}") from exc
     # "possible" (right length for its country) rather than "valid": the fictional 555
     # numbers of examples are allowed; Twilio refuses unassigned numbers at send time.
-    if not phonenumbers.is_possible_number(number):
-        raise ValueError("not a possible phone number for its country code")
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
+        raise ValueError("too short: include the area code")
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
+        raise ValueError("not a possible phone number for its country code (check the digits)")
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
@@ -154,11 +157,14 @@ ScheduleField = Annotated[
                     "description": "Random moments: N times per day, week or month.",
                     "properties": {
                         "times": {"type": "integer", "minimum": 1},
-                        "per": {"enum": ["day", "week", "month"]},
+                        "per": {"enum": ["day", "week", "month"], "default": "week"},
                         "between": {"type": "string", "pattern": r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$"},
                         "days": {
                             "type": "array",
-                            "items": {"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]},
+                            "items": {
+                                "type": "string",
+                                "examples": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                            },
                         },
                     },
                     "required": ["times", "between"],
@@ -229,6 +235,9 @@ class Household(_Table):
     partners: list[Partner] = Field(min_length=1)
 
 
+DATE_NIGHT_PLAN_AHEAD = timedelta(days=3)
+
+
 class Ritual(_Table):
     id: Id
     kind: Kind
@@ -238,15 +247,31 @@ class Ritual(_Table):
     planner: str | None = Field(
         None, description="Who plans: alternate | both | <partner id>. Date nights: alternate."
     )
-    plan_ahead: Duration | None = Field(None, description="Nudge the planner this long before.")
+    plan_ahead: Duration | None = Field(
+        None, description="Nudge the planner this long before. Date nights: 3d."
+    )
     deck: str | None = Field(None, description="Deck of ideas; default from the kind.")
     message: str | None = Field(None, description="Jinja2 template of the message.")
     plan_ahead_message: str | None = None
     reminder_message: str | None = None
     remind_after: Duration | None = Field(None, description="One follow-up if unconfirmed.")
-    grace: Duration = Field(timedelta(hours=2), description="Send at most this late.")
+    grace: Duration = Field(
+        timedelta(hours=2),
+        description="Send at most this late.",
+        json_schema_extra={"default": "2h"},
+    )
     streak: Literal["either", "both"] = "either"
     households: list[str] | None = Field(None, description="Only these households.")
+
+    @model_validator(mode="after")
+    def _date_night_defaults(self) -> Ritual:
+        # A date night has a planner, and the planner hears about it in time to plan.
+        if self.kind == "date_night" and self.to != "each":
+            if self.planner is None:
+                object.__setattr__(self, "planner", "alternate")
+            if self.plan_ahead is None:
+                object.__setattr__(self, "plan_ahead", DATE_NIGHT_PLAN_AHEAD)
+        return self
 
     @property
     def display_name(self) -> str:
@@ -261,7 +286,7 @@ class Deck(_Table):
 
 
 class RitualFile(_Table):
-    """The whole ritual file (``tend.toml``)."""
+    """The whole ritual file (tend.toml)."""
 
     model_config = ConfigDict(
         extra="forbid",

@@ -173,7 +173,7 @@ class Plan:
         )
 
     def _planners(self, ctx: _Context, ritual: Ritual, index: int) -> tuple[str, ...]:
-        mode = ritual.planner or ("alternate" if ritual.kind == "date_night" else None)
+        mode = ritual.planner
         ids = list(ctx.partners)
         if mode is None or ritual.to == "each":
             return ()

@@ -34,6 +34,8 @@ from rituals.clock import QuietHours, TimeWindow, parse_hhmm
 
 __all__ = [
     "EPOCH",
+    "FIRST_YEAR",
+    "LAST_YEAR",
     "FixedSchedule",
     "RandomWindow",
     "Schedule",
@@ -43,6 +45,9 @@ __all__ = [
 
 #: Occurrence indexes count from here (a Monday). Rules without their own start begin here.
 EPOCH = datetime(2024, 1, 1)
+
+#: Occurrence indexes count slots from the epoch, so planning is bounded to these years.
+FIRST_YEAR, LAST_YEAR = 2000, 2099
 
 #: Rituals are not alarms: a schedule may fire at most once an hour.
 MIN_GAP = timedelta(hours=1)
@@ -124,11 +129,11 @@ def _year_slots(schedule: FixedSchedule, year: int) -> list[datetime]:
 @lru_cache(maxsize=4096)
 def _prefix(schedule: FixedSchedule, year: int) -> int:
     """The index of the first slot of `year` (negative before the epoch)."""
-    if year == EPOCH.year:
-        return 0
-    if year > EPOCH.year:
-        return _prefix(schedule, year - 1) + len(_year_slots(schedule, year - 1))
-    return _prefix(schedule, year + 1) - len(_year_slots(schedule, year))
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise ValueError(f"Tend plans the years {FIRST_YEAR}-{LAST_YEAR}; {year} is outside them")
+    if year >= EPOCH.year:
+        return sum(len(_year_slots(schedule, y)) for y in range(EPOCH.year, year))
+    return -sum(len(_year_slots(schedule, y)) for y in range(year, EPOCH.year))
 
 
 @dataclass(frozen=True, eq=True)
@@ -227,11 +232,13 @@ class RandomWindow(Schedule):
                 for i in picked
             ]
         pool = [offset * 24 * 60 + m for offset, options in by_day for m in options]
+        # An hour apart where the window allows; quiet hours may leave less room than the
+        # window (the file check refuses windows that are too small on their own).
         for gap in (60, 30, 15, SLOT_STEP):
             chosen = _spaced_sample(rng, pool, self.times, gap)
             if chosen is not None:
                 return [start + timedelta(minutes=m) for m in sorted(chosen)]
-        return [start + timedelta(minutes=m) for m in sorted(rng.sample(pool, self.times))]
+        return [start + timedelta(minutes=m) for m in pool]  # fewer marks than times
 
     def day_candidates(self, day: date) -> list[datetime]:
         """Every mark of local `day` as a naive slot."""
@@ -303,7 +310,7 @@ def parse_schedule(value: str | dict[str, object]) -> Schedule:
 def parse_phrase(text: str, *, source: str) -> RRuleSchedule:
     found = next(((k, m) for k, p in _PHRASES.items() if (m := p.match(text))), None)
     if found is None:
-        raise ScheduleError(f"cannot read schedule {source!r}; write it like {EXAMPLES}")
+        raise ScheduleError(f"cannot read schedule {source!r}; {_hint(text)}")
     kind, match = found
     at = _time(match.group("time"))
     if kind == "daily":
@@ -381,6 +388,14 @@ def parse_rrule(text: str, *, source: str) -> RRuleSchedule:
         raise ScheduleError(
             "rrule: DTSTART must be a local time without TZID or Z; the household's zone applies"
         )
+    has_start = "DTSTART" in text.upper()
+    if not has_start and "BYHOUR" not in text.upper():
+        raise ScheduleError(
+            "rrule: say when in the day with BYHOUR and BYMINUTE (or a DTSTART with a time); "
+            "without them it fires at midnight"
+        )
+    if not has_start and "COUNT=" in text.upper():
+        raise ScheduleError("rrule: COUNT needs a DTSTART to count from")
     try:
         next(iter(rule), None)
     except (ValueError, TypeError) as exc:
@@ -422,8 +437,16 @@ def parse_cron(text: str, *, source: str) -> CronSchedule:
         else:
             triggers = (trigger(dom, days),)
     except ValueError as exc:
-        raise ScheduleError(f"cron: {exc}") from exc
+        raise ScheduleError(f"cron: {_cron_message(str(exc))}") from exc
     return CronSchedule(source=source, triggers=triggers)
+
+
+def _cron_message(text: str) -> str:
+    """APScheduler's wording, shortened: "Error validating expression '25': the last ..."."""
+    text = re.sub(r"^Error validating expression '[^']*': ", "", text)
+    if text.startswith("Unrecognized expression"):
+        text += " (cron here takes numbers, names, *, ranges a-b, lists a,b and steps /n)"
+    return text
 
 
 def _cron_weekdays(field_text: str) -> str | None:
@@ -493,9 +516,15 @@ def parse_random_window(value: dict[str, object]) -> RandomWindow:
         if not isinstance(days_value, list) or not days_value:
             raise ScheduleError("days: a list of days like ['sat', 'sun']")
         days = tuple(sorted({_days(str(d))[0] for d in days_value}))
-    limits = {"day": 24 * 60 // 60, "week": 7 * 24, "month": 28 * 24}
-    if times > limits[str(per)]:
-        raise ScheduleError(f"times: {times} per {per} is more than once an hour")
+    # Draws are an hour apart: how many fit in one day's window, and in the period's days.
+    per_day = (between.minutes - SLOT_STEP) // 60 + 1
+    period_days = {"day": 1, "week": len(days), "month": 4 * len(days)}[str(per)]
+    if times > per_day * period_days:
+        raise ScheduleError(
+            f"times: {times} per {per} cannot be an hour apart inside {between} "
+            f"on {period_days} day{'s' if period_days > 1 else ''}; "
+            f"at most {per_day * period_days}"
+        )
     return RandomWindow(
         times=times,
         per=per,
@@ -503,6 +532,18 @@ def parse_random_window(value: dict[str, object]) -> RandomWindow:
         days=days,
         source=f"{times} per {per} between {between}",
     )
+
+
+def _hint(text: str) -> str:
+    """What most likely went wrong in a phrase nobody could read."""
+    if re.search(r"\d\s*(am|pm)\b", text):
+        return "write times on the 24-hour clock, like 'at 19:00'"
+    if re.fullmatch(r"[\d*][\d*,/\-]*(\s+[\d*,/\-a-z]+){4}", text):
+        return f"did you mean 'cron: {text}'?"
+    every_day = re.match(r"^every\s+([a-z]+?)s?\s+at\s+(\S+)$", text)
+    if every_day and every_day.group(1) in _DAY_NAMES:
+        return f"did you mean 'weekly on {every_day.group(1)[:3]} at {every_day.group(2)}'?"
+    return f"write it like {EXAMPLES}"
 
 
 def _time(text: str) -> time:

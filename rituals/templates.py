@@ -46,7 +46,7 @@ SAMPLE_VALUES: Mapping[str, str] = {
 DEFAULT_MESSAGES: Mapping[str, Mapping[str, str]] = {
     "day_of": {
         "date_night": (
-            "Date night {{ when }}! {{ planner }} is planning. Idea: {{ item }}. Reply DONE after."
+            "Date night {{ when }}! Planner: {{ planner }}. Idea: {{ item }}. Reply DONE after."
         ),
         "check_in": (
             "Check-in time, {{ partner }}. Open with one thing you appreciated this week, "

@@ -12,13 +12,18 @@ from typing import Annotated, Any
 
 import typer
 from icalendar import Calendar, Event
+from pydantic import ValidationError
+from rich import box
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from config.loader import LoadedFile, RitualFileError, load_ritual_file
 from config.model import RitualFile
 from config.settings import Settings
 from rituals.planning import Delivery, Occurrence, Plan
+from rituals.schedule import FIRST_YEAR, LAST_YEAR
 
 __all__ = ["app", "main"]
 
@@ -54,8 +59,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _settings() -> Settings:
+    """The environment (and ``.env``), once; a bad variable is one clear line, exit 2."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            name = str(error["loc"][0]) if error["loc"] else "environment"
+            typer.echo(f"environment: {name.upper()}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _load(config: Path | None, *, errors_to_stdout: bool) -> tuple[Settings, LoadedFile]:
-    settings = Settings()
+    settings = _settings()
     path = config or settings.config_path
     try:
         loaded = load_ritual_file(path, today=_now())
@@ -125,11 +141,7 @@ def plan_command(
         if from_ is None:
             first = now.astimezone(plan.zone_of(h.id)).date()
         else:
-            try:
-                first = date.fromisoformat(from_)
-            except ValueError:
-                typer.echo(f"--from {from_!r}: expected a date like 2027-11-05", err=True)
-                raise typer.Exit(2) from None
+            first = _first_day(from_, days)
         deliveries += plan.deliveries_between(first, days, [h.id])
     deliveries.sort(
         key=lambda d: (d.due_at, d.occurrence.household, d.occurrence.ritual, d.partner)
@@ -150,6 +162,18 @@ def config_schema() -> None:
     schema = RitualFile.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     typer.echo(json.dumps(schema, indent=2))
+
+
+def _first_day(text: str, days: int) -> date:
+    try:
+        first = date.fromisoformat(text)
+    except ValueError as exc:
+        typer.echo(f"--from {text!r}: {exc} (write a date like 2027-11-05)", err=True)
+        raise typer.Exit(2) from None
+    if first.year < FIRST_YEAR or (first + timedelta(days=days)).year > LAST_YEAR:
+        typer.echo(f"--from {text!r}: Tend plans the years {FIRST_YEAR} to {LAST_YEAR}", err=True)
+        raise typer.Exit(2)
+    return first
 
 
 def _delivery_json(delivery: Delivery) -> dict[str, Any]:
@@ -218,24 +242,36 @@ def _calendar(
 
 
 def _table(deliveries: Sequence[Delivery], file: RitualFile) -> None:
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = Console()
     if not deliveries:
         console.print("Nothing planned in that range.")
         return
     names = {(h.id, p.id): p.name for h in file.households for p in h.partners}
-    table = Table(title="Planned deliveries (recipient's local time)", show_lines=False)
-    for column in ("day", "time", "household", "ritual", "role", "to", "channel", "message"):
-        table.add_column(column, overflow="fold")
+    several = len({d.occurrence.household for d in deliveries}) > 1
+    if console.width < 120:
+        _narrow(console, deliveries, names, several)
+        return
+    table = Table(
+        title="Planned deliveries (recipient's local time)", box=box.SIMPLE_HEAD, pad_edge=False
+    )
+    table.add_column("day", no_wrap=True)
+    table.add_column("time", no_wrap=True)
+    if several:
+        table.add_column("household")
+    for column in ("ritual", "role", "to", "channel"):
+        table.add_column(column)
+    table.add_column("message", overflow="fold", ratio=1)
     last_day = None
     for delivery in deliveries:
         local = delivery.due_local
-        day = f"{local:%a} {local:%Y-%m-%d}"
+        day = f"{local:%a} {local:%d %b}"
         if last_day is not None and day != last_day:
             table.add_section()
+        household = [delivery.occurrence.household] if several else []
         table.add_row(
             day if day != last_day else "",
             f"{local:%H:%M} {local:%Z}",
-            delivery.occurrence.household,
+            *household,
             delivery.occurrence.ritual,
             delivery.role,
             names[(delivery.occurrence.household, delivery.partner)],
@@ -244,6 +280,31 @@ def _table(deliveries: Sequence[Delivery], file: RitualFile) -> None:
         )
         last_day = day
     console.print(table)
+
+
+def _narrow(
+    console: Console,
+    deliveries: Sequence[Delivery],
+    names: dict[tuple[str, str], str],
+    several: bool,
+) -> None:
+    """The plan for an 80-column terminal: a heading per day, the message under each row."""
+    last_day = None
+    for delivery in deliveries:
+        local = delivery.due_local
+        day = f"{local:%A %d %B %Y}"
+        if day != last_day:
+            console.print(f"\n[bold]{day}[/bold]")
+            last_day = day
+        occurrence = delivery.occurrence
+        where = f"{occurrence.household} " if several else ""
+        to = names[(occurrence.household, delivery.partner)]
+        console.print(
+            f"  [cyan]{local:%H:%M %Z}[/cyan]  {where}{occurrence.ritual} ({delivery.role}) "
+            f"to {to} by {delivery.channel}",
+            highlight=False,
+        )
+        console.print(Padding(Text(delivery.text), (0, 0, 0, 6)))
 
 
 def _local_text(instant: datetime, plan: Plan, household: str) -> str:

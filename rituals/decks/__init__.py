@@ -44,7 +44,19 @@ def item_at(items: Sequence[str], seed: str, index: int) -> str:
 
 @lru_cache(maxsize=4096)
 def _order(items: tuple[str, ...], seed: str, passes: int) -> tuple[int, ...]:
+    """The order of pass `passes`; a pass never opens with the item the last one closed on."""
+    if len(items) <= 2:
+        return _shuffled(len(items), seed, 0)  # a, b, a, b: the only way without repeats
+    order = list(_shuffled(len(items), seed, passes))
+    if order[0] == _shuffled(len(items), seed, passes - 1)[-1]:
+        # Swapping the first two keeps every pass's last item as shuffled, so the rule
+        # needs only the previous pass's plain shuffle: no chain back to pass 0.
+        order[0], order[1] = order[1], order[0]
+    return tuple(order)
+
+
+def _shuffled(size: int, seed: str, passes: int) -> tuple[int, ...]:
     key = hashlib.sha256(f"{seed}|{passes}".encode()).digest()
-    order = list(range(len(items)))
+    order = list(range(size))
     random.Random(int.from_bytes(key[:8], "big")).shuffle(order)
     return tuple(order)

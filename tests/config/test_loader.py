@@ -43,6 +43,84 @@ MALFORMED = [
         timezone = "UTC"
         [[households]]
         id = "h"
+          [[households.partners]]
+          id = "p"
+          name = "Pat"
+          phone = "+15550143"
+        """,
+        [Expected(7, "households.0.partners.0.phone", "too short: include the area code")],
+        id="a phone number without its area code",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }, { id = "q", name = "Quinn" }]
+
+        [[rituals]]
+        id = "dates"
+        kind = "date_night"
+        schedule = "weekly on fri at 19:00"
+        to = "each"
+        planner = "p"
+        """,
+        [Expected(11, "rituals.0.planner", "nobody plans for the other")],
+        id="a planner on a ritual each partner has alone",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "check_in"
+        schedule = "weekly on sun at 19:30"
+        households = []
+        """,
+        [Expected(10, "rituals.0.households", "empty: leave it out")],
+        id="an empty list of households",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "check_in"
+        schedule = "weekly on sun at 19:30"
+        deck = "questons"
+        message = "Ask: {{ item }}"
+        """,
+        [Expected(10, "rituals.0.deck", "unknown deck 'questons'")],
+        id="a misspelt deck is reported once, not again at {{ item }}",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "nudges"
+        kind = "appreciation"
+        schedule = { times = 5, per = "day", between = "14:00-16:00" }
+        """,
+        [Expected(9, "rituals.0.schedule", "cannot be an hour apart inside 14:00-16:00")],
+        id="a random window too small for its draws",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
         name = = "Pat"
         """,
         [Expected(4, "toml", "not valid TOML: Invalid value")],
@@ -466,7 +544,7 @@ MALFORMED = [
         [[rituals]]
         id = "hello"
         kind = "custom"
-        schedule = "rrule: FREQ=DAILY;UNTIL=20200101T000000"
+        schedule = "rrule: FREQ=DAILY;BYHOUR=9;UNTIL=20200101T000000"
         message = "Hello"
         """,
         [Expected(9, "rituals.0.schedule", "never fires after 2026-11-25")],
@@ -740,3 +818,89 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     assert error.lines() == [
         f"{path}:1: (file): no such file (give --config FILE or set TEND_CONFIG)"
     ]
+
+
+def warnings_of(tmp_path: Path, text: str) -> list[str]:
+    loaded = load_ritual_file(write(tmp_path, text), today=TODAY)
+    return [line.split(": ", 1)[1] for line in loaded.warning_lines()]
+
+
+def test_quiet_hours_written_the_wrong_way_round_get_a_warning(tmp_path: Path) -> None:
+    assert warnings_of(
+        tmp_path,
+        """\
+        timezone = "Europe/London"
+        [[households]]
+        id = "h"
+          [[households.partners]]
+          id = "mia"
+          name = "Mia"
+          quiet_hours = "07:00-22:30"
+        """,
+    ) == [
+        "households.0.partners.0.quiet_hours: warning: 07:00-22:30 keeps 15h30m quiet, "
+        "midday included; did you mean '22:30-07:00'?"
+    ]
+
+
+def test_a_zone_that_is_not_a_place_gets_a_warning(tmp_path: Path) -> None:
+    [line] = warnings_of(
+        tmp_path,
+        """\
+        [[households]]
+        id = "h"
+        timezone = "EST"
+        partners = [{ id = "p", name = "Pat" }]
+        """,
+    )
+    assert line.startswith("households.0.timezone: warning: 'EST' is not a place")
+
+
+def test_a_ritual_that_always_falls_in_quiet_hours_gets_a_warning(tmp_path: Path) -> None:
+    [line] = warnings_of(
+        tmp_path,
+        """\
+        timezone = "America/New_York"
+        [[households]]
+        id = "h"
+          [[households.partners]]
+          id = "mia"
+          name = "Mia"
+          timezone = "Europe/London"
+          quiet_hours = "22:30-07:00"
+
+        [[rituals]]
+        id = "call"
+        kind = "custom"
+        schedule = "daily at 19:30"
+        message = "Video call at {{ time }}?"
+        """,
+    )
+    assert line == (
+        "rituals.0.schedule: warning: 00:30 (Europe/London) falls in Mia's quiet hours "
+        "(22:30-07:00): their messages will wait until 07:00"
+    )
+
+
+def test_the_sms_length_warning_uses_the_decks_longest_item(tmp_path: Path) -> None:
+    long_item = "Ask about " + "the small things, " * 16
+    [line] = warnings_of(
+        tmp_path,
+        f"""\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{{ id = "p", name = "Pat" }}]
+
+        [[rituals]]
+        id = "talk"
+        kind = "check_in"
+        schedule = "weekly on sun at 19:30"
+        deck = "mine"
+
+        [decks.mine]
+        items = ["Short one?", "{long_item}"]
+        """,
+    )
+    assert line.startswith("rituals.0.message: warning: an SMS of this message needs 3 segments")
+    assert "with the item 'Ask about the small things" in line

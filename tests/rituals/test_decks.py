@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
@@ -57,3 +58,11 @@ def test_an_index_gives_the_same_item_in_another_process() -> None:
     }
     here = "|".join(item_at([str(n) for n in range(40)], "h|r|", i) for i in range(-5, 90))
     assert runs == {here + "\n"}
+
+
+@pytest.mark.parametrize("size", [2, 3, 4, 7, 30])
+def test_a_new_pass_never_opens_with_the_item_the_last_one_closed_on(size: int) -> None:
+    items = [f"idea {n}" for n in range(size)]
+    for seed in ("alex-sam|reunion|", "kim-lee|reunion|", "x|y|z"):
+        run = [item_at(items, seed, i) for i in range(-3 * size, 40 * size)]
+        assert all(a != b for a, b in itertools.pairwise(run)), seed

@@ -67,7 +67,7 @@ def test_the_planner_alternates_and_is_nudged_ahead_at_the_same_wall_clock_time(
     assert planners == [["alex", "sam"][d.occurrence.index % 2] for d in deliveries[::3]]
     first, second = (d for d in deliveries if d.role == "plan_ahead")
     assert first.partner != second.partner
-    assert f"{'Alex' if first.partner == 'alex' else 'Sam'} is planning" in deliveries[1].text
+    assert f"Planner: {'Alex' if first.partner == 'alex' else 'Sam'}." in deliveries[1].text
 
 
 def test_a_fixed_planner_plans_every_time() -> None:
@@ -212,3 +212,21 @@ def test_a_household_meets_each_daily_slot_once_across_dst(
     )
     first = date.fromisoformat(expected[0].split()[1])
     assert [r[2] for r in rows(plan.deliveries_between(first, 3))] == expected
+
+
+def test_a_date_night_names_a_planner_and_nudges_them_three_days_ahead_by_default() -> None:
+    plan = plan_of(
+        """
+        [[rituals]]
+        id = "date-night"
+        kind = "date_night"
+        schedule = "weekly on fri at 19:00"
+        """
+    )
+    deliveries = plan.deliveries_between(date(2027, 1, 8), 1)
+    assert [(d.role, d.due_local.strftime("%a %H:%M")) for d in deliveries] == [
+        ("plan_ahead", "Tue 19:00"),
+        ("day_of", "Fri 19:00"),
+        ("day_of", "Fri 19:00"),
+    ]
+    assert deliveries[0].occurrence.planners == (deliveries[0].partner,)

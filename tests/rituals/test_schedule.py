@@ -150,6 +150,12 @@ def test_it_reads_each_schedule_form(text: str, expected: list[str]) -> None:
         ("rrule: FREQ=MINUTELY", "more than once an hour"),
         ("rrule: FREQ=DAILY;BYHOUR=25", "hour must be in 0..23"),
         ("rrule: DTSTART;TZID=Europe/Berlin:20270108T190000\\nRRULE:FREQ=WEEKLY", "DTSTART"),
+        ("rrule: FREQ=MONTHLY;BYDAY=1SA", "fires at midnight"),
+        ("rrule: FREQ=DAILY;BYHOUR=9;COUNT=3", "COUNT needs a DTSTART"),
+        ("every friday at 7pm", "24-hour clock"),
+        ("every friday at 19:00", "did you mean 'weekly on fri at 19:00'?"),
+        ("0 20 * * 6", "did you mean 'cron: 0 20 * * 6'?"),
+        ("cron: 0 25 * * *", "cron: the last value (25) is higher than the maximum value (23)"),
     ],
 )
 def test_it_explains_a_schedule_it_cannot_read(text: str, message: str) -> None:
@@ -168,7 +174,13 @@ def test_it_explains_a_schedule_it_cannot_read(text: str, message: str) -> None:
         ({"times": 3, "between": "10-20"}, "between"),
         ({"times": 3, "between": "10:00-20:00", "days": ["someday"]}, "not a day"),
         ({"times": 3, "between": "10:00-20:00", "when": "often"}, "unknown key 'when'"),
-        ({"times": 30, "per": "day", "between": "10:00-20:00"}, "more than once an hour"),
+        ({"times": 30, "per": "day", "between": "10:00-20:00"}, "at most 10"),
+        ({"times": 5, "per": "day", "between": "14:00-16:00"}, "cannot be an hour apart"),
+        ({"times": 3, "between": "14:00-16:00", "days": ["sat"]}, "at most 2"),
+        (
+            {"times": 9, "per": "month", "between": "19:00-19:30", "days": ["sat", "sun"]},
+            "at most 8",
+        ),
     ],
 )
 def test_it_explains_a_random_window_it_cannot_use(window: dict[str, object], message: str) -> None:

@@ -295,7 +295,7 @@ def test_plan_for_an_unknown_household_exits_2(tmp_path: Path) -> None:
 def test_plan_from_an_impossible_date_exits_2_with_a_clear_message(tmp_path: Path) -> None:
     result = tend("plan", "--config", str(EXAMPLE), "--from", "2027-13-01", cwd=tmp_path)
     assert result.returncode == 2
-    assert "--from '2027-13-01': expected a date like" in result.stderr
+    assert "--from '2027-13-01': month must be in 1..12 (write a date like" in result.stderr
     assert result.stdout == ""
 
 
@@ -321,3 +321,17 @@ def test_config_schema_prints_the_json_schema_of_the_ritual_file(tmp_path: Path)
     assert schema["type"] == "object"
     assert {"households", "rituals", "decks", "timezone"} <= set(schema["properties"])
     assert "households" in schema.get("required", [])
+
+
+def test_plan_outside_the_supported_years_exits_2(tmp_path: Path) -> None:
+    result = tend("plan", "--config", str(EXAMPLE), "--from", "1026-12-01", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == "--from '1026-12-01': Tend plans the years 2000 to 2099\n"
+
+
+def test_a_bad_environment_variable_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("PORT=abc\n", encoding="utf-8")
+    result = tend("check", "--config", str(EXAMPLE), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("environment: PORT: Input should be a valid integer")
+    assert "Traceback" not in result.stderr
