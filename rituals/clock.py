@@ -26,7 +26,6 @@ __all__ = [
     "TimeWindow",
     "format_duration",
     "get_zone",
-    "local_of",
     "parse_duration",
     "parse_hhmm",
     "resolve",
@@ -49,11 +48,6 @@ def resolve(slot: datetime, zone: tzinfo) -> datetime:
     if slot.tzinfo is not None:
         raise ValueError("a slot is a naive local date and time")
     return slot.replace(tzinfo=zone, fold=0).astimezone(UTC)
-
-
-def local_of(instant: datetime, zone: tzinfo) -> datetime:
-    """`instant` (aware) as an aware datetime in `zone`."""
-    return instant.astimezone(zone)
 
 
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -221,8 +215,3 @@ _DAY = 24 * 60
 
 def _minute(moment: time) -> int:
     return moment.hour * 60 + moment.minute
-
-
-def day_start(day: date) -> datetime:
-    """Midnight at the start of `day`, naive."""
-    return datetime.combine(day, time())

@@ -186,9 +186,6 @@ class Plan:
     def deck_of(self, ritual: Ritual) -> str | None:
         return ritual.deck or DEFAULT_DECKS.get(ritual.kind)
 
-    def deck_items(self, name: str) -> Sequence[str] | None:
-        return self._decks.get(name)
-
     def _item(self, ctx: _Context, ritual: Ritual, recipient: str | None, index: int) -> str | None:
         name = self.deck_of(ritual)
         items = self._decks.get(name) if name else None

@@ -80,11 +80,6 @@ class Schedule(ABC):
 
     source: str
 
-    @property
-    def per_recipient_draw(self) -> bool:
-        """Whether slots differ per recipient and household (random windows)."""
-        return False
-
 
 # --------------------------------------------------------------------------- fixed schedules
 
@@ -192,10 +187,6 @@ class RandomWindow(Schedule):
     days: tuple[int, ...] = tuple(range(7))
     source: str = ""
 
-    @property
-    def per_recipient_draw(self) -> bool:
-        return True
-
     def periods(self, first: date, last: date) -> Iterator[tuple[int, date, date]]:
         """``(period number, first day, day after)`` for periods meeting ``[first, last)``."""
         day = self._period_start(first)
@@ -239,11 +230,6 @@ class RandomWindow(Schedule):
             if chosen is not None:
                 return [start + timedelta(minutes=m) for m in sorted(chosen)]
         return [start + timedelta(minutes=m) for m in pool]  # fewer marks than times
-
-    def day_candidates(self, day: date) -> list[datetime]:
-        """Every mark of local `day` as a naive slot."""
-        midnight = datetime.combine(day, time())
-        return [midnight + timedelta(minutes=m) for m in self.marks]
 
     def _period_start(self, day: date) -> date:
         if self.per == "week":

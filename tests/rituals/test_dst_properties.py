@@ -91,6 +91,14 @@ def transitions(zone_name: str) -> list[datetime]:
 ZONES_WITH_TRANSITIONS = [z for z in ZONES if transitions(z)]
 
 
+def slot_near(zone_name: str, which: int, minutes_away: int) -> datetime:
+    """A wall-clock slot `minutes_away` from one of the zone's changes, as read just before it."""
+    changes = transitions(zone_name)
+    change = changes[which % len(changes)]
+    before = (change - timedelta(minutes=1)).astimezone(ZoneInfo(zone_name)).replace(tzinfo=None)
+    return before + timedelta(minutes=1 + minutes_away)
+
+
 def test_the_zones_under_test_include_the_named_dst_cases() -> None:
     assert {"America/New_York", "Australia/Sydney", "Australia/Lord_Howe", "Europe/Berlin"} <= set(
         ZONES_WITH_TRANSITIONS
@@ -107,13 +115,7 @@ def test_the_zones_under_test_include_the_named_dst_cases() -> None:
 def test_slots_around_every_kind_of_transition_follow_the_rules(
     zone_name: str, which: int, minutes_away: int
 ) -> None:
-    zone = ZoneInfo(zone_name)
-    changes = transitions(zone_name)
-    change = changes[which % len(changes)]
-    # A wall-clock slot near the change, read with the offset from just before it.
-    before = (change - timedelta(minutes=1)).astimezone(zone).replace(tzinfo=None)
-    slot = before + timedelta(minutes=1 + minutes_away)
-    assert_resolved_by_the_rules(zone_name, slot)
+    assert_resolved_by_the_rules(zone_name, slot_near(zone_name, which, minutes_away))
 
 
 @settings(max_examples=2000, deadline=None)
@@ -168,10 +170,7 @@ def test_a_daily_time_inside_a_gap_or_fold_still_fires_once_that_day(
     zone_name: str, which: int, minutes_away: int
 ) -> None:
     zone = ZoneInfo(zone_name)
-    changes = transitions(zone_name)
-    change = changes[which % len(changes)]
-    local = (change - timedelta(minutes=1)).astimezone(zone).replace(tzinfo=None)
-    at = local + timedelta(minutes=1 + minutes_away)
+    at = slot_near(zone_name, which, minutes_away)
     schedule = parse_schedule(f"daily at {at:%H:%M}")
     begin = datetime.combine(at.date() - timedelta(days=2), datetime.min.time())
     found = schedule.slots(begin, begin + timedelta(days=5))
