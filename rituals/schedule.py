@@ -142,7 +142,34 @@ class RRuleSchedule(FixedSchedule):
         return hash(("rrule", self.source))
 
     def iter_from(self, start: datetime) -> Iterator[datetime]:
-        return self.rule.xafter(start, inc=True)
+        return _rebased(self.rule, start).xafter(start, inc=True)
+
+
+def _rebased(rule: du.rrule, start: datetime) -> du.rrule:
+    """`rule` starting at its last whole period before `start`, with the same slots after it.
+
+    ``dateutil`` walks a rule from its DTSTART; moving DTSTART forward by whole multiples of
+    the rule's period (days, weeks, months or years, times INTERVAL) keeps every later slot
+    and spares walking the years before `start`. A rule with COUNT is left as it is.
+    """
+    dtstart: datetime = rule._dtstart  # type: ignore[attr-defined]
+    interval: int = rule._interval  # type: ignore[attr-defined]
+    freq: int = rule._freq  # type: ignore[attr-defined]
+    if rule._count is not None or start <= dtstart:  # type: ignore[attr-defined]
+        return rule
+    if freq in (du.DAILY, du.WEEKLY):
+        step = timedelta(days=interval * (7 if freq == du.WEEKLY else 1))
+        periods = (start - dtstart) // step - 1
+        moved = dtstart + step * periods
+    elif freq in (du.MONTHLY, du.YEARLY) and dtstart.day <= 28:
+        months = (start.year - dtstart.year) * 12 + start.month - dtstart.month
+        unit = interval * (12 if freq == du.YEARLY else 1)
+        shift = (months // unit - 1) * unit
+        year, month = divmod(dtstart.month - 1 + shift, 12)
+        moved = dtstart.replace(year=dtstart.year + year, month=month + 1)
+    else:
+        return rule
+    return rule.replace(dtstart=moved) if moved > dtstart else rule
 
 
 @dataclass(frozen=True, eq=True)

@@ -180,3 +180,23 @@ def test_a_daily_time_inside_a_gap_or_fold_still_fires_once_that_day(
     instants = [resolve(slot, zone) for _, slot in found]
     assert instants == sorted(set(instants))
     assert all(b - a >= timedelta(hours=20) for a, b in pairwise(instants))
+
+
+def test_every_zone_resolves_the_slots_around_each_of_its_changes() -> None:
+    """Not sampled: every zone, every change in 2026-2036, slots across the gap or fold."""
+    checked = 0
+    for zone_name in ZONES_WITH_TRANSITIONS:
+        for which in range(len(transitions(zone_name))):
+            for minutes_away in (-61, -1, 0, 1, 15, 29, 30, 59, 60, 61):
+                assert_resolved_by_the_rules(zone_name, slot_near(zone_name, which, minutes_away))
+                checked += 1
+    assert checked > 20_000
+
+
+def test_every_zone_without_changes_keeps_one_offset() -> None:
+    for zone_name in sorted(set(ZONES) - set(ZONES_WITH_TRANSITIONS)):
+        zone = ZoneInfo(zone_name)
+        slot = datetime(2031, 6, 15, 2, 30)
+        offset = slot.replace(tzinfo=zone).utcoffset()
+        assert offset is not None
+        assert resolve(slot, zone) == (slot - offset).replace(tzinfo=UTC), zone_name

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import itertools
 from datetime import date, datetime, timedelta
+from itertools import islice
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rituals.clock import QuietHours, TimeWindow, get_zone
-from rituals.schedule import RandomWindow, ScheduleError, parse_schedule
+from rituals.schedule import RandomWindow, RRuleSchedule, ScheduleError, parse_schedule
 
 FROM = datetime(2027, 1, 1)  # a Friday
 
@@ -259,3 +262,32 @@ def test_quiet_hours_agree_minute_by_minute_with_exact_conversion_across_dst() -
         midnight = datetime.combine(day, datetime.min.time())
         exact = [m for m in range(0, 24 * 60, 5) if quiet.allows(midnight + timedelta(minutes=m))]
         assert fast == exact, day
+
+
+REBASED_RULES = [
+    "daily at 01:30",
+    "weekly on mon and thu at 18:00",
+    "every 2 weeks on fri at 19:00",
+    "every 3 weeks on wed at 12:00 starting 2027-01-08",
+    "monthly on the last fri at 19:00",
+    "monthly on day 31 at 09:00",
+    "rrule: FREQ=MONTHLY;INTERVAL=2;BYHOUR=9",
+    "rrule: FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;BYHOUR=9",
+    "rrule: FREQ=WEEKLY;INTERVAL=3;BYDAY=MO,FR;BYHOUR=7;BYMINUTE=15",
+    "rrule: FREQ=DAILY;INTERVAL=5;BYHOUR=8,20",
+    "rrule: DTSTART:20250317T093000\\nRRULE:FREQ=MONTHLY;INTERVAL=4",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.sampled_from(REBASED_RULES),
+    start=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2040, 1, 1)),
+)
+def test_walking_a_rule_from_near_the_start_gives_the_slots_of_walking_it_from_its_dtstart(
+    text: str, start: datetime
+) -> None:
+    schedule = parse_schedule(text)
+    assert isinstance(schedule, RRuleSchedule)
+    from_dtstart = list(islice(schedule.rule.xafter(start, inc=True), 25))
+    assert schedule.next_slots(start, 25) == from_dtstart
