@@ -163,7 +163,8 @@ def _ritual(
             (*here, "deck"),
             f"unknown deck {ritual.deck!r} (known: {', '.join(sorted(known_decks))})",
         )
-    yield from _templates(here, ritual, deck, deck_items)
+    names = sorted({p.name for h in targets for p in h.partners})
+    yield from _templates(here, ritual, deck, deck_items, names)
 
     if ritual.kind == "custom" and ritual.message is None:
         yield Problem((*here, "message"), "a custom ritual needs a message")
@@ -198,7 +199,11 @@ def _ritual(
 
 
 def _templates(
-    here: Loc, ritual: Ritual, deck: str | None, deck_items: Mapping[str, Sequence[str]]
+    here: Loc,
+    ritual: Ritual,
+    deck: str | None,
+    deck_items: Mapping[str, Sequence[str]],
+    names: Collection[str],
 ) -> Iterator[Problem]:
     """Each template renders; an SMS of it, with this deck's longest item, fits 2 segments."""
     items = deck_items.get(deck) if deck else None
@@ -220,14 +225,19 @@ def _templates(
         elif role == "day_of" and ritual.kind == "custom":
             continue
         template = source or default_message(role, ritual.kind)
+        # Render with every real item and every real name too: "{{ partner[3] }}" works for
+        # the sample "Alex" and fails for "Sam"; better here than at send time.
         candidates = (items or [SAMPLE_VALUES["item"]]) if "item" in allowed else [""]
-        segments, item = max(
-            (
-                (count_segments(render(template, {**SAMPLE_VALUES, "item": c})), c)
-                for c in candidates
-            ),
-            key=lambda pair: (pair[0].count, pair[0].units),
-        )
+        variants = [{**SAMPLE_VALUES, "item": c} for c in candidates]
+        variants += [{**SAMPLE_VALUES, "partner": n, "planner": n} for n in names]
+        try:
+            segments, item = max(
+                ((count_segments(render(template, v)), v["item"]) for v in variants),
+                key=lambda pair: (pair[0].count, pair[0].units),
+            )
+        except TemplateProblem as exc:
+            yield Problem((*here, name), f"{exc} (with this file's names and deck items)")
+            continue
         if segments.count > 2:
             detail = f" with the item {item[:40]!r}" if items else ""
             yield Problem(

@@ -74,6 +74,10 @@ def parse_ritual_file(text: str, *, name: str, today: datetime) -> LoadedFile:
     """Validate ritual-file `text` (named `name` in messages)."""
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise RitualFileError(
+            name, [Problem(("toml",), "not valid TOML: nested too deeply", line=1)]
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _TOML_AT.search(message)

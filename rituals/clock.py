@@ -37,7 +37,7 @@ def get_zone(name: str) -> ZoneInfo:
     """The IANA zone called `name`; ``ValueError`` names it when it is unknown."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: "America" is a folder
         raise ValueError(
             f"unknown time zone {name!r} (use an IANA name like 'Europe/Berlin')"
         ) from exc
@@ -63,19 +63,22 @@ def parse_hhmm(text: str) -> time:
 
 _DURATION_PART = re.compile(r"(\d+)\s*(w|d|h|m)")
 _DURATION = re.compile(r"^\s*(?:\d+\s*[wdhm]\s*)+$")
-_UNIT = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1)}
+_UNIT_MINUTES = {"w": 7 * 24 * 60, "d": 24 * 60, "h": 60, "m": 1}
+MAX_DURATION_MINUTES = 366 * 24 * 60
 
 
 def parse_duration(text: str) -> timedelta:
     """``"3d"``, ``"2h"``, ``"90m"``, ``"1h30m"`` -> a positive ``timedelta``."""
     if not _DURATION.match(text):
         raise ValueError(f"{text!r} is not a duration like '2h', '3d', '45m' or '1h30m'")
-    total = timedelta()
-    for amount, unit in _DURATION_PART.findall(text):
-        total += _UNIT.get(unit, timedelta(minutes=1)) * int(amount)
-    if total <= timedelta():
+    minutes = sum(
+        int(amount) * _UNIT_MINUTES[unit] for amount, unit in _DURATION_PART.findall(text)
+    )
+    if minutes <= 0:
         raise ValueError(f"{text!r}: a duration must be longer than zero")
-    return total
+    if minutes > MAX_DURATION_MINUTES:
+        raise ValueError(f"{text!r}: a duration is at most 366d")
+    return timedelta(minutes=minutes)
 
 
 def format_duration(value: timedelta) -> str:
@@ -157,6 +160,7 @@ class QuietHours:
     _shifts: dict[date, tuple[tuple[TimeWindow, int], ...] | None] = field(
         default_factory=dict, compare=False, hash=False, repr=False
     )
+    _offsets: dict[date, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @classmethod
     def of(cls, zone: tzinfo, windows: Sequence[tuple[TimeWindow | None, tzinfo]]) -> QuietHours:
@@ -167,25 +171,45 @@ class QuietHours:
         instant = resolve(slot, self.zone)
         return not any(w.contains(instant.astimezone(own).time()) for w, own in self.windows)
 
+    def utc_minute(self, day: date, minute: int) -> int:
+        """Minute `minute` of local `day` on a linear count of UTC minutes (for spacing)."""
+        self._day_shifts(day)
+        offset = self._offsets.get(day)
+        if offset is not None:
+            return day.toordinal() * _DAY + minute - offset
+        instant = resolve(datetime.combine(day, time()) + timedelta(minutes=minute), self.zone)
+        return instant.toordinal() * _DAY + instant.hour * 60 + instant.minute
+
+    def exists(self, slot: datetime) -> bool:
+        """Whether the naive local `slot` happens at all (not skipped by a spring-forward)."""
+        return resolve(slot, self.zone).astimezone(self.zone).replace(tzinfo=None) == slot
+
     def allowed_minutes(self, day: date, minutes: Sequence[int]) -> Sequence[int]:
-        """The minutes of local `day` (0-1439) in `minutes` that `allows`, in order."""
-        if not self.windows:
-            return minutes
+        """The minutes of local `day` (0-1439) in `minutes` that exist and `allows`, in order."""
         shifts = self._day_shifts(day)
         if shifts is None:
             midnight = datetime.combine(day, time())
-            return [m for m in minutes if self.allows(midnight + timedelta(minutes=m))]
+            slots = ((m, midnight + timedelta(minutes=m)) for m in minutes)
+            return [m for m, slot in slots if self.exists(slot) and self.allows(slot)]
+        if not shifts:
+            return minutes
         return _outside(shifts, tuple(minutes) if not isinstance(minutes, range) else minutes)
 
     def _day_shifts(self, day: date) -> tuple[tuple[TimeWindow, int], ...] | None:
         if day not in self._shifts:
-            start = resolve(datetime.combine(day, time()), self.zone)
-            end = resolve(datetime.combine(day + timedelta(days=1), time()), self.zone)
-            home = _steady_offset(start, end, self.zone)
+            midnight = datetime.combine(day, time())
+            start = resolve(midnight, self.zone)
+            end = resolve(midnight + timedelta(days=1), self.zone)
+            # Steady means: the day starts at 00:00 (not in a gap) and keeps one offset.
+            home = _steady_offset(start, end, self.zone) if self.exists(midnight) else None
+            if home is None:
+                self._shifts[day] = None
+                return None
+            self._offsets[day] = int(home.total_seconds()) // 60
             found: list[tuple[TimeWindow, int]] = []
             for window, own in self.windows:
                 theirs = _steady_offset(start, end, own)
-                if home is None or theirs is None:
+                if theirs is None:
                     self._shifts[day] = None
                     return None
                 found.append((window, int((theirs - home).total_seconds()) // 60))

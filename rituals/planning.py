@@ -293,7 +293,13 @@ def after_quiet_hours(due: datetime, quiet: TimeWindow | None, zone: ZoneInfo) -
     local = due.astimezone(zone).replace(tzinfo=None)
     if not quiet.contains(local.time()):
         return due
-    return resolve(quiet.end_after(local), zone)
+    end = quiet.end_after(local)
+    moved = resolve(end, zone)
+    if moved <= due:
+        # `due` is in the second pass of a repeated (fall-back) hour: the end is the second
+        # reading of that wall-clock time, not the first, which has already gone by.
+        moved = end.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    return moved
 
 
 def _shift(slot: datetime, by: timedelta, zone: ZoneInfo) -> datetime:

@@ -49,6 +49,8 @@ EPOCH = datetime(2024, 1, 1)
 #: Occurrence indexes count slots from the epoch, so planning is bounded to these years.
 FIRST_YEAR, LAST_YEAR = 2000, 2099
 
+_BOUND = datetime(LAST_YEAR + 1, 1, 1)
+
 #: Rituals are not alarms: a schedule may fire at most once an hour.
 MIN_GAP = timedelta(hours=1)
 
@@ -94,7 +96,7 @@ class FixedSchedule(Schedule):
     def slots(self, start: datetime, end: datetime) -> list[tuple[int, datetime]]:
         """``(index, slot)`` for slots in ``[start, end)``; the index counts from :data:`EPOCH`."""
         found: list[tuple[int, datetime]] = []
-        for year in range(start.year, end.year + 1):
+        for year in range(start.year, (end - timedelta(microseconds=1)).year + 1):
             slots = _year_slots(self, year)
             offset = _prefix(self, year)
             first = bisect_left(slots, start)
@@ -165,6 +167,8 @@ def _rebased(rule: du.rrule, start: datetime) -> du.rrule:
         months = (start.year - dtstart.year) * 12 + start.month - dtstart.month
         unit = interval * (12 if freq == du.YEARLY else 1)
         shift = (months // unit - 1) * unit
+        if shift <= 0:
+            return rule
         year, month = divmod(dtstart.month - 1 + shift, 12)
         moved = dtstart.replace(year=dtstart.year + year, month=month + 1)
     else:
@@ -239,24 +243,41 @@ class RandomWindow(Schedule):
                 options = quiet.allowed_minutes(day, self.marks) if quiet else self.marks
                 if options:
                     by_day.append((offset, options))
-        start = datetime.combine(first, time())
         if not by_day:
             return []
+        start = datetime.combine(first, time())
+
+        def real(offset: int, minute: int) -> int:
+            """Minutes on one line of real time, so spacing holds across DST changes."""
+            if quiet is None:
+                return offset * 24 * 60 + minute
+            return quiet.utc_minute(first + timedelta(days=offset), minute)
+
+        hour = 60
         if self.per != "day" and self.times <= len(by_day):
-            # One a day, on distinct days: the natural spread for "3 times a week".
-            picked = sorted(rng.sample(range(len(by_day)), self.times))
-            return [
-                start + timedelta(days=by_day[i][0], minutes=rng.choice(by_day[i][1]))
-                for i in picked
-            ]
-        pool = [offset * 24 * 60 + m for offset, options in by_day for m in options]
+            # One a day, on distinct days: the natural spread for "3 times a week"; still an
+            # hour apart where it can be (23:55 and 00:05 are on distinct days).
+            taken: list[int] = []
+            picked: list[tuple[int, int]] = []
+            for i in sorted(rng.sample(range(len(by_day)), self.times)):
+                offset, options = by_day[i]
+                spaced = [
+                    m for m in options if all(abs(real(offset, m) - t) >= hour for t in taken)
+                ]
+                minute = rng.choice(spaced or options)
+                taken.append(real(offset, minute))
+                picked.append((offset, minute))
+            return [start + timedelta(days=o, minutes=m) for o, m in picked]
+        pool = [(real(o, m), o, m) for o, options in by_day for m in options]
         # An hour apart where the window allows; quiet hours may leave less room than the
         # window (the file check refuses windows that are too small on their own).
-        for gap in (60, 30, 15, SLOT_STEP):
-            chosen = _spaced_sample(rng, pool, self.times, gap)
+        for gap in (hour, 30, 15, SLOT_STEP):
+            chosen = _spaced_sample(rng, [r for r, _, _ in pool], self.times, gap)
             if chosen is not None:
-                return [start + timedelta(minutes=m) for m in sorted(chosen)]
-        return [start + timedelta(minutes=m) for m in pool]  # fewer marks than times
+                wall = {r: (o, m) for r, o, m in pool}
+                slots = [start + timedelta(days=wall[r][0], minutes=wall[r][1]) for r in chosen]
+                return sorted(slots)
+        return [start + timedelta(days=o, minutes=m) for _, o, m in pool]  # fewer than times
 
     def _period_start(self, day: date) -> date:
         if self.per == "week":
@@ -343,6 +364,10 @@ def parse_phrase(text: str, *, source: str) -> RRuleSchedule:
                 start = datetime.fromisoformat(match.group("start"))
             except ValueError as exc:
                 raise ScheduleError(f"starting {match.group('start')}: not a date") from exc
+            if not FIRST_YEAR <= start.year <= LAST_YEAR:
+                raise ScheduleError(
+                    f"starting {start:%Y-%m-%d}: use a date in {FIRST_YEAR}-{LAST_YEAR}"
+                )
             start -= timedelta(days=start.weekday())  # weeks count from that Monday
         rule = du.rrule(
             du.WEEKLY,
@@ -378,7 +403,7 @@ def parse_phrase(text: str, *, source: str) -> RRuleSchedule:
             byminute=at.minute,
             bysecond=0,
         )
-    return RRuleSchedule(source=source, rule=rule)
+    return RRuleSchedule(source=source, rule=_bounded(rule))
 
 
 def parse_rrule(text: str, *, source: str) -> RRuleSchedule:
@@ -388,6 +413,11 @@ def parse_rrule(text: str, *, source: str) -> RRuleSchedule:
         raise ScheduleError(
             "rrule: fires more than once an hour; rituals need FREQ=HOURLY or slower"
         )
+    for part, limit in (("BYMONTHDAY", 31), ("BYYEARDAY", 366), ("BYWEEKNO", 53)):
+        found = re.search(rf"{part}=([-+\d,]+)", text, re.IGNORECASE)
+        numbers = [int(n) for n in found.group(1).split(",") if n] if found else []
+        if any(n == 0 or abs(n) > limit for n in numbers):
+            raise ScheduleError(f"rrule: {part} takes 1 to {limit} or -1 to -{limit}")
     try:
         rule = du.rrulestr(text, dtstart=EPOCH, forceset=False)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -409,11 +439,30 @@ def parse_rrule(text: str, *, source: str) -> RRuleSchedule:
         )
     if not has_start and "COUNT=" in text.upper():
         raise ScheduleError("rrule: COUNT needs a DTSTART to count from")
+    if rule._interval < 1:  # type: ignore[attr-defined]
+        raise ScheduleError("rrule: INTERVAL must be at least 1")
+    if dtstart is not None and not FIRST_YEAR <= dtstart.year <= LAST_YEAR:
+        raise ScheduleError(f"rrule: DTSTART must be in the years {FIRST_YEAR}-{LAST_YEAR}")
+    rule = _bounded(rule)
+    start: datetime = rule._dtstart  # type: ignore[attr-defined]
     try:
-        next(iter(rule), None)
-    except (ValueError, TypeError) as exc:
+        # dateutil walks a rule that can never match (BYMONTHDAY=-32) day by day to its end:
+        # look eight years ahead (a leap day is in there), not to the end of the century.
+        probe = rule.replace(count=None, until=min(_BOUND, start.replace(year=start.year + 8)))
+        first = next(iter(probe), None)
+    except (ValueError, TypeError, IndexError, OverflowError, ZeroDivisionError) as exc:
         raise ScheduleError(f"rrule: {exc}") from exc
+    if first is None and (rule._until is None or rule._until > probe._until):  # type: ignore[attr-defined]
+        raise ScheduleError("rrule: never fires in the eight years from its start")
     return RRuleSchedule(source=source, rule=rule)
+
+
+def _bounded(rule: du.rrule) -> du.rrule:
+    """`rule` ending by 2100: planning never looks further, and no walk can run to year 9999."""
+    until: datetime | None = rule._until  # type: ignore[attr-defined]
+    if rule._count is not None or (until is not None and until <= _BOUND):  # type: ignore[attr-defined]
+        return rule
+    return rule.replace(until=_BOUND)
 
 
 _CRON_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -444,8 +493,9 @@ def parse_cron(text: str, *, source: str) -> CronSchedule:
 
     triggers: tuple[CronTrigger, ...]
     try:
-        if dom != "*" and days is not None:
-            # Cron fires when EITHER day field matches; APScheduler requires both.
+        if not dom.startswith("*") and not dow.startswith(("*", "?")):
+            # With both day fields restricted cron fires when EITHER matches (a field that
+            # starts with * leaves the other in charge); APScheduler requires both.
             triggers = (trigger(dom, None), trigger("*", days))
         else:
             triggers = (trigger(dom, days),)
@@ -528,7 +578,7 @@ def parse_random_window(value: dict[str, object]) -> RandomWindow:
     if days_value is not None:
         if not isinstance(days_value, list) or not days_value:
             raise ScheduleError("days: a list of days like ['sat', 'sun']")
-        days = tuple(sorted({_days(str(d))[0] for d in days_value}))
+        days = tuple(sorted({n for d in days_value for n in _days(str(d))}))
     # Draws are an hour apart: how many fit in one day's window, and in the period's days.
     per_day = (between.minutes - SLOT_STEP) // 60 + 1
     period_days = {"day": 1, "week": len(days), "month": 4 * len(days)}[str(per)]

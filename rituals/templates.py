@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
     "DEFAULT_MESSAGES",
@@ -75,7 +78,22 @@ def default_message(role: str, kind: str) -> str:
     return by_kind.get(kind, by_kind["custom"])
 
 
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+class _MessageEnvironment(ImmutableSandboxedEnvironment):
+    """No mutation, no attribute tricks, and no operators that build huge values."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > 64:
+            raise SecurityError("exponent too large for a message")
+        if operator == "*" and any(isinstance(v, str | list | tuple) for v in (left, right)):
+            count = right if isinstance(right, int) else left
+            if isinstance(count, int) and count > 16:
+                raise SecurityError("repetition too large for a message")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _MessageEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
 class TemplateProblem(ValueError):
@@ -110,4 +128,6 @@ def render(source: str, values: Mapping[str, str]) -> str:
         text = template.render(**values)
     except TemplateError as exc:
         raise TemplateProblem(str(exc)) from exc
+    except Exception as exc:  # a template is user code: 1 // 0, '%d' % name, [][0] ...
+        raise TemplateProblem(f"{type(exc).__name__}: {exc}") from exc
     return " ".join(text.split())

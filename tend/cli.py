@@ -24,6 +24,7 @@ from config.model import RitualFile
 from config.settings import Settings
 from rituals.planning import Delivery, Occurrence, Plan
 from rituals.schedule import FIRST_YEAR, LAST_YEAR
+from rituals.templates import TemplateProblem
 
 __all__ = ["app", "main"]
 
@@ -142,7 +143,11 @@ def plan_command(
             first = now.astimezone(plan.zone_of(h.id)).date()
         else:
             first = _first_day(from_, days)
-        deliveries += plan.deliveries_between(first, days, [h.id])
+        try:
+            deliveries += plan.deliveries_between(first, days, [h.id])
+        except TemplateProblem as exc:
+            typer.echo(f"{loaded.path}: a message cannot be written: {exc}", err=True)
+            raise typer.Exit(2) from None
     deliveries.sort(
         key=lambda d: (d.due_at, d.occurrence.household, d.occurrence.ritual, d.partner)
     )

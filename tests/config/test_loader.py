@@ -904,3 +904,93 @@ def test_the_sms_length_warning_uses_the_decks_longest_item(tmp_path: Path) -> N
     )
     assert line.startswith("rituals.0.message: warning: an SMS of this message needs 3 segments")
     assert "with the item 'Ask about the small things" in line
+
+
+def test_a_template_that_fails_only_with_a_real_name_is_an_error_at_its_line(
+    tmp_path: Path,
+) -> None:
+    error = problems_of(
+        write(
+            tmp_path,
+            """\
+            timezone = "UTC"
+            [[households]]
+            id = "h"
+            partners = [{ id = "sam", name = "Sam" }]
+
+            [[rituals]]
+            id = "hi"
+            kind = "custom"
+            schedule = "daily at 09:00"
+            message = "Hi {{ partner[3] }}"
+            """,
+        )
+    )
+    [line] = error.lines()
+    assert line.startswith(f"{tmp_path / 'tend.toml'}:10: rituals.0.message: ")
+    assert "with this file's names and deck items" in line
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ('"{{ 1 // 0 }}"', "ZeroDivisionError"),
+        ('"{{ item[45] }}"', "has no element 45"),
+    ],
+)
+def test_a_template_that_raises_is_an_error_not_a_crash(
+    tmp_path: Path, value: str, says: str
+) -> None:
+    error = problems_of(
+        write(
+            tmp_path,
+            f"""\
+            timezone = "UTC"
+            [[households]]
+            id = "h"
+            partners = [{{ id = "p", name = "Pat" }}]
+
+            [[rituals]]
+            id = "talk"
+            kind = "check_in"
+            schedule = "weekly on sun at 19:30"
+            message = {value}
+
+            [decks.check-in-questions]
+            items = ["Short one?"]
+            """,
+        )
+    )
+    [line] = error.lines()
+    assert ":10: rituals.0.message: " in line
+    assert says in line
+
+
+def test_deeply_nested_toml_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "tend.toml"
+    path.write_text("extra = " + "[" * 2000 + "]" * 2000 + "\n", encoding="utf-8")
+    error = problems_of(path)
+    assert error.lines()[0].startswith(f"{path}:")
+    assert "not valid TOML" in error.lines()[0]
+
+
+def test_a_duration_beyond_a_year_is_an_error(tmp_path: Path) -> None:
+    error = problems_of(
+        write(
+            tmp_path,
+            """\
+            timezone = "UTC"
+            [[households]]
+            id = "h"
+            partners = [{ id = "p", name = "Pat" }]
+
+            [[rituals]]
+            id = "talk"
+            kind = "check_in"
+            schedule = "weekly on sun at 19:30"
+            remind_after = "2000000w"
+            """,
+        )
+    )
+    assert [(p.line, p.dotted) for p in error.problems] == [(10, "rituals.0.remind_after")]
+    assert "at most 366d" in error.lines()[0]

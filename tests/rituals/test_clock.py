@@ -52,9 +52,10 @@ def test_it_refuses_an_aware_slot() -> None:
         resolve(datetime(2027, 1, 1, tzinfo=UTC), get_zone("UTC"))
 
 
-def test_it_names_an_unknown_zone() -> None:
-    with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
-        get_zone("Mars/Olympus")
+@pytest.mark.parametrize("name", ["Mars/Olympus", "America", "Europe", "../etc/passwd", ""])
+def test_it_names_an_unknown_zone(name: str) -> None:
+    with pytest.raises(ValueError, match="unknown time zone"):
+        get_zone(name)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +74,10 @@ def test_it_reads_durations(text: str, expected: timedelta) -> None:
     assert parse_duration(format_duration(expected)) == expected
 
 
-@pytest.mark.parametrize("text", ["", "soon", "2", "h2", "2 hours", "0m", "-1h", "1.5h"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "soon", "2", "h2", "2 hours", "0m", "-1h", "1.5h", "367d", "2000000w", "9" * 30 + "d"],
+)
 def test_it_refuses_what_is_not_a_duration(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)

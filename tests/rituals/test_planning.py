@@ -8,7 +8,8 @@ from textwrap import dedent
 import pytest
 
 from config.loader import parse_ritual_file
-from rituals.planning import Delivery, Plan
+from rituals.clock import TimeWindow, get_zone
+from rituals.planning import Delivery, Plan, after_quiet_hours
 
 TODAY = datetime(2027, 1, 1, tzinfo=UTC)
 
@@ -230,3 +231,14 @@ def test_a_date_night_names_a_planner_and_nudges_them_three_days_ahead_by_defaul
         ("day_of", "Fri 19:00"),
     ]
     assert deliveries[0].occurrence.planners == (deliveries[0].partner,)
+
+
+def test_waiting_out_quiet_hours_in_a_repeated_hour_never_moves_a_message_earlier() -> None:
+    london = get_zone("Europe/London")
+    quiet = TimeWindow.parse("22:00-01:30")
+    # 01:10 GMT on 2025-10-26 is the second 01:10 in London; quiet ends at the second 01:30.
+    due = datetime(2025, 10, 26, 1, 10, tzinfo=UTC)
+    assert after_quiet_hours(due, quiet, london) == datetime(2025, 10, 26, 1, 30, tzinfo=UTC)
+    # The first 01:10 (BST) waits for the first 01:30.
+    first = datetime(2025, 10, 26, 0, 10, tzinfo=UTC)
+    assert after_quiet_hours(first, quiet, london) == datetime(2025, 10, 26, 0, 30, tzinfo=UTC)

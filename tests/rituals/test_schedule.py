@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 from datetime import date, datetime, timedelta
-from itertools import islice
+from itertools import islice, pairwise
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rituals.clock import QuietHours, TimeWindow, get_zone
+from rituals.clock import QuietHours, TimeWindow, get_zone, resolve
 from rituals.schedule import RandomWindow, RRuleSchedule, ScheduleError, parse_schedule
 
 FROM = datetime(2027, 1, 1)  # a Friday
@@ -114,6 +114,15 @@ def first(text: str, count: int = 3) -> list[str]:
             ["Mon 2027-01-04 08:00", "Mon 2027-01-11 08:00", "Fri 2027-01-15 08:00"],
         ),
         ("cron: 0 12 1 1,7 *", ["Fri 2027-01-01 12:00", "Thu 2027-07-01 12:00"][:1]),
+        # A day field that starts with * leaves the other in charge (cron ANDs them then).
+        (
+            "cron: 0 9 1 * */1",
+            ["Fri 2027-01-01 09:00", "Mon 2027-02-01 09:00", "Mon 2027-03-01 09:00"],
+        ),
+        (
+            "cron: 0 9 */10 * mon",
+            ["Mon 2027-01-11 09:00", "Mon 2027-02-01 09:00", "Mon 2027-03-01 09:00"],
+        ),
         (
             "rrule: FREQ=WEEKLY;INTERVAL=2;BYDAY=FR;BYHOUR=19;BYMINUTE=0",
             ["Fri 2027-01-01 19:00", "Fri 2027-01-15 19:00", "Fri 2027-01-29 19:00"],
@@ -159,6 +168,13 @@ def test_it_reads_each_schedule_form(text: str, expected: list[str]) -> None:
         ("every friday at 19:00", "did you mean 'weekly on fri at 19:00'?"),
         ("0 20 * * 6", "did you mean 'cron: 0 20 * * 6'?"),
         ("cron: 0 25 * * *", "cron: the last value (25) is higher than the maximum value (23)"),
+        ("rrule: FREQ=DAILY;INTERVAL=0;BYHOUR=9", "INTERVAL must be at least 1"),
+        ("rrule: FREQ=YEARLY;BYDAY=99FR;BYHOUR=9", "rrule:"),
+        ("rrule: FREQ=YEARLY;BYEASTER=999999;BYHOUR=9", "rrule:"),
+        ("rrule: DTSTART:00010101T000000\\nRRULE:FREQ=YEARLY;INTERVAL=3000", "2000-2099"),
+        ("rrule: FREQ=DAILY;BYMONTHDAY=-32;BYHOUR=9", "BYMONTHDAY takes 1 to 31"),
+        ("rrule: FREQ=WEEKLY;BYWEEKNO=60;BYHOUR=9", "BYWEEKNO takes 1 to 53"),
+        ("every 2 weeks on fri at 19:00 starting 9999-12-31", "use a date in 2000-2099"),
     ],
 )
 def test_it_explains_a_schedule_it_cannot_read(text: str, message: str) -> None:
@@ -291,3 +307,43 @@ def test_walking_a_rule_from_near_the_start_gives_the_slots_of_walking_it_from_i
     assert isinstance(schedule, RRuleSchedule)
     from_dtstart = list(islice(schedule.rule.xafter(start, inc=True), 25))
     assert schedule.next_slots(start, 25) == from_dtstart
+
+
+def test_a_range_ending_on_the_first_instant_of_2100_is_inside_the_planned_years() -> None:
+    found = parse_schedule("daily at 19:00").slots(datetime(2099, 12, 25), datetime(2100, 1, 1))
+    assert [slot.day for _, slot in found] == list(range(25, 32))
+
+
+def test_days_may_be_written_together_in_one_string() -> None:
+    assert window(times=2, days=["sat and sun"]).days == (5, 6)
+    assert window(times=2, days=["mon, tue", "fri"]).days == (0, 1, 4)
+
+
+def test_quiet_hours_on_a_day_that_starts_in_a_midnight_gap_use_exact_conversion() -> None:
+    # Santiago springs forward at midnight on 2025-09-07: 00:00-00:59 do not exist that day.
+    santiago = get_zone("America/Santiago")
+    quiet = QuietHours.of(santiago, [(TimeWindow.parse("01:00-07:00"), santiago)])
+    allowed = quiet.allowed_minutes(date(2025, 9, 7), range(0, 24 * 60, 5))
+    assert not any(m < 7 * 60 for m in allowed)
+    assert 7 * 60 in allowed
+
+
+def test_random_draws_skip_times_a_spring_forward_removes_and_stay_an_hour_apart() -> None:
+    new_york = get_zone("America/New_York")
+    nudges = window(times=2, per="day", between="01:00-04:00")
+    quiet = QuietHours.of(new_york, [])
+    for n in range(200):
+        drawn = nudges.draw(f"h{n}", date(2027, 3, 14), date(2027, 3, 15), quiet)
+        assert not any(slot.hour == 2 for slot in drawn)  # 02:00-02:59 does not exist
+        first, second = (resolve(slot, new_york) for slot in drawn)
+        assert second - first >= timedelta(hours=1), drawn
+
+
+def test_draws_on_neighbouring_days_are_still_an_hour_apart() -> None:
+    nudges = window(times=7, per="week", between="00:00-23:55")
+    for n in range(100):
+        drawn = nudges.draw(
+            f"s{n}", date(2027, 1, 4), date(2027, 1, 11), QuietHours.of(get_zone("UTC"), [])
+        )
+        assert len({slot.date() for slot in drawn}) == 7
+        assert all(b - a >= timedelta(hours=1) for a, b in pairwise(drawn))

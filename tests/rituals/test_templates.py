@@ -23,6 +23,12 @@ def test_it_renders_the_known_variables() -> None:
         ("{% if later %}{{ partner }}{% endif %}", "undefined variable 'later'"),
         ("Hi {{ partner }", "template syntax"),
         ("{{ partner.__class__.__mro__ }}", "unsafe"),
+        ("{{ 1 // 0 }}", "ZeroDivisionError"),
+        ("{{ '%d' % partner }}", "TypeError"),
+        ("{{ [].pop() }}", "unsafe"),
+        ("{{ partner * 100000000 }}", "too large"),
+        ("{{ 2 ** 100000 }}", "too large"),
+        ("{% include 'x' %}", "TypeError"),
     ],
 )
 def test_it_refuses_templates_it_cannot_render_safely(template: str, message: str) -> None:
