@@ -171,6 +171,12 @@ class QuietHours:
         instant = resolve(slot, self.zone)
         return not any(w.contains(instant.astimezone(own).time()) for w, own in self.windows)
 
+    def utc_base(self, day: date) -> int | None:
+        """Where minute 0 of local `day` falls on the UTC minute line, if the day is steady."""
+        self._day_shifts(day)
+        offset = self._offsets.get(day)
+        return None if offset is None else day.toordinal() * _DAY - offset
+
     def utc_minute(self, day: date, minute: int) -> int:
         """Minute `minute` of local `day` on a linear count of UTC minutes (for spacing)."""
         self._day_shifts(day)

@@ -247,11 +247,14 @@ class RandomWindow(Schedule):
             return []
         start = datetime.combine(first, time())
 
-        def real(offset: int, minute: int) -> int:
-            """Minutes on one line of real time, so spacing holds across DST changes."""
-            if quiet is None:
-                return offset * 24 * 60 + minute
-            return quiet.utc_minute(first + timedelta(days=offset), minute)
+        def reals(offset: int, minutes: Sequence[int]) -> list[int]:
+            """`minutes` of that day on one line of real time: spacing holds across DST."""
+            day = first + timedelta(days=offset)
+            base = offset * 24 * 60 if quiet is None else quiet.utc_base(day)
+            if base is not None:
+                return [base + m for m in minutes]
+            assert quiet is not None
+            return [quiet.utc_minute(day, m) for m in minutes]
 
         hour = 60
         if self.per != "day" and self.times <= len(by_day):
@@ -261,14 +264,21 @@ class RandomWindow(Schedule):
             picked: list[tuple[int, int]] = []
             for i in sorted(rng.sample(range(len(by_day)), self.times)):
                 offset, options = by_day[i]
-                spaced = [
-                    m for m in options if all(abs(real(offset, m) - t) >= hour for t in taken)
-                ]
-                minute = rng.choice(spaced or options)
-                taken.append(real(offset, minute))
-                picked.append((offset, minute))
+                on_line = reals(offset, options)
+                near = [t for t in taken if on_line[0] - hour < t < on_line[-1] + hour]
+                choices: Sequence[int] = range(len(options))
+                if near:
+                    spaced = [k for k in choices if all(abs(on_line[k] - t) >= hour for t in near)]
+                    choices = spaced or choices
+                k = rng.choice(choices)
+                taken.append(on_line[k])
+                picked.append((offset, options[k]))
             return [start + timedelta(days=o, minutes=m) for o, m in picked]
-        pool = [(real(o, m), o, m) for o, options in by_day for m in options]
+        pool = [
+            (r, o, m)
+            for o, options in by_day
+            for r, m in zip(reals(o, options), options, strict=True)
+        ]
         # An hour apart where the window allows; quiet hours may leave less room than the
         # window (the file check refuses windows that are too small on their own).
         for gap in (hour, 30, 15, SLOT_STEP):
