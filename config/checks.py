@@ -10,7 +10,7 @@ from itertools import pairwise
 from typing import Literal
 
 from config.model import Household, Partner, Ritual
-from rituals.clock import QuietHours, format_duration, get_zone, resolve
+from rituals.clock import QuietHours, format_duration, resolve
 from rituals.decks import DEFAULT_DECKS, builtin_decks
 from rituals.schedule import MIN_GAP, FixedSchedule, RandomWindow
 from rituals.sms import count_segments
@@ -258,14 +258,14 @@ def _always_quiet(
     """Warn when every upcoming slot falls in a recipient's quiet hours: all would wait."""
     for household in targets:
         try:
-            zone = get_zone(household.timezone or timezone or "UTC")
+            zone, zones = household.zones(timezone)
         except ValueError:
-            continue
+            continue  # an unknown default zone is reported where it is written
         for partner in household.partners:
             quiet = partner.quiet_hours
             if quiet is None or ritual.to not in ("both", "each", partner.id):
                 continue
-            own = get_zone(partner.timezone) if partner.timezone else zone
+            own = zones[partner.id]
             locals_ = [resolve(slot, zone).astimezone(own) for slot in upcoming]
             if all(quiet.contains(moment.time()) for moment in locals_):
                 yield Problem(
@@ -304,10 +304,9 @@ def _firing(
     assert isinstance(schedule, RandomWindow)
     for household in targets:
         try:
-            zone = get_zone(household.timezone or timezone or "UTC")
+            zone, zones = household.zones(timezone)
         except ValueError:
             continue  # an unknown default zone is reported where it is written
-        zones = {p.id: get_zone(p.timezone) if p.timezone else zone for p in household.partners}
         by_id = {p.id: p for p in household.partners}
         if ritual.to == "each":
             audiences = [[p] for p in by_id]

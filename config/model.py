@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 from pydantic import (
@@ -233,6 +234,14 @@ class Household(_Table):
     id: Id
     timezone: ZoneName | None = Field(None, description="Overrides the file's default zone.")
     partners: list[Partner] = Field(min_length=1)
+
+    def zones(self, default: str | None) -> tuple[ZoneInfo, dict[str, ZoneInfo]]:
+        """The household's zone (its own, else `default`, else UTC) and each partner's.
+
+        ``ValueError`` when `default` is not a zone (the file check reports it where written).
+        """
+        zone = get_zone(self.timezone or default or "UTC")
+        return zone, {p.id: get_zone(p.timezone) if p.timezone else zone for p in self.partners}
 
 
 DATE_NIGHT_PLAN_AHEAD = timedelta(days=3)

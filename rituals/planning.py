@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
-from rituals.clock import QuietHours, TimeWindow, get_zone, resolve
+from rituals.clock import QuietHours, TimeWindow, resolve
 from rituals.decks import DEFAULT_DECKS, builtin_decks, item_at
 from rituals.schedule import FixedSchedule, RandomWindow
 from rituals.templates import default_message, render
@@ -79,13 +79,12 @@ class Plan:
         self._rituals = {r.id: r for r in file.rituals}
 
     def _context(self, household: Household) -> _Context:
-        zone_name = household.timezone or self.file.timezone or "UTC"
-        zone = get_zone(zone_name)
+        zone, zones = household.zones(self.file.timezone)
         return _Context(
             household=household,
             zone=zone,
             partners={p.id: p for p in household.partners},
-            zones={p.id: get_zone(p.timezone) if p.timezone else zone for p in household.partners},
+            zones=zones,
         )
 
     def zone_of(self, household: str) -> ZoneInfo:
