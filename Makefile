@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+# The whole service on the example: embedded SQLite (./tend.db), console notifier.
 run: $(STAMP)
-	$(BIN)/tend check --config $(CONFIG)
-	$(BIN)/tend plan --config $(CONFIG) --days 14
+	$(BIN)/tend run --config $(CONFIG)
 
 test: $(STAMP)
 	$(BIN)/pytest
@@ -32,4 +32,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis tend.db tend.db-wal tend.db-shm tend.db.worker-lock

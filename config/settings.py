@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "without_password"]
 
 
 class Settings(BaseSettings):
@@ -39,6 +39,29 @@ class Settings(BaseSettings):
     public_url: AnyHttpUrl | None = Field(None, validation_alias="TEND_PUBLIC_URL")
     secret_key: SecretStr | None = Field(None, validation_alias="TEND_SECRET_KEY")
     port: int = Field(8000, ge=1, le=65535, validation_alias="PORT")
+    horizon_days: int = Field(14, ge=1, le=366, validation_alias="TEND_HORIZON_DAYS")
+    senders: int = Field(8, ge=1, le=256, validation_alias="TEND_SENDERS")
+    max_attempts: int = Field(5, ge=1, le=50, validation_alias="TEND_MAX_ATTEMPTS")
+    claim_timeout_seconds: float = Field(300, gt=0, validation_alias="TEND_CLAIM_TIMEOUT_SECONDS")
+    notifiers: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias="TEND_NOTIFIERS",
+        description="channel=package.module:Class pairs, comma-separated",
+    )
+
+    @field_validator("notifiers", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        """``sms=pkg.mod:Class,email=pkg.mod:Other``: which class serves a channel."""
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            channel, sep, path = part.partition("=")
+            if not sep or not channel.strip() or ":" not in path:
+                raise ValueError(f"{part!r}: write channel=package.module:Class")
+            pairs[channel.strip()] = path.strip()
+        return pairs
 
     @field_validator("database_url")
     @classmethod
@@ -53,7 +76,7 @@ class Settings(BaseSettings):
         # A DATABASE_URL (Heroku's among them) carries the database password.
         for key, value in super().__repr_args__():
             if key == "database_url" and isinstance(value, str):
-                value = _without_password(value)
+                value = without_password(value)
             yield key, value
 
     @property
@@ -69,7 +92,7 @@ class Settings(BaseSettings):
         return bool(self.smtp_url and self.smtp_from)
 
 
-def _without_password(url: str) -> str:
+def without_password(url: str) -> str:
     """`url` with any password replaced by ``***``, for logs and reprs."""
     try:
         parts = urlsplit(url)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -18,13 +21,22 @@ from rich.console import Console
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy import Engine
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from config.loader import LoadedFile, RitualFileError, load_ritual_file
 from config.model import RitualFile
-from config.settings import Settings
+from config.settings import Settings, without_password
+from notifiers.registry import NotifierSet, UnknownNotifier
 from rituals.planning import Delivery, Occurrence, Plan
 from rituals.schedule import FIRST_YEAR, LAST_YEAR
 from rituals.templates import TemplateProblem
+from scheduler.db import make_engine
+from scheduler.dispatcher import RetryPolicy
+from scheduler.migrate import SchemaBehind, current_revision, upgrade
+from scheduler.service import AlreadyRunning, Worker, WorkerOptions
+from scheduler.status import ledger_status
+from tend.web import HEARTBEAT_STALE_SECONDS, create_app
 
 __all__ = ["app", "main"]
 
@@ -37,6 +49,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="The ritual file itself.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+db_app = typer.Typer(help="The ledger database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 ConfigOption = Annotated[
     Path | None,
@@ -323,3 +337,200 @@ def _count(n: int, noun: str) -> str:
 
 def main() -> None:
     app()
+
+
+# ---------------------------------------------------------------------- the service
+
+PortOption = Annotated[
+    int | None,
+    typer.Option("--port", help="Web port. Default: $PORT, else 8000.", show_default=False),
+]
+HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _engine(settings: Settings) -> Engine:
+    try:
+        return make_engine(settings.database_url)
+    except (ValueError, ArgumentError) as exc:
+        typer.echo(f"environment: DATABASE_URL: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _worker(settings: Settings, path: Path, engine: Engine) -> Worker:
+    try:
+        notifiers = NotifierSet(settings, overrides=settings.notifiers)
+        for channel in ("console", "sms", "email"):
+            notifiers.describe(channel)
+    except UnknownNotifier as exc:
+        typer.echo(f"environment: TEND_NOTIFIERS: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return Worker(
+        engine,
+        path,
+        notifiers,
+        clock=_now,
+        options=WorkerOptions(
+            horizon_days=settings.horizon_days,
+            senders=settings.senders,
+            retry=RetryPolicy(max_attempts=settings.max_attempts),
+            claim_timeout=timedelta(seconds=settings.claim_timeout_seconds),
+        ),
+    )
+
+
+def _start(worker: Worker) -> None:
+    try:
+        worker.start()
+    except (SchemaBehind, AlreadyRunning) as exc:
+        typer.echo(f"tend: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OperationalError as exc:
+        typer.echo(f"tend: cannot reach the database: {exc.orig}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _on_signals() -> threading.Event:
+    """SIGTERM and SIGINT set the returned event (uvicorn re-raises them to these handlers)."""
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        logging.getLogger("tend").info("%s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+@app.command()
+def worker(config: ConfigOption = None) -> None:
+    """Plan and send: the scheduler process (Procfile `worker`)."""
+    settings, loaded = _load(config, errors_to_stdout=False)
+    _logging()
+    engine = _engine(settings)
+    process = _worker(settings, Path(loaded.path), engine)
+    stop = _on_signals()
+    _start(process)
+    typer.echo(f"tend worker running on {_safe_url(settings)}; Ctrl-C stops it", err=True)
+    try:
+        stop.wait()
+    finally:
+        process.stop()
+
+
+@app.command()
+def web(config: ConfigOption = None, port: PortOption = None, host: HostOption = "0.0.0.0") -> None:
+    """Serve the HTTP endpoints (Procfile `web`)."""
+    settings = _settings()
+    _logging()
+    engine = _engine(settings)
+    _serve(engine, host, port or settings.port)
+
+
+def _serve(engine: Engine, host: str, port: int) -> None:
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(engine), host=host, port=port, log_level="info", access_log=False)
+    )
+    server.run()
+
+
+@app.command()
+def run(
+    config: ConfigOption = None, port: PortOption = None, host: HostOption = "127.0.0.1"
+) -> None:
+    """Everything in one process: the worker and the web endpoints (SQLite by default)."""
+    settings, loaded = _load(config, errors_to_stdout=False)
+    _logging()
+    engine = _engine(settings)
+    process = _worker(settings, Path(loaded.path), engine)
+    stop = _on_signals()
+    _start(process)
+    typer.echo(
+        f"tend running on {_safe_url(settings)}: http://{host}:{port or settings.port}/healthz; "
+        "Ctrl-C stops it",
+        err=True,
+    )
+    try:
+        _serve(engine, host, port or settings.port)
+        # uvicorn returns after a signal (or when it cannot bind); either way we stop.
+    finally:
+        stop.set()
+        process.stop()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Run the ledger's migrations up to the newest (Procfile `release`)."""
+    settings = _settings()
+    _logging()
+    engine = _engine(settings)
+    before = current_revision(engine)
+    upgrade(engine)
+    after = current_revision(engine)
+    typer.echo(
+        f"database at revision {after}"
+        + (f" (was {before})" if before != after else " (no change)")
+    )
+
+
+@app.command()
+def status(
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Next deliveries to list.")] = 10,
+) -> None:
+    """Next due deliveries, the workers' heartbeats, counts by status."""
+    settings = _settings()
+    engine = _engine(settings)
+    try:
+        report = ledger_status(engine, _now(), limit=limit)
+    except OperationalError as exc:
+        typer.echo(f"tend: cannot read the ledger: {exc.orig}", err=True)
+        raise typer.Exit(2) from None
+    except SchemaBehind as exc:
+        typer.echo(f"tend: {exc}", err=True)
+        raise typer.Exit(2) from None
+    console = Console()
+    console.print(f"[bold]Ledger[/bold] {_safe_url(settings)}", highlight=False)
+    if not report.workers:
+        console.print("Workers: none has run yet. Start one with `tend worker` or `tend run`.")
+    for beat in report.workers:
+        age = (report.now - beat.beat_at).total_seconds()
+        state = "stopped" if beat.stopped_at else f"last heartbeat {age:.0f} s ago"
+        if not beat.stopped_at and age > HEARTBEAT_STALE_SECONDS:
+            state += " (stale: not running?)"
+        role = " planner" if beat.leader and not beat.stopped_at else ""
+        console.print(f"Worker {beat.worker_id}{role}: {state}", highlight=False)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())) or "none"
+    console.print(f"Deliveries: {counts}", highlight=False)
+    if report.next_due:
+        table = Table(title="Next due", box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("due (UTC)", "household", "ritual", "to", "role", "channel", "status"):
+            table.add_column(column, no_wrap=True)
+        for row in report.next_due:
+            table.add_row(
+                f"{row.next_attempt_at:%Y-%m-%d %H:%M}",
+                row.household_id,
+                row.ritual_id,
+                row.partner_key,
+                row.role,
+                row.channel,
+                row.status,
+            )
+        console.print(table)
+    else:
+        console.print("Nothing pending.")
+
+
+def _safe_url(settings: Settings) -> str:
+    return without_password(settings.database_url)

@@ -1,0 +1,121 @@
+"""The notifier contract: what the dispatcher hands a channel, and what a channel answers.
+
+A notifier sends one :class:`Message` and returns a :class:`SendResult`, or raises
+:class:`NotifierError` classified as transient (retry later), permanent (stop; try the
+partner's next channel) or opt-out (the recipient unsubscribed from this channel). It never
+decides what or when to send: that is the dispatcher's job.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
+
+from config.model import mask_address
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+__all__ = ["Message", "Notifier", "NotifierError", "Recipient", "SendResult"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    household: str
+    partner: str
+    name: str
+    phone: str | None = None
+    email: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Recipient(household={self.household!r}, partner={self.partner!r}, "
+            f"phone={mask_address(self.phone)!r}, email={mask_address(self.email)!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message for one partner on one channel."""
+
+    recipient: Recipient
+    channel: str
+    body: str
+    key: str  # the delivery's stable key: the same delivery always has the same key
+    subject: str | None = None
+    html: str | None = None
+
+    def __repr__(self) -> str:  # bodies can be personal; addresses are masked
+        return f"Message(channel={self.channel!r}, key={self.key!r}, to={self.recipient!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    provider_id: str | None
+    status: str = "sent"
+
+
+@dataclass(eq=False)
+class NotifierError(Exception):
+    """A send failed. ``permanent``: never retry this delivery on this channel.
+    ``opt_out``: the recipient unsubscribed from this channel (implies permanent).
+    ``retry_after``: seconds the provider asked us to wait, when it said."""
+
+    message: str
+    permanent: bool = False
+    opt_out: bool = False
+    retry_after: float | None = None
+    code: str | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+        if self.opt_out:
+            self.permanent = True
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Notifier(ABC):
+    """One channel. Subclasses implement :meth:`_send`; the base checks what every channel
+    shares (an address to send to, a length limit) before any provider is called."""
+
+    channel: ClassVar[str]
+    max_length: ClassVar[int | None] = None
+    # True when `was_sent` asks the provider; False when it can never tell (the dispatcher
+    # then returns an interrupted delivery to pending: at-least-once, documented).
+    can_tell_sent: ClassVar[bool] = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Notifier:
+        return cls()
+
+    def send(self, message: Message) -> SendResult:
+        if self.max_length is not None and len(message.body) > self.max_length:
+            raise NotifierError(
+                f"message is {len(message.body)} characters; {self.channel} allows "
+                f"{self.max_length}",
+                permanent=True,
+            )
+        return self._send(message)
+
+    @abstractmethod
+    def _send(self, message: Message) -> SendResult: ...
+
+    def was_sent(self, message: Message, since: datetime) -> SendResult | None:
+        """The provider's record of `message` sent at or after `since`, or None.
+
+        Called for a delivery a crash left in ``sending``. The default cannot tell.
+        """
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Release connections; called once when the worker stops."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} channel={self.channel}>"

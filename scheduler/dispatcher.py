@@ -1,0 +1,535 @@
+"""The dispatcher: claims due deliveries, sends each through its channel once, records it.
+
+A delivery moves ``pending -> sending -> sent | failed | missed | cancelled``. The claim is
+one short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several workers share
+the work without waiting on each other; a conditional UPDATE on SQLite, whose single worker
+is the only writer of claims). The provider call happens outside any transaction; its
+outcome is written afterwards, guarded by ``status = 'sending' AND claimed_by = me``.
+
+A crash between the provider call and the write leaves the row in ``sending``;
+:meth:`Dispatcher.reconcile` asks the notifier whether it was sent (Twilio can list
+messages) and records it, or, when the notifier cannot tell, returns it to pending:
+at-least-once for those channels, never silently lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+
+from config.model import mask_address
+from notifiers.base import Message, NotifierError, Recipient, SendResult
+from notifiers.registry import NotifierSet
+from rituals.clock import TimeWindow, get_zone
+from rituals.planning import after_quiet_hours
+from scheduler.db import dialect_insert
+from scheduler.models import Delivery, Household, Occurrence, Partner
+
+__all__ = ["Claim", "Dispatcher", "RetryPolicy"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: attempt n waits up to base * 2**(n-1), capped."""
+
+    max_attempts: int = 5
+    base: timedelta = timedelta(seconds=30)
+    cap: timedelta = timedelta(hours=1)
+
+    def delay(self, attempts: int, rng: random.Random, retry_after: float | None) -> timedelta:
+        ceiling = min(self.cap, self.base * (2 ** max(attempts - 1, 0)))
+        # Half fixed, half random ("equal jitter"): spreads a burst of retries out without
+        # ever retrying at once.
+        wait_for = ceiling / 2 + ceiling / 2 * rng.random()
+        if retry_after is not None:
+            wait_for = max(wait_for, timedelta(seconds=retry_after))
+        return timedelta(seconds=wait_for.total_seconds())
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed delivery and what deciding about it needs, read after the claim."""
+
+    id: int
+    occurrence_id: int
+    household_id: str
+    partner_key: str
+    role: str
+    channel: str
+    body: str
+    subject: str | None
+    due_at: datetime
+    expires_at: datetime
+    attempts: int
+    claimed_at: datetime
+    occurrence_status: str
+    ritual_id: str
+    slot: datetime
+    household_active: bool
+    paused_until: datetime | None
+    name: str
+    phone: str | None
+    email: str | None
+    channels: tuple[str, ...]
+    timezone: str
+    quiet_hours: str | None
+    partner_active: bool
+    sms_opted_out_at: datetime | None
+    email_opted_out_at: datetime | None
+
+    @property
+    def key(self) -> str:
+        return (
+            f"{self.household_id}/{self.ritual_id}/{self.slot:%Y-%m-%dT%H:%M}/"
+            f"{self.partner_key}/{self.role}/{self.channel}"
+        )
+
+    def message(self) -> Message:
+        return Message(
+            recipient=Recipient(
+                household=self.household_id,
+                partner=self.partner_key,
+                name=self.name,
+                phone=self.phone,
+                email=self.email,
+            ),
+            channel=self.channel,
+            body=self.body,
+            subject=self.subject,
+            key=self.key,
+        )
+
+    def opted_out(self, channel: str) -> bool:
+        return (channel == "sms" and self.sms_opted_out_at is not None) or (
+            channel == "email" and self.email_opted_out_at is not None
+        )
+
+    def address(self, channel: str) -> str | None:
+        return {"sms": self.phone, "email": self.email, "console": self.name}.get(channel)
+
+
+class Dispatcher:
+    """Sends due deliveries. One per worker process; safe to run in several processes."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        notifiers: NotifierSet,
+        worker_id: str,
+        *,
+        clock: Clock,
+        senders: int = 8,
+        batch_size: int = 200,
+        retry: RetryPolicy | None = None,
+        claim_timeout: timedelta = timedelta(minutes=5),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.engine = engine
+        self.notifiers = notifiers
+        self.worker_id = worker_id
+        self.clock = clock
+        self.batch_size = batch_size
+        self.retry = retry or RetryPolicy()
+        self.claim_timeout = claim_timeout
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=senders, thread_name_prefix="tend-send")
+        self._stopping = threading.Event()
+        self._run_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ the loop
+
+    def stop(self) -> None:
+        """Claim nothing more; sends in flight finish (see :meth:`close`)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def close(self) -> None:
+        self.stop()
+        self._pool.shutdown(wait=True)
+
+    def run_until_idle(self) -> int:
+        """Claim and send batch after batch until nothing is due; return how many were claimed."""
+        total = 0
+        with self._run_lock:  # one loop per process: the wake-up job and the poll coincide
+            while not self.stopping:
+                done = self.run_batch()
+                total += done
+                if done < self.batch_size:
+                    break
+        return total
+
+    def run_batch(self) -> int:
+        """Mark missed, claim one batch, send it on the pool, wait for every outcome."""
+        now = self.clock()
+        self.mark_missed(now)
+        claims = self.claim(now, self.batch_size)
+        if claims:
+            futures = [self._pool.submit(self._process_safely, claim) for claim in claims]
+            wait(futures)
+        return len(claims)
+
+    def next_due(self) -> datetime | None:
+        with self.engine.connect() as connection:
+            value: datetime | None = connection.execute(
+                select(func.min(Delivery.next_attempt_at)).where(Delivery.status == "pending")
+            ).scalar_one()
+            return value
+
+    # ------------------------------------------------------------------ claiming
+
+    def mark_missed(self, now: datetime) -> int:
+        """Pending deliveries past their grace are missed: never sent late (DESIGN.md)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(Delivery)
+                .where(Delivery.status == "pending", Delivery.expires_at < now)
+                .values(
+                    status="missed",
+                    last_error="not sent within the ritual's grace",
+                    updated_at=now,
+                )
+            )
+        count = int(result.rowcount or 0)
+        if count:
+            log.warning("%d deliveries missed: due longer ago than their grace", count)
+        return count
+
+    def claim(self, now: datetime, limit: int) -> list[Claim]:
+        """Atomically move up to `limit` due deliveries to ``sending`` under this worker."""
+        if self.stopping:
+            return []
+        due = (
+            select(Delivery.id)
+            .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+            .order_by(Delivery.next_attempt_at, Delivery.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self.engine.begin() as connection:
+            ids = list(
+                connection.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(due.scalar_subquery()), Delivery.status == "pending")
+                    .values(
+                        status="sending", claimed_by=self.worker_id, claimed_at=now, updated_at=now
+                    )
+                    .returning(Delivery.id)
+                ).scalars()
+            )
+        return self._claims(ids)
+
+    def _claims(self, ids: Sequence[int]) -> list[Claim]:
+        if not ids:
+            return []
+        query = (
+            select(
+                Delivery.id,
+                Delivery.occurrence_id,
+                Delivery.household_id,
+                Delivery.partner_key,
+                Delivery.role,
+                Delivery.channel,
+                Delivery.body,
+                Delivery.subject,
+                Delivery.due_at,
+                Delivery.expires_at,
+                Delivery.attempts,
+                Delivery.claimed_at,
+                Occurrence.status.label("occurrence_status"),
+                Occurrence.ritual_id,
+                Occurrence.slot,
+                Household.active.label("household_active"),
+                Household.paused_until,
+                Partner.name,
+                Partner.phone,
+                Partner.email,
+                Partner.channels,
+                Partner.timezone,
+                Partner.quiet_hours,
+                Partner.active.label("partner_active"),
+                Partner.sms_opted_out_at,
+                Partner.email_opted_out_at,
+            )
+            .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
+            .join(Household, Household.id == Delivery.household_id)
+            .join(
+                Partner,
+                (Partner.household_id == Delivery.household_id)
+                & (Partner.key == Delivery.partner_key),
+            )
+            .where(Delivery.id.in_(ids))
+            .order_by(Delivery.next_attempt_at, Delivery.id)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        claims = []
+        for row in rows:
+            values: dict[str, Any] = dict(row)
+            values["channels"] = tuple(c for c in values["channels"].split(",") if c)
+            claims.append(Claim(**values))
+        return claims
+
+    # ------------------------------------------------------------------ one delivery
+
+    def _process_safely(self, claim: Claim) -> None:
+        try:
+            self.process(claim)
+        except Exception:
+            # A bug must not leave the row in `sending` until the reconciler: put it back.
+            log.exception("delivery %d: unexpected error; returned to pending", claim.id)
+            self._finish(
+                claim,
+                status="pending",
+                last_error="internal error; see the worker's log",
+                next_attempt_at=self.clock() + self.retry.base,
+            )
+
+    def process(self, claim: Claim) -> str:
+        """Decide, send and record one claimed delivery; return its new status."""
+        now = self.clock()
+        if not (claim.household_active and claim.partner_active):
+            return self._finish(claim, status="cancelled", last_error="no longer in the file")
+        if claim.role == "reminder" and claim.occurrence_status != "open":
+            return self._finish(
+                claim,
+                status="cancelled",
+                last_error=f"no reminder needed: the occurrence is {claim.occurrence_status}",
+            )
+        if claim.occurrence_status == "cancelled":
+            return self._finish(claim, status="cancelled", last_error="occurrence cancelled")
+        if claim.paused_until is not None and now < claim.paused_until:
+            return self._finish(claim, status="cancelled", last_error="household paused")
+        if now > claim.expires_at:
+            return self._finish(
+                claim, status="missed", last_error="not sent within the ritual's grace"
+            )
+        if claim.opted_out(claim.channel):
+            self._fall_back(claim, now)
+            return self._finish(
+                claim, status="cancelled", last_error=f"opted out of {claim.channel}"
+            )
+        if claim.quiet_hours:
+            later = after_quiet_hours(
+                now, TimeWindow.parse(claim.quiet_hours), get_zone(claim.timezone)
+            )
+            if later > now:
+                if later > claim.expires_at:
+                    return self._finish(
+                        claim,
+                        status="missed",
+                        last_error="quiet hours until after the ritual's grace",
+                    )
+                return self._finish(
+                    claim,
+                    status="pending",
+                    next_attempt_at=later,
+                    last_error="waiting for the end of quiet hours",
+                )
+        return self._send(claim)
+
+    def _send(self, claim: Claim) -> str:
+        attempts = claim.attempts + 1
+        where = (
+            f"delivery {claim.id} ({claim.channel} to {mask_address(claim.address(claim.channel))})"
+        )
+        try:
+            notifier = self.notifiers.get(claim.channel)
+            result = notifier.send(claim.message())
+        except NotifierError as error:
+            return self._failed(claim, error, attempts, where)
+        except Exception as exc:
+            log.exception("%s: notifier raised; treated as transient", where)
+            return self._failed(
+                claim, NotifierError(f"{type(exc).__name__}: {exc}"), attempts, where
+            )
+        now = self.clock()
+        log.info("%s sent (%s)", where, result.provider_id)
+        return self._finish(
+            claim,
+            status="sent",
+            attempts=attempts,
+            provider_id=result.provider_id,
+            sent_at=now,
+            last_error=None,
+        )
+
+    def _failed(self, claim: Claim, error: NotifierError, attempts: int, where: str) -> str:
+        now = self.clock()
+        if error.opt_out:
+            log.warning("%s: recipient opted out (%s)", where, error)
+            self._record_opt_out(claim, now)
+            self._fall_back(claim, now)
+            return self._finish(claim, status="failed", attempts=attempts, last_error=str(error))
+        if error.permanent:
+            log.warning("%s: permanent failure: %s", where, error)
+            self._fall_back(claim, now)
+            return self._finish(claim, status="failed", attempts=attempts, last_error=str(error))
+        if attempts >= self.retry.max_attempts:
+            log.warning("%s: giving up after %d attempts: %s", where, attempts, error)
+            return self._finish(
+                claim,
+                status="failed",
+                attempts=attempts,
+                last_error=f"gave up after {attempts} attempts: {error}",
+            )
+        with self._rng_lock:
+            delay = self.retry.delay(attempts, self._rng, error.retry_after)
+        log.info("%s: transient failure (%s); retry in %s", where, error, delay)
+        return self._finish(
+            claim,
+            status="pending",
+            attempts=attempts,
+            next_attempt_at=now + delay,
+            last_error=str(error),
+        )
+
+    def _finish(self, claim: Claim, *, status: str, **values: Any) -> str:
+        """Record the outcome, if the claim is still ours (a reconciler may have taken it)."""
+        now = self.clock()
+        if status != "sending":
+            values.update(claimed_by=None)
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == claim.id,
+                    Delivery.status == "sending",
+                    Delivery.claimed_by == self.worker_id,
+                )
+                .values(status=status, updated_at=now, **values)
+            )
+        if not result.rowcount:
+            log.warning(
+                "delivery %d: outcome %r not recorded: the claim was reconciled meanwhile",
+                claim.id,
+                status,
+            )
+        return status
+
+    def _record_opt_out(self, claim: Claim, now: datetime) -> None:
+        column = {"sms": Partner.sms_opted_out_at, "email": Partner.email_opted_out_at}.get(
+            claim.channel
+        )
+        if column is None:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(Partner)
+                .where(Partner.household_id == claim.household_id, Partner.key == claim.partner_key)
+                .values({column.key: now})
+            )
+
+    def _fall_back(self, claim: Claim, now: datetime) -> str | None:
+        """Insert the same delivery on the partner's next usable channel, due now."""
+        if now > claim.expires_at:
+            return None
+        order = list(claim.channels)
+        later = order[order.index(claim.channel) + 1 :] if claim.channel in order else []
+        for channel in later:
+            if claim.opted_out(channel) or not claim.address(channel):
+                continue
+            with self.engine.begin() as connection:
+                insert = dialect_insert(connection, Delivery)
+                connection.execute(
+                    insert.values(
+                        occurrence_id=claim.occurrence_id,
+                        household_id=claim.household_id,
+                        partner_key=claim.partner_key,
+                        role=claim.role,
+                        channel=channel,
+                        status="pending",
+                        due_at=claim.due_at,
+                        next_attempt_at=now,
+                        expires_at=claim.expires_at,
+                        attempts=0,
+                        body=claim.body,
+                        subject=claim.subject,
+                        generation=0,
+                        created_at=now,
+                        updated_at=now,
+                    ).on_conflict_do_nothing()
+                )
+            log.info("delivery %d: falling back from %s to %s", claim.id, claim.channel, channel)
+            return channel
+        return None
+
+    # ------------------------------------------------------------------ crash recovery
+
+    def reconcile(self, *, everything: bool = False) -> int:
+        """Settle deliveries a crash left in ``sending``.
+
+        Rows claimed longer ago than the claim timeout (or all of them, with `everything`,
+        when this process is known to be the only worker, as on SQLite at start) are looked
+        up with the notifier: sent -> recorded as sent; not sent, or cannot tell -> pending.
+        """
+        now = self.clock()
+        stale = select(Delivery.id).where(Delivery.status == "sending")
+        if not everything:
+            stale = stale.where(Delivery.claimed_at < now - self.claim_timeout)
+        with self.engine.connect() as connection:
+            ids = list(connection.execute(stale).scalars())
+        settled = 0
+        for claim in self._claims(ids):
+            settled += self._reconcile_one(claim, now)
+        return settled
+
+    def _reconcile_one(self, claim: Claim, now: datetime) -> int:
+        where = f"delivery {claim.id} (interrupted while sending)"
+        found: SendResult | None = None
+        can_tell = False
+        try:
+            notifier = self.notifiers.get(claim.channel)
+            can_tell = notifier.can_tell_sent
+            found = notifier.was_sent(claim.message(), since=claim.claimed_at)
+        except Exception as exc:
+            log.warning("%s: could not ask the provider (%s); returned to pending", where, exc)
+            can_tell = False
+        values: dict[str, Any]
+        if found is not None:
+            values = {
+                "status": "sent",
+                "provider_id": found.provider_id,
+                "sent_at": claim.claimed_at,
+                "attempts": claim.attempts + 1,
+                "last_error": None,
+            }
+            log.info("%s: the provider has it; recorded as sent", where)
+        else:
+            values = {
+                "status": "pending",
+                "next_attempt_at": now,
+                "last_error": "interrupted while sending; the provider has no record"
+                if can_tell
+                else "interrupted while sending; the channel cannot tell, so it may repeat",
+            }
+            if not can_tell:
+                log.warning(
+                    "%s: %s cannot tell if it was sent; sending again", where, claim.channel
+                )
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == claim.id,
+                    Delivery.status == "sending",
+                    Delivery.claimed_at == claim.claimed_at,
+                )
+                .values(claimed_by=None, updated_at=now, **values)
+            )
+        return int(result.rowcount or 0)

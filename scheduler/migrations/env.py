@@ -1,0 +1,20 @@
+"""Alembic environment: run by :mod:`scheduler.migrate` with a connection it hands over."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from scheduler.models import Base
+
+connection = context.config.attributes.get("connection")
+if connection is None:  # pragma: no cover - always run through scheduler.migrate
+    raise RuntimeError("run migrations with `tend db upgrade`, not the alembic command")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",  # ALTER TABLE on SQLite is limited
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,225 @@
+"""The ledger's tables. The ritual file is the truth for who and what; these rows are the
+truth for what was planned, what was sent and what the couple did.
+
+Every instant is stored in UTC (naive in the database, aware in Python, see
+:class:`UTCDateTime`); an occurrence's local slot is stored as the naive wall-clock value
+that identifies it, never as an instant.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "Completion",
+    "ConfigState",
+    "Delivery",
+    "DeliveryStatus",
+    "Household",
+    "InboundMessage",
+    "Occurrence",
+    "OccurrenceStatus",
+    "Partner",
+    "UTCDateTime",
+    "WorkerHeartbeat",
+]
+
+OccurrenceStatus = Literal["open", "confirmed", "skipped", "missed", "cancelled"]
+DeliveryStatus = Literal["pending", "sending", "sent", "delivered", "failed", "missed", "cancelled"]
+
+# Names every constraint, so Alembic migrations can refer to them on both databases.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC ``datetime`` in Python, a naive UTC timestamp in the database.
+
+    SQLite has no time zones and compares timestamps as text, so everything stored is UTC in
+    one format; a naive value handed in is a bug, refused rather than guessed.
+    """
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the ledger stores aware UTC instants")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+class ConfigState(Base):
+    """The ritual file last synced: its hash and a generation that counts the changes."""
+
+    __tablename__ = "config_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_hash: Mapped[str] = mapped_column(String(64))
+    generation: Mapped[int] = mapped_column(Integer)
+    synced_at: Mapped[datetime]
+
+
+class Household(Base):
+    __tablename__ = "household"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(default=True)
+    paused_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Partner(Base):
+    """A partner as the file has them, plus what only the ledger knows: opt-outs."""
+
+    __tablename__ = "partner"
+    __table_args__ = (UniqueConstraint("household_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    household_id: Mapped[str] = mapped_column(ForeignKey("household.id"))
+    key: Mapped[str] = mapped_column(String(64))  # the partner's id in the file
+    name: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(320))
+    channels: Mapped[str] = mapped_column(String(64))  # "sms,email": in order of preference
+    timezone: Mapped[str] = mapped_column(String(64))
+    quiet_hours: Mapped[str | None] = mapped_column(String(16))  # "22:00-08:00", partner's zone
+    active: Mapped[bool] = mapped_column(default=True)
+    sms_opted_out_at: Mapped[datetime | None]
+    email_opted_out_at: Mapped[datetime | None]
+
+
+class Occurrence(Base):
+    """One time a ritual happens for a household: unique on household, ritual, local slot."""
+
+    __tablename__ = "occurrence"
+    __table_args__ = (
+        UniqueConstraint("household_id", "ritual_id", "slot", "recipient"),
+        Index("ix_occurrence_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    household_id: Mapped[str] = mapped_column(ForeignKey("household.id"))
+    ritual_id: Mapped[str] = mapped_column(String(64))
+    # The naive local wall-clock value in the household's zone: the identity (DESIGN.md).
+    slot: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    # "" for a ritual sent to the household; the partner's id for a `to = "each"` ritual.
+    recipient: Mapped[str] = mapped_column(String(64), default="")
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime]  # the slot resolved to UTC
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    item: Mapped[str | None] = mapped_column(Text)
+    planners: Mapped[str] = mapped_column(String(200), default="")  # "alex" or "alex,sam"
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Delivery(Base):
+    """One message to one partner about one occurrence, on one channel."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("occurrence_id", "partner_key", "role", "channel"),
+        # The dispatcher's one hot query: due pending work, oldest first.
+        Index("ix_delivery_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    occurrence_id: Mapped[int] = mapped_column(ForeignKey("occurrence.id"))
+    household_id: Mapped[str] = mapped_column(String(64))
+    partner_key: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))  # plan_ahead | day_of | reminder | nudge
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    due_at: Mapped[datetime]  # when the plan wants it sent (after quiet hours)
+    next_attempt_at: Mapped[datetime]  # due_at, or later after a transient failure
+    expires_at: Mapped[datetime]  # due_at + the ritual's grace: later than this is missed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    body: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(String(200))
+    provider_id: Mapped[str | None] = mapped_column(String(128))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Completion(Base):
+    """A partner did the ritual (or skipped it): from a reply, a link or the CLI."""
+
+    __tablename__ = "completion"
+    __table_args__ = (Index("ix_completion_occurrence_id", "occurrence_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    occurrence_id: Mapped[int] = mapped_column(ForeignKey("occurrence.id"))
+    partner_key: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16), default="confirm")  # confirm | skip
+    at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(16))  # sms | email | web | cli
+    raw_text: Mapped[str | None] = mapped_column(Text)
+
+
+class InboundMessage(Base):
+    """A reply as received; unique on the provider's id, so a retried webhook is one row."""
+
+    __tablename__ = "inbound_message"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(128), unique=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    sender: Mapped[str] = mapped_column(String(320))
+    household_id: Mapped[str | None] = mapped_column(String(64))
+    partner_key: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime]
+
+
+class WorkerHeartbeat(Base):
+    """One row per worker process; `tend status` and ``/healthz`` read the newest beat."""
+
+    __tablename__ = "worker_heartbeat"
+
+    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    beat_at: Mapped[datetime]
+    leader: Mapped[bool] = mapped_column(default=False)
+    stopped_at: Mapped[datetime | None]

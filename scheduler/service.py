@@ -1,0 +1,301 @@
+"""The worker process: APScheduler 3 (in-memory job store) around the ledger.
+
+The ledger is the source of truth; APScheduler only wakes the process at the right moments.
+Its persistent ``SQLAlchemyJobStore`` is deliberately not used: about 850 jobs/s measured,
+and its FAQ says a job store cannot be shared by processes. Jobs:
+
+- ``plan``: sync the ritual file and plan the horizon; hourly, at start, after a change;
+- ``watch``: notices a changed ritual file (by content hash) and re-plans;
+- ``wake``: one-shot, at the next due delivery, re-armed after every batch;
+- ``poll``: every 30 s, a safety net for work another process planned;
+- ``heartbeat``: every 15 s; ``reconcile``: settles deliveries a crash left in ``sending``.
+
+On PostgreSQL several workers share the dispatch; planning is done by the one holding
+``pg_try_advisory_lock``. On SQLite one worker runs; a second refuses to start.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Connection, Engine, func, select, text, update
+
+from config.loader import RitualFileError, load_ritual_file
+from config.model import RitualFile
+from notifiers.registry import NotifierSet
+from rituals.planning import Plan
+from scheduler.db import dialect_insert, is_postgres, is_sqlite
+from scheduler.dispatcher import Dispatcher, RetryPolicy
+from scheduler.migrate import ensure_schema
+from scheduler.models import WorkerHeartbeat
+from scheduler.planner import DEFAULT_HORIZON_DAYS, file_hash, plan_horizon, sync_file
+
+__all__ = ["AlreadyRunning", "Worker", "WorkerOptions"]
+
+log = logging.getLogger(__name__)
+
+# pg_try_advisory_lock key for "the planner": any fixed 64-bit number, Tend's own.
+PLANNER_LOCK_KEY = 0x74656E64_706C616E  # b"tendplan"
+HEARTBEAT_SECONDS = 15
+POLL_SECONDS = 30
+PLAN_SECONDS = 3600
+WATCH_SECONDS = 5
+RECONCILE_SECONDS = 60
+
+
+class AlreadyRunning(RuntimeError):
+    """Another worker holds the SQLite database."""
+
+
+class WorkerOptions:
+    def __init__(
+        self,
+        *,
+        horizon_days: int = DEFAULT_HORIZON_DAYS,
+        senders: int = 8,
+        batch_size: int = 200,
+        retry: RetryPolicy | None = None,
+        claim_timeout: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.horizon_days = horizon_days
+        self.senders = senders
+        self.batch_size = batch_size
+        self.retry = retry or RetryPolicy()
+        self.claim_timeout = claim_timeout
+
+
+class Worker:
+    """Plans and dispatches. :meth:`start` returns once the scheduler runs; :meth:`stop`
+    stops claiming, lets sends in flight finish and returns."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        config_path: Path,
+        notifiers: NotifierSet,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        options: WorkerOptions | None = None,
+    ) -> None:
+        self.engine = engine
+        self.config_path = config_path
+        self.clock = clock
+        self.options = options or WorkerOptions()
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.dispatcher = Dispatcher(
+            engine,
+            notifiers,
+            self.worker_id,
+            clock=clock,
+            senders=self.options.senders,
+            batch_size=self.options.batch_size,
+            retry=self.options.retry,
+            claim_timeout=self.options.claim_timeout,
+        )
+        self.notifiers = notifiers
+        self._scheduler = BackgroundScheduler(timezone=UTC)
+        self._file: RitualFile | None = None
+        self._hash: str | None = None
+        self._plan_lock = threading.Lock()
+        self._lock_file: IO[str] | None = None
+        self._leader_connection: Connection | None = None
+        self.leader = False
+
+    # ------------------------------------------------------------------ start and stop
+
+    def start(self) -> None:
+        """Check the schema, take the locks, plan, settle crashes, then run the jobs."""
+        ensure_schema(self.engine)
+        if is_sqlite(self.engine):
+            self._lock_sqlite()
+        self._file = self._load_file(initial=True)
+        self._beat()
+        self.plan()
+        # On SQLite this is the only worker: anything in `sending` was interrupted.
+        self.dispatcher.reconcile(everything=is_sqlite(self.engine))
+        now = self.clock()
+        s = self._scheduler
+        s.add_job(self.plan, "interval", seconds=PLAN_SECONDS, id="plan", coalesce=True)
+        s.add_job(self.watch, "interval", seconds=WATCH_SECONDS, id="watch", coalesce=True)
+        s.add_job(self.dispatch, "interval", seconds=POLL_SECONDS, id="poll", coalesce=True)
+        s.add_job(self._beat, "interval", seconds=HEARTBEAT_SECONDS, id="heartbeat")
+        s.add_job(self.dispatcher.reconcile, "interval", seconds=RECONCILE_SECONDS, id="reconcile")
+        s.add_job(self.dispatch, "date", run_date=now, id="wake", misfire_grace_time=None)
+        s.start()
+        log.info("worker %s started (leader: %s)", self.worker_id, self.leader)
+
+    def stop(self) -> None:
+        """Stop claiming; wait for sends in flight; record the stop. Idempotent."""
+        self.dispatcher.stop()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+        self.dispatcher.close()
+        self.notifiers.close()
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    update(WorkerHeartbeat)
+                    .where(WorkerHeartbeat.worker_id == self.worker_id)
+                    .values(stopped_at=self.clock(), leader=False)
+                )
+        except Exception:  # the database may be what went away
+            log.exception("could not record the worker's stop")
+        if self._leader_connection is not None:
+            self._leader_connection.close()
+            self._leader_connection = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+        log.info("worker %s stopped", self.worker_id)
+
+    # ------------------------------------------------------------------ jobs
+
+    def plan(self) -> None:
+        """Sync the file and plan the horizon, if this process is the planner."""
+        with self._plan_lock:
+            if self._file is None or not self._is_leader():
+                return
+            now = self.clock()
+            synced = sync_file(self.engine, self._file, now)
+            report = plan_horizon(
+                self.engine,
+                Plan(self._file),
+                now,
+                generation=synced.generation,
+                changed=synced.changed,
+                days=self.options.horizon_days,
+            )
+            log.info(
+                "planned %d occurrences, %d deliveries (generation %d%s)",
+                report.occurrences,
+                report.deliveries,
+                report.generation,
+                f", {report.cancelled} cancelled" if report.cancelled else "",
+            )
+        self._arm()
+
+    def watch(self) -> None:
+        """Re-plan when the ritual file's content changed; keep the old one if it is broken."""
+        loaded = self._load_file(initial=False)
+        if loaded is not None and file_hash(loaded) != self._hash:
+            self._file = loaded
+            self._hash = file_hash(loaded)
+            log.info("ritual file changed; planning again")
+            self.plan()
+
+    def dispatch(self) -> None:
+        try:
+            sent = self.dispatcher.run_until_idle()
+            if sent:
+                log.debug("dispatched %d deliveries", sent)
+        finally:
+            self._arm()
+
+    def _arm(self) -> None:
+        """Schedule the one-shot wake-up at the next due delivery."""
+        if self.dispatcher.stopping or not self._scheduler.running:
+            return
+        due = self.dispatcher.next_due()
+        if due is None:
+            return
+        run_date = max(due, self.clock())
+        job = self._scheduler.get_job("wake")
+        if job is not None and job.next_run_time is not None and job.next_run_time <= run_date:
+            return  # already armed earlier
+        self._scheduler.add_job(
+            self.dispatch,
+            "date",
+            run_date=run_date,
+            id="wake",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    def _beat(self) -> None:
+        now = self.clock()
+        values: dict[str, Any] = {
+            "worker_id": self.worker_id,
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": now,
+            "beat_at": now,
+            "leader": self.leader,
+        }
+        with self.engine.begin() as connection:
+            insert = dialect_insert(connection, WorkerHeartbeat)
+            connection.execute(
+                insert.values(values).on_conflict_do_update(
+                    index_elements=["worker_id"], set_={"beat_at": now, "leader": self.leader}
+                )
+            )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _load_file(self, *, initial: bool) -> RitualFile | None:
+        try:
+            loaded = load_ritual_file(self.config_path, today=self.clock())
+        except RitualFileError as exc:
+            if initial:
+                raise
+            log.error(
+                "the ritual file has errors; still running on the last good one:\n%s",
+                "\n".join(exc.lines()),
+            )
+            return None
+        if initial:
+            self._hash = file_hash(loaded.file)
+        return loaded.file
+
+    def _is_leader(self) -> bool:
+        if not is_postgres(self.engine):
+            self.leader = True
+            return True
+        if self._leader_connection is not None:
+            try:
+                self._leader_connection.execute(text("SELECT 1"))
+                return True
+            except Exception:
+                log.warning("lost the planner lock's connection; trying to take it again")
+                self._leader_connection = None
+                self.leader = False
+        connection = self.engine.connect()
+        got = connection.execute(select(func.pg_try_advisory_lock(PLANNER_LOCK_KEY))).scalar_one()
+        connection.commit()
+        if got:
+            self._leader_connection = connection
+            self.leader = True
+            log.info("this worker is the planner (holds the advisory lock)")
+        else:
+            connection.close()
+        return bool(got)
+
+    def _lock_sqlite(self) -> None:
+        database = self.engine.url.database or "tend.db"
+        path = Path(f"{database}.worker-lock")
+        handle = path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise AlreadyRunning(
+                f"another Tend worker ({holder}) is already running on {database}. "
+                "SQLite allows one worker; stop it first, or use PostgreSQL "
+                "(DATABASE_URL) to run several."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self._lock_file = handle
