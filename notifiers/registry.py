@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
@@ -106,15 +106,11 @@ class NotifierSet:
                 self._instances[channel] = found
             return found
 
-    def describe(self, channel: str) -> str:
-        try:
-            return (
-                self._path_for(channel)
-                if channel not in self._instances
-                else repr(self._instances[channel])
-            )
-        except UnknownNotifier as exc:
-            return str(exc)
+    def check(self, channels: Iterable[str]) -> None:
+        """Import the class of each channel now, so a wrong plugin stops the start."""
+        for channel in channels:
+            if channel not in self._instances:
+                load_notifier_class(self._path_for(channel))
 
     def close(self) -> None:
         with self._lock:

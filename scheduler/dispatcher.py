@@ -155,6 +155,9 @@ class Dispatcher:
         """Claim nothing more; sends in flight finish (see :meth:`close`)."""
         self._stopping.set()
 
+    def wait_stopping(self, seconds: float) -> bool:
+        return self._stopping.wait(seconds)
+
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
@@ -302,6 +305,10 @@ class Dispatcher:
 
     def process(self, claim: Claim) -> str:
         """Decide, send and record one claimed delivery; return its new status."""
+        if self.stopping:
+            # Shutting down: a claim whose send has not started goes back, untouched, so a
+            # stop takes one provider call at most, not a whole batch.
+            return self._finish(claim, status="pending")
         now = self.clock()
         if not (claim.household_active and claim.partner_active):
             return self._finish(claim, status="cancelled", last_error="no longer in the file")

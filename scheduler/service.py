@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Connection, Engine, func, select, text, update
 
@@ -51,6 +52,8 @@ POLL_SECONDS = 30
 PLAN_SECONDS = 3600
 WATCH_SECONDS = 5
 RECONCILE_SECONDS = 60
+NOTIFY_CHANNEL = "tend_planned"
+LISTEN_TIMEOUT_SECONDS = 1.0
 
 
 class AlreadyRunning(RuntimeError):
@@ -110,6 +113,7 @@ class Worker:
         self._lock_file: IO[str] | None = None
         self._leader_connection: Connection | None = None
         self.leader = False
+        self._listener: threading.Thread | None = None
 
     # ------------------------------------------------------------------ start and stop
 
@@ -119,6 +123,7 @@ class Worker:
         if is_sqlite(self.engine):
             self._lock_sqlite()
         self._file = self._load_file(initial=True)
+        self._is_leader()
         self._beat()
         self.plan()
         # On SQLite this is the only worker: anything in `sending` was interrupted.
@@ -129,9 +134,14 @@ class Worker:
         s.add_job(self.watch, "interval", seconds=WATCH_SECONDS, id="watch", coalesce=True)
         s.add_job(self.dispatch, "interval", seconds=POLL_SECONDS, id="poll", coalesce=True)
         s.add_job(self._beat, "interval", seconds=HEARTBEAT_SECONDS, id="heartbeat")
-        s.add_job(self.dispatcher.reconcile, "interval", seconds=RECONCILE_SECONDS, id="reconcile")
+        # Often enough that an interrupted claim waits about its timeout, not much longer.
+        every = max(1.0, min(RECONCILE_SECONDS, self.options.claim_timeout.total_seconds() / 2))
+        s.add_job(self.reconcile, "interval", seconds=every, id="reconcile")
         s.add_job(self.dispatch, "date", run_date=now, id="wake", misfire_grace_time=None)
         s.start()
+        if is_postgres(self.engine):
+            self._listener = threading.Thread(target=self._listen, name="tend-listen", daemon=True)
+            self._listener.start()
         log.info("worker %s started (leader: %s)", self.worker_id, self.leader)
 
     def stop(self) -> None:
@@ -141,6 +151,9 @@ class Worker:
             self._scheduler.shutdown(wait=True)
         self.dispatcher.close()
         self.notifiers.close()
+        if self._listener is not None:
+            self._listener.join(timeout=LISTEN_TIMEOUT_SECONDS * 2)
+            self._listener = None
         try:
             with self.engine.begin() as connection:
                 connection.execute(
@@ -182,6 +195,10 @@ class Worker:
                 report.generation,
                 f", {report.cancelled} cancelled" if report.cancelled else "",
             )
+            if is_postgres(self.engine) and report.deliveries:
+                # Wake the other workers: their next wake-up may be later than this work.
+                with self.engine.begin() as connection:
+                    connection.execute(select(func.pg_notify(NOTIFY_CHANNEL, self.worker_id)))
         self._arm()
 
     def watch(self) -> None:
@@ -193,6 +210,11 @@ class Worker:
             log.info("ritual file changed; planning again")
             self.plan()
 
+    def reconcile(self) -> None:
+        """Settle interrupted claims; what returns to pending is due now."""
+        if self.dispatcher.reconcile():
+            self._arm()
+
     def dispatch(self) -> None:
         try:
             sent = self.dispatcher.run_until_idle()
@@ -200,6 +222,20 @@ class Worker:
                 log.debug("dispatched %d deliveries", sent)
         finally:
             self._arm()
+
+    def _listen(self) -> None:
+        """PostgreSQL: re-arm when the planner (in any process) announces new work."""
+        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self.dispatcher.stopping:
+            try:
+                with psycopg.connect(url, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    while not self.dispatcher.stopping:
+                        for _ in connection.notifies(timeout=LISTEN_TIMEOUT_SECONDS, stop_after=1):
+                            self._arm()
+            except psycopg.Error as exc:
+                log.warning("listening for new work failed (%s); the 30 s poll covers it", exc)
+                self.dispatcher.wait_stopping(5)
 
     def _arm(self) -> None:
         """Schedule the one-shot wake-up at the next due delivery."""

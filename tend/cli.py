@@ -365,17 +365,17 @@ def _engine(settings: Settings) -> Engine:
         raise typer.Exit(2) from None
 
 
-def _worker(settings: Settings, path: Path, engine: Engine) -> Worker:
+def _worker(settings: Settings, loaded: LoadedFile, engine: Engine) -> Worker:
+    channels = {c for h in loaded.file.households for p in h.partners for c in p.channels}
     try:
         notifiers = NotifierSet(settings, overrides=settings.notifiers)
-        for channel in ("console", "sms", "email"):
-            notifiers.describe(channel)
+        notifiers.check(sorted(channels | {"console"}))
     except UnknownNotifier as exc:
         typer.echo(f"environment: TEND_NOTIFIERS: {exc}", err=True)
         raise typer.Exit(2) from None
     return Worker(
         engine,
-        path,
+        Path(loaded.path),
         notifiers,
         clock=_now,
         options=WorkerOptions(
@@ -417,7 +417,7 @@ def worker(config: ConfigOption = None) -> None:
     settings, loaded = _load(config, errors_to_stdout=False)
     _logging()
     engine = _engine(settings)
-    process = _worker(settings, Path(loaded.path), engine)
+    process = _worker(settings, loaded, engine)
     stop = _on_signals()
     _start(process)
     typer.echo(f"tend worker running on {_safe_url(settings)}; Ctrl-C stops it", err=True)
@@ -453,7 +453,7 @@ def run(
     settings, loaded = _load(config, errors_to_stdout=False)
     _logging()
     engine = _engine(settings)
-    process = _worker(settings, Path(loaded.path), engine)
+    process = _worker(settings, loaded, engine)
     stop = _on_signals()
     _start(process)
     typer.echo(

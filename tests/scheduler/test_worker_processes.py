@@ -1,0 +1,346 @@
+"""Worker processes for real: subprocesses on one database, killed, restarted and stopped.
+
+Deliveries are made due a few minutes in the past (inside grace), so workers send at once:
+no test waits for a schedule; they wait for work to finish, with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, inspect, select, text
+from tend_recording import read_record
+
+from scheduler.db import make_engine
+from scheduler.models import Delivery, WorkerHeartbeat
+
+ROOT = Path(__file__).resolve().parents[2]
+SUPPORT = ROOT / "tests" / "support"
+
+
+def households_file(path: Path, count: int, at: datetime) -> Path:
+    """`count` one-partner households with a daily ritual at `at`'s UTC wall-clock time."""
+    lines = ['timezone = "UTC"', ""]
+    for n in range(count):
+        lines += [
+            "[[households]]",
+            f'id = "h{n:05d}"',
+            "  [[households.partners]]",
+            f'  id = "p{n:05d}"',
+            f'  name = "P{n}"',
+            '  channels = ["console"]',
+            "",
+        ]
+    lines += [
+        "[[rituals]]",
+        'id = "daily"',
+        'kind = "custom"',
+        f'schedule = "daily at {at:%H:%M}"',
+        'message = "Hello {{ partner }}"',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Workers:
+    """Starts `tend worker` subprocesses with the recording notifier."""
+
+    def __init__(self, tmp_path: Path, database_url: str, config: Path, **env: str) -> None:
+        self.record = tmp_path / "sent.jsonl"
+        self.tmp_path = tmp_path
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "TEND_NOTIFIERS": "console=tend_recording:RecordingNotifier",
+            "TEND_TEST_RECORD": str(self.record),
+            "TEND_HORIZON_DAYS": "1",
+            "PYTHONPATH": os.pathsep.join([str(SUPPORT), str(ROOT)]),
+            **env,
+        }
+        self.config = config
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, **env: str) -> subprocess.Popen[bytes]:
+        log = (self.tmp_path / f"worker-{len(self.processes)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tend", "worker", "--config", str(self.config)],
+            cwd=self.tmp_path,
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+            for p in sorted(self.tmp_path.glob("worker-*.log"))
+        )
+
+    def stop_all(self) -> list[int | None]:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        codes = []
+        for process in self.processes:
+            try:
+                codes.append(process.wait(timeout=15))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes.append(None)
+        return codes
+
+
+@pytest.fixture
+def workers_factory(tmp_path: Path) -> Iterator[Callable[..., Workers]]:
+    made: list[Workers] = []
+
+    def make(database_url: str, config: Path, **env: str) -> Workers:
+        workers = Workers(tmp_path, database_url, config, **env)
+        made.append(workers)
+        return workers
+
+    yield make
+    for workers in made:
+        for process in workers.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, logs: Callable[[], str]
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{logs()}")
+
+
+def due_keys(engine: Engine, before: datetime) -> set[str]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT d.household_id, o.ritual_id, o.slot, d.partner_key, d.role, d.channel "
+                "FROM delivery d JOIN occurrence o ON o.id = d.occurrence_id "
+                "WHERE d.due_at <= :before"
+            ),
+            {"before": before.replace(tzinfo=None)},
+        ).all()
+    keys = set()
+    for household, ritual, slot, partner, role, channel in rows:
+        slot = slot if isinstance(slot, datetime) else datetime.fromisoformat(slot)
+        keys.add(f"{household}/{ritual}/{slot:%Y-%m-%dT%H:%M}/{partner}/{role}/{channel}")
+    return keys
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    """Deliveries by status; empty until the worker has created the tables."""
+    if not inspect(engine).has_table("delivery"):
+        return {}
+    with engine.connect() as connection:
+        return dict(
+            connection.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
+            .tuples()
+            .all()
+        )
+
+
+def sent_count(engine: Engine) -> int:
+    return counts(engine).get("sent", 0)
+
+
+def assert_each_sent_once(
+    workers: Workers, engine: Engine, started: datetime, expected: int
+) -> None:
+    record = read_record(workers.record)
+    sends = Counter(str(r["key"]) for r in record)
+    duplicated = {k: n for k, n in sends.items() if n > 1}
+    assert not duplicated, f"sent more than once: {list(duplicated.items())[:5]}"
+    due = due_keys(engine, started)
+    assert len(due) == expected
+    assert set(sends) == due, f"lost: {sorted(due - set(sends))[:5]}"
+    assert counts(engine).get("sending", 0) == 0
+
+
+# ---------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture
+def pg_url(postgres_url: str) -> Iterator[str]:
+    engine = make_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    subprocess.run(
+        [sys.executable, "-m", "tend", "db", "upgrade"],
+        env={**os.environ, "DATABASE_URL": postgres_url},
+        check=True,
+        capture_output=True,
+    )
+    yield postgres_url
+
+
+def test_three_workers_on_postgres_send_2000_due_deliveries_exactly_once(
+    tmp_path: Path, pg_url: str, workers_factory: Callable[..., Workers]
+) -> None:
+    started = datetime.now(UTC)
+    config = households_file(tmp_path / "tend.toml", 2000, started - timedelta(minutes=5))
+    workers = workers_factory(pg_url, config, TEND_TEST_SEND_DELAY="0.002")
+    for _ in range(3):
+        workers.start()
+    engine = make_engine(pg_url)
+    try:
+        wait_for(lambda: sent_count(engine) >= 2000, 90, "2000 sends", workers.logs)
+        assert workers.stop_all() == [0, 0, 0], workers.logs()
+        assert_each_sent_once(workers, engine, started, 2000)
+        senders = Counter(r["pid"] for r in read_record(workers.record))
+        assert len(senders) >= 2, f"only one worker sent: {senders}"
+        with engine.connect() as connection:
+            leaders = connection.execute(
+                select(func.count()).where(WorkerHeartbeat.leader.is_(True))
+            ).scalar_one()
+        assert leaders == 0  # each stopped worker gave up the planner role
+    finally:
+        engine.dispose()
+
+
+def test_a_worker_killed_mid_batch_on_postgres_loses_and_repeats_nothing(
+    tmp_path: Path, pg_url: str, workers_factory: Callable[..., Workers]
+) -> None:
+    started = datetime.now(UTC)
+    config = households_file(tmp_path / "tend.toml", 1000, started - timedelta(minutes=5))
+    workers = workers_factory(
+        pg_url, config, TEND_TEST_SEND_DELAY="0.01", TEND_CLAIM_TIMEOUT_SECONDS="2"
+    )
+    victim = workers.start()
+    engine = make_engine(pg_url)
+    try:
+        wait_for(lambda: len(read_record(workers.record)) >= 150, 60, "sends", workers.logs)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        interrupted = counts(engine).get("sending", 0)
+        assert interrupted > 0, "the kill should land while sends are in flight"
+        workers.start(TEND_TEST_SEND_DELAY="0")
+        wait_for(lambda: sent_count(engine) >= 1000, 60, "1000 sends", workers.logs)
+        assert workers.stop_all()[1:] == [0], workers.logs()
+        assert_each_sent_once(workers, engine, started, 1000)
+    finally:
+        engine.dispose()
+
+
+def test_a_worker_refuses_a_postgres_database_that_is_behind(
+    tmp_path: Path, postgres_url: str, workers_factory: Callable[..., Workers]
+) -> None:
+    engine = make_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    config = households_file(tmp_path / "tend.toml", 1, datetime.now(UTC))
+    workers = workers_factory(postgres_url, config)
+    process = workers.start()
+    assert process.wait(timeout=30) == 2
+    assert "tend db upgrade" in workers.logs()
+
+
+# ---------------------------------------------------------------------- SQLite
+
+
+def test_a_worker_killed_mid_batch_on_sqlite_loses_and_repeats_nothing(
+    tmp_path: Path, workers_factory: Callable[..., Workers]
+) -> None:
+    url = f"sqlite:///{tmp_path}/tend.db"
+    started = datetime.now(UTC)
+    config = households_file(tmp_path / "tend.toml", 2000, started - timedelta(minutes=5))
+    workers = workers_factory(url, config, TEND_TEST_SEND_DELAY="0.005")
+    first = workers.start()
+    wait_for(lambda: len(read_record(workers.record)) >= 300, 60, "sends", workers.logs)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    engine = make_engine(url)
+    try:
+        before = counts(engine)
+        assert before.get("sending", 0) > 0, f"the kill should land mid-batch: {before}"
+        workers.start(TEND_TEST_SEND_DELAY="0")
+        wait_for(lambda: sent_count(engine) >= 2000, 60, "2000 sends", workers.logs)
+        assert workers.stop_all()[1:] == [0], workers.logs()
+        assert_each_sent_once(workers, engine, started, 2000)
+    finally:
+        engine.dispose()
+
+
+def test_a_second_sqlite_worker_refuses_to_start(
+    tmp_path: Path, workers_factory: Callable[..., Workers]
+) -> None:
+    url = f"sqlite:///{tmp_path}/tend.db"
+    config = households_file(tmp_path / "tend.toml", 1, datetime.now(UTC) + timedelta(hours=1))
+    workers = workers_factory(url, config)
+    workers.start()
+    engine = make_engine(url)
+    try:
+        wait_for(
+            lambda: (tmp_path / "tend.db").exists() and _heartbeats(engine) > 0,
+            30,
+            "the first worker's heartbeat",
+            workers.logs,
+        )
+    finally:
+        engine.dispose()
+    second = workers.start()
+    assert second.wait(timeout=30) == 2
+    assert "already running" in workers.logs()
+    assert "use PostgreSQL" in workers.logs()
+    assert workers.processes[0].poll() is None  # the first keeps running
+    assert workers.stop_all()[0] == 0
+
+
+def _heartbeats(engine: Engine) -> int:
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(select(func.count(WorkerHeartbeat.worker_id))).scalar_one()
+            )
+    except Exception:
+        return 0  # not migrated yet
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_finishes_sends_in_flight_and_exits_0_within_10_s(
+    tmp_path: Path, workers_factory: Callable[..., Workers], signum: int
+) -> None:
+    url = f"sqlite:///{tmp_path}/tend.db"
+    started = datetime.now(UTC)
+    config = households_file(tmp_path / "tend.toml", 40, started - timedelta(minutes=5))
+    # A slow provider: each send takes a second, eight at a time.
+    workers = workers_factory(url, config, TEND_TEST_SEND_DELAY="1")
+    process = workers.start()
+    engine = make_engine(url)
+    try:
+        wait_for(lambda: counts(engine).get("sending", 0) > 0, 30, "sends in flight", workers.logs)
+        stop_at = time.monotonic()
+        process.send_signal(signum)
+        code = process.wait(timeout=15)
+        took = time.monotonic() - stop_at
+        assert code == 0, workers.logs()
+        assert took < 10
+        after = counts(engine)
+        assert after.get("sending", 0) == 0, after  # every send in flight was recorded
+        assert after.get("sent", 0) == len(read_record(workers.record)) > 0
+        assert after.get("pending", 0) > 0  # and no new claims were made after the signal
+    finally:
+        engine.dispose()

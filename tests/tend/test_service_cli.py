@@ -1,0 +1,194 @@
+"""``tend run``, ``tend status`` and ``tend db upgrade`` as users run them: real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SOON = """\
+timezone = "UTC"
+
+[[households]]
+id = "us"
+
+  [[households.partners]]
+  id = "ann"
+  name = "Ann"
+  phone = "+15551230001"
+
+[[rituals]]
+id = "hello"
+kind = "custom"
+schedule = "daily at {at}"
+message = "Hi {{{{ partner }}}}, time for {{{{ ritual }}}}."
+"""
+
+
+def tend(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tend", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def soon_file(tmp_path: Path) -> Path:
+    """A ritual that fell due five minutes ago: inside its grace, so it is sent at once."""
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    path = tmp_path / "tend.toml"
+    path.write_text(SOON.format(at=f"{at:%H:%M}"))
+    return path
+
+
+@pytest.fixture
+def running(tmp_path: Path, soon_file: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tend", "run", "--config", str(soon_file), "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/tend.db"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    yield process, port
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
+def wait_healthy(port: int, process: subprocess.Popen[str]) -> httpx.Response:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"tend run exited {process.returncode}: {process.communicate()}")
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            if response.status_code == 200 and response.json()["scheduler"] == "ok":
+                return response
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail("tend run never became healthy")
+
+
+def test_tend_run_sends_a_due_nudge_to_the_console_and_serves_healthz(
+    tmp_path: Path, running: tuple[subprocess.Popen[str], int]
+) -> None:
+    process, port = running
+    health = wait_healthy(port, process).json()
+    assert health["database"] == "ok"
+    assert 0 <= health["heartbeat_age_seconds"] < 45
+
+    status = tend("status", cwd=tmp_path, env={"DATABASE_URL": f"sqlite:///{tmp_path}/tend.db"})
+    assert status.returncode == 0, status.stderr
+    assert "planner: last heartbeat" in status.stdout
+    assert "1 sent" in status.stdout or "1 sending" in status.stdout
+
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=15)
+    assert process.returncode == 0, err
+    assert "Hi Ann, time for hello." in out
+    assert "+1*******001" in out  # the console shows who, masked
+    assert "+15551230001" not in out + err
+
+
+def test_tend_run_stops_on_sigterm_with_exit_0(
+    tmp_path: Path, running: tuple[subprocess.Popen[str], int]
+) -> None:
+    process, port = running
+    wait_healthy(port, process)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=15)
+    assert process.returncode == 0, err
+    assert time.monotonic() - started < 10
+    status = tend("status", cwd=tmp_path, env={"DATABASE_URL": f"sqlite:///{tmp_path}/tend.db"})
+    assert ": stopped" in status.stdout
+
+
+def test_db_upgrade_migrates_once_and_then_has_nothing_to_do(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/ledger.db"}
+    first = tend("db", "upgrade", cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "database at revision 0001 (was None)" in first.stdout
+    again = tend("db", "upgrade", cwd=tmp_path, env=env)
+    assert "(no change)" in again.stdout
+
+
+def test_status_on_an_empty_database_says_what_to_run(tmp_path: Path) -> None:
+    result = tend("status", cwd=tmp_path, env={"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
+    assert result.returncode == 2
+    assert "tend db upgrade" in result.stderr
+
+
+def test_status_with_no_worker_yet_says_how_to_start_one(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    tend("db", "upgrade", cwd=tmp_path, env=env)
+    result = tend("status", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "none has run yet" in result.stdout
+    assert "Nothing pending." in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///:memory:", "in-memory SQLite"),
+        ("nonsense://x", "DATABASE_URL"),
+    ],
+)
+def test_worker_refuses_an_unusable_database_url(
+    tmp_path: Path, soon_file: Path, url: str, message: str
+) -> None:
+    result = tend("worker", "--config", str(soon_file), cwd=tmp_path, env={"DATABASE_URL": url})
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_worker_refuses_an_unknown_notifier_plugin(tmp_path: Path, soon_file: Path) -> None:
+    result = tend(
+        "worker",
+        "--config",
+        str(soon_file),
+        cwd=tmp_path,
+        env={
+            "DATABASE_URL": f"sqlite:///{tmp_path}/t.db",
+            "TEND_NOTIFIERS": "console=nowhere.to.be:Found",
+        },
+    )
+    assert result.returncode == 2
+    assert "TEND_NOTIFIERS" in result.stderr
+    assert "nowhere.to.be" in result.stderr
+
+
+def test_a_database_password_never_reaches_the_output(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "postgresql://tend:hunter2@127.0.0.1:1/none"}
+    result = tend("status", cwd=tmp_path, env=env, timeout=60)
+    assert result.returncode == 2
+    assert "hunter2" not in result.stdout + result.stderr
