@@ -492,6 +492,13 @@ def status(
     """Next due deliveries, the workers' heartbeats, counts by status."""
     settings = _settings()
     engine = _engine(settings)
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and not Path(database).exists():
+        typer.echo(
+            f"tend: no ledger at {database} yet: start `tend run` (or `tend db upgrade`)",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
         report = ledger_status(engine, _now(), limit=limit)
     except OperationalError as exc:

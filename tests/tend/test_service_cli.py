@@ -140,7 +140,15 @@ def test_db_upgrade_migrates_once_and_then_has_nothing_to_do(tmp_path: Path) -> 
     assert "(no change)" in again.stdout
 
 
+def test_status_without_a_ledger_says_what_to_run_and_creates_nothing(tmp_path: Path) -> None:
+    result = tend("status", cwd=tmp_path, env={"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
+    assert result.returncode == 2
+    assert "tend db upgrade" in result.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
 def test_status_on_an_empty_database_says_what_to_run(tmp_path: Path) -> None:
+    (tmp_path / "x.db").touch()
     result = tend("status", cwd=tmp_path, env={"DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
     assert result.returncode == 2
     assert "tend db upgrade" in result.stderr
