@@ -8,7 +8,8 @@ and its FAQ says a job store cannot be shared by processes. Jobs:
 - ``watch``: notices a changed ritual file (by content hash) and re-plans;
 - ``wake``: one-shot, at the next due delivery, re-armed after every batch;
 - ``poll``: every 30 s, a safety net for work another process planned;
-- ``heartbeat``: every 15 s; ``reconcile``: settles deliveries a crash left in ``sending``.
+- ``heartbeat``: every 15 s; ``reconcile``: settles deliveries a crash left in ``sending``;
+- ``take-over`` (PostgreSQL): a worker that is not the planner tries the lock each minute.
 
 On PostgreSQL several workers share the dispatch; planning is done by the one holding
 ``pg_try_advisory_lock``. On SQLite one worker runs; a second refuses to start.
@@ -52,6 +53,7 @@ POLL_SECONDS = 30
 PLAN_SECONDS = 3600
 WATCH_SECONDS = 5
 RECONCILE_SECONDS = 60
+TAKE_OVER_SECONDS = 60
 NOTIFY_CHANNEL = "tend_planned"
 LISTEN_TIMEOUT_SECONDS = 1.0
 
@@ -132,6 +134,9 @@ class Worker:
         s = self._scheduler
         s.add_job(self.plan, "interval", seconds=PLAN_SECONDS, id="plan", coalesce=True)
         s.add_job(self.watch, "interval", seconds=WATCH_SECONDS, id="watch", coalesce=True)
+        if is_postgres(self.engine):
+            # A worker that is not the planner checks each minute whether the planner is gone.
+            s.add_job(self.take_over, "interval", seconds=TAKE_OVER_SECONDS, id="take-over")
         s.add_job(self.dispatch, "interval", seconds=POLL_SECONDS, id="poll", coalesce=True)
         s.add_job(self._beat, "interval", seconds=HEARTBEAT_SECONDS, id="heartbeat")
         # Often enough that an interrupted claim waits about its timeout, not much longer.
@@ -163,9 +168,7 @@ class Worker:
                 )
         except Exception:  # the database may be what went away
             log.exception("could not record the worker's stop")
-        if self._leader_connection is not None:
-            self._leader_connection.close()
-            self._leader_connection = None
+        self._release_leadership()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -208,6 +211,10 @@ class Worker:
             self._file = loaded
             self._hash = file_hash(loaded)
             log.info("ritual file changed; planning again")
+            self.plan()
+
+    def take_over(self) -> None:
+        if not self.leader:
             self.plan()
 
     def reconcile(self) -> None:
@@ -299,11 +306,11 @@ class Worker:
         if self._leader_connection is not None:
             try:
                 self._leader_connection.execute(text("SELECT 1"))
+                self._leader_connection.commit()
                 return True
             except Exception:
                 log.warning("lost the planner lock's connection; trying to take it again")
-                self._leader_connection = None
-                self.leader = False
+                self._release_leadership()
         connection = self.engine.connect()
         got = connection.execute(select(func.pg_try_advisory_lock(PLANNER_LOCK_KEY))).scalar_one()
         connection.commit()
@@ -314,6 +321,22 @@ class Worker:
         else:
             connection.close()
         return bool(got)
+
+    def _release_leadership(self) -> None:
+        connection, self._leader_connection = self._leader_connection, None
+        self.leader = False
+        if connection is None:
+            return
+        # Closing would only return the connection to the pool, still holding the
+        # session-level lock: unlock, and drop the connection for good.
+        try:
+            connection.execute(select(func.pg_advisory_unlock(PLANNER_LOCK_KEY)))
+            connection.commit()
+        except Exception:
+            log.warning("could not release the planner lock; dropping its connection")
+        finally:
+            connection.invalidate()
+            connection.close()
 
     def _lock_sqlite(self) -> None:
         database = self.engine.url.database or "tend.db"

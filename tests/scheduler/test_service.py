@@ -1,0 +1,143 @@
+"""The worker object in-process: who plans, and what a changed ritual file does."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from notifiers.base import Message, Notifier, SendResult
+from notifiers.registry import NotifierSet
+from scheduler.models import ConfigState, Delivery, Occurrence, WorkerHeartbeat
+from scheduler.service import AlreadyRunning, Worker
+
+FILE = """\
+timezone = "Europe/Berlin"
+
+[[households]]
+id = "home"
+partners = [{{ id = "alex", name = "Alex", channels = ["console"] }}]
+
+[[rituals]]
+id = "walk"
+kind = "custom"
+schedule = "daily at {at}"
+message = "Walk, {{{{ partner }}}}?"
+"""
+
+
+class Quiet(Notifier):
+    channel = "console"
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.lock = threading.Lock()
+
+    def _send(self, message: Message) -> SendResult:
+        with self.lock:
+            self.sent.append(message.key)
+        return SendResult(provider_id="q")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "tend.toml"
+    path.write_text(FILE.format(at="03:00"))
+    return path
+
+
+@pytest.fixture
+def make_worker(config: Path) -> Iterator[object]:
+    made: list[Worker] = []
+
+    def make(engine: Engine) -> Worker:
+        worker = Worker(
+            engine,
+            config,
+            NotifierSet(overrides={"console": Quiet()}),
+            clock=lambda: datetime.now(UTC),
+        )
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.stop()
+
+
+def test_one_worker_of_two_on_postgres_plans_and_another_takes_over_when_it_stops(
+    pg_engine: Engine, make_worker: object
+) -> None:
+    first, second = make_worker(pg_engine), make_worker(pg_engine)  # type: ignore[operator]
+    first.start()
+    second.start()
+    assert (first.leader, second.leader) == (True, False)
+    with pg_engine.connect() as connection:
+        leaders = connection.execute(
+            select(WorkerHeartbeat.worker_id).where(WorkerHeartbeat.leader.is_(True))
+        ).scalars()
+        assert list(leaders) == [first.worker_id]
+
+    second.take_over()
+    assert not second.leader  # the planner is alive: nothing changes
+
+    first.stop()
+    second.take_over()
+    assert second.leader
+
+
+def test_a_second_worker_object_on_one_sqlite_file_refuses(
+    sqlite_engine: Engine, make_worker: object
+) -> None:
+    make_worker(sqlite_engine).start()  # type: ignore[operator]
+    with pytest.raises(AlreadyRunning, match="use PostgreSQL"):
+        make_worker(sqlite_engine).start()  # type: ignore[operator]
+
+
+def test_an_edited_ritual_file_is_planned_again_and_a_broken_edit_keeps_the_last_good_one(
+    sqlite_engine: Engine, make_worker: object, config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = make_worker(sqlite_engine)  # type: ignore[operator]
+    worker.start()
+
+    def generation() -> int:
+        with sqlite_engine.connect() as connection:
+            return int(connection.execute(select(ConfigState.generation)).scalar_one())
+
+    def pending_hours() -> set[int]:
+        with sqlite_engine.connect() as connection:
+            slots = connection.execute(
+                select(Occurrence.slot)
+                .join(Delivery, Delivery.occurrence_id == Occurrence.id)
+                .where(Delivery.status == "pending")
+            ).scalars()
+            return {slot.hour for slot in slots}
+
+    assert generation() == 1
+    assert pending_hours() == {3}
+
+    config.write_text(config.read_text() + "\n# only a comment\n")
+    worker.watch()
+    assert generation() == 1  # comments are not a change
+
+    config.write_text(FILE.format(at="04:00"))
+    worker.watch()
+    assert generation() == 2
+    assert pending_hours() == {4}
+
+    config.write_text(FILE.format(at="25:00"))
+    with caplog.at_level(logging.ERROR):
+        worker.watch()
+    assert "still running on the last good one" in caplog.text
+    assert generation() == 2
+    assert pending_hours() == {4}
+    with sqlite_engine.connect() as connection:
+        cancelled = connection.execute(
+            select(func.count()).where(Delivery.status == "cancelled")
+        ).scalar_one()
+    assert cancelled > 0
