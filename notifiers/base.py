@@ -9,6 +9,7 @@ decides what or when to send: that is the dispatcher's job.
 from __future__ import annotations
 
 import logging
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,9 +20,29 @@ from config.model import mask_address
 if TYPE_CHECKING:
     from config.settings import Settings
 
-__all__ = ["Message", "Notifier", "NotifierError", "Recipient", "SendResult"]
+__all__ = [
+    "Message",
+    "Notifier",
+    "NotifierError",
+    "Recipient",
+    "SendResult",
+    "mask_addresses",
+]
 
 log = logging.getLogger(__name__)
+
+# E.164 numbers (with or without separators after the +) and e-mail addresses in free text.
+_ADDRESS = re.compile(r"\+\d[\d\s().-]{6,18}\d|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def mask_addresses(text: str) -> str:
+    """`text` with every phone number and e-mail address masked, for logs and the ledger."""
+
+    def masked(match: re.Match[str]) -> str:
+        found = match.group()
+        return mask_address(found if "@" in found else re.sub(r"[\s().-]", "", found)) or ""
+
+    return _ADDRESS.sub(masked, text)
 
 
 @dataclass(frozen=True, slots=True)

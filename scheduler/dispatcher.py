@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 
 from config.model import mask_address
-from notifiers.base import Message, NotifierError, Recipient, SendResult
+from notifiers.base import Message, NotifierError, Recipient, SendResult, mask_addresses
 from notifiers.registry import NotifierSet
 from rituals.clock import TimeWindow, get_zone
 from rituals.planning import after_quiet_hours
@@ -361,7 +362,16 @@ class Dispatcher:
         except NotifierError as error:
             return self._failed(claim, error, attempts, where)
         except Exception as exc:
-            log.exception("%s: notifier raised; treated as transient", where)
+            # No traceback: its text may quote the address. Where it was raised is enough.
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error(
+                "%s: notifier raised %s at %s:%s: %s; treated as transient",
+                where,
+                type(exc).__name__,
+                frame.filename,
+                frame.lineno,
+                mask_addresses(str(exc)),
+            )
             return self._failed(
                 claim, NotifierError(f"{type(exc).__name__}: {exc}"), attempts, where
             )
@@ -376,17 +386,19 @@ class Dispatcher:
             last_error=None,
         )
 
-    def _failed(self, claim: Claim, error: NotifierError, attempts: int, where: str) -> str:
+    def _failed(self, claim: Claim, original: NotifierError, attempts: int, where: str) -> str:
         now = self.clock()
-        if error.opt_out:
+        # A provider's error text may quote the number or address: never log or store it.
+        error = mask_addresses(str(original))
+        if original.opt_out:
             log.warning("%s: recipient opted out (%s)", where, error)
             self._record_opt_out(claim, now)
             self._fall_back(claim, now)
-            return self._finish(claim, status="failed", attempts=attempts, last_error=str(error))
-        if error.permanent:
+            return self._finish(claim, status="failed", attempts=attempts, last_error=error)
+        if original.permanent:
             log.warning("%s: permanent failure: %s", where, error)
             self._fall_back(claim, now)
-            return self._finish(claim, status="failed", attempts=attempts, last_error=str(error))
+            return self._finish(claim, status="failed", attempts=attempts, last_error=error)
         if attempts >= self.retry.max_attempts:
             log.warning("%s: giving up after %d attempts: %s", where, attempts, error)
             return self._finish(
@@ -396,14 +408,14 @@ class Dispatcher:
                 last_error=f"gave up after {attempts} attempts: {error}",
             )
         with self._rng_lock:
-            delay = self.retry.delay(attempts, self._rng, error.retry_after)
+            delay = self.retry.delay(attempts, self._rng, original.retry_after)
         log.info("%s: transient failure (%s); retry in %s", where, error, delay)
         return self._finish(
             claim,
             status="pending",
             attempts=attempts,
             next_attempt_at=now + delay,
-            last_error=str(error),
+            last_error=error,
         )
 
     def _finish(self, claim: Claim, *, status: str, **values: Any) -> str:
@@ -505,7 +517,11 @@ class Dispatcher:
             can_tell = notifier.can_tell_sent
             found = notifier.was_sent(claim.message(), since=claim.claimed_at)
         except Exception as exc:
-            log.warning("%s: could not ask the provider (%s); returned to pending", where, exc)
+            log.warning(
+                "%s: could not ask the provider (%s); returned to pending",
+                where,
+                mask_addresses(str(exc)),
+            )
             can_tell = False
         values: dict[str, Any]
         if found is not None:

@@ -1,0 +1,1027 @@
+"""The dispatcher: due deliveries are sent once, late ones are missed, failures are classified.
+
+Time is a fake clock the test moves; rows come from a small ritual file through the planner;
+notifiers are in-process fakes that record every call and fail when told to.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import threading
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import pytest
+from sqlalchemy import Engine, select, update
+
+from notifiers.base import Message, Notifier, NotifierError, SendResult
+from notifiers.registry import NotifierSet
+from rituals.clock import TimeWindow, get_zone
+from rituals.planning import Plan
+from scheduler.dispatcher import Claim, Dispatcher, RetryPolicy
+from scheduler.models import Delivery, Occurrence, Partner
+from scheduler.planner import plan_horizon, sync_file
+from tests.scheduler.conftest import ritual_file
+
+# ---------------------------------------------------------------------------- ritual files
+
+HOUSEHOLD = """
+timezone = "UTC"
+
+[[households]]
+id = "alex-sam"
+
+  [[households.partners]]
+  id = "alex"
+  name = "Alex"
+  phone = "+15551230001"
+  email = "alex@example.com"
+  channels = ["sms", "email"]
+"""
+
+SAM = """
+  [[households.partners]]
+  id = "sam"
+  name = "Sam"
+  phone = "+15551230002"
+  email = "sam@example.com"
+  channels = ["sms"]
+"""
+
+CHECK_IN = """
+[[rituals]]
+id = "check-in"
+kind = "check_in"
+schedule = "daily at 12:00"
+"""
+
+# Alex falls back to email; Sam, who has an email address, does not use it.
+COUPLE = HOUSEHOLD + SAM + CHECK_IN
+SOLO = HOUSEHOLD + CHECK_IN
+
+WITH_REMINDER = COUPLE + 'remind_after = "2h"\n'
+
+DOWNTIME = (
+    HOUSEHOLD
+    + SAM
+    + """
+[[rituals]]
+id = "lunch"
+kind = "check_in"
+schedule = "daily at 12:00"
+
+[[rituals]]
+id = "breakfast"
+kind = "check_in"
+schedule = "daily at 07:00"
+
+[[rituals]]
+id = "quick"
+kind = "check_in"
+schedule = "daily at 12:00"
+grace = "30m"
+"""
+)
+
+# Alex lives in New York (UTC-5 in January): quiet 22:00-08:00 there is 03:00-13:00 UTC.
+# The household runs on UTC, so the ritual at 02:50 UTC is 21:50 for Alex: not quiet yet.
+QUIET = """
+timezone = "UTC"
+
+[[households]]
+id = "alex-sam"
+
+  [[households.partners]]
+  id = "alex"
+  name = "Alex"
+  phone = "+15551230001"
+  timezone = "America/New_York"
+  quiet_hours = "22:00-08:00"
+
+[[rituals]]
+id = "late"
+kind = "check_in"
+schedule = "daily at 02:50"
+grace = "{grace}"
+"""
+
+ALEX_PHONE = "+15551230001"
+ALEX_MASKED = "+1*******001"
+SAM_PHONE = "+15551230002"
+SAM_MASKED = "+1*******002"
+
+
+def at(hour: int, minute: int = 0, second: int = 0, *, day: int = 0) -> datetime:
+    """An instant on Monday 12 January 2026 (UTC), or `day` days later."""
+    return datetime(2026, 1, 12, hour, minute, second, tzinfo=UTC) + timedelta(days=day)
+
+
+def key(
+    partner: str,
+    *,
+    ritual: str = "check-in",
+    role: str = "day_of",
+    channel: str = "sms",
+    slot: str = "2026-01-12T12:00",
+) -> str:
+    """The message key the dispatcher gives a delivery of household alex-sam."""
+    return f"alex-sam/{ritual}/{slot}/{partner}/{role}/{channel}"
+
+
+# ---------------------------------------------------------------------------- ledger helpers
+
+
+def plan(engine: Engine, text: str, now: datetime, *, days: int = 2) -> None:
+    """Sync the file and plan its next days, as the service does at `now`."""
+    file = ritual_file(text)
+    synced = sync_file(engine, file, now)
+    plan_horizon(
+        engine, Plan(file), now, generation=synced.generation, changed=synced.changed, days=days
+    )
+
+
+def deliveries(engine: Engine, **where: Any) -> list[dict[str, Any]]:
+    """Delivery rows (with their occurrence's ritual and status) matching column=value."""
+    table = Delivery.__table__
+    query = (
+        select(
+            *table.c,
+            Occurrence.ritual_id,
+            Occurrence.status.label("occurrence_status"),
+        )
+        .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
+        .order_by(Delivery.id)
+    )
+    for name, value in where.items():
+        column = Occurrence.ritual_id if name == "ritual_id" else table.c[name]
+        query = query.where(column == value)
+    with engine.connect() as connection:
+        return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def one(engine: Engine, **where: Any) -> dict[str, Any]:
+    found = deliveries(engine, **where)
+    assert len(found) == 1, f"expected one delivery for {where}, found {len(found)}"
+    return found[0]
+
+
+def set_delivery(engine: Engine, delivery_id: int, **values: Any) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+
+
+def interrupt(engine: Engine, delivery_id: int, claimed_at: datetime) -> None:
+    """What a worker killed during the provider call leaves behind."""
+    set_delivery(
+        engine, delivery_id, status="sending", claimed_by="crashed-worker", claimed_at=claimed_at
+    )
+
+
+def partner(engine: Engine, key: str) -> dict[str, Any]:
+    with engine.connect() as connection:
+        row = connection.execute(select(*Partner.__table__.c).where(Partner.key == key)).one()
+        return dict(row._mapping)
+
+
+# ---------------------------------------------------------------------------- fakes
+
+
+class FakeClock:
+    """The dispatcher's only source of time; the test moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, when: datetime) -> None:
+        self.now = when
+
+
+@dataclass(frozen=True)
+class Call:
+    key: str
+    at: datetime | None  # the fake clock when the provider was called
+
+
+class FakeNotifier(Notifier):
+    """Records every call; succeeds unless told to fail (for everyone or one partner).
+
+    ``fail_next`` queues outcomes used once each; ``fail_always`` applies until ``recover``.
+    Successful sends are kept in ``records``, the "provider's" own list. ``entered`` is set
+    when a call starts; a call then waits for ``wait_for``, when set, before it answers.
+    """
+
+    channel: ClassVar[str] = "fake"
+
+    def __init__(self, clock: FakeClock | None = None, *, delay: float = 0.0) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.delay = delay
+        self.calls: list[Call] = []
+        self.sent: list[str] = []
+        self.records: dict[str, SendResult] = {}
+        self.asked: list[tuple[str, datetime]] = []
+        self._once: dict[str | None, deque[Exception]] = defaultdict(deque)
+        self._always: dict[str | None, Exception] = {}
+        self.entered = threading.Event()
+        self.wait_for: threading.Event | None = None
+
+    def fail_next(self, *errors: Exception, partner: str | None = None) -> None:
+        with self._lock:
+            self._once[partner].extend(errors)
+
+    def fail_always(self, error: Exception, *, partner: str | None = None) -> None:
+        with self._lock:
+            self._always[partner] = error
+
+    def recover(self) -> None:
+        with self._lock:
+            self._once.clear()
+            self._always.clear()
+
+    def _outcome(self, partner: str) -> Exception | None:
+        for who in (partner, None):
+            if self._once[who]:
+                return self._once[who].popleft()
+        for who in (partner, None):
+            if who in self._always:
+                return self._always[who]
+        return None
+
+    def _send(self, message: Message) -> SendResult:
+        self.entered.set()
+        if self.wait_for is not None and not self.wait_for.wait(10):
+            self.wait_for = None  # waited long enough: let the test fail, not hang
+        with self._lock:
+            self.calls.append(Call(message.key, self._clock() if self._clock else None))
+            error = self._outcome(message.recipient.partner)
+            if error is None:
+                result = SendResult(provider_id=f"{self.channel}-{len(self.sent) + 1}")
+                self.sent.append(message.key)
+                self.records[message.key] = result
+        if self.delay:
+            time.sleep(self.delay)  # a provider's latency, so concurrent claims overlap
+        if error is not None:
+            raise copy.copy(error)
+        return result
+
+    def call_keys(self) -> list[str]:
+        with self._lock:
+            return [call.key for call in self.calls]
+
+
+class FakeSms(FakeNotifier):
+    channel = "sms"
+
+
+class FakeEmail(FakeNotifier):
+    channel = "email"
+
+
+class FakeConsole(FakeNotifier):
+    channel = "console"
+
+
+class TellingSms(FakeSms):
+    """Like Twilio: can list what it sent, so an interrupted send is looked up, not repeated."""
+
+    can_tell_sent = True
+
+    def was_sent(self, message: Message, since: datetime) -> SendResult | None:
+        with self._lock:
+            self.asked.append((message.key, since))
+            return self.records.get(message.key)
+
+
+def transient(text: str = "503: carrier busy", retry_after: float | None = None) -> NotifierError:
+    return NotifierError(text, retry_after=retry_after)
+
+
+PERMANENT = NotifierError("21211: invalid 'To' number", permanent=True, code="21211")
+OPT_OUT = NotifierError("21610: the recipient replied STOP", opt_out=True, code="21610")
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+MakeDispatcher = Callable[..., Dispatcher]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(at(9))
+
+
+@pytest.fixture
+def sms(clock: FakeClock) -> FakeSms:
+    return FakeSms(clock)
+
+
+@pytest.fixture
+def email(clock: FakeClock) -> FakeEmail:
+    return FakeEmail(clock)
+
+
+@pytest.fixture
+def make_dispatcher(clock: FakeClock) -> Iterator[MakeDispatcher]:
+    """Builds dispatchers on the fake clock and closes every one after the test."""
+    made: list[Dispatcher] = []
+
+    def make(
+        engine: Engine,
+        *,
+        sms: Notifier | None = None,
+        email: Notifier | None = None,
+        console: Notifier | None = None,
+        worker_id: str = "worker-1",
+        **options: Any,
+    ) -> Dispatcher:
+        overrides = {
+            channel: notifier
+            for channel, notifier in (("sms", sms), ("email", email), ("console", console))
+            if notifier is not None
+        }
+        options.setdefault("rng", random.Random(1234))
+        dispatcher = Dispatcher(
+            engine, NotifierSet(overrides=overrides), worker_id, clock=clock, **options
+        )
+        made.append(dispatcher)
+        return dispatcher
+
+    yield make
+    for dispatcher in made:
+        dispatcher.close()
+
+
+@pytest.fixture
+def dispatcher(
+    engine: Engine, sms: FakeSms, email: FakeEmail, make_dispatcher: MakeDispatcher
+) -> Dispatcher:
+    return make_dispatcher(engine, sms=sms, email=email)
+
+
+# ---------------------------------------------------------------------------- sending once
+
+
+def test_a_delivery_is_not_sent_before_it_is_due_and_is_sent_once_when_due(
+    engine: Engine, clock: FakeClock, sms: FakeSms, dispatcher: Dispatcher
+) -> None:
+    plan(engine, COUPLE, at(9))
+
+    clock.set(at(11, 59, 59))
+    assert dispatcher.run_until_idle() == 0
+    assert sms.calls == []
+
+    clock.set(at(12))
+    assert dispatcher.run_until_idle() == 2
+    assert dispatcher.run_until_idle() == 0
+    assert dispatcher.run_until_idle() == 0
+
+    assert sorted(sms.call_keys()) == [key("alex"), key("sam")]
+    for who in ("alex", "sam"):
+        row = one(engine, partner_key=who, due_at=at(12))
+        assert row["status"] == "sent"
+        assert row["provider_id"] == sms.records[key(who)].provider_id
+        assert row["sent_at"] == at(12)
+        assert row["attempts"] == 1
+        assert row["claimed_by"] is None
+        assert row["last_error"] is None
+    # Tomorrow's are still waiting.
+    assert {r["status"] for r in deliveries(engine, due_at=at(12, day=1))} == {"pending"}
+
+
+def test_after_six_hours_of_downtime_only_deliveries_within_their_grace_are_sent(
+    engine: Engine, clock: FakeClock, sms: FakeSms, dispatcher: Dispatcher
+) -> None:
+    plan(engine, DOWNTIME, at(6))
+
+    clock.set(at(13))  # the worker was down from 07:00 to 13:00
+    dispatcher.run_until_idle()
+    clock.set(at(13, 30))
+    dispatcher.run_until_idle()
+
+    # lunch: due 1 h ago, grace 2 h. breakfast: due 6 h ago, grace 2 h. quick: 1 h, grace 30m.
+    lunch = "2026-01-12T12:00"
+    assert sorted(sms.call_keys()) == [
+        key("alex", ritual="lunch", slot=lunch),
+        key("sam", ritual="lunch", slot=lunch),
+    ]
+    assert {r["status"] for r in deliveries(engine, ritual_id="lunch", due_at=at(12))} == {"sent"}
+    for ritual, due in (("breakfast", at(7)), ("quick", at(12))):
+        rows = deliveries(engine, ritual_id=ritual, due_at=due)
+        assert len(rows) == 2
+        for row in rows:
+            assert row["status"] == "missed"
+            assert row["attempts"] == 0
+            assert "grace" in row["last_error"]
+            assert row["occurrence_status"] == "open"  # replies are still welcome
+
+
+# ---------------------------------------------------------------------------- transient errors
+
+
+def test_a_transient_failure_is_retried_with_growing_backoff_until_the_policy_gives_up(
+    engine: Engine, clock: FakeClock, sms: FakeSms, make_dispatcher: MakeDispatcher
+) -> None:
+    policy = RetryPolicy(max_attempts=4, base=timedelta(minutes=1))
+    dispatcher = make_dispatcher(engine, sms=sms, retry=policy)
+    plan(engine, SOLO, at(9))
+    sms.fail_always(transient())
+
+    clock.set(at(12))
+    for attempt in range(1, policy.max_attempts):
+        dispatcher.run_until_idle()
+        row = one(engine, due_at=at(12))
+        assert row["status"] == "pending"
+        assert row["attempts"] == attempt
+        assert row["claimed_by"] is None
+        assert row["last_error"] == "503: carrier busy"
+        ceiling = policy.base * 2 ** (attempt - 1)  # 1, 2, 4 minutes
+        assert clock() + ceiling / 2 <= row["next_attempt_at"] <= clock() + ceiling
+
+        # Not retried before its time...
+        clock.set(row["next_attempt_at"] - timedelta(seconds=1))
+        assert dispatcher.run_until_idle() == 0
+        assert len(sms.calls) == attempt
+        # ...and retried when it comes.
+        clock.set(row["next_attempt_at"])
+
+    dispatcher.run_until_idle()
+    row = one(engine, due_at=at(12))
+    assert row["status"] == "failed"
+    assert row["attempts"] == policy.max_attempts
+    assert "gave up" in row["last_error"]
+    assert len(sms.calls) == policy.max_attempts
+
+    clock.set(at(13))
+    dispatcher.run_until_idle()
+    assert len(sms.calls) == policy.max_attempts
+    assert sms.sent == []
+
+
+def test_retries_of_deliveries_that_failed_together_are_spread_out_by_jitter(
+    engine: Engine, clock: FakeClock, sms: FakeSms, dispatcher: Dispatcher
+) -> None:
+    plan(engine, COUPLE, at(9))
+    sms.fail_always(transient())
+
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+
+    retries = {r["next_attempt_at"] for r in deliveries(engine, due_at=at(12))}
+    assert len(retries) == 2, "two deliveries that failed at once retry at the same instant"
+
+
+def test_a_retry_after_from_the_provider_is_honoured(
+    engine: Engine, clock: FakeClock, sms: FakeSms, dispatcher: Dispatcher
+) -> None:
+    plan(engine, SOLO, at(9))
+    sms.fail_next(transient("429: too many requests", retry_after=900))
+
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+    row = one(engine, due_at=at(12))
+    assert row["status"] == "pending"
+    assert row["attempts"] == 1
+    assert row["next_attempt_at"] >= at(12, 15)
+
+    clock.set(at(12, 14, 59))
+    dispatcher.run_until_idle()
+    assert len(sms.calls) == 1
+
+    clock.set(row["next_attempt_at"])
+    dispatcher.run_until_idle()
+    assert one(engine, due_at=at(12))["status"] == "sent"
+    assert sms.sent == [key("alex")]
+
+
+def test_a_retry_that_would_come_after_the_grace_is_missed_as_soon_as_the_grace_is_over(
+    engine: Engine, clock: FakeClock, sms: FakeSms, dispatcher: Dispatcher
+) -> None:
+    plan(engine, SOLO, at(9))
+    sms.fail_next(transient("429: too many requests", retry_after=3 * 3600))
+
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+    assert one(engine, due_at=at(12))["next_attempt_at"] >= at(15)  # the grace ends at 14:00
+
+    clock.set(at(14, 0, 1))
+    dispatcher.run_until_idle()
+    row = one(engine, due_at=at(12))
+    assert row["status"] == "missed"
+    assert "grace" in row["last_error"]
+    assert row["attempts"] == 1
+
+    clock.set(at(15))
+    dispatcher.run_until_idle()
+    assert len(sms.calls) == 1
+
+
+def test_a_notifier_that_recovers_delivers_exactly_once(
+    engine: Engine, clock: FakeClock, sms: FakeSms, dispatcher: Dispatcher
+) -> None:
+    plan(engine, SOLO, at(9))
+    sms.fail_next(transient(), transient())
+
+    clock.set(at(12))
+    for _ in range(3):
+        dispatcher.run_until_idle()
+        clock.set(one(engine, due_at=at(12))["next_attempt_at"])
+    clock.set(at(13))
+    dispatcher.run_until_idle()
+    dispatcher.run_until_idle()
+
+    row = one(engine, due_at=at(12))
+    assert row["status"] == "sent"
+    assert row["attempts"] == 3
+    assert row["last_error"] is None
+    assert row["provider_id"] == "sms-1"
+    assert sms.call_keys() == [key("alex")] * 3
+    assert sms.sent == [key("alex")]
+
+
+def test_an_unexpected_exception_from_a_notifier_is_treated_as_transient(
+    engine: Engine, clock: FakeClock, sms: FakeSms, dispatcher: Dispatcher
+) -> None:
+    plan(engine, SOLO, at(9))
+    sms.fail_next(RuntimeError("socket closed"))
+
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+
+    row = one(engine, due_at=at(12))
+    assert row["status"] == "pending"
+    assert row["attempts"] == 1
+    assert row["claimed_by"] is None
+    assert "socket closed" in row["last_error"]
+    assert row["next_attempt_at"] > at(12)
+
+    clock.set(row["next_attempt_at"])
+    dispatcher.run_until_idle()
+    assert one(engine, due_at=at(12))["status"] == "sent"
+    assert sms.sent == [key("alex")]
+
+
+# ---------------------------------------------------------------------------- permanent errors
+
+
+def test_a_permanent_failure_stops_at_once_and_falls_back_to_the_partners_next_channel(
+    engine: Engine, clock: FakeClock, sms: FakeSms, email: FakeEmail, dispatcher: Dispatcher
+) -> None:
+    plan(engine, COUPLE, at(9))
+    sms.fail_always(PERMANENT)
+
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+
+    assert sorted(sms.call_keys()) == [key("alex"), key("sam")]  # one call each, no retry
+    for who in ("alex", "sam"):
+        row = one(engine, partner_key=who, channel="sms", due_at=at(12))
+        assert row["status"] == "failed"
+        assert row["attempts"] == 1
+        assert row["claimed_by"] is None
+        assert "invalid 'To' number" in row["last_error"]
+    fallback = one(engine, partner_key="alex", channel="email", due_at=at(12))
+    assert fallback["status"] == "pending"
+    assert fallback["next_attempt_at"] == at(12)
+    assert fallback["role"] == "day_of"
+    # Sam has an email address but chose sms only: no fallback.
+    assert deliveries(engine, partner_key="sam", channel="email") == []
+
+    clock.set(at(12, 0, 5))
+    dispatcher.run_until_idle()
+    dispatcher.run_until_idle()
+
+    assert email.sent == [key("alex", channel="email")]
+    sent = one(engine, partner_key="alex", channel="email", due_at=at(12))
+    assert sent["status"] == "sent"
+    assert sent["provider_id"] == "email-1"
+    assert len(sms.calls) == 2
+
+
+def test_an_opt_out_is_recorded_and_the_partners_messages_go_by_their_next_channel(
+    engine: Engine, clock: FakeClock, sms: FakeSms, email: FakeEmail, dispatcher: Dispatcher
+) -> None:
+    plan(engine, COUPLE, at(9))
+    sms.fail_always(OPT_OUT, partner="alex")
+
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+
+    assert partner(engine, "alex")["sms_opted_out_at"] == at(12)
+    assert partner(engine, "sam")["sms_opted_out_at"] is None
+    row = one(engine, partner_key="alex", channel="sms", due_at=at(12))
+    assert row["status"] == "failed"
+    assert "STOP" in row["last_error"]
+    assert one(engine, partner_key="sam", channel="sms", due_at=at(12))["status"] == "sent"
+
+    dispatcher.run_until_idle()
+    assert email.sent == [key("alex", channel="email")]
+
+    # The next day Alex's sms is not attempted: cancelled, and sent by email instead.
+    tomorrow = "2026-01-13T12:00"
+    clock.set(at(12, day=1))
+    dispatcher.run_until_idle()
+    dispatcher.run_until_idle()
+
+    assert sms.call_keys().count(key("alex", slot=tomorrow)) == 0
+    assert sms.call_keys().count(key("alex")) == 1
+    later = one(engine, partner_key="alex", channel="sms", due_at=at(12, day=1))
+    assert later["status"] == "cancelled"
+    assert "opted out" in later["last_error"]
+    assert later["attempts"] == 0
+    assert email.sent == [key("alex", channel="email"), key("alex", channel="email", slot=tomorrow)]
+    assert one(engine, partner_key="alex", channel="email", due_at=at(12, day=1))["status"] == (
+        "sent"
+    )
+    assert key("sam", slot=tomorrow) in sms.sent
+
+
+# ---------------------------------------------------------------------------- reminders
+
+
+def confirm(engine: Engine, slot: datetime) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            update(Occurrence)
+            .where(Occurrence.ritual_id == "check-in", Occurrence.slot == slot)
+            .values(status="confirmed")
+        )
+
+
+def test_a_reminder_is_cancelled_when_the_occurrence_was_confirmed_before_it_fell_due(
+    engine: Engine, clock: FakeClock, sms: FakeSms, dispatcher: Dispatcher
+) -> None:
+    plan(engine, WITH_REMINDER, at(9))
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+    assert sorted(sms.sent) == [key("alex"), key("sam")]
+
+    confirm(engine, datetime(2026, 1, 12, 12, 0))
+    clock.set(at(14))
+    dispatcher.run_until_idle()
+
+    assert sorted(sms.sent) == [key("alex"), key("sam")]
+    reminders = deliveries(engine, role="reminder", due_at=at(14))
+    assert len(reminders) == 2
+    for row in reminders:
+        assert row["status"] == "cancelled"
+        assert "confirmed" in row["last_error"]
+
+
+def test_a_reminder_is_sent_while_the_occurrence_is_open(
+    engine: Engine, clock: FakeClock, sms: FakeSms, dispatcher: Dispatcher
+) -> None:
+    plan(engine, WITH_REMINDER, at(9))
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+
+    clock.set(at(14))
+    dispatcher.run_until_idle()
+
+    assert sorted(sms.sent) == [
+        key("alex"),
+        key("alex", role="reminder"),
+        key("sam"),
+        key("sam", role="reminder"),
+    ]
+    assert {r["status"] for r in deliveries(engine, role="reminder", due_at=at(14))} == {"sent"}
+
+
+# ---------------------------------------------------------------------------- quiet hours
+
+
+def in_alex_quiet_hours(instant: datetime) -> bool:
+    local = instant.astimezone(get_zone("America/New_York"))
+    return TimeWindow.parse("22:00-08:00").contains(local.time())
+
+
+def test_a_retry_that_lands_in_quiet_hours_waits_for_their_end_when_that_is_within_grace(
+    engine: Engine, clock: FakeClock, sms: FakeSms, dispatcher: Dispatcher
+) -> None:
+    plan(engine, QUIET.format(grace="12h"), at(1))
+    sms.fail_next(transient("429: too many requests", retry_after=15 * 60))
+
+    clock.set(at(2, 50))  # 21:50 for Alex
+    dispatcher.run_until_idle()
+    retry = one(engine, due_at=at(2, 50))["next_attempt_at"]
+    assert in_alex_quiet_hours(retry)
+
+    clock.set(retry)  # 22:05 for Alex
+    dispatcher.run_until_idle()
+    row = one(engine, due_at=at(2, 50))
+    assert row["status"] == "pending"
+    assert row["next_attempt_at"] == at(13)  # 08:00 in New York
+    assert "quiet hours" in row["last_error"]
+    assert row["attempts"] == 1
+    assert row["claimed_by"] is None
+    assert len(sms.calls) == 1
+
+    clock.set(at(12, 59))
+    dispatcher.run_until_idle()
+    assert len(sms.calls) == 1
+
+    clock.set(at(13))
+    dispatcher.run_until_idle()
+    assert one(engine, due_at=at(2, 50))["status"] == "sent"
+    assert len(sms.calls) == 2
+    assert [call.at for call in sms.calls if call.at and in_alex_quiet_hours(call.at)] == []
+
+
+def test_a_delivery_whose_quiet_hours_outlast_its_grace_is_missed_not_sent(
+    engine: Engine, clock: FakeClock, sms: FakeSms, dispatcher: Dispatcher
+) -> None:
+    plan(engine, QUIET.format(grace="2h"), at(1))
+    row = one(engine, due_at=at(2, 50))
+    set_delivery(engine, row["id"], next_attempt_at=at(3, 30))  # 22:30 for Alex
+
+    clock.set(at(3, 30))
+    dispatcher.run_until_idle()
+    clock.set(at(4, 45))
+    dispatcher.run_until_idle()
+
+    row = one(engine, due_at=at(2, 50))
+    assert row["status"] == "missed"
+    assert "quiet hours" in row["last_error"]
+    assert row["claimed_by"] is None
+    assert sms.calls == []
+
+
+# ---------------------------------------------------------------------------- crash recovery
+
+
+def test_reconcile_records_as_sent_what_the_provider_says_it_sent(
+    engine: Engine, clock: FakeClock, make_dispatcher: MakeDispatcher
+) -> None:
+    telling = TellingSms(clock)
+    dispatcher = make_dispatcher(engine, sms=telling)
+    plan(engine, SOLO, at(9))
+    row = one(engine, due_at=at(12))
+    interrupt(engine, row["id"], claimed_at=at(12))
+    telling.records[key("alex")] = SendResult(provider_id="SM-from-before-the-crash")
+
+    clock.set(at(12, 10))
+    assert dispatcher.reconcile() == 1
+    dispatcher.run_until_idle()
+
+    row = one(engine, due_at=at(12))
+    assert row["status"] == "sent"
+    assert row["provider_id"] == "SM-from-before-the-crash"
+    assert row["sent_at"] == at(12)
+    assert row["claimed_by"] is None
+    assert telling.asked == [(key("alex"), at(12))]
+    assert telling.calls == []
+
+
+def test_reconcile_returns_to_pending_what_the_provider_has_no_record_of_and_it_is_sent_once(
+    engine: Engine, clock: FakeClock, make_dispatcher: MakeDispatcher
+) -> None:
+    telling = TellingSms(clock)
+    dispatcher = make_dispatcher(engine, sms=telling)
+    plan(engine, SOLO, at(9))
+    interrupt(engine, one(engine, due_at=at(12))["id"], claimed_at=at(12))
+
+    clock.set(at(12, 10))
+    assert dispatcher.reconcile() == 1
+    row = one(engine, due_at=at(12))
+    assert row["status"] == "pending"
+    assert row["claimed_by"] is None
+    assert row["next_attempt_at"] == at(12, 10)
+    assert "no record" in row["last_error"]
+    assert telling.asked == [(key("alex"), at(12))]
+
+    dispatcher.run_until_idle()
+    dispatcher.run_until_idle()
+    assert one(engine, due_at=at(12))["status"] == "sent"
+    assert telling.call_keys() == [key("alex")]
+
+
+def test_reconcile_returns_to_pending_a_delivery_whose_channel_cannot_tell_saying_it_may_repeat(
+    engine: Engine, clock: FakeClock, sms: FakeSms, dispatcher: Dispatcher
+) -> None:
+    plan(engine, SOLO, at(9))
+    interrupt(engine, one(engine, due_at=at(12))["id"], claimed_at=at(12))
+
+    clock.set(at(12, 10))
+    assert dispatcher.reconcile() == 1
+
+    row = one(engine, due_at=at(12))
+    assert row["status"] == "pending"
+    assert row["claimed_by"] is None
+    assert "may repeat" in row["last_error"]
+    assert sms.calls == []
+
+
+def test_reconcile_leaves_a_recent_claim_alone_unless_told_everything(
+    engine: Engine, clock: FakeClock, sms: FakeSms, make_dispatcher: MakeDispatcher
+) -> None:
+    dispatcher = make_dispatcher(engine, sms=sms, claim_timeout=timedelta(minutes=5))
+    plan(engine, SOLO, at(9))
+    interrupt(engine, one(engine, due_at=at(12))["id"], claimed_at=at(12))
+
+    clock.set(at(12, 4))  # a live worker may still be in the provider call
+    assert dispatcher.reconcile() == 0
+    row = one(engine, due_at=at(12))
+    assert row["status"] == "sending"
+    assert row["claimed_by"] == "crashed-worker"
+
+    assert dispatcher.reconcile(everything=True) == 1
+    assert one(engine, due_at=at(12))["status"] == "pending"
+
+
+# ---------------------------------------------------------------------------- several workers
+
+
+def test_a_claim_on_postgresql_skips_deliveries_another_worker_holds_locked(
+    pg_engine: Engine, sms: FakeSms, make_dispatcher: MakeDispatcher
+) -> None:
+    dispatcher = make_dispatcher(pg_engine, sms=sms)
+    plan(pg_engine, COUPLE, at(9))
+    alex = one(pg_engine, partner_key="alex", due_at=at(12))
+    claimed: list[Claim] = []
+
+    with pg_engine.connect() as other:  # another worker in the middle of its claim
+        other.execute(select(Delivery.id).where(Delivery.id == alex["id"]).with_for_update())
+        claimer = threading.Thread(target=lambda: claimed.extend(dispatcher.claim(at(12), 10)))
+        claimer.start()
+        claimer.join(5)
+        waited = claimer.is_alive()
+        other.rollback()
+    claimer.join(10)
+
+    assert not waited, "the claim waited for another worker's lock instead of skipping the row"
+    assert [claim.partner_key for claim in claimed] == ["sam"]
+    assert one(pg_engine, partner_key="alex", due_at=at(12))["status"] == "pending"
+
+
+def many_households(count: int) -> str:
+    households = "".join(
+        f"""
+[[households]]
+id = "h{n:03d}"
+
+  [[households.partners]]
+  id = "a"
+  name = "A"
+
+  [[households.partners]]
+  id = "b"
+  name = "B"
+"""
+        for n in range(count)
+    )
+    return 'timezone = "UTC"\n' + households + CHECK_IN
+
+
+def test_two_dispatchers_on_postgresql_send_each_of_500_deliveries_exactly_once(
+    pg_engine: Engine, clock: FakeClock, make_dispatcher: MakeDispatcher
+) -> None:
+    plan(pg_engine, many_households(250), at(9), days=1)
+    due = {r["id"] for r in deliveries(pg_engine, due_at=at(12))}
+    assert len(due) == 500
+
+    first, second = FakeConsole(delay=0.001), FakeConsole(delay=0.001)
+    # Each worker's sends wait until the other worker has claimed and started one: both
+    # take part whichever thread runs first, or the wait times out and the test says so.
+    first.wait_for, second.wait_for = second.entered, first.entered
+    workers = [
+        make_dispatcher(pg_engine, console=notifier, worker_id=name, batch_size=20)
+        for name, notifier in (("worker-a", first), ("worker-b", second))
+    ]
+    clock.set(at(12))
+    start = threading.Barrier(len(workers))
+    errors: list[BaseException] = []
+
+    def work(dispatcher: Dispatcher) -> None:
+        try:
+            start.wait(10)
+            while dispatcher.run_until_idle():
+                pass
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(d,)) for d in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+
+    sends = Counter(first.sent + second.sent)
+    assert len(sends) == 500
+    assert set(sends.values()) == {1}, "a delivery was sent twice"
+    assert first.sent and second.sent, "one worker did all the work"
+    rows = deliveries(pg_engine, due_at=at(12))
+    assert {r["status"] for r in rows} == {"sent"}
+    assert {r["claimed_by"] for r in rows} == {None}
+    assert all(r["provider_id"] for r in rows)
+
+
+# ---------------------------------------------------------------------------- stopping
+
+
+def test_a_stopped_dispatcher_claims_nothing(
+    engine: Engine, clock: FakeClock, sms: FakeSms, dispatcher: Dispatcher
+) -> None:
+    plan(engine, COUPLE, at(9))
+    clock.set(at(12))
+
+    dispatcher.stop()
+
+    assert dispatcher.stopping
+    assert dispatcher.claim(at(12), 100) == []
+    assert dispatcher.run_until_idle() == 0
+    assert sms.calls == []
+    assert {r["status"] for r in deliveries(engine, due_at=at(12))} == {"pending"}
+
+
+def test_close_waits_for_the_sends_in_flight(
+    engine: Engine, clock: FakeClock, sms: FakeSms, dispatcher: Dispatcher
+) -> None:
+    sms.wait_for = release = threading.Event()
+    plan(engine, SOLO, at(9))
+    clock.set(at(12))
+
+    runner = threading.Thread(target=dispatcher.run_until_idle)
+    runner.start()
+    try:
+        assert sms.entered.wait(10)
+        closer = threading.Thread(target=dispatcher.close)
+        closer.start()
+        closer.join(0.2)
+        assert closer.is_alive(), "close() returned while a send was in flight"
+        assert one(engine, due_at=at(12))["status"] == "sending"
+    finally:
+        release.set()
+        runner.join(10)
+    closer.join(10)
+    assert not closer.is_alive()
+
+    assert one(engine, due_at=at(12))["status"] == "sent"
+    assert dispatcher.claim(at(12, day=1), 100) == []
+
+
+# ---------------------------------------------------------------------------- logs
+
+
+def test_logs_show_phone_numbers_masked_on_sends_and_failures(
+    engine: Engine,
+    clock: FakeClock,
+    sms: FakeSms,
+    dispatcher: Dispatcher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    plan(engine, COUPLE, at(9))
+    sms.fail_next(transient(), partner="alex")
+    sms.fail_next(PERMANENT, partner="sam")
+
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+    clock.set(one(engine, partner_key="alex", due_at=at(12))["next_attempt_at"])
+    dispatcher.run_until_idle()
+
+    assert one(engine, partner_key="alex", due_at=at(12))["status"] == "sent"
+    assert one(engine, partner_key="sam", due_at=at(12))["status"] == "failed"
+    logged = [r.getMessage() for r in caplog.records if r.name == "scheduler.dispatcher"]
+    assert any("transient" in m and ALEX_MASKED in m for m in logged)
+    assert any("sent" in m and ALEX_MASKED in m for m in logged)
+    assert any("permanent" in m and SAM_MASKED in m for m in logged)
+    assert ALEX_PHONE not in caplog.text
+    assert SAM_PHONE not in caplog.text
+
+
+def test_a_provider_error_quoting_the_number_is_masked_in_logs_and_in_the_ledger(
+    engine: Engine,
+    clock: FakeClock,
+    sms: FakeSms,
+    dispatcher: Dispatcher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    plan(engine, COUPLE, at(9))
+    sms.fail_next(
+        NotifierError(f"21211: The 'To' number {ALEX_PHONE} is not valid", permanent=True),
+        partner="alex",
+    )
+    sms.fail_next(RuntimeError(f"socket closed while sending to {SAM_PHONE}"), partner="sam")
+
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+
+    alex = one(engine, partner_key="alex", due_at=at(12), channel="sms")
+    sam = one(engine, partner_key="sam", due_at=at(12), channel="sms")
+    assert alex["status"] == "failed"
+    assert alex["last_error"] == f"21211: The 'To' number {ALEX_MASKED} is not valid"
+    assert sam["status"] == "pending"
+    assert SAM_MASKED in sam["last_error"]
+    assert ALEX_PHONE not in caplog.text
+    assert SAM_PHONE not in caplog.text
