@@ -480,6 +480,7 @@ class Dispatcher:
                         body=claim.body,
                         subject=claim.subject,
                         generation=0,
+                        fallback_of=claim.id,
                         created_at=now,
                         updated_at=now,
                     ).on_conflict_do_nothing()

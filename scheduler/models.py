@@ -176,6 +176,8 @@ class Delivery(Base):
     claimed_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     generation: Mapped[int] = mapped_column(Integer, default=0)
+    # The delivery this one replaces on the partner's next channel (opt-out, permanent error).
+    fallback_of: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, and_, exists, or_, select, true, tuple_, update
 
 from config.model import RitualFile
 from rituals.planning import Plan
@@ -180,6 +180,11 @@ def plan_horizon(
     file now says and future pending deliveries it no longer makes are cancelled.
     """
     file = plan.file
+    if not changed:
+        # A change whose planning failed part way (a crash, a lost database) is finished now:
+        # otherwise no later run would update or cancel what the old file planned.
+        with engine.connect() as connection:
+            changed = _unfinished(connection, now, generation)
     chosen = [h for h in file.households if households is None or h.id in households]
     occurrences = deliveries = 0
     for start in range(0, len(chosen), CHUNK):
@@ -191,7 +196,7 @@ def plan_horizon(
     cancelled = 0
     if changed:
         with engine.begin() as connection:
-            cancelled = _cancel_stale(connection, file, now, generation)
+            cancelled = _cancel_stale(connection, file, now, generation, households)
         if cancelled:
             log.info("cancelled %d pending deliveries the ritual file no longer makes", cancelled)
     return PlanReport(occurrences, deliveries, cancelled, generation)
@@ -265,7 +270,8 @@ def _plan_chunk(
     stmt = dialect_insert(connection, OCCURRENCE)
     ex = stmt.excluded
     revive = OCCURRENCE.c.status == "cancelled"
-    connection.execute(
+    # RETURNING counts the rows inserted or updated; skipped conflicts return nothing.
+    written = connection.execute(
         stmt.on_conflict_do_update(
             index_elements=["household_id", "ritual_id", "slot", "recipient"],
             set_={
@@ -278,10 +284,13 @@ def _plan_chunk(
                 "updated_at": ex.updated_at,
             },
             where=or_(revive, OCCURRENCE.c.status == "open") if changed else revive,
-        ),
+        ).returning(OCCURRENCE.c.id),
         occurrence_rows,
-    )
-    earliest = min(row["at"] for row in occurrence_rows)
+    ).all()
+    # Looked up by key; `at` only narrows the search. A row the upsert left alone (confirmed,
+    # skipped) keeps the instant of an earlier file, and a changed zone moves a slot's instant
+    # by up to 26 hours (UTC-12 to UTC+14): look that much further back.
+    earliest = min(row["at"] for row in occurrence_rows) - timedelta(days=2)
     ids = {
         (row.household_id, row.ritual_id, row.slot, row.recipient): row.id
         for row in connection.execute(
@@ -295,6 +304,7 @@ def _plan_chunk(
         )
     }
     delivery_rows = []
+    delivered: Sequence[Any] = []
     for key, rows in made:
         for row in rows:
             row["occurrence_id"] = ids[key]
@@ -303,7 +313,7 @@ def _plan_chunk(
         stmt = dialect_insert(connection, DELIVERY)
         ex = stmt.excluded
         revive = and_(DELIVERY.c.status == "cancelled", DELIVERY.c.last_error == CONFIG_CANCELLED)
-        connection.execute(
+        delivered = connection.execute(
             stmt.on_conflict_do_update(
                 index_elements=["occurrence_id", "partner_key", "role", "channel"],
                 set_={
@@ -319,21 +329,54 @@ def _plan_chunk(
                     "updated_at": ex.updated_at,
                 },
                 where=or_(revive, DELIVERY.c.status == "pending") if changed else revive,
-            ),
+            ).returning(DELIVERY.c.id),
             delivery_rows,
-        )
-    return len(occurrence_rows), len(delivery_rows)
+        ).all()
+    return len(written), len(delivered)
 
 
-def _cancel_stale(connection: Connection, file: RitualFile, now: datetime, generation: int) -> int:
-    """After a change: cancel pending work the new generation did not plan again."""
+def _unfinished(connection: Connection, now: datetime, generation: int) -> bool:
+    """Whether an older generation's future work is still live: a changed plan leaves none."""
     future = select(Occurrence.id).where(Occurrence.at >= now)
+    stale = or_(
+        exists().where(
+            Occurrence.generation < generation,
+            Occurrence.status == "open",
+            Occurrence.at >= now,
+        ),
+        exists().where(
+            Delivery.generation < generation,
+            Delivery.status == "pending",
+            Delivery.fallback_of.is_(None),
+            Delivery.occurrence_id.in_(future),
+        ),
+    )
+    return bool(connection.execute(select(stale)).scalar())
+
+
+def _cancel_stale(
+    connection: Connection,
+    file: RitualFile,
+    now: datetime,
+    generation: int,
+    households: Sequence[str] | None,
+) -> int:
+    """After a change: cancel pending work the new generation did not plan again.
+
+    A fallback delivery (the dispatcher moved a delivery to the partner's next channel) is
+    not something the planner makes, so it is kept unless its ritual, household or partner
+    is gone.
+    """
+    future = select(Occurrence.id).where(Occurrence.at >= now)
+    occurrence_scope = Occurrence.household_id.in_(households) if households else true()
+    delivery_scope = Delivery.household_id.in_(households) if households else true()
     ritual_ids = [r.id for r in file.rituals]
     # Future occurrences the new file does not make; and every pending delivery of a ritual,
     # household or partner that is gone, whenever its occurrence was.
     connection.execute(
         update(Occurrence)
         .where(
+            occurrence_scope,
             Occurrence.generation < generation,
             Occurrence.status == "open",
             Occurrence.at >= now,
@@ -344,10 +387,11 @@ def _cancel_stale(connection: Connection, file: RitualFile, now: datetime, gener
     result = connection.execute(
         update(Delivery)
         .where(
+            delivery_scope,
             Delivery.status == "pending",
             Delivery.generation < generation,
             or_(
-                Delivery.occurrence_id.in_(future),
+                and_(Delivery.fallback_of.is_(None), Delivery.occurrence_id.in_(future)),
                 Delivery.occurrence_id.in_(
                     select(Occurrence.id).where(Occurrence.ritual_id.not_in(ritual_ids))
                 ),
@@ -358,14 +402,3 @@ def _cancel_stale(connection: Connection, file: RitualFile, now: datetime, gener
         .values(status="cancelled", last_error=CONFIG_CANCELLED, updated_at=now)
     )
     return int(result.rowcount or 0)
-
-
-def due_count(engine: Engine, now: datetime) -> int:
-    with engine.connect() as connection:
-        return int(
-            connection.execute(
-                select(func.count())
-                .select_from(Delivery)
-                .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
-            ).scalar_one()
-        )

@@ -1,0 +1,158 @@
+"""The ledger's schema: Alembic migrations match the models, both ways, on both databases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+
+from scheduler.db import BUSY_TIMEOUT_MS, make_engine
+from scheduler.migrate import (
+    SchemaBehind,
+    _config,
+    current_revision,
+    ensure_schema,
+    head_revision,
+    upgrade,
+)
+from scheduler.models import Base
+from tests.scheduler.conftest import reset_postgres
+
+TABLES = set(Base.metadata.tables)
+
+
+def schema_differences(engine: Engine) -> list[object]:
+    with engine.connect() as connection:
+        return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+
+
+def tables_of(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """``alembic downgrade`` with the configuration :func:`scheduler.migrate.upgrade` uses."""
+    config = _config()
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+        connection.commit()
+
+
+def test_upgrade_gives_exactly_the_schema_of_the_models(engine: Engine) -> None:
+    assert tables_of(engine) == TABLES
+    assert current_revision(engine) == head_revision()
+    assert schema_differences(engine) == []
+
+
+def test_the_comparison_notices_a_schema_that_differs_from_the_models(engine: Engine) -> None:
+    # Guards the test above: an empty comparison must not be a comparison that sees nothing.
+    with engine.begin() as connection:
+        connection.execute(text("DROP INDEX ix_occurrence_at"))
+    differences = schema_differences(engine)
+    assert [d[0] for d in differences if isinstance(d, tuple)] == ["add_index"]
+
+
+def test_downgrade_to_base_then_upgrade_again_gives_the_models_schema(engine: Engine) -> None:
+    downgrade(engine, "base")
+    assert tables_of(engine) == set()
+    assert current_revision(engine) is None
+
+    upgrade(engine)
+    assert tables_of(engine) == TABLES
+    assert current_revision(engine) == head_revision()
+    assert schema_differences(engine) == []
+
+
+def test_upgrade_twice_is_a_no_op(engine: Engine) -> None:
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    assert schema_differences(engine) == []
+
+
+def test_ensure_schema_upgrades_a_new_sqlite_database(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    try:
+        assert current_revision(engine) is None
+        ensure_schema(engine)
+        assert current_revision(engine) == head_revision()
+        assert tables_of(engine) == TABLES
+        ensure_schema(engine)  # and again: nothing to do
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_ensure_schema_refuses_an_empty_postgres_database(pg_engine: Engine) -> None:
+    reset_postgres(pg_engine)
+    with pytest.raises(SchemaBehind, match="tend db upgrade") as raised:
+        ensure_schema(pg_engine)
+    assert "has no Tend tables yet" in str(raised.value)
+    assert head_revision() in str(raised.value)
+    assert tables_of(pg_engine) == set()  # it did not migrate behind the operator's back
+
+
+def test_ensure_schema_accepts_a_postgres_database_at_head(pg_engine: Engine) -> None:
+    ensure_schema(pg_engine)
+    assert current_revision(pg_engine) == head_revision()
+
+
+def test_sqlite_connections_use_wal_a_busy_timeout_and_foreign_keys(
+    sqlite_engine: Engine,
+) -> None:
+    with sqlite_engine.connect() as connection:
+        pragma = connection.exec_driver_sql
+        assert pragma("PRAGMA journal_mode").scalar() == "wal"
+        assert pragma("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS == 5000
+        assert pragma("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_every_new_sqlite_connection_gets_the_settings(sqlite_engine: Engine) -> None:
+    # Two driver connections open at once (no transaction: Tend's BEGIN IMMEDIATE would make
+    # the second wait for the first): the settings come with each, not just the first.
+    connections = [sqlite_engine.raw_connection() for _ in range(2)]
+    try:
+        for connection in connections:
+            cursor = connection.cursor()
+            settings = [
+                cursor.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("journal_mode", "busy_timeout", "foreign_keys")
+            ]
+            cursor.close()
+            assert settings == ["wal", 5000, 1]
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def test_sqlite_foreign_keys_are_enforced(sqlite_engine: Engine) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError), sqlite_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO partner (household_id, key, name, channels, timezone, active) "
+                "VALUES ('nobody', 'alex', 'Alex', 'sms', 'UTC', 1)"
+            )
+        )
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite+pysqlite://"])
+def test_make_engine_refuses_an_in_memory_sqlite_database(url: str) -> None:
+    with pytest.raises(ValueError, match="in-memory SQLite") as raised:
+        make_engine(url)
+    assert "use a file" in str(raised.value)
+
+
+def test_make_engine_accepts_a_sqlite_file(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'tend.db'}")
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+    finally:
+        engine.dispose()
+    assert (tmp_path / "tend.db").exists()

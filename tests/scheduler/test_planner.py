@@ -1,0 +1,799 @@
+"""The planner: the ritual file into ledger rows, once, whatever the clock and the file do.
+
+Every test passes `now`; nothing here reads the clock or sleeps.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from textwrap import dedent
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, Row, Table, func, select, update
+
+from config.model import RitualFile
+from rituals.clock import resolve
+from rituals.planning import Plan
+from scheduler.db import make_engine
+from scheduler.migrate import upgrade
+from scheduler.models import Delivery, Household, Occurrence, Partner
+from scheduler.planner import (
+    CONFIG_CANCELLED,
+    PlanReport,
+    SyncResult,
+    file_hash,
+    plan_horizon,
+    sync_file,
+)
+from tests.scheduler.conftest import ritual_file
+
+BERLIN = ZoneInfo("Europe/Berlin")
+# Monday 1 June 2026, 12:00 in Berlin: no DST change within weeks either side.
+NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+OCCURRENCES: Table = Occurrence.__table__  # type: ignore[assignment]
+DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
+
+
+def partner(key: str, extra: str = "") -> str:
+    return f"""
+  [[households.partners]]
+  id = "{key}"
+  name = "{key.title()}"
+  {extra}
+"""
+
+
+def household(key: str, *partners: str) -> str:
+    return f'\n[[households]]\nid = "{key}"\n' + "".join(partners)
+
+
+def ritual(key: str, schedule: str, kind: str = "check_in", extra: str = "") -> str:
+    return f"""
+[[rituals]]
+id = "{key}"
+kind = "{kind}"
+schedule = "{schedule}"
+{extra}
+"""
+
+
+HOME = household("home", partner("alex"), partner("sam"))
+WEEKLY = ritual("weekly", "weekly on sun at 10:00")
+
+
+def berlin_file(*parts: str) -> RitualFile:
+    return ritual_file('timezone = "Europe/Berlin"\n' + "".join(parts))
+
+
+def daily_at(hhmm: str) -> str:
+    return ritual("check-in", f"daily at {hhmm}")
+
+
+def plan(
+    engine: Engine, file: RitualFile, now: datetime, days: int = 14
+) -> tuple[SyncResult, PlanReport]:
+    """What the worker's plan job does: sync the file, then plan the horizon."""
+    synced = sync_file(engine, file, now)
+    report = plan_horizon(
+        engine, Plan(file), now, generation=synced.generation, changed=synced.changed, days=days
+    )
+    return synced, report
+
+
+def table_rows(engine: Engine, table: Table) -> list[tuple[Any, ...]]:
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(select(table).order_by(table.c.id))]
+
+
+def deliveries(engine: Engine) -> list[Row[Any]]:
+    """Every delivery with what identifies its occurrence."""
+    query = (
+        select(
+            Delivery.id,
+            Delivery.household_id,
+            Delivery.partner_key,
+            Delivery.role,
+            Delivery.status,
+            Delivery.last_error,
+            Delivery.due_at,
+            Delivery.expires_at,
+            Occurrence.ritual_id,
+            Occurrence.slot,
+            Occurrence.at,
+            Occurrence.status.label("occurrence_status"),
+        )
+        .join(Occurrence, Delivery.occurrence_id == Occurrence.id)
+        .order_by(Delivery.id)
+    )
+    with engine.connect() as connection:
+        return list(connection.execute(query))
+
+
+def occurrences(engine: Engine) -> list[Row[Any]]:
+    with engine.connect() as connection:
+        return list(connection.execute(select(Occurrence).order_by(Occurrence.id)))
+
+
+def occurrence_keys(engine: Engine) -> list[tuple[str, str, datetime, str]]:
+    return [(o.household_id, o.ritual_id, o.slot, o.recipient) for o in occurrences(engine)]
+
+
+def delivery_keys(engine: Engine) -> list[tuple[Any, ...]]:
+    return [
+        (d.household_id, d.ritual_id, d.slot, d.partner_key, d.role) for d in deliveries(engine)
+    ]
+
+
+def set_status(engine: Engine, delivery_id: int, status: str, at: datetime) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id)
+            .values(status=status, sent_at=at, provider_id=f"test-{delivery_id}")
+        )
+
+
+def assert_no_duplicates(engine: Engine) -> None:
+    for keys in (occurrence_keys(engine), delivery_keys(engine)):
+        repeated = [key for key, n in Counter(keys).items() if n > 1]
+        assert repeated == []
+
+
+# ------------------------------------------------------------------ idempotence
+
+
+def test_planning_twice_changes_nothing(engine: Engine) -> None:
+    file = berlin_file(HOME, daily_at("19:00"), WEEKLY)
+    synced, first = plan(engine, file, NOW)
+    assert synced == SyncResult(generation=1, changed=True)
+    occurrence_rows, delivery_rows = table_rows(engine, OCCURRENCES), table_rows(engine, DELIVERIES)
+    # Today's 19:00 and the next 13 days (the horizon), and two Sundays: two partners each.
+    assert first == PlanReport(occurrences=16, deliveries=32, cancelled=0, generation=1)
+    assert (len(occurrence_rows), len(delivery_rows)) == (16, 32)
+
+    again, second = plan(engine, file, NOW)
+
+    assert again == SyncResult(generation=1, changed=False)
+    assert second == PlanReport(occurrences=0, deliveries=0, cancelled=0, generation=1)
+    assert table_rows(engine, OCCURRENCES) == occurrence_rows
+    assert table_rows(engine, DELIVERIES) == delivery_rows
+
+
+def test_planning_later_adds_the_new_days_and_leaves_every_planned_row_as_it_was(
+    engine: Engine,
+) -> None:
+    file = berlin_file(HOME, daily_at("19:00"))
+    plan(engine, file, NOW)
+    occurrence_rows, delivery_rows = table_rows(engine, OCCURRENCES), table_rows(engine, DELIVERIES)
+
+    _, report = plan(engine, file, NOW + timedelta(days=2))
+
+    assert report == PlanReport(occurrences=2, deliveries=4, cancelled=0, generation=1)
+    assert table_rows(engine, OCCURRENCES)[: len(occurrence_rows)] == occurrence_rows
+    assert table_rows(engine, DELIVERIES)[: len(delivery_rows)] == delivery_rows
+    assert len(table_rows(engine, OCCURRENCES)) == len(occurrence_rows) + 2
+    assert_no_duplicates(engine)
+
+
+def race(engine: Engine, file: RitualFile, now: datetime, planners: int) -> list[BaseException]:
+    """`planners` threads sync and plan at the same moment; what they raised."""
+    start = threading.Barrier(planners)
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            start.wait(timeout=10)
+            plan(engine, file, now)
+        except BaseException as exc:  # reported by the test, in its own thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(planners)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    return failures
+
+
+def test_two_planners_at_once_on_postgres_make_each_row_once(
+    pg_engine: Engine, sqlite_engine: Engine
+) -> None:
+    couples = "".join(
+        household(f"couple-{n:02}", partner("alex", 'quiet_hours = "22:00-08:00"'), partner("sam"))
+        for n in range(12)
+    )
+    rituals = (
+        daily_at("19:00")
+        + WEEKLY
+        + ritual("date-night", "weekly on fri at 19:00", kind="date_night")
+        + ritual("nudge", "daily at 09:00", extra='to = "each"\nremind_after = "2h"')
+    )
+    files = [berlin_file(couples, rituals), berlin_file(couples, rituals.replace("19:00", "20:00"))]
+    # The same plans, one after the other, on SQLite: what the race must come to.
+    for now, file in zip((NOW, NOW + timedelta(hours=5)), files, strict=True):
+        plan(sqlite_engine, file, now)
+    expected = sorted(delivery_keys(sqlite_engine))
+    expected_statuses = Counter(d.status for d in deliveries(sqlite_engine))
+
+    for now, file in zip((NOW, NOW + timedelta(hours=5)), files, strict=True):
+        assert race(pg_engine, file, now, planners=3) == []
+        assert_no_duplicates(pg_engine)
+
+    assert sorted(delivery_keys(pg_engine)) == expected
+    assert Counter(d.status for d in deliveries(pg_engine)) == expected_statuses
+    with pg_engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(Occurrence)).scalar_one() == (
+            len(occurrences(sqlite_engine))
+        )
+
+
+# ------------------------------------------------------------------ changes of the file
+
+
+def check_ins(engine: Engine, hhmm: str) -> list[Row[Any]]:
+    hour, minute = map(int, hhmm.split(":"))
+    return [
+        d
+        for d in deliveries(engine)
+        if d.ritual_id == "check-in" and d.slot.time() == time(hour, minute)
+    ]
+
+
+def assert_one_live_check_in_per_day(engine: Engine) -> None:
+    days = Counter(
+        o.slot.date()
+        for o in occurrences(engine)
+        if o.ritual_id == "check-in" and o.status != "cancelled"
+    )
+    assert set(days.values()) == {1}
+
+
+def test_changing_a_rituals_time_cancels_the_old_slots_and_plans_the_new_ones(
+    engine: Engine,
+) -> None:
+    plan(engine, berlin_file(HOME, daily_at("19:00"), WEEKLY), NOW)
+    change = NOW + timedelta(days=2)  # Wednesday 3 June, 12:00 in Berlin
+    before = deliveries(engine)
+    # One sent before the change, one (already sent, say by hand) after it.
+    sent = [
+        d.id
+        for d in before
+        if d.ritual_id == "check-in"
+        and d.partner_key == "alex"
+        and d.slot.date() in (date(2026, 6, 2), date(2026, 6, 4))
+    ]
+    assert len(sent) == 2
+    for delivery_id in sent:
+        set_status(engine, delivery_id, "sent", change)
+    weekly = [d for d in before if d.ritual_id == "weekly"]
+
+    synced, report = plan(engine, berlin_file(HOME, daily_at("20:00"), WEEKLY), change)
+
+    assert synced == SyncResult(generation=2, changed=True)
+    old = check_ins(engine, "19:00")
+    future_old = [d for d in old if d.at >= change and d.id not in sent]
+    assert future_old  # 3 June to 14 June, both partners
+    assert {(d.status, d.last_error) for d in future_old} == {("cancelled", CONFIG_CANCELLED)}
+    assert report.cancelled == len(future_old)
+    assert {d.occurrence_status for d in old if d.at >= change} == {"cancelled"}
+    # What was sent stays sent; the past stays as it was (still pending: the dispatcher's).
+    assert {d.id: d.status for d in old if d.id in sent} == dict.fromkeys(sent, "sent")
+    assert {(d.status, d.occurrence_status) for d in old if d.at < change} >= {("pending", "open")}
+    new = check_ins(engine, "20:00")
+    assert new
+    assert {(d.status, d.occurrence_status) for d in new} == {("pending", "open")}
+    assert min(d.slot for d in new) == datetime(2026, 6, 3, 20, 0)
+    assert sorted(d.slot for d in new if d.partner_key == "alex") == [
+        datetime(2026, 6, 3, 20) + timedelta(days=n) for n in range(14)
+    ]
+    assert [(d.id, d.status, d.due_at) for d in deliveries(engine) if d.ritual_id == "weekly"] == [
+        (d.id, "pending", d.due_at) for d in weekly
+    ]
+    assert_no_duplicates(engine)
+    assert_one_live_check_in_per_day(engine)
+
+    # And back to 19:00: the cancelled rows come back (the same rows), the 20:00 ones go.
+    synced, report = plan(engine, berlin_file(HOME, daily_at("19:00"), WEEKLY), change)
+
+    assert synced == SyncResult(generation=3, changed=True)
+    back = {d.id: d for d in check_ins(engine, "19:00")}
+    assert {i: (back[i].status, back[i].last_error) for i in (d.id for d in future_old)} == (
+        dict.fromkeys((d.id for d in future_old), ("pending", None))
+    )
+    assert {back[i].occurrence_status for i in (d.id for d in future_old)} == {"open"}
+    assert {back[i].status for i in sent} == {"sent"}
+    gone = check_ins(engine, "20:00")
+    assert [d.id for d in gone] == [d.id for d in new]
+    assert {(d.status, d.last_error, d.occurrence_status) for d in gone} == {
+        ("cancelled", CONFIG_CANCELLED, "cancelled")
+    }
+    assert report.cancelled == len(gone)
+    assert [(d.id, d.status) for d in deliveries(engine) if d.ritual_id == "weekly"] == [
+        (d.id, "pending") for d in weekly
+    ]
+    assert_no_duplicates(engine)
+    assert_one_live_check_in_per_day(engine)
+
+
+def test_a_change_whose_planning_never_ran_is_applied_by_the_next_plan(engine: Engine) -> None:
+    plan(engine, berlin_file(HOME, daily_at("19:00")), NOW)
+    later = berlin_file(HOME, daily_at("20:00"))
+    # The worker synced the new file, then died before planning it.
+    assert sync_file(engine, later, NOW) == SyncResult(generation=2, changed=True)
+
+    synced, report = plan(engine, later, NOW + timedelta(minutes=1))
+
+    assert synced == SyncResult(generation=2, changed=False)
+    assert {d.status for d in check_ins(engine, "19:00")} == {"cancelled"}
+    assert {d.status for d in check_ins(engine, "20:00")} == {"pending"}
+    assert report.cancelled == len(check_ins(engine, "19:00")) == 28
+    assert_one_live_check_in_per_day(engine)
+
+
+def test_a_change_interrupted_before_its_cancellations_is_finished_by_the_next_plan(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan(engine, berlin_file(HOME, daily_at("19:00")), NOW)
+    alone = berlin_file(household("home", partner("alex")), daily_at("19:00"))
+
+    def lost(*args: object) -> int:
+        raise ConnectionError("the database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("scheduler.planner._cancel_stale", lost)
+        with pytest.raises(ConnectionError):
+            plan(engine, alone, NOW)
+    assert {d.status for d in deliveries(engine) if d.partner_key == "sam"} == {"pending"}
+
+    synced, report = plan(engine, alone, NOW + timedelta(hours=1))
+
+    assert synced.changed is False
+    assert {d.status for d in deliveries(engine) if d.partner_key == "sam"} == {"cancelled"}
+    assert {d.status for d in deliveries(engine) if d.partner_key == "alex"} == {"pending"}
+    assert report.cancelled == 14
+    # Finished: the run after that has nothing left to do.
+    assert plan(engine, alone, NOW + timedelta(hours=2))[1] == PlanReport(0, 0, 0, 2)
+
+
+def test_a_household_that_moves_zones_is_planned_again_around_a_skipped_occurrence(
+    engine: Engine,
+) -> None:
+    plan(engine, berlin_file(HOME, daily_at("19:00")), NOW)
+    with engine.begin() as connection:  # tonight's is skipped in advance
+        connection.execute(
+            update(Occurrence)
+            .where(Occurrence.slot == datetime(2026, 6, 1, 19))
+            .values(status="skipped")
+        )
+    moved = ritual_file('timezone = "America/New_York"\n' + HOME + daily_at("19:00"))
+
+    synced, _ = plan(engine, moved, NOW + timedelta(hours=1))
+
+    assert synced.changed
+    new_york = ZoneInfo("America/New_York")
+    found = {o.slot: o for o in occurrences(engine)}
+    assert found[datetime(2026, 6, 1, 19)].status == "skipped"
+    live = [o for o in found.values() if o.status == "open"]
+    assert len(live) == 13
+    assert all(o.at == resolve(o.slot, new_york) for o in live)
+    assert {d.due_at for d in deliveries(engine) if d.slot == datetime(2026, 6, 2, 19)} == {
+        datetime(2026, 6, 2, 23, tzinfo=UTC)  # 19:00 in New York
+    }
+    assert_no_duplicates(engine)
+
+
+def test_a_changed_message_updates_pending_deliveries_and_keeps_sent_ones(engine: Engine) -> None:
+    plan(engine, berlin_file(HOME, daily_at("19:00")), NOW)
+    first = deliveries(engine)[0]
+    set_status(engine, first.id, "sent", NOW)
+    with engine.connect() as connection:
+        sent_body = connection.execute(
+            select(Delivery.body).where(Delivery.id == first.id)
+        ).scalar_one()
+
+    changed = ritual("check-in", "daily at 19:00", extra='message = "How are you two?"')
+    plan(engine, berlin_file(HOME, changed), NOW + timedelta(hours=1))
+
+    with engine.connect() as connection:
+        bodies = dict(connection.execute(select(Delivery.id, Delivery.body)).tuples().all())
+    assert bodies.pop(first.id) == sent_body != "How are you two?"
+    assert set(bodies.values()) == {"How are you two?"}
+    assert len(deliveries(engine)) == len(bodies) + 1  # updated in place, none added
+
+
+def test_removing_a_ritual_cancels_its_pending_deliveries_and_keeps_its_history(
+    engine: Engine,
+) -> None:
+    plan(engine, berlin_file(HOME, daily_at("19:00"), WEEKLY), NOW)
+    later = NOW + timedelta(days=2)
+    mine = [d for d in deliveries(engine) if d.ritual_id == "check-in"]
+    # Monday's went out; Tuesday's are overdue (the worker was down): still pending.
+    sent = [d.id for d in mine if d.slot.date() == date(2026, 6, 1)]
+    for delivery_id in sent:
+        set_status(engine, delivery_id, "sent", NOW + timedelta(hours=7))
+    overdue = [d.id for d in mine if d.slot.date() == date(2026, 6, 2)]
+    assert len(sent) == len(overdue) == 2
+
+    _, report = plan(engine, berlin_file(HOME, WEEKLY), later)
+
+    after = {d.id: d for d in deliveries(engine) if d.ritual_id == "check-in"}
+    assert sorted(after) == [d.id for d in mine]  # nothing deleted
+    assert {after[i].status for i in sent} == {"sent"}
+    pending = [i for i in after if i not in sent]
+    assert overdue[0] in pending
+    assert {(after[i].status, after[i].last_error) for i in pending} == {
+        ("cancelled", CONFIG_CANCELLED)
+    }
+    assert report.cancelled == len(pending)
+    # Past occurrences stay, open for a late reply; future ones are cancelled.
+    statuses = {(o.slot.date(), o.status) for o in occurrences(engine) if o.ritual_id == "check-in"}
+    assert {(day, s) for day, s in statuses if day < date(2026, 6, 3)} == {
+        (date(2026, 6, 1), "open"),
+        (date(2026, 6, 2), "open"),
+    }
+    assert {s for day, s in statuses if day >= date(2026, 6, 3)} == {"cancelled"}
+    assert {d.status for d in deliveries(engine) if d.ritual_id == "weekly"} == {"pending"}
+
+
+def test_removing_a_partner_cancels_their_pending_deliveries_and_marks_them_inactive(
+    engine: Engine,
+) -> None:
+    plan(engine, berlin_file(HOME, daily_at("19:00"), WEEKLY), NOW)
+    sams = [d for d in deliveries(engine) if d.partner_key == "sam"]
+    sent = sams[0].id  # Monday's check-in
+    set_status(engine, sent, "sent", NOW + timedelta(hours=7))
+    later = NOW + timedelta(days=2)  # Tuesday's is overdue
+
+    _, report = plan(
+        engine, berlin_file(household("home", partner("alex")), daily_at("19:00"), WEEKLY), later
+    )
+
+    after = {d.id: d for d in deliveries(engine)}
+    assert after[sent].status == "sent"
+    cancelled = [d.id for d in sams if d.id != sent]
+    assert any(after[i].at < later for i in cancelled)  # the overdue one too
+    assert {(after[i].status, after[i].last_error) for i in cancelled} == {
+        ("cancelled", CONFIG_CANCELLED)
+    }
+    assert report.cancelled == len(cancelled)
+    alex = [d for d in after.values() if d.partner_key == "alex"]
+    assert {d.status for d in alex} == {"pending"}
+    assert {d.occurrence_status for d in alex if d.at >= later} == {"open"}
+    with engine.connect() as connection:
+        active = dict(connection.execute(select(Partner.key, Partner.active)).tuples().all())
+    assert active == {"alex": True, "sam": False}
+
+
+def test_removing_a_household_marks_it_inactive_and_cancels_its_pending_deliveries(
+    engine: Engine,
+) -> None:
+    other = household("other", partner("kim"))
+    plan(engine, berlin_file(HOME, other, daily_at("19:00"), WEEKLY), NOW)
+    homes = [d.id for d in deliveries(engine) if d.household_id == "home"]
+    sent = homes[0]
+    set_status(engine, sent, "sent", NOW + timedelta(hours=7))
+    later = NOW + timedelta(days=2)
+
+    _, report = plan(engine, berlin_file(other, daily_at("19:00"), WEEKLY), later)
+
+    after = {d.id: d for d in deliveries(engine)}
+    assert after[sent].status == "sent"
+    cancelled = [i for i in homes if i != sent]
+    assert any(after[i].at < later for i in cancelled)
+    assert {(after[i].status, after[i].last_error) for i in cancelled} == {
+        ("cancelled", CONFIG_CANCELLED)
+    }
+    assert report.cancelled == len(cancelled)
+    assert {d.status for d in after.values() if d.household_id == "other"} == {"pending"}
+    with engine.connect() as connection:
+        households = dict(connection.execute(select(Household.id, Household.active)).tuples().all())
+        partners = set(connection.execute(select(Partner.key, Partner.active)).tuples().all())
+    assert households == {"home": False, "other": True}
+    assert partners == {("alex", False), ("sam", False), ("kim", True)}
+
+
+def test_comments_and_layout_are_not_a_change_of_the_file(engine: Engine) -> None:
+    text = 'timezone = "Europe/Berlin"\n' + HOME + daily_at("19:00") + WEEKLY
+    relaid = dedent(
+        """
+        # Our rituals.
+        timezone   =   "Europe/Berlin"   # where we live
+
+        [[households]]
+            id = "home"
+            [[households.partners]]
+                name = "Alex"   # keys in another order
+                id = "alex"
+
+            [[households.partners]]
+                id = "sam"
+                name = "Sam"
+
+        [[rituals]]
+        schedule = "daily at 19:00"
+        kind = "check_in"
+        id = "check-in"
+
+        # Sunday mornings.
+        [[rituals]]
+        id = "weekly"
+        kind = "check_in"
+        schedule = "weekly on sun at 10:00"
+        """
+    )
+    plan(engine, ritual_file(text), NOW)
+    rows = table_rows(engine, OCCURRENCES), table_rows(engine, DELIVERIES)
+    assert file_hash(ritual_file(relaid)) == file_hash(ritual_file(text))
+
+    synced, report = plan(engine, ritual_file(relaid), NOW + timedelta(minutes=5))
+
+    assert synced == SyncResult(generation=1, changed=False)
+    assert (report.occurrences, report.deliveries, report.cancelled) == (0, 0, 0)
+    assert (table_rows(engine, OCCURRENCES), table_rows(engine, DELIVERIES)) == rows
+    # A real change is one.
+    changed = relaid.replace("19:00", "19:15")
+    assert sync_file(engine, ritual_file(changed), NOW) == SyncResult(generation=2, changed=True)
+
+
+# ------------------------------------------------------------------ what gets planned
+
+
+@pytest.mark.parametrize(
+    ("late", "planned"),
+    [
+        (timedelta(0), True),
+        (timedelta(hours=1, minutes=59), True),
+        (timedelta(hours=2), True),  # exactly the grace: still in time
+        (timedelta(hours=2, seconds=1), False),
+        (timedelta(days=1), False),
+    ],
+)
+def test_a_delivery_is_planned_only_while_it_can_still_be_sent_in_its_grace(
+    engine: Engine, late: timedelta, planned: bool
+) -> None:
+    due = datetime(2026, 6, 1, 17, 0, tzinfo=UTC)  # 19:00 in Berlin
+    plan(engine, berlin_file(HOME, daily_at("19:00")), due + late)
+
+    slots = sorted({o.slot for o in occurrences(engine)})
+    first = datetime(2026, 6, 1, 19) if planned else datetime(2026, 6, 2, 19)
+    assert slots[0] == first  # nothing earlier: a fresh start does not invent missed rituals
+    assert {d.status for d in deliveries(engine)} == {"pending"}
+    assert len(deliveries(engine)) == 2 * len(slots)
+
+
+def test_a_short_grace_skips_what_a_long_grace_still_sends(engine: Engine) -> None:
+    strict = ritual("strict", "daily at 19:00", extra='grace = "15m"')
+    now = datetime(2026, 6, 1, 17, 30, tzinfo=UTC)  # 19:30 in Berlin: 30 minutes late
+    plan(engine, berlin_file(HOME, daily_at("19:00"), strict), now)
+
+    firsts = {
+        ritual_id: min(o.slot for o in occurrences(engine) if o.ritual_id == ritual_id)
+        for ritual_id in ("check-in", "strict")
+    }
+    assert firsts == {"check-in": datetime(2026, 6, 1, 19), "strict": datetime(2026, 6, 2, 19)}
+    today = [d for d in deliveries(engine) if d.slot == datetime(2026, 6, 1, 19)]
+    assert {(d.ritual_id, d.due_at, d.expires_at) for d in today} == {
+        ("check-in", datetime(2026, 6, 1, 17, tzinfo=UTC), datetime(2026, 6, 1, 19, tzinfo=UTC))
+    }
+
+
+def test_reminders_and_plan_ahead_nudges_are_due_at_the_right_times(engine: Engine) -> None:
+    # Europe/Berlin springs forward on Sunday 29 March 2026.
+    date_night = ritual("date-night", "weekly on mon at 19:00", kind="date_night")
+    check_in = ritual("check-in", "weekly on sun at 19:00", extra='remind_after = "2h"')
+    now = datetime(2026, 3, 25, 12, tzinfo=UTC)
+    plan(engine, berlin_file(HOME, date_night, check_in), now, days=7)
+
+    due = {
+        (d.ritual_id, d.role, d.partner_key, d.slot): d.due_at.astimezone(BERLIN)
+        for d in deliveries(engine)
+    }
+    monday = datetime(2026, 3, 30, 19)
+    (planner,) = {p for (r, role, p, _) in due if role == "plan_ahead"}
+    assert {key: value.isoformat() for key, value in due.items()} == {
+        # Three days before, at 19:00 on the wall clock: 71 hours before, across the change.
+        ("date-night", "plan_ahead", planner, monday): "2026-03-27T19:00:00+01:00",
+        ("date-night", "day_of", "alex", monday): "2026-03-30T19:00:00+02:00",
+        ("date-night", "day_of", "sam", monday): "2026-03-30T19:00:00+02:00",
+        ("check-in", "day_of", "alex", datetime(2026, 3, 29, 19)): "2026-03-29T19:00:00+02:00",
+        ("check-in", "day_of", "sam", datetime(2026, 3, 29, 19)): "2026-03-29T19:00:00+02:00",
+        ("check-in", "reminder", "alex", datetime(2026, 3, 29, 19)): "2026-03-29T21:00:00+02:00",
+        ("check-in", "reminder", "sam", datetime(2026, 3, 29, 19)): "2026-03-29T21:00:00+02:00",
+    }
+    with engine.connect() as connection:
+        planners = connection.execute(
+            select(Occurrence.planners).where(Occurrence.ritual_id == "date-night")
+        ).scalar_one()
+    assert planners == planner
+
+
+def test_a_delivery_due_in_quiet_hours_waits_for_their_end(engine: Engine) -> None:
+    home = household("home", partner("alex"), partner("sam", 'quiet_hours = "22:00-07:30"'))
+    away = household(
+        "away",
+        partner("kim", 'quiet_hours = "22:00-08:00"\n  timezone = "America/New_York"'),
+    )
+    plan(engine, berlin_file(home, away, daily_at("07:00")), NOW, days=2)
+
+    due = {
+        (d.partner_key, d.slot.date()): d.due_at
+        for d in deliveries(engine)
+        if d.slot.date() == date(2026, 6, 2)
+    }
+    assert due == {
+        ("alex", date(2026, 6, 2)): datetime(2026, 6, 2, 5, 0, tzinfo=UTC),  # 07:00 in Berlin
+        ("sam", date(2026, 6, 2)): datetime(2026, 6, 2, 5, 30, tzinfo=UTC),  # 07:30 in Berlin
+        # 07:00 in Berlin is 01:00 in New York: 08:00 there.
+        ("kim", date(2026, 6, 2)): datetime(2026, 6, 2, 12, 0, tzinfo=UTC),
+    }
+    with engine.connect() as connection:
+        nexts = connection.execute(
+            select(Delivery.due_at, Delivery.next_attempt_at, Delivery.expires_at)
+        ).all()
+    assert all(n == d and e == d + timedelta(hours=2) for d, n, e in nexts)
+
+
+# ------------------------------------------------------------------ DST
+
+
+DST_ZONES = [
+    "America/New_York",
+    "Europe/Berlin",
+    "Australia/Sydney",
+    "America/Santiago",
+    "Europe/London",
+]
+
+
+def transitions(name: str, year: int = 2026) -> list[date]:
+    """The UTC days in `year` on which `name` changes its offset."""
+    zone = ZoneInfo(name)
+    found = []
+    day = datetime(year, 1, 1, tzinfo=UTC)
+    while day.year == year:
+        if (
+            day.astimezone(zone).utcoffset()
+            != (day + timedelta(days=1)).astimezone(zone).utcoffset()
+        ):
+            found.append(day.date())
+        day += timedelta(days=1)
+    return found
+
+
+TRANSITIONS = [(name, day) for name in DST_ZONES for day in transitions(name)]
+# In or next to the gaps and folds of the zones above (Santiago changes at midnight).
+TIMES = ["23:30", "00:00", "00:30", "01:00", "01:30", "02:00", "02:30", "03:00", "03:30"]
+DAYS = 2
+GRACE = timedelta(hours=2)
+
+
+def slot_on(day: date, hhmm: str) -> datetime:
+    hour, minute = map(int, hhmm.split(":"))
+    return datetime.combine(day, time(hour, minute))
+
+
+def test_each_zone_has_two_transitions_in_2026() -> None:
+    assert Counter(name for name, _ in TRANSITIONS) == dict.fromkeys(DST_ZONES, 2)
+
+
+@dataclass(frozen=True)
+class Walk:
+    zone: str
+    start: datetime
+    end: datetime
+    steps: list[int]  # minutes between plans, used in turn
+    first: str  # the ritual's time of day
+    change: tuple[int, str] | None  # at which plan the file changes, and the new time
+
+
+@st.composite
+def walks(draw: st.DrawFn) -> Walk:
+    zone, day = draw(st.sampled_from(TRANSITIONS))
+    start = datetime.combine(day - timedelta(days=2), time(), UTC)
+    start += timedelta(minutes=draw(st.integers(0, 24 * 60 - 1)))
+    steps = draw(st.lists(st.integers(60, 6 * 60), min_size=1, max_size=8))
+    change = draw(st.none() | st.tuples(st.integers(1, 40), st.sampled_from(TIMES)))
+    return Walk(zone, start, start + timedelta(days=4), steps, draw(st.sampled_from(TIMES)), change)
+
+
+def nows(walk: Walk) -> Iterator[datetime]:
+    now, n = walk.start, 0
+    while now <= walk.end:
+        yield now
+        now += timedelta(minutes=walk.steps[n % len(walk.steps)])
+        n += 1
+
+
+def dst_file(zone: str, hhmm: str) -> RitualFile:
+    return ritual_file(f'timezone = "{zone}"\n' + HOME + daily_at(hhmm))
+
+
+@settings(max_examples=25, deadline=None)
+@given(walk=walks())
+def test_no_local_slot_ever_gets_two_occurrences_across_dst_transitions(
+    tmp_path_factory: pytest.TempPathFactory, walk: Walk
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('dst')}/tend.db")
+    try:
+        upgrade(engine)
+        zone = ZoneInfo(walk.zone)
+        file = dst_file(walk.zone, walk.first)
+        changed_at: datetime | None = None
+        for n, now in enumerate(nows(walk)):
+            if walk.change is not None and n == walk.change[0]:
+                file, changed_at = dst_file(walk.zone, walk.change[1]), now
+            plan(engine, file, now, days=DAYS)
+            assert_no_duplicates(engine)
+
+        found = occurrences(engine)
+        for occurrence in found:
+            assert occurrence.at == resolve(occurrence.slot, zone)
+        live = sorted(o.slot for o in found if o.status != "cancelled")
+        # Every local day from the first plan's yesterday to the last plan's horizon has its
+        # slot planned once, if it was not over (beyond its grace) at the first plan.
+        first = walk.start.astimezone(zone).date() - timedelta(days=1)
+        last = max(nows(walk)).astimezone(zone).date() + timedelta(days=DAYS - 1)
+        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        edited = changed_at or walk.end + timedelta(days=DAYS + 1)
+        old = {slot_on(d, walk.first) for d in days}
+        new = {slot_on(d, walk.change[1]) for d in days} if walk.change and changed_at else set()
+        expected = sorted(
+            {s for s in old if walk.start - GRACE <= resolve(s, zone) < edited}
+            | {s for s in new if resolve(s, zone) >= edited - GRACE}
+        )
+        assert live == expected
+        per_day = Counter(s.date() for s in live)
+        # One a day; only the day of a change may have none (the new time was over, the old
+        # one not yet) or two (the old time was over, the new one is still to come).
+        tomorrow = walk.start.astimezone(zone).date() + timedelta(days=1)
+        whole = [d for d in days if d >= tomorrow and d != edited.astimezone(zone).date()]
+        assert {per_day[d] for d in whole} == {1}
+        # What a change cancelled is the old time's future; a delivery goes with its occurrence.
+        cancelled = {o.slot for o in found if o.status == "cancelled"}
+        assert {s for s in cancelled if s in old and resolve(s, zone) >= edited} == cancelled
+        assert {(d.status, d.occurrence_status) for d in deliveries(engine)} <= {
+            ("pending", "open"),
+            ("cancelled", "cancelled"),
+        }
+    finally:
+        engine.dispose()
+
+
+def test_a_fallback_delivery_survives_a_change_of_the_file(engine: Engine) -> None:
+    """The dispatcher moved a delivery to email; an unrelated edit must not cancel that."""
+    plan(engine, berlin_file(HOME, daily_at("19:00"), WEEKLY), NOW)
+    original = next(d for d in deliveries(engine) if d.at > NOW + timedelta(days=1))
+    with engine.begin() as connection:
+        connection.execute(
+            update(Delivery).where(Delivery.id == original.id).values(status="failed")
+        )
+        row = dict(
+            connection.execute(select(Delivery.__table__).where(Delivery.id == original.id))
+            .mappings()
+            .one()
+        )
+        row.update(channel="email", status="pending", fallback_of=original.id)
+        del row["id"]
+        fallback = connection.execute(
+            Delivery.__table__.insert().values(**row).returning(Delivery.id)
+        ).scalar_one()
+
+    _, report = plan(
+        engine,
+        berlin_file(HOME, daily_at("19:00"), ritual("weekly", "weekly on sun at 11:00")),
+        NOW + timedelta(hours=1),
+    )
+
+    after = {d.id: d for d in deliveries(engine)}
+    assert report.cancelled > 0  # the weekly ritual's old slots
+    assert after[fallback].status == "pending"
+    assert after[original.id].status == "failed"
