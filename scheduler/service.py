@@ -116,6 +116,9 @@ class Worker:
         self._leader_connection: Connection | None = None
         self.leader = False
         self._listener: threading.Thread | None = None
+        self._arm_lock = threading.Lock()
+        self._armed_at: datetime | None = None
+        self._wakes = 0
 
     # ------------------------------------------------------------------ start and stop
 
@@ -142,7 +145,7 @@ class Worker:
         # Often enough that an interrupted claim waits about its timeout, not much longer.
         every = max(1.0, min(RECONCILE_SECONDS, self.options.claim_timeout.total_seconds() / 2))
         s.add_job(self.reconcile, "interval", seconds=every, id="reconcile")
-        s.add_job(self.dispatch, "date", run_date=now, id="wake", misfire_grace_time=None)
+        s.add_job(self.dispatch, "date", run_date=now, id="wake-0", misfire_grace_time=None)
         s.start()
         if is_postgres(self.engine):
             self._listener = threading.Thread(target=self._listen, name="tend-listen", daemon=True)
@@ -223,6 +226,8 @@ class Worker:
             self._arm()
 
     def dispatch(self) -> None:
+        with self._arm_lock:
+            self._armed_at = None  # this run covers whatever the armed wake-up was for
         try:
             sent = self.dispatcher.run_until_idle()
             if sent:
@@ -245,24 +250,30 @@ class Worker:
                 self.dispatcher.wait_stopping(5)
 
     def _arm(self) -> None:
-        """Schedule the one-shot wake-up at the next due delivery."""
+        """Schedule a one-shot wake-up at the next due delivery, unless one comes sooner.
+
+        Each wake-up is a new job rather than one job replaced: APScheduler removes a
+        finished date job after handing it to a thread, and could remove a replacement
+        that job had just added, losing the wake-up.
+        """
         if self.dispatcher.stopping or not self._scheduler.running:
             return
         due = self.dispatcher.next_due()
         if due is None:
             return
         run_date = max(due, self.clock())
-        job = self._scheduler.get_job("wake")
-        if job is not None and job.next_run_time is not None and job.next_run_time <= run_date:
-            return  # already armed earlier
-        self._scheduler.add_job(
-            self.dispatch,
-            "date",
-            run_date=run_date,
-            id="wake",
-            replace_existing=True,
-            misfire_grace_time=None,
-        )
+        with self._arm_lock:
+            if self._armed_at is not None and self._armed_at <= run_date:
+                return  # already armed for this, or sooner
+            self._armed_at = run_date
+            self._wakes += 1
+            self._scheduler.add_job(
+                self.dispatch,
+                "date",
+                run_date=run_date,
+                id=f"wake-{self._wakes}",
+                misfire_grace_time=None,
+            )
 
     def _beat(self) -> None:
         now = self.clock()

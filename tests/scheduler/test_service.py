@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -141,3 +141,32 @@ def test_an_edited_ritual_file_is_planned_again_and_a_broken_edit_keeps_the_last
             select(func.count()).where(Delivery.status == "cancelled")
         ).scalar_one()
     assert cancelled > 0
+
+
+def wake_times(worker: Worker) -> list[datetime]:
+    return sorted(
+        job.next_run_time
+        for job in worker._scheduler.get_jobs()
+        if job.id.startswith("wake-") and job.next_run_time is not None
+    )
+
+
+def test_the_worker_arms_a_wake_up_at_the_next_due_delivery_and_earlier_when_planning_adds_work(
+    sqlite_engine: Engine, make_worker: object, config: Path
+) -> None:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    # Today or tomorrow, whichever comes first; UTC so the arithmetic is plain.
+    later, sooner = now + timedelta(hours=3), now + timedelta(hours=1)
+    config.write_text(FILE.replace("Europe/Berlin", "UTC").format(at=f"{later:%H:%M}"))
+    worker = make_worker(sqlite_engine)  # type: ignore[operator]
+    worker.start()
+    worker.dispatch()  # what the first wake-up does: nothing is due yet, so it re-arms
+    assert later in wake_times(worker)
+
+    config.write_text(
+        config.read_text()
+        + '\n[[rituals]]\nid = "tea"\nkind = "custom"\n'
+        + f'schedule = "daily at {sooner:%H:%M}"\nmessage = "Tea?"\n'
+    )
+    worker.watch()
+    assert wake_times(worker)[0] == sooner
