@@ -31,6 +31,7 @@ class LoadedFile:
     path: str
     file: RitualFile
     warnings: list[Problem]
+    text: str = ""  # the TOML as read: the ledger keeps the last good one
 
     def warning_lines(self) -> list[str]:
         return [_format(self.path, p) for p in self.warnings]
@@ -125,7 +126,7 @@ def parse_ritual_file(text: str, *, name: str, today: datetime) -> LoadedFile:
     errors = [p for p in placed if p.severity == "error"]
     if errors or file is None:
         raise RitualFileError(name, errors or placed)
-    return LoadedFile(name, file, [p for p in placed if p.severity == "warning"])
+    return LoadedFile(name, file, [p for p in placed if p.severity == "warning"], text)
 
 
 def _from_pydantic(exc: ValidationError) -> list[Problem]:

@@ -20,7 +20,7 @@ from notifiers.base import Notifier
 if TYPE_CHECKING:
     from config.settings import Settings
 
-__all__ = ["NOTIFIERS", "NotifierSet", "UnknownNotifier", "load_notifier_class"]
+__all__ = ["CHANNELS", "NOTIFIERS", "NotifierSet", "UnknownNotifier", "load_notifier_class"]
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,20 @@ def load_notifier_class(path: str) -> type[Notifier]:
     return found
 
 
-def _registered() -> dict[str, str]:
-    paths = dict(NOTIFIERS)
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        paths[entry.name] = entry.value
-    return paths
+CHANNELS = ("sms", "email", "console")
+
+
+def _plugins() -> dict[str, str]:
+    return {entry.name: entry.value for entry in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 class NotifierSet:
-    """The notifiers of one process, one instance per channel, built when first needed."""
+    """The notifiers of one process, one instance per channel, built when first needed.
+
+    Which class serves a channel, first match wins: an object or ``TEND_NOTIFIERS`` entry in
+    `overrides`; a plugin's entry point; the built-in class, when its provider's settings
+    are complete; else the console, which prints what would be sent.
+    """
 
     def __init__(
         self,
@@ -66,14 +71,19 @@ class NotifierSet:
         overrides: Mapping[str, str | Notifier] | None = None,
     ) -> None:
         self._settings = settings
-        self._paths = _registered()
+        self._builtin = dict(NOTIFIERS)
+        self._chosen = _plugins()  # chosen on purpose: used whatever the settings say
         self._instances: dict[str, Notifier] = {}
         self._lock = threading.Lock()
         for channel, value in (overrides or {}).items():
+            if channel not in CHANNELS:
+                raise UnknownNotifier(
+                    f"{channel!r} is not a channel; the channels are {', '.join(CHANNELS)}"
+                )
             if isinstance(value, Notifier):
                 self._instances[channel] = value
             else:
-                self._paths[channel] = value
+                self._chosen[channel] = value
 
     def _configured(self, channel: str) -> bool:
         settings = self._settings
@@ -85,13 +95,28 @@ class NotifierSet:
         }.get(channel, True)
 
     def _path_for(self, channel: str) -> str:
-        if channel in self._paths and (channel == "console" or self._configured(channel)):
-            return self._paths[channel]
-        if channel in ("sms", "email") and not self._configured(channel):
-            return self._paths["console"]  # no credentials: show what would be sent
-        raise UnknownNotifier(
-            f"no notifier for channel {channel!r}: registered are {sorted(self._paths)}"
-        )
+        if channel in self._chosen:
+            return self._chosen[channel]
+        if channel in self._builtin and (channel == "console" or self._configured(channel)):
+            return self._builtin[channel]
+        if channel in ("sms", "email"):
+            if self._configured(channel):
+                log.warning(
+                    "%s settings are set, but this Tend has no %s notifier: printing %s "
+                    "messages to the console",
+                    "Twilio" if channel == "sms" else "SMTP",
+                    channel,
+                    channel,
+                )
+            return self._builtin["console"]  # show what would be sent
+        raise UnknownNotifier(f"no notifier for channel {channel!r}")
+
+    def check(self, channels: Iterable[str]) -> None:
+        """Import now every class chosen on purpose and those of `channels`, so a wrong plugin
+        stops the start instead of a send."""
+        for channel in {*channels, *self._chosen}:
+            if channel not in self._instances:
+                load_notifier_class(self._path_for(channel))
 
     def get(self, channel: str) -> Notifier:
         with self._lock:
@@ -105,12 +130,6 @@ class NotifierSet:
                 )
                 self._instances[channel] = found
             return found
-
-    def check(self, channels: Iterable[str]) -> None:
-        """Import the class of each channel now, so a wrong plugin stops the start."""
-        for channel in channels:
-            if channel not in self._instances:
-                load_notifier_class(self._path_for(channel))
 
     def close(self) -> None:
         with self._lock:

@@ -30,6 +30,9 @@ BUSY_TIMEOUT_MS = 5000
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url` with Tend's connection settings."""
+    # Statement parameters stay out of exception texts, which reach the logs: they carry
+    # partners' phone numbers and addresses.
+    kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""

@@ -20,7 +20,7 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,12 @@ __all__ = ["Claim", "Dispatcher", "RetryPolicy"]
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+MAY_REPEAT = "interrupted while sending; the channel cannot tell, so it may repeat"
+SENT_AGAIN = (
+    "sent again after an interruption; the channel could not tell whether the first try "
+    "went out, so it may have arrived twice"
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class Claim:
     expires_at: datetime
     attempts: int
     claimed_at: datetime
+    last_error: str | None
     occurrence_status: str
     ritual_id: str
     slot: datetime
@@ -132,7 +139,7 @@ class Dispatcher:
         *,
         clock: Clock,
         senders: int = 8,
-        batch_size: int = 200,
+        batch_size: int | None = None,
         retry: RetryPolicy | None = None,
         claim_timeout: timedelta = timedelta(minutes=5),
         rng: random.Random | None = None,
@@ -141,7 +148,8 @@ class Dispatcher:
         self.notifiers = notifiers
         self.worker_id = worker_id
         self.clock = clock
-        self.batch_size = batch_size
+        # A few claims per sender: claims held in the queue age while earlier sends run.
+        self.batch_size = batch_size or senders * 4
         self.retry = retry or RetryPolicy()
         self.claim_timeout = claim_timeout
         self._rng = rng or random.Random()
@@ -255,6 +263,7 @@ class Dispatcher:
                 Delivery.expires_at,
                 Delivery.attempts,
                 Delivery.claimed_at,
+                Delivery.last_error,
                 Occurrence.status.label("occurrence_status"),
                 Occurrence.ritual_id,
                 Occurrence.slot,
@@ -296,10 +305,13 @@ class Dispatcher:
             self.process(claim)
         except Exception:
             # A bug must not leave the row in `sending` until the reconciler: put it back.
-            log.exception("delivery %d: unexpected error; returned to pending", claim.id)
+            log.exception("delivery %d: unexpected error", claim.id)
+            attempts = claim.attempts + 1
+            gave_up = attempts >= self.retry.max_attempts
             self._finish(
                 claim,
-                status="pending",
+                status="failed" if gave_up else "pending",
+                attempts=attempts,
                 last_error="internal error; see the worker's log",
                 next_attempt_at=self.clock() + self.retry.base,
             )
@@ -349,7 +361,34 @@ class Dispatcher:
                     next_attempt_at=later,
                     last_error="waiting for the end of quiet hours",
                 )
-        return self._send(claim)
+        held = self._hold(claim, now)
+        if held is None:
+            log.warning(
+                "delivery %d: not sent: the claim was reconciled while it waited for a sender",
+                claim.id,
+            )
+            return "lost"
+        return self._send(held)
+
+    def _hold(self, claim: Claim, now: datetime) -> Claim | None:
+        """Renew the claim just before the provider call; None if it is no longer ours.
+
+        A claim can wait in the senders' queue past the claim timeout (a long batch, a slow
+        provider); a reconciler may then have returned it to pending and another worker may
+        hold it now. Sending without this check would send it twice.
+        """
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == claim.id,
+                    Delivery.status == "sending",
+                    Delivery.claimed_by == self.worker_id,
+                    Delivery.claimed_at == claim.claimed_at,
+                )
+                .values(claimed_at=now)
+            )
+        return replace(claim, claimed_at=now) if result.rowcount else None
 
     def _send(self, claim: Claim) -> str:
         attempts = claim.attempts + 1
@@ -377,13 +416,14 @@ class Dispatcher:
             )
         now = self.clock()
         log.info("%s sent (%s)", where, result.provider_id)
+        repeated = claim.last_error == MAY_REPEAT  # the ledger keeps saying so
         return self._finish(
             claim,
             status="sent",
             attempts=attempts,
             provider_id=result.provider_id,
             sent_at=now,
-            last_error=None,
+            last_error=SENT_AGAIN if repeated else None,
         )
 
     def _failed(self, claim: Claim, original: NotifierError, attempts: int, where: str) -> str:
@@ -430,6 +470,7 @@ class Dispatcher:
                     Delivery.id == claim.id,
                     Delivery.status == "sending",
                     Delivery.claimed_by == self.worker_id,
+                    Delivery.claimed_at == claim.claimed_at,
                 )
                 .values(status=status, updated_at=now, **values)
             )
@@ -540,7 +581,7 @@ class Dispatcher:
                 "next_attempt_at": now,
                 "last_error": "interrupted while sending; the provider has no record"
                 if can_tell
-                else "interrupted while sending; the channel cannot tell, so it may repeat",
+                else MAY_REPEAT,
             }
             if not can_tell:
                 log.warning(

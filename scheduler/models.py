@@ -88,6 +88,8 @@ class ConfigState(Base):
     file_hash: Mapped[str] = mapped_column(String(64))
     generation: Mapped[int] = mapped_column(Integer)
     synced_at: Mapped[datetime]
+    # The last good file as written: a worker restarted while the file is broken runs on it.
+    file_text: Mapped[str | None] = mapped_column(Text)
 
 
 class Household(Base):

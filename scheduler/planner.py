@@ -16,10 +16,21 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, exists, or_, select, true, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    case,
+    exists,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 
 from config.model import RitualFile
 from rituals.planning import Plan
@@ -32,6 +43,7 @@ __all__ = [
     "PlanReport",
     "SyncResult",
     "file_hash",
+    "last_good_file",
     "plan_horizon",
     "sync_file",
 ]
@@ -43,6 +55,7 @@ DEFAULT_HORIZON_DAYS = 14
 # later file makes them again (a delivery cancelled for another reason stays cancelled).
 CONFIG_CANCELLED = "cancelled: the ritual file no longer makes this delivery"
 CHUNK = 500  # households per transaction while planning
+REACHED = ("sending", "sent", "delivered")  # a delivery that (may have) reached its partner
 
 OCCURRENCE = Occurrence.__table__
 DELIVERY = Delivery.__table__
@@ -67,8 +80,13 @@ class PlanReport:
     generation: int
 
 
-def sync_file(engine: Engine, file: RitualFile, now: datetime) -> SyncResult:
-    """Mirror the file's households and partners; count a generation when the file changed."""
+def sync_file(
+    engine: Engine, file: RitualFile, now: datetime, *, text: str | None = None
+) -> SyncResult:
+    """Mirror the file's households and partners; count a generation when the file changed.
+
+    `text`, the TOML as written, is kept as the last good file (see :func:`last_good_file`).
+    """
     digest = file_hash(file)
     with engine.begin() as connection:
         state = connection.execute(
@@ -82,18 +100,31 @@ def sync_file(engine: Engine, file: RitualFile, now: datetime) -> SyncResult:
         if state is None:
             connection.execute(
                 dialect_insert(connection, ConfigState.__table__)
-                .values(id=1, file_hash=digest, generation=generation, synced_at=now)
+                .values(
+                    id=1, file_hash=digest, generation=generation, synced_at=now, file_text=text
+                )
                 .on_conflict_do_nothing()
             )
         else:
             connection.execute(
                 update(ConfigState)
                 .where(ConfigState.id == 1)
-                .values(file_hash=digest, generation=generation, synced_at=now)
+                .values(file_hash=digest, generation=generation, synced_at=now, file_text=text)
             )
         _mirror(connection, file, now)
     log.info("ritual file generation %d synced", generation)
     return SyncResult(generation, changed=True)
+
+
+def last_good_file(engine: Engine) -> tuple[str, datetime] | None:
+    """The text of the last ritual file the ledger synced, and when; None if there is none."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(ConfigState.file_text, ConfigState.synced_at).where(ConfigState.id == 1)
+        ).first()
+    if row is None or not row.file_text:
+        return None
+    return row.file_text, row.synced_at
 
 
 def _mirror(connection: Connection, file: RitualFile, now: datetime) -> None:
@@ -177,20 +208,24 @@ def plan_horizon(
     """Insert the occurrences and deliveries of the next `days` local days of each household.
 
     With ``changed`` (the file is a new generation), pending rows are updated to what the
-    file now says and future pending deliveries it no longer makes are cancelled.
+    file now says and pending deliveries it no longer makes are cancelled.
     """
     file = plan.file
     if not changed:
         # A change whose planning failed part way (a crash, a lost database) is finished now:
         # otherwise no later run would update or cancel what the old file planned.
         with engine.connect() as connection:
-            changed = _unfinished(connection, now, generation)
+            changed = _unfinished(connection, file, now, generation)
     chosen = [h for h in file.households if households is None or h.id in households]
     occurrences = deliveries = 0
     for start in range(0, len(chosen), CHUNK):
         chunk = [h.id for h in chosen[start : start + CHUNK]]
+        # Computed before the transaction: on SQLite it holds the write lock.
+        candidates = _candidates(plan, chunk, now, generation, days)
+        if not candidates:
+            continue
         with engine.begin() as connection:
-            o, d = _plan_chunk(connection, plan, chunk, now, generation, changed, days)
+            o, d = _write_chunk(connection, chunk, candidates, now, generation, changed)
         occurrences += o
         deliveries += d
     cancelled = 0
@@ -202,30 +237,37 @@ def plan_horizon(
     return PlanReport(occurrences, deliveries, cancelled, generation)
 
 
-def _plan_chunk(
-    connection: Connection,
-    plan: Plan,
-    household_ids: Sequence[str],
-    now: datetime,
-    generation: int,
-    changed: bool,
-    days: int,
-) -> tuple[int, int]:
-    rituals = {r.id: r for r in plan.file.rituals}
-    occurrence_rows: list[dict[str, Any]] = []
-    made: list[tuple[tuple[str, str, datetime, str], list[dict[str, Any]]]] = []
+@dataclass
+class _Candidate:
+    key: tuple[str, str, datetime, str]
+    row: dict[str, Any]
+    deliveries: list[dict[str, Any]]
+    main_in_time: bool  # the day-of message or nudge can still be sent in its grace
+
+
+def _candidates(
+    plan: Plan, household_ids: Sequence[str], now: datetime, generation: int, days: int
+) -> list[_Candidate]:
+    """What the file makes for these households, pure: rows not yet written."""
+    found = []
     for household_id in household_ids:
-        # From yesterday: a ritual just before local midnight may still be inside its grace.
-        today = now.astimezone(plan.zone_of(household_id)).date() - timedelta(days=1)
+        zone = plan.zone_of(household_id)
         for ritual in plan.rituals_for(household_id):
+            # Back far enough to see again every occurrence with a delivery still pending:
+            # its follow-up (after `remind_after`, maybe moved a day by quiet hours) can be
+            # due until its grace runs out.
+            back = ritual.grace + (ritual.remind_after or timedelta()) + timedelta(days=1)
+            first = (now - back).astimezone(zone).date() - timedelta(days=1)
             ahead = ritual.plan_ahead.days + 1 if ritual.plan_ahead else 0
-            after = today + timedelta(days=1 + days + ahead)
-            for occurrence in plan.occurrences(household_id, ritual, today, after):
+            after = now.astimezone(zone).date() + timedelta(days=days + ahead)
+            for occurrence in plan.occurrences(household_id, ritual, first, after):
                 rows = []
+                main_in_time = False
                 for delivery in plan.deliveries(occurrence):
-                    expires = delivery.due_at + rituals[occurrence.ritual].grace
+                    expires = delivery.due_at + ritual.grace
                     if expires < now:
                         continue  # never planned in time to be sent: not planned at all
+                    main_in_time |= delivery.role in ("day_of", "nudge")
                     rows.append(
                         {
                             "household_id": household_id,
@@ -244,27 +286,109 @@ def _plan_chunk(
                             "updated_at": now,
                         }
                     )
-                if not rows and occurrence.at < now:
-                    continue  # all in the past: a fresh start does not invent missed rituals
-                key = (household_id, ritual.id, occurrence.slot, occurrence.recipient or "")
-                made.append((key, rows))
-                occurrence_rows.append(
-                    {
-                        "household_id": household_id,
-                        "ritual_id": ritual.id,
-                        "slot": occurrence.slot,
-                        "recipient": occurrence.recipient or "",
-                        "kind": occurrence.kind,
-                        "at": occurrence.at,
-                        "status": "open",
-                        "item": occurrence.item,
-                        "planners": ",".join(occurrence.planners),
-                        "generation": generation,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
+                recipient = occurrence.recipient or ""
+                found.append(
+                    _Candidate(
+                        key=(household_id, ritual.id, occurrence.slot, recipient),
+                        row={
+                            "household_id": household_id,
+                            "ritual_id": ritual.id,
+                            "slot": occurrence.slot,
+                            "recipient": recipient,
+                            "kind": occurrence.kind,
+                            "at": occurrence.at,
+                            "status": "open",
+                            "item": occurrence.item,
+                            "planners": ",".join(occurrence.planners),
+                            "generation": generation,
+                            "created_at": now,
+                            "updated_at": now,
+                        },
+                        deliveries=rows,
+                        main_in_time=main_in_time,
+                    )
                 )
-    if not occurrence_rows:
+    return found
+
+
+def _write_chunk(
+    connection: Connection,
+    household_ids: Sequence[str],
+    candidates: Sequence[_Candidate],
+    now: datetime,
+    generation: int,
+    changed: bool,
+) -> tuple[int, int]:
+    # Looked up by key; `at` only narrows the search. A row the upsert leaves alone (confirmed,
+    # skipped) keeps the instant of an earlier file, and a changed zone moves a slot's instant
+    # by up to 26 hours (UTC-12 to UTC+14): look that much further back.
+    earliest = min(c.row["at"] for c in candidates) - timedelta(days=2)
+    in_chunk = and_(Occurrence.household_id.in_(household_ids), Occurrence.at >= earliest)
+
+    def existing() -> dict[tuple[str, str, datetime, str], int]:
+        return {
+            (row.household_id, row.ritual_id, row.slot, row.recipient): row.id
+            for row in connection.execute(
+                select(
+                    Occurrence.id,
+                    Occurrence.household_id,
+                    Occurrence.ritual_id,
+                    Occurrence.slot,
+                    Occurrence.recipient,
+                ).where(in_chunk)
+            )
+        }
+
+    before = existing()
+    # What this chunk already has: delivery keys, and which were sent (or given up on).
+    known: set[tuple[int, str, str, str]] = set()
+    settled: set[tuple[int, str, str]] = set()
+    unsent: set[tuple[int, str, str]] = set()
+    reached_days: set[tuple[str, str, str, date]] = set()
+    keys = {c.key for c in candidates}
+    for row in connection.execute(
+        select(
+            Delivery.occurrence_id,
+            Delivery.partner_key,
+            Delivery.role,
+            Delivery.channel,
+            Delivery.status,
+            Occurrence.household_id,
+            Occurrence.ritual_id,
+            Occurrence.slot,
+            Occurrence.recipient,
+        )
+        .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
+        .where(in_chunk)
+    ):
+        known.add((row.occurrence_id, row.partner_key, row.role, row.channel))
+        if row.status == "pending":
+            unsent.add((row.occurrence_id, row.partner_key, row.role))
+        elif row.status != "cancelled":
+            settled.add((row.occurrence_id, row.partner_key, row.role))
+            occurrence_key = (row.household_id, row.ritual_id, row.slot, row.recipient)
+            if row.status in REACHED and occurrence_key not in keys:
+                reached_days.add((row.household_id, row.ritual_id, row.recipient, row.slot.date()))
+
+    # Nothing new is made in the past once the ledger has planned before: a ritual added at
+    # 19:30 starts with its next slot, a partner added at noon does not get the morning's
+    # messages late, and a channel changed after a send does not send it again. The first
+    # plan of a new ledger does make what is still inside its grace (DESIGN.md: late by at
+    # most grace is sent), provided the occurrence's own message is among it.
+    first_plan = generation <= 1
+
+    def wanted(candidate: _Candidate) -> bool:
+        if candidate.key in before:
+            return True
+        if candidate.row["at"] < now:
+            return first_plan and candidate.main_in_time
+        household, ritual, slot, recipient = candidate.key
+        # A ritual moved to a later time today, after today's message went out, is not
+        # sent again at the new time.
+        return (household, ritual, recipient, slot.date()) not in reached_days
+
+    chosen = [c for c in candidates if wanted(c)]
+    if not chosen:
         return 0, 0
 
     stmt = dialect_insert(connection, OCCURRENCE)
@@ -285,70 +409,66 @@ def _plan_chunk(
             },
             where=or_(revive, OCCURRENCE.c.status == "open") if changed else revive,
         ).returning(OCCURRENCE.c.id),
-        occurrence_rows,
+        [c.row for c in chosen],
     ).all()
-    # Looked up by key; `at` only narrows the search. A row the upsert left alone (confirmed,
-    # skipped) keeps the instant of an earlier file, and a changed zone moves a slot's instant
-    # by up to 26 hours (UTC-12 to UTC+14): look that much further back.
-    earliest = min(row["at"] for row in occurrence_rows) - timedelta(days=2)
-    ids = {
-        (row.household_id, row.ritual_id, row.slot, row.recipient): row.id
-        for row in connection.execute(
-            select(
-                Occurrence.id,
-                Occurrence.household_id,
-                Occurrence.ritual_id,
-                Occurrence.slot,
-                Occurrence.recipient,
-            ).where(Occurrence.household_id.in_(household_ids), Occurrence.at >= earliest)
-        )
-    }
+    ids = existing()
     delivery_rows = []
-    delivered: Sequence[Any] = []
-    for key, rows in made:
-        for row in rows:
-            row["occurrence_id"] = ids[key]
-            delivery_rows.append(row)
-    if delivery_rows:
-        stmt = dialect_insert(connection, DELIVERY)
-        ex = stmt.excluded
-        revive = and_(DELIVERY.c.status == "cancelled", DELIVERY.c.last_error == CONFIG_CANCELLED)
-        delivered = connection.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["occurrence_id", "partner_key", "role", "channel"],
-                set_={
-                    "status": "pending",
-                    "due_at": ex.due_at,
-                    "next_attempt_at": ex.next_attempt_at,
-                    "expires_at": ex.expires_at,
-                    "attempts": 0,
-                    "last_error": None,
-                    "body": ex.body,
-                    "subject": ex.subject,
-                    "generation": ex.generation,
-                    "updated_at": ex.updated_at,
-                },
-                where=or_(revive, DELIVERY.c.status == "pending") if changed else revive,
-            ).returning(DELIVERY.c.id),
-            delivery_rows,
-        ).all()
+    for candidate in chosen:
+        occurrence_id = ids[candidate.key]
+        for made in candidate.deliveries:
+            message = (occurrence_id, made["partner_key"], made["role"])
+            if (*message, made["channel"]) not in known:
+                if message in settled:
+                    continue  # sent already, by the channel the partner preferred then
+                if made["due_at"] < now and not first_plan and message not in unsent:
+                    continue  # new and overdue; unless it moves an unsent one to a new channel
+            delivery_rows.append({**made, "occurrence_id": occurrence_id})
+    if not delivery_rows:
+        return len(written), 0
+    stmt = dialect_insert(connection, DELIVERY)
+    ex = stmt.excluded
+    current = DELIVERY.c
+    revive = and_(current.status == "cancelled", current.last_error == CONFIG_CANCELLED)
+    delivered = connection.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["occurrence_id", "partner_key", "role", "channel"],
+            set_={
+                "status": "pending",
+                "due_at": ex.due_at,
+                # A pending delivery waiting to retry keeps its backoff and its count.
+                "next_attempt_at": case(
+                    (or_(revive, current.attempts == 0), ex.next_attempt_at),
+                    else_=current.next_attempt_at,
+                ),
+                "expires_at": ex.expires_at,
+                "attempts": case((revive, 0), else_=current.attempts),
+                "last_error": case((revive, None), else_=current.last_error),
+                "body": ex.body,
+                "subject": ex.subject,
+                "generation": ex.generation,
+                "updated_at": ex.updated_at,
+            },
+            where=or_(revive, current.status == "pending") if changed else revive,
+        ).returning(DELIVERY.c.id),
+        delivery_rows,
+    ).all()
     return len(written), len(delivered)
 
 
-def _unfinished(connection: Connection, now: datetime, generation: int) -> bool:
-    """Whether an older generation's future work is still live: a changed plan leaves none."""
-    future = select(Occurrence.id).where(Occurrence.at >= now)
+def _unfinished(connection: Connection, file: RitualFile, now: datetime, generation: int) -> bool:
+    """Whether an older generation's work is still live: a finished change leaves none."""
+    ritual_ids = [r.id for r in file.rituals]
     stale = or_(
         exists().where(
             Occurrence.generation < generation,
             Occurrence.status == "open",
-            Occurrence.at >= now,
+            or_(Occurrence.at >= now, Occurrence.ritual_id.not_in(ritual_ids)),
         ),
         exists().where(
             Delivery.generation < generation,
             Delivery.status == "pending",
             Delivery.fallback_of.is_(None),
-            Delivery.occurrence_id.in_(future),
+            Delivery.expires_at >= now,
         ),
     )
     return bool(connection.execute(select(stale)).scalar())
@@ -361,28 +481,17 @@ def _cancel_stale(
     generation: int,
     households: Sequence[str] | None,
 ) -> int:
-    """After a change: cancel pending work the new generation did not plan again.
+    """After a change: cancel what the new generation did not plan again.
 
-    A fallback delivery (the dispatcher moved a delivery to the partner's next channel) is
-    not something the planner makes, so it is kept unless its ritual, household or partner
-    is gone.
+    Every pending delivery the new file still makes was just written with the new
+    generation, so an older one still pending is not made any more. A fallback delivery (the
+    dispatcher moved a delivery to the partner's next channel) is not the planner's to
+    judge: it is kept unless its ritual, household or partner is gone. Deliveries already
+    past their grace are left to be marked missed.
     """
-    future = select(Occurrence.id).where(Occurrence.at >= now)
     occurrence_scope = Occurrence.household_id.in_(households) if households else true()
     delivery_scope = Delivery.household_id.in_(households) if households else true()
     ritual_ids = [r.id for r in file.rituals]
-    # Future occurrences the new file does not make; and every pending delivery of a ritual,
-    # household or partner that is gone, whenever its occurrence was.
-    connection.execute(
-        update(Occurrence)
-        .where(
-            occurrence_scope,
-            Occurrence.generation < generation,
-            Occurrence.status == "open",
-            Occurrence.at >= now,
-        )
-        .values(status="cancelled", updated_at=now)
-    )
     gone_partners = select(Partner.household_id, Partner.key).where(Partner.active.is_(False))
     result = connection.execute(
         update(Delivery)
@@ -391,7 +500,7 @@ def _cancel_stale(
             Delivery.status == "pending",
             Delivery.generation < generation,
             or_(
-                and_(Delivery.fallback_of.is_(None), Delivery.occurrence_id.in_(future)),
+                and_(Delivery.fallback_of.is_(None), Delivery.expires_at >= now),
                 Delivery.occurrence_id.in_(
                     select(Occurrence.id).where(Occurrence.ritual_id.not_in(ritual_ids))
                 ),
@@ -400,5 +509,26 @@ def _cancel_stale(
             ),
         )
         .values(status="cancelled", last_error=CONFIG_CANCELLED, updated_at=now)
+    )
+    # An occurrence goes with its deliveries: cancelled when the file no longer makes it and
+    # it is still to come, or its ritual is gone, or everything it would have sent was just
+    # cancelled (one that reached someone stays open for their reply).
+    mine = Delivery.occurrence_id == Occurrence.id
+    connection.execute(
+        update(Occurrence)
+        .where(
+            occurrence_scope,
+            Occurrence.generation < generation,
+            Occurrence.status == "open",
+            or_(
+                Occurrence.at >= now,
+                Occurrence.ritual_id.not_in(ritual_ids),
+                and_(
+                    exists().where(mine, Delivery.last_error == CONFIG_CANCELLED),
+                    ~exists().where(mine, Delivery.status != "cancelled"),
+                ),
+            ),
+        )
+        .values(status="cancelled", updated_at=now)
     )
     return int(result.rowcount or 0)

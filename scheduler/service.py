@@ -32,7 +32,7 @@ import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Connection, Engine, func, select, text, update
 
-from config.loader import RitualFileError, load_ritual_file
+from config.loader import RitualFileError, load_ritual_file, parse_ritual_file
 from config.model import RitualFile
 from notifiers.registry import NotifierSet
 from rituals.planning import Plan
@@ -40,7 +40,13 @@ from scheduler.db import dialect_insert, is_postgres, is_sqlite
 from scheduler.dispatcher import Dispatcher, RetryPolicy
 from scheduler.migrate import ensure_schema
 from scheduler.models import WorkerHeartbeat
-from scheduler.planner import DEFAULT_HORIZON_DAYS, file_hash, plan_horizon, sync_file
+from scheduler.planner import (
+    DEFAULT_HORIZON_DAYS,
+    file_hash,
+    last_good_file,
+    plan_horizon,
+    sync_file,
+)
 
 __all__ = ["AlreadyRunning", "Worker", "WorkerOptions"]
 
@@ -54,6 +60,7 @@ PLAN_SECONDS = 3600
 WATCH_SECONDS = 5
 RECONCILE_SECONDS = 60
 TAKE_OVER_SECONDS = 60
+BUSY_RETRY = timedelta(seconds=2)
 NOTIFY_CHANNEL = "tend_planned"
 LISTEN_TIMEOUT_SECONDS = 1.0
 
@@ -68,7 +75,7 @@ class WorkerOptions:
         *,
         horizon_days: int = DEFAULT_HORIZON_DAYS,
         senders: int = 8,
-        batch_size: int = 200,
+        batch_size: int | None = None,
         retry: RetryPolicy | None = None,
         claim_timeout: timedelta = timedelta(minutes=5),
     ) -> None:
@@ -111,6 +118,8 @@ class Worker:
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._file: RitualFile | None = None
         self._hash: str | None = None
+        self._text: str | None = None
+        self._problems: str | None = None  # the broken file's errors, logged once
         self._plan_lock = threading.Lock()
         self._lock_file: IO[str] | None = None
         self._leader_connection: Connection | None = None
@@ -124,9 +133,9 @@ class Worker:
 
     def start(self) -> None:
         """Check the schema, take the locks, plan, settle crashes, then run the jobs."""
-        ensure_schema(self.engine)
         if is_sqlite(self.engine):
-            self._lock_sqlite()
+            self._lock_sqlite()  # before migrating: a second worker must not touch the schema
+        ensure_schema(self.engine)
         self._file = self._load_file(initial=True)
         self._is_leader()
         self._beat()
@@ -185,7 +194,7 @@ class Worker:
             if self._file is None or not self._is_leader():
                 return
             now = self.clock()
-            synced = sync_file(self.engine, self._file, now)
+            synced = sync_file(self.engine, self._file, now, text=self._text)
             report = plan_horizon(
                 self.engine,
                 Plan(self._file),
@@ -213,7 +222,8 @@ class Worker:
         if loaded is not None and file_hash(loaded) != self._hash:
             self._file = loaded
             self._hash = file_hash(loaded)
-            log.info("ritual file changed; planning again")
+            if self.leader:
+                log.info("ritual file changed; planning again")
             self.plan()
 
     def take_over(self) -> None:
@@ -228,12 +238,13 @@ class Worker:
     def dispatch(self) -> None:
         with self._arm_lock:
             self._armed_at = None  # this run covers whatever the armed wake-up was for
+        claimed = 0
         try:
-            sent = self.dispatcher.run_until_idle()
-            if sent:
-                log.debug("dispatched %d deliveries", sent)
+            claimed = self.dispatcher.run_until_idle()
         finally:
-            self._arm()
+            # Nothing claimed although something is due: another worker holds it (locked,
+            # skipped). Look again in a moment rather than at once, in a loop.
+            self._arm(busy=claimed == 0)
 
     def _listen(self) -> None:
         """PostgreSQL: re-arm when the planner (in any process) announces new work."""
@@ -249,7 +260,7 @@ class Worker:
                 log.warning("listening for new work failed (%s); the 30 s poll covers it", exc)
                 self.dispatcher.wait_stopping(5)
 
-    def _arm(self) -> None:
+    def _arm(self, *, busy: bool = False) -> None:
         """Schedule a one-shot wake-up at the next due delivery, unless one comes sooner.
 
         Each wake-up is a new job rather than one job replaced: APScheduler removes a
@@ -262,6 +273,9 @@ class Worker:
         if due is None:
             return
         run_date = max(due, self.clock())
+        if busy:
+            # APScheduler runs on the real clock, whatever clock the worker was given.
+            run_date = max(run_date, datetime.now(UTC) + BUSY_RETRY)
         with self._arm_lock:
             if self._armed_at is not None and self._armed_at <= run_date:
                 return  # already armed for this, or sooner
@@ -296,18 +310,44 @@ class Worker:
     # ------------------------------------------------------------------ helpers
 
     def _load_file(self, *, initial: bool) -> RitualFile | None:
+        """The ritual file, or None (logged once per distinct problem) while it is broken.
+
+        At start, a broken file falls back to the last good one the ledger kept, so a routine
+        restart during a bad edit does not stop every message.
+        """
         try:
             loaded = load_ritual_file(self.config_path, today=self.clock())
         except RitualFileError as exc:
+            problems = "\n".join(exc.lines())
             if initial:
-                raise
-            log.error(
-                "the ritual file has errors; still running on the last good one:\n%s",
-                "\n".join(exc.lines()),
-            )
-            return None
+                kept = last_good_file(self.engine)
+                if kept is None:
+                    raise
+                text, synced_at = kept
+                log.error(
+                    "the ritual file has errors; running on the last good one, synced %s:\n%s",
+                    f"{synced_at:%Y-%m-%d %H:%M} UTC",
+                    problems,
+                )
+                loaded = parse_ritual_file(
+                    text, name=f"{self.config_path} (last good)", today=self.clock()
+                )
+                self._problems = problems
+            else:
+                if problems != self._problems:
+                    log.error(
+                        "the ritual file has errors; still running on the last good one:\n%s",
+                        problems,
+                    )
+                    self._problems = problems
+                return None
+        else:
+            if self._problems is not None:
+                log.info("the ritual file is good again")
+                self._problems = None
         if initial:
             self._hash = file_hash(loaded.file)
+        self._text = loaded.text
         return loaded.file
 
     def _is_leader(self) -> bool:

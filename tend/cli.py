@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from icalendar import Calendar, Event
@@ -22,9 +23,9 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from config.loader import LoadedFile, RitualFileError, load_ritual_file
+from config.loader import LoadedFile, RitualFileError, load_ritual_file, parse_ritual_file
 from config.model import RitualFile
 from config.settings import Settings, without_password
 from notifiers.registry import NotifierSet, UnknownNotifier
@@ -33,7 +34,8 @@ from rituals.schedule import FIRST_YEAR, LAST_YEAR
 from rituals.templates import TemplateProblem
 from scheduler.db import make_engine
 from scheduler.dispatcher import RetryPolicy
-from scheduler.migrate import SchemaBehind, current_revision, upgrade
+from scheduler.migrate import SchemaBehind, current_revision, ensure_schema, upgrade
+from scheduler.planner import last_good_file
 from scheduler.service import AlreadyRunning, Worker, WorkerOptions
 from scheduler.status import ledger_status
 from tend.web import HEARTBEAT_STALE_SECONDS, create_app
@@ -176,7 +178,7 @@ def plan_command(
 
 
 @config_app.command("schema")
-def config_schema() -> None:
+def config_schema(config: ConfigOption = None) -> None:
     """Print the JSON Schema of the ritual file (for editor completion)."""
     schema = RitualFile.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -360,9 +362,52 @@ def _logging() -> None:
 def _engine(settings: Settings) -> Engine:
     try:
         return make_engine(settings.database_url)
-    except (ValueError, ArgumentError) as exc:
+    except (ValueError, ArgumentError, NoSuchModuleError) as exc:
         typer.echo(f"environment: DATABASE_URL: {exc}", err=True)
         raise typer.Exit(2) from None
+    except ImportError as exc:  # a URL for a database whose driver Tend does not ship
+        typer.echo(
+            f"environment: DATABASE_URL: {exc.name or exc} is not installed; Tend supports "
+            "sqlite:///FILE and postgresql:// (or postgres://) URLs",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
+def _service_file(config: Path | None) -> tuple[Settings, LoadedFile, Engine]:
+    """The ritual file for a long-running process: a broken file falls back to the last good
+    one the ledger kept (the worker says so in its log), so a restart during a bad edit does
+    not stop sending. With no ledger to fall back on, the errors and exit 2."""
+    settings = _settings()
+    engine = _engine(settings)
+    path = config or settings.config_path
+    try:
+        loaded = load_ritual_file(path, today=_now())
+    except RitualFileError as exc:
+        for line in exc.lines():
+            typer.echo(line, err=True)
+        try:
+            kept = last_good_file(engine)
+        except DBAPIError:  # no ledger yet, or none reachable: nothing to fall back on
+            kept = None
+        if kept is None:
+            raise typer.Exit(2) from None
+        text, synced_at = kept
+        typer.echo(
+            f"tend: starting on the last good ritual file, synced {synced_at:%Y-%m-%d %H:%M} "
+            f"UTC; fix {path} and it is picked up within seconds",
+            err=True,
+        )
+        loaded = parse_ritual_file(text, name=str(path), today=_now())
+    for line in loaded.warning_lines():
+        typer.echo(line, err=True)
+    return settings, loaded, engine
+
+
+def _unreachable(settings: Settings, exc: DBAPIError) -> NoReturn:
+    """One line for a database that cannot be reached, never a traceback."""
+    typer.echo(f"tend: cannot reach the database {_safe_url(settings)}: {exc.orig}", err=True)
+    raise typer.Exit(2) from None
 
 
 def _worker(settings: Settings, loaded: LoadedFile, engine: Engine) -> Worker:
@@ -371,7 +416,7 @@ def _worker(settings: Settings, loaded: LoadedFile, engine: Engine) -> Worker:
         notifiers = NotifierSet(settings, overrides=settings.notifiers)
         notifiers.check(sorted(channels | {"console"}))
     except UnknownNotifier as exc:
-        typer.echo(f"environment: TEND_NOTIFIERS: {exc}", err=True)
+        typer.echo(f"tend: cannot use a notifier (TEND_NOTIFIERS, or a plugin): {exc}", err=True)
         raise typer.Exit(2) from None
     return Worker(
         engine,
@@ -393,7 +438,7 @@ def _start(worker: Worker) -> None:
     except (SchemaBehind, AlreadyRunning) as exc:
         typer.echo(f"tend: {exc}", err=True)
         raise typer.Exit(2) from None
-    except OperationalError as exc:
+    except DBAPIError as exc:
         typer.echo(f"tend: cannot reach the database: {exc.orig}", err=True)
         raise typer.Exit(2) from None
 
@@ -414,9 +459,8 @@ def _on_signals() -> threading.Event:
 @app.command()
 def worker(config: ConfigOption = None) -> None:
     """Plan and send: the scheduler process (Procfile `worker`)."""
-    settings, loaded = _load(config, errors_to_stdout=False)
+    settings, loaded, engine = _service_file(config)
     _logging()
-    engine = _engine(settings)
     process = _worker(settings, loaded, engine)
     stop = _on_signals()
     _start(process)
@@ -433,16 +477,45 @@ def web(config: ConfigOption = None, port: PortOption = None, host: HostOption =
     settings = _settings()
     _logging()
     engine = _engine(settings)
-    _serve(engine, host, port or settings.port)
+    try:
+        ensure_schema(engine)  # SQLite: migrated here too; PostgreSQL: refused when behind
+    except SchemaBehind as exc:
+        typer.echo(f"tend: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except DBAPIError as exc:
+        _unreachable(settings, exc)
+    listening = _listen(host, _port(port, settings))
+    _serve(engine, listening)
 
 
-def _serve(engine: Engine, host: str, port: int) -> None:
+def _port(port: int | None, settings: Settings) -> int:
+    return settings.port if port is None else port
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before anything starts, so a busy port is one clear line, not a late crash."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as exc:
+        listening.close()
+        typer.echo(f"tend: cannot listen on {host}:{port}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    listening.listen(2048)
+    listening.set_inheritable(True)
+    return listening
+
+
+def _serve(engine: Engine, listening: socket.socket) -> None:
     import uvicorn
 
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(engine), host=host, port=port, log_level="info", access_log=False)
-    )
-    server.run()
+    server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="info", access_log=False))
+    try:
+        server.run(sockets=[listening])
+    finally:
+        listening.close()
 
 
 @app.command()
@@ -450,34 +523,44 @@ def run(
     config: ConfigOption = None, port: PortOption = None, host: HostOption = "127.0.0.1"
 ) -> None:
     """Everything in one process: the worker and the web endpoints (SQLite by default)."""
-    settings, loaded = _load(config, errors_to_stdout=False)
+    settings, loaded, engine = _service_file(config)
     _logging()
-    engine = _engine(settings)
     process = _worker(settings, loaded, engine)
+    port = _port(port, settings)
+    listening = _listen(host, port)
     stop = _on_signals()
-    _start(process)
-    typer.echo(
-        f"tend running on {_safe_url(settings)}: http://{host}:{port or settings.port}/healthz; "
-        "Ctrl-C stops it",
-        err=True,
-    )
     try:
-        _serve(engine, host, port or settings.port)
-        # uvicorn returns after a signal (or when it cannot bind); either way we stop.
+        _start(process)
+        if stop.is_set():  # a signal came while starting
+            return
+        shown = listening.getsockname()[1]
+        typer.echo(
+            f"tend running on {_safe_url(settings)}: http://{host}:{shown}/healthz; "
+            "Ctrl-C stops it",
+            err=True,
+        )
+        _serve(engine, listening)  # returns after SIGINT or SIGTERM
     finally:
+        listening.close()
         stop.set()
         process.stop()
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(config: ConfigOption = None) -> None:
     """Run the ledger's migrations up to the newest (Procfile `release`)."""
     settings = _settings()
     _logging()
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     engine = _engine(settings)
-    before = current_revision(engine)
-    upgrade(engine)
-    after = current_revision(engine)
+    try:
+        before = current_revision(engine)
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
+        upgrade(engine)
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+        after = current_revision(engine)
+    except DBAPIError as exc:
+        _unreachable(settings, exc)
     typer.echo(
         f"database at revision {after}"
         + (f" (was {before})" if before != after else " (no change)")
@@ -501,22 +584,26 @@ def status(
         raise typer.Exit(2)
     try:
         report = ledger_status(engine, _now(), limit=limit)
-    except OperationalError as exc:
-        typer.echo(f"tend: cannot read the ledger: {exc.orig}", err=True)
-        raise typer.Exit(2) from None
+    except DBAPIError as exc:
+        _unreachable(settings, exc)
     except SchemaBehind as exc:
         typer.echo(f"tend: {exc}", err=True)
         raise typer.Exit(2) from None
-    console = Console()
+    # Piped (a script, a log), Rich would cut the table to 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(f"[bold]Ledger[/bold] {_safe_url(settings)}", highlight=False)
     if not report.workers:
         console.print("Workers: none has run yet. Start one with `tend worker` or `tend run`.")
     for beat in report.workers:
         age = (report.now - beat.beat_at).total_seconds()
-        state = "stopped" if beat.stopped_at else f"last heartbeat {age:.0f} s ago"
-        if not beat.stopped_at and age > HEARTBEAT_STALE_SECONDS:
+        stale = not beat.stopped_at and age > HEARTBEAT_STALE_SECONDS
+        if beat.stopped_at:
+            state = f"stopped {_ago(report.now - beat.stopped_at)} ago"
+        else:
+            state = f"last heartbeat {_ago(report.now - beat.beat_at)} ago"
+        if stale:
             state += " (stale: not running?)"
-        role = " planner" if beat.leader and not beat.stopped_at else ""
+        role = " planner" if beat.leader and not beat.stopped_at and not stale else ""
         console.print(f"Worker {beat.worker_id}{role}: {state}", highlight=False)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())) or "none"
     console.print(f"Deliveries: {counts}", highlight=False)
@@ -537,6 +624,15 @@ def status(
         console.print(table)
     else:
         console.print("Nothing pending.")
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
 
 
 def _safe_url(settings: Settings) -> str:

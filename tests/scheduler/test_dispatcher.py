@@ -1025,3 +1025,37 @@ def test_a_provider_error_quoting_the_number_is_masked_in_logs_and_in_the_ledger
     assert SAM_MASKED in sam["last_error"]
     assert ALEX_PHONE not in caplog.text
     assert SAM_PHONE not in caplog.text
+
+
+def test_a_resend_after_an_interruption_the_channel_cannot_tell_about_stays_marked(
+    engine: Engine, clock: FakeClock, dispatcher: Dispatcher, sms: FakeSms
+) -> None:
+    plan(engine, COUPLE, at(9))
+    clock.set(at(12))
+    claims = dispatcher.claim(at(12), 10)  # then the process dies before sending
+    assert claims
+    clock.set(at(12, 10))
+    assert dispatcher.reconcile() == len(claims)  # FakeSms cannot tell: back to pending
+    dispatcher.run_until_idle()
+
+    row = one(engine, partner_key="alex", due_at=at(12), channel="sms")
+    assert row["status"] == "sent"
+    assert "may have arrived twice" in row["last_error"]
+
+
+def test_an_internal_error_counts_as_an_attempt_and_gives_up_at_the_maximum(
+    engine: Engine, clock: FakeClock, dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan(engine, COUPLE, at(9))
+
+    def broken(claim: object) -> str:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(dispatcher, "process", broken)
+    clock.set(at(12))
+    for _ in range(dispatcher.retry.max_attempts):
+        dispatcher.run_until_idle()
+        clock.set(clock() + dispatcher.retry.base)
+    row = one(engine, partner_key="alex", due_at=at(12), channel="sms")
+    assert row["status"] == "failed"
+    assert row["attempts"] == dispatcher.retry.max_attempts

@@ -170,3 +170,20 @@ def test_the_worker_arms_a_wake_up_at_the_next_due_delivery_and_earlier_when_pla
     )
     worker.watch()
     assert wake_times(worker)[0] == sooner
+
+
+def test_a_broken_ritual_file_is_logged_once_and_its_repair_too(
+    sqlite_engine: Engine, make_worker: object, config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = make_worker(sqlite_engine)  # type: ignore[operator]
+    worker.start()
+    good = config.read_text()
+    config.write_text(FILE.format(at="25:00"))
+    with caplog.at_level(logging.INFO, logger="scheduler.service"):
+        for _ in range(3):
+            worker.watch()  # every 5 s in the worker
+        config.write_text(good)
+        worker.watch()
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("still running on the last good one" in m for m in messages) == 1
+    assert sum("the ritual file is good again" in m for m in messages) == 1

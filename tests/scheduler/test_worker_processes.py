@@ -327,11 +327,14 @@ def test_a_stop_signal_finishes_sends_in_flight_and_exits_0_within_10_s(
     started = datetime.now(UTC)
     config = households_file(tmp_path / "tend.toml", 40, started - timedelta(minutes=5))
     # A slow provider: each send takes a second, eight at a time.
-    workers = workers_factory(url, config, TEND_TEST_SEND_DELAY="1")
+    started_mark = tmp_path / "a-send-started"
+    workers = workers_factory(
+        url, config, TEND_TEST_SEND_DELAY="1", TEND_TEST_STARTED=str(started_mark)
+    )
     process = workers.start()
     engine = make_engine(url)
     try:
-        wait_for(lambda: counts(engine).get("sending", 0) > 0, 30, "sends in flight", workers.logs)
+        wait_for(started_mark.exists, 30, "a send in flight", workers.logs)
         stop_at = time.monotonic()
         process.send_signal(signum)
         code = process.wait(timeout=15)

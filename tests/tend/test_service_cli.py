@@ -200,3 +200,104 @@ def test_a_database_password_never_reaches_the_output(tmp_path: Path) -> None:
     result = tend("status", cwd=tmp_path, env=env, timeout=60)
     assert result.returncode == 2
     assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_a_worker_restarted_on_a_broken_file_runs_on_the_last_good_one(
+    tmp_path: Path, soon_file: Path
+) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/tend.db"}
+    port = free_port()
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tend", "run", "--config", str(soon_file), "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_healthy(port, first)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=15)
+    soon_file.write_text(soon_file.read_text().replace("daily at", "daily at 25:00 or"))
+
+    again = subprocess.Popen(
+        [sys.executable, "-m", "tend", "run", "--config", str(soon_file), "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_healthy(port, again)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        _out, err = again.communicate(timeout=15)
+    assert again.returncode == 0, err
+    assert f"{soon_file}:14: rituals.0.schedule" in err  # what is wrong, where
+    assert "starting on the last good ritual file" in err
+
+
+def test_a_worker_with_a_broken_file_and_no_ledger_refuses_with_the_errors(
+    tmp_path: Path, soon_file: Path
+) -> None:
+    soon_file.write_text(soon_file.read_text().replace("daily at", "daily at 25:00 or"))
+    result = tend(
+        "worker",
+        "--config",
+        str(soon_file),
+        cwd=tmp_path,
+        env={"DATABASE_URL": f"sqlite:///{tmp_path}/tend.db"},
+    )
+    assert result.returncode == 2
+    assert "rituals.0.schedule" in result.stderr
+
+
+def test_tend_run_on_a_busy_port_says_so_before_sending_anything(
+    tmp_path: Path, soon_file: Path
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = tend(
+            "run",
+            "--config",
+            str(soon_file),
+            "--port",
+            str(port),
+            cwd=tmp_path,
+            env={"DATABASE_URL": f"sqlite:///{tmp_path}/tend.db"},
+        )
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Hi Ann" not in result.stdout  # the worker never started
+    assert "Traceback" not in result.stderr
+
+
+def test_db_upgrade_on_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    result = tend(
+        "db", "upgrade", cwd=tmp_path, env={"DATABASE_URL": "postgres://tend@127.0.0.1:1/none"}
+    )
+    assert result.returncode == 2
+    assert "cannot reach the database" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_notifier_override_for_an_unknown_channel_is_refused(
+    tmp_path: Path, soon_file: Path
+) -> None:
+    result = tend(
+        "worker",
+        "--config",
+        str(soon_file),
+        cwd=tmp_path,
+        env={
+            "DATABASE_URL": f"sqlite:///{tmp_path}/t.db",
+            "TEND_NOTIFIERS": "fax=notifiers.console:ConsoleNotifier",
+        },
+    )
+    assert result.returncode == 2
+    assert "'fax' is not a channel" in result.stderr

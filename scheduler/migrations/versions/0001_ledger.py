@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("file_hash", sa.String(length=64), nullable=False),
         sa.Column("generation", sa.Integer(), nullable=False),
         sa.Column("synced_at", sa.DateTime(), nullable=False),
+        sa.Column("file_text", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_config_state")),
     )
     op.create_table(
