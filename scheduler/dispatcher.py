@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -25,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import OperationalError
 
 from config.model import mask_address
 from notifiers.base import Message, NotifierError, Recipient, SendResult, mask_addresses
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
+RECORD_RETRIES = (0.5, 2.0, 5.0)  # seconds between tries to record an outcome
 MAY_REPEAT = "interrupted while sending; the channel cannot tell, so it may repeat"
 SENT_AGAIN = (
     "sent again after an interruption; the channel could not tell whether the first try "
@@ -463,17 +466,33 @@ class Dispatcher:
         now = self.clock()
         if status != "sending":
             values.update(claimed_by=None)
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                update(Delivery)
-                .where(
-                    Delivery.id == claim.id,
-                    Delivery.status == "sending",
-                    Delivery.claimed_by == self.worker_id,
-                    Delivery.claimed_at == claim.claimed_at,
-                )
-                .values(status=status, updated_at=now, **values)
+        statement = (
+            update(Delivery)
+            .where(
+                Delivery.id == claim.id,
+                Delivery.status == "sending",
+                Delivery.claimed_by == self.worker_id,
+                Delivery.claimed_at == claim.claimed_at,
             )
+            .values(status=status, updated_at=now, **values)
+        )
+        # After a send, losing the record to a passing database error would leave the row in
+        # `sending` and get it sent again by a channel that cannot tell: try a few times.
+        for pause in (*RECORD_RETRIES, None):
+            try:
+                with self.engine.begin() as connection:
+                    result = connection.execute(statement)
+                break
+            except OperationalError as exc:
+                if pause is None:
+                    raise
+                log.warning(
+                    "delivery %d: recording %r failed (%s); trying again",
+                    claim.id,
+                    status,
+                    type(exc.orig).__name__,
+                )
+                time.sleep(pause)
         if not result.rowcount:
             log.warning(
                 "delivery %d: outcome %r not recorded: the claim was reconciled meanwhile",

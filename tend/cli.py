@@ -357,6 +357,9 @@ def _logging() -> None:
         stream=sys.stderr,
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances reached": a re-plan that outlasts the
+    # 5 s file check, harmless; errors from jobs still show.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 
 def _engine(settings: Settings) -> Engine:

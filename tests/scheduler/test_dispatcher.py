@@ -1059,3 +1059,36 @@ def test_an_internal_error_counts_as_an_attempt_and_gives_up_at_the_maximum(
     row = one(engine, partner_key="alex", due_at=at(12), channel="sms")
     assert row["status"] == "failed"
     assert row["attempts"] == dispatcher.retry.max_attempts
+
+
+def test_a_database_hiccup_while_recording_a_send_is_retried_not_left_in_sending(
+    engine: Engine,
+    clock: FakeClock,
+    dispatcher: Dispatcher,
+    sms: FakeSms,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    import scheduler.dispatcher as module
+
+    plan(engine, COUPLE, at(9))
+    monkeypatch.setattr(module, "RECORD_RETRIES", (0.0, 0.0))
+    real_begin = engine.begin
+    failures = {"left": 2}
+
+    def flaky_begin() -> Any:
+        # The two records after the sends fail once each; claims and holds go through.
+        if failures["left"] and any(sms.call_keys()):
+            failures["left"] -= 1
+            raise OperationalError("UPDATE delivery", {}, Exception("database is locked"))
+        return real_begin()
+
+    monkeypatch.setattr(dispatcher.engine, "begin", flaky_begin)
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+
+    assert failures["left"] == 0
+    for partner in ("alex", "sam"):
+        assert one(engine, partner_key=partner, due_at=at(12), channel="sms")["status"] == "sent"
+    assert Counter(sms.call_keys()).most_common(1)[0][1] == 1
