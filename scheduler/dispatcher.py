@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql.dml import Update
 
 from config.model import mask_address
 from notifiers.base import Message, NotifierError, Recipient, SendResult, mask_addresses
@@ -373,6 +374,17 @@ class Dispatcher:
             return "lost"
         return self._send(held)
 
+    def _still_held(self, claim: Claim, *, by_anyone: bool = False) -> Update:
+        """An UPDATE of `claim`'s row that matches only while the claim is as it was read:
+        still `sending`, claimed at the same instant (and by this worker, unless
+        `by_anyone`, for the reconciler)."""
+        statement = update(Delivery).where(
+            Delivery.id == claim.id,
+            Delivery.status == "sending",
+            Delivery.claimed_at == claim.claimed_at,
+        )
+        return statement if by_anyone else statement.where(Delivery.claimed_by == self.worker_id)
+
     def _hold(self, claim: Claim, now: datetime) -> Claim | None:
         """Renew the claim just before the provider call; None if it is no longer ours.
 
@@ -381,16 +393,7 @@ class Dispatcher:
         hold it now. Sending without this check would send it twice.
         """
         with self.engine.begin() as connection:
-            result = connection.execute(
-                update(Delivery)
-                .where(
-                    Delivery.id == claim.id,
-                    Delivery.status == "sending",
-                    Delivery.claimed_by == self.worker_id,
-                    Delivery.claimed_at == claim.claimed_at,
-                )
-                .values(claimed_at=now)
-            )
+            result = connection.execute(self._still_held(claim).values(claimed_at=now))
         return replace(claim, claimed_at=now) if result.rowcount else None
 
     def _send(self, claim: Claim) -> str:
@@ -466,16 +469,7 @@ class Dispatcher:
         now = self.clock()
         if status != "sending":
             values.update(claimed_by=None)
-        statement = (
-            update(Delivery)
-            .where(
-                Delivery.id == claim.id,
-                Delivery.status == "sending",
-                Delivery.claimed_by == self.worker_id,
-                Delivery.claimed_at == claim.claimed_at,
-            )
-            .values(status=status, updated_at=now, **values)
-        )
+        statement = self._still_held(claim).values(status=status, updated_at=now, **values)
         # After a send, losing the record to a passing database error would leave the row in
         # `sending` and get it sent again by a channel that cannot tell: try a few times.
         for pause in (*RECORD_RETRIES, None):
@@ -608,12 +602,8 @@ class Dispatcher:
                 )
         with self.engine.begin() as connection:
             result = connection.execute(
-                update(Delivery)
-                .where(
-                    Delivery.id == claim.id,
-                    Delivery.status == "sending",
-                    Delivery.claimed_at == claim.claimed_at,
+                self._still_held(claim, by_anyone=True).values(
+                    claimed_by=None, updated_at=now, **values
                 )
-                .values(claimed_by=None, updated_at=now, **values)
             )
         return int(result.rowcount or 0)
