@@ -173,7 +173,7 @@ class Plan:
 
     def _planners(self, ctx: _Context, ritual: Ritual, index: int) -> tuple[str, ...]:
         mode = ritual.planner
-        ids = list(ctx.partners)
+        ids = sorted(ctx.partners)  # by id, so reordering the file does not swap turns
         if mode is None or ritual.to == "each":
             return ()
         if mode == "alternate":

@@ -155,9 +155,10 @@ def test_planning_twice_changes_nothing(engine: Engine) -> None:
     synced, first = plan(engine, file, NOW)
     assert synced == SyncResult(generation=1, changed=True)
     occurrence_rows, delivery_rows = table_rows(engine, OCCURRENCES), table_rows(engine, DELIVERIES)
-    # Today's 19:00 and the next 13 days (the horizon), and two Sundays: two partners each.
-    assert first == PlanReport(occurrences=16, deliveries=32, cancelled=0, generation=1)
-    assert (len(occurrence_rows), len(delivery_rows)) == (16, 32)
+    # Today's 19:00 and the next 14 days (the horizon, and a day more so an hourly plan
+    # always reaches past midnight), and two Sundays: two partners each.
+    assert first == PlanReport(occurrences=17, deliveries=34, cancelled=0, generation=1)
+    assert (len(occurrence_rows), len(delivery_rows)) == (17, 34)
 
     again, second = plan(engine, file, NOW)
 
@@ -293,7 +294,7 @@ def test_changing_a_rituals_time_cancels_the_old_slots_and_plans_the_new_ones(
     assert {(d.status, d.occurrence_status) for d in new} == {("pending", "open")}
     assert min(d.slot for d in new) == datetime(2026, 6, 3, 20, 0)
     assert sorted(d.slot for d in new if d.partner_key == "alex") == [
-        datetime(2026, 6, 3, 20) + timedelta(days=n) for n in range(14)
+        datetime(2026, 6, 3, 20) + timedelta(days=n) for n in range(15)
     ]
     assert [(d.id, d.status, d.due_at) for d in deliveries(engine) if d.ritual_id == "weekly"] == [
         (d.id, "pending", d.due_at) for d in weekly
@@ -335,7 +336,7 @@ def test_a_change_whose_planning_never_ran_is_applied_by_the_next_plan(engine: E
     assert synced == SyncResult(generation=2, changed=False)
     assert {d.status for d in check_ins(engine, "19:00")} == {"cancelled"}
     assert {d.status for d in check_ins(engine, "20:00")} == {"pending"}
-    assert report.cancelled == len(check_ins(engine, "19:00")) == 28
+    assert report.cancelled == len(check_ins(engine, "19:00")) == 30
     assert_one_live_check_in_per_day(engine)
 
 
@@ -359,7 +360,7 @@ def test_a_change_interrupted_before_its_cancellations_is_finished_by_the_next_p
     assert synced.changed is False
     assert {d.status for d in deliveries(engine) if d.partner_key == "sam"} == {"cancelled"}
     assert {d.status for d in deliveries(engine) if d.partner_key == "alex"} == {"pending"}
-    assert report.cancelled == 14
+    assert report.cancelled == 15
     # Finished: the run after that has nothing left to do.
     assert plan(engine, alone, NOW + timedelta(hours=2))[1] == PlanReport(0, 0, 0, 2)
 
@@ -383,7 +384,7 @@ def test_a_household_that_moves_zones_is_planned_again_around_a_skipped_occurren
     found = {o.slot: o for o in occurrences(engine)}
     assert found[datetime(2026, 6, 1, 19)].status == "skipped"
     live = [o for o in found.values() if o.status == "open"]
-    assert len(live) == 13
+    assert len(live) == 14
     assert all(o.at == resolve(o.slot, new_york) for o in live)
     assert {d.due_at for d in deliveries(engine) if d.slot == datetime(2026, 6, 2, 19)} == {
         datetime(2026, 6, 2, 23, tzinfo=UTC)  # 19:00 in New York
@@ -747,9 +748,14 @@ def test_no_local_slot_ever_gets_two_occurrences_across_dst_transitions(
         live = sorted(o.slot for o in found if o.status != "cancelled")
         edited = changed_at or walk.end + timedelta(days=DAYS + 1)
         # Every live slot is at the time the file gave when it was planned: the old time
-        # before the change, the new one after it.
+        # before the change, the new one after it; or the old time on the day of the change
+        # when the new time had already passed that day (the day is kept, not lost).
         for slot in live:
-            if f"{slot:%H:%M}" == walk.first and (not changed_at or resolve(slot, zone) < edited):
+            if f"{slot:%H:%M}" == walk.first and (
+                not changed_at
+                or resolve(slot, zone) < edited
+                or (walk.change and resolve(slot_on(slot.date(), walk.change[1]), zone) < edited)
+            ):
                 continue
             assert changed_at and walk.change
             assert f"{slot:%H:%M}" == walk.change[1]
