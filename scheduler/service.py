@@ -164,6 +164,12 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming; wait for sends in flight; record the stop. Idempotent."""
         self.dispatcher.stop()
+        # APScheduler 3's shutdown(wait=True) holds its job-store lock while it waits for
+        # running jobs; a job adding a wake-up then would wait for that lock forever. Once
+        # this lock is taken, an `_arm` under way has added its job and later ones see
+        # `stopping`.
+        with self._arm_lock:
+            pass
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
         self.dispatcher.close()
@@ -277,6 +283,8 @@ class Worker:
             # APScheduler runs on the real clock, whatever clock the worker was given.
             run_date = max(run_date, datetime.now(UTC) + BUSY_RETRY)
         with self._arm_lock:
+            if self.dispatcher.stopping:
+                return  # stop() is shutting the scheduler down: adding a job would deadlock
             if self._armed_at is not None and self._armed_at <= run_date:
                 return  # already armed for this, or sooner
             self._armed_at = run_date

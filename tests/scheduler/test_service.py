@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -187,3 +188,29 @@ def test_a_broken_ritual_file_is_logged_once_and_its_repair_too(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("still running on the last good one" in m for m in messages) == 1
     assert sum("the ritual file is good again" in m for m in messages) == 1
+
+
+def test_stopping_while_a_job_is_arming_a_wake_up_does_not_deadlock(
+    sqlite_engine: Engine, make_worker: object
+) -> None:
+    """APScheduler 3's shutdown holds its job-store lock while it waits for running jobs; a
+    job that adds a wake-up at that moment used to wait for the lock forever."""
+    worker = make_worker(sqlite_engine)  # type: ignore[operator]
+    worker.start()
+    inside, release = threading.Event(), threading.Event()
+    real_next_due = worker.dispatcher.next_due
+
+    def slow_next_due() -> datetime | None:
+        inside.set()
+        release.wait(10)
+        return real_next_due() or datetime.now(UTC) + timedelta(hours=1)
+
+    worker.dispatcher.next_due = slow_next_due
+    worker._scheduler.add_job(worker.dispatch, "date", run_date=datetime.now(UTC))
+    assert inside.wait(10)  # the job is in `_arm`, between its check and add_job
+    stopping = threading.Thread(target=worker.stop)
+    stopping.start()
+    time.sleep(0.3)  # let shutdown take its lock: real time, no schedule is awaited
+    release.set()
+    stopping.join(10)
+    assert not stopping.is_alive(), "stop() deadlocked"
