@@ -6,6 +6,8 @@ needs no ``alembic.ini``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -14,7 +16,15 @@ from sqlalchemy import Engine
 
 from scheduler.db import is_sqlite
 
-__all__ = ["SchemaBehind", "current_revision", "ensure_schema", "head_revision", "upgrade"]
+__all__ = [
+    "SchemaBehind",
+    "check_schema",
+    "current_revision",
+    "downgrade",
+    "ensure_schema",
+    "head_revision",
+    "upgrade",
+]
 
 
 class SchemaBehind(RuntimeError):
@@ -40,11 +50,37 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database to `revision` (default: the newest)."""
+    _run(engine, command.upgrade, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Migrate the database back to `revision` (``"base"``: no Tend tables)."""
+    _run(engine, command.downgrade, revision)
+
+
+def _run(engine: Engine, step: Callable[[Config, str], None], revision: str) -> None:
     config = _config()
     with engine.connect() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)
         connection.commit()
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise :class:`SchemaBehind`, saying what to run, unless the database is at head."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    if current is None:
+        start = ", or start `tend run`" if is_sqlite(engine) else ""
+        raise SchemaBehind(
+            f"the database has no Tend tables yet; this Tend needs revision {head}. "
+            f"Run `tend db upgrade`{start} (the Procfile's release phase does it on deploy)."
+        )
+    raise SchemaBehind(
+        f"the database is at revision {current}; this Tend needs revision {head}. "
+        "Run `tend db upgrade` (the Procfile's release phase does it on deploy)."
+    )
 
 
 def ensure_schema(engine: Engine) -> None:
@@ -56,11 +92,5 @@ def ensure_schema(engine: Engine) -> None:
     """
     if is_sqlite(engine):
         upgrade(engine)
-        return
-    current, head = current_revision(engine), head_revision()
-    if current != head:
-        state = "has no Tend tables yet" if current is None else f"is at revision {current}"
-        raise SchemaBehind(
-            f"the database {state}; this Tend needs revision {head}. "
-            "Run `tend db upgrade` first (the Procfile's release phase does it on deploy)."
-        )
+    else:
+        check_schema(engine)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from scheduler.migrate import SchemaBehind, current_revision, head_revision
+from scheduler.migrate import check_schema
 from scheduler.models import Delivery, Occurrence, WorkerHeartbeat
 
 __all__ = ["LedgerStatus", "ledger_status"]
@@ -23,13 +23,7 @@ class LedgerStatus:
 
 
 def ledger_status(engine: Engine, now: datetime, *, limit: int = 10) -> LedgerStatus:
-    revision = current_revision(engine)
-    if revision != head_revision():
-        raise SchemaBehind(
-            "the database has no Tend tables yet: run `tend db upgrade`, or start `tend run`"
-            if revision is None
-            else f"the database is at revision {revision}: run `tend db upgrade`"
-        )
+    check_schema(engine)
     with engine.connect() as connection:
         workers = list(
             connection.execute(

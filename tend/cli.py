@@ -87,18 +87,45 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _load(config: Path | None, *, errors_to_stdout: bool) -> tuple[Settings, LoadedFile]:
-    settings = _settings()
+def _load(
+    config: Path | None,
+    *,
+    errors_to_stdout: bool,
+    settings: Settings | None = None,
+    fallback: Engine | None = None,
+) -> tuple[Settings, LoadedFile]:
+    """Settings and the ritual file; its errors, then exit 2.
+
+    With `fallback` (a long-running process), a broken file falls back to the last good one
+    that ledger kept, so a restart during a bad edit does not stop sending.
+    """
+    settings = settings or _settings()
     path = config or settings.config_path
     try:
         loaded = load_ritual_file(path, today=_now())
     except RitualFileError as exc:
         for line in exc.lines():
             typer.echo(line, err=not errors_to_stdout)
-        raise typer.Exit(2) from None
+        kept = _last_good(fallback) if fallback is not None else None
+        if kept is None:
+            raise typer.Exit(2) from None
+        text, synced_at = kept
+        typer.echo(
+            f"tend: starting on the last good ritual file, synced {synced_at:%Y-%m-%d %H:%M} "
+            f"UTC; fix {path} and it is picked up within seconds",
+            err=True,
+        )
+        loaded = parse_ritual_file(text, name=str(path), today=_now())
     for line in loaded.warning_lines():
         typer.echo(line, err=True)
     return settings, loaded
+
+
+def _last_good(engine: Engine) -> tuple[str, datetime] | None:
+    try:
+        return last_good_file(engine)
+    except DBAPIError:  # no ledger yet, or none reachable: nothing to fall back on
+        return None
 
 
 @app.command()
@@ -378,32 +405,10 @@ def _engine(settings: Settings) -> Engine:
 
 
 def _service_file(config: Path | None) -> tuple[Settings, LoadedFile, Engine]:
-    """The ritual file for a long-running process: a broken file falls back to the last good
-    one the ledger kept (the worker says so in its log), so a restart during a bad edit does
-    not stop sending. With no ledger to fall back on, the errors and exit 2."""
+    """Settings, the ritual file (or the ledger's last good one) and the ledger's engine."""
     settings = _settings()
     engine = _engine(settings)
-    path = config or settings.config_path
-    try:
-        loaded = load_ritual_file(path, today=_now())
-    except RitualFileError as exc:
-        for line in exc.lines():
-            typer.echo(line, err=True)
-        try:
-            kept = last_good_file(engine)
-        except DBAPIError:  # no ledger yet, or none reachable: nothing to fall back on
-            kept = None
-        if kept is None:
-            raise typer.Exit(2) from None
-        text, synced_at = kept
-        typer.echo(
-            f"tend: starting on the last good ritual file, synced {synced_at:%Y-%m-%d %H:%M} "
-            f"UTC; fix {path} and it is picked up within seconds",
-            err=True,
-        )
-        loaded = parse_ritual_file(text, name=str(path), today=_now())
-    for line in loaded.warning_lines():
-        typer.echo(line, err=True)
+    _, loaded = _load(config, errors_to_stdout=False, settings=settings, fallback=engine)
     return settings, loaded, engine
 
 

@@ -44,7 +44,7 @@ def run(dispatcher: object, clock: FakeClock, *moments: datetime) -> None:
 # ------------------------------------------------------------------ a change reverted
 
 
-def test_reverting_a_channel_change_after_the_new_channel_sent_sends_the_message_again(
+def test_reverting_a_channel_change_after_the_new_channel_sent_does_not_send_it_again(
     engine: Engine,
     clock: FakeClock,
     sms: FakeSms,
@@ -59,8 +59,8 @@ def test_reverting_a_channel_change_after_the_new_channel_sent_sends_the_message
     run(dispatcher, clock, at(12))
     assert sent_on(email.sent, "alex", "day_of", "2026-01-12") != []
 
-    # 12:30 Alex switches back. The cancelled SMS row is revived (its key is "known", so the
-    # "already sent on another channel" check is skipped) and goes out too.
+    # 12:30 Alex switches back. The cancelled SMS row used to be revived (its key was
+    # "known", so the "already sent on another channel" check was skipped) and go out too.
     plan(engine, SOLO, at(12, 30))
     run(dispatcher, clock, at(12, 30), at(13))
 
@@ -68,7 +68,7 @@ def test_reverting_a_channel_change_after_the_new_channel_sent_sends_the_message
     assert len(got) == 1, f"Alex got the 12:00 check-in {len(got)} times: {got}"
 
 
-def test_reverting_a_time_change_after_the_moved_message_went_out_sends_it_again_that_day(
+def test_reverting_a_time_change_after_the_moved_message_went_out_does_not_send_it_again(
     engine: Engine,
     clock: FakeClock,
     sms: FakeSms,
@@ -82,7 +82,7 @@ def test_reverting_a_time_change_after_the_moved_message_went_out_sends_it_again
     assert len(sent_on(sms.sent, "alex", "day_of", "2026-01-12")) == 1
 
     # 11:30 they move it back to 12:00 (a later time on a day whose message went out): the
-    # old 12:00 occurrence and delivery are revived and it is sent a second time.
+    # old 12:00 occurrence and delivery used to be revived and sent a second time.
     plan(engine, SOLO, at(11, 30))
     run(dispatcher, clock, at(12), at(12, 30))
 
@@ -98,7 +98,7 @@ DATE_NIGHT = COUPLE.replace('id = "check-in"', 'id = "date-night"').replace(
 )
 
 
-def test_moving_a_date_night_after_its_plan_ahead_nudge_went_out_loses_the_date_night(
+def test_moving_a_date_night_after_its_plan_ahead_nudge_went_out_keeps_the_date_night(
     engine: Engine,
     clock: FakeClock,
     sms: FakeSms,
@@ -118,9 +118,8 @@ def test_moving_a_date_night_after_its_plan_ahead_nudge_went_out_loses_the_date_
         plan(engine, later, at(hour, day=day), days=7)
     run(dispatcher, clock, at(19, day=4), at(20, day=4), at(21, day=4))
 
-    # Friday: nobody hears "date night tonight": the 19:00 occurrence was cancelled as no
-    # longer made, and the 20:00 one is never made because the plan-ahead nudge counts as
-    # "the day's message already went out".
+    # Friday: someone must hear "date night tonight". The 20:00 occurrence used to be left
+    # unmade because the plan-ahead nudge counted as "the day's message already went out".
     friday = [k for k in sms.sent if "/day_of/" in k and "2026-01-16T" in k]
     assert sorted(friday) != [], "Friday's date night was never announced to anyone"
 
@@ -130,7 +129,7 @@ QUIET_SAM = COUPLE.replace(
 ).replace("daily at 12:00", "daily at 07:00")
 
 
-def test_a_ritual_moved_later_after_one_partner_got_it_loses_the_day_for_the_other(
+def test_a_ritual_moved_later_after_one_partner_got_it_still_reaches_the_other(
     engine: Engine,
     clock: FakeClock,
     sms: FakeSms,
@@ -150,8 +149,8 @@ def test_a_ritual_moved_later_after_one_partner_got_it_loses_the_day_for_the_oth
     plan(engine, evening, at(8, 30))
     run(dispatcher, clock, at(21, 45))
 
-    # Sam's 08:00 delivery was cancelled by the change, and tonight's 21:00 is not made
-    # because Alex's message "already went out": Sam hears nothing today.
+    # Sam's 08:00 delivery is cancelled by the change; tonight's 21:00 used to be left
+    # unmade for him too because Alex's message "already went out".
     got = sent_on(sms.sent, "sam", "day_of", "2026-01-12")
     assert len(got) == 1, "Sam got no check-in on Monday"
 
@@ -167,7 +166,7 @@ SPARK = (
 )
 
 
-def test_editing_quiet_hours_outside_a_random_window_can_lose_todays_nudge(
+def test_editing_quiet_hours_outside_a_random_window_keeps_todays_nudge(
     engine: Engine,
     clock: FakeClock,
     sms: FakeSms,
@@ -198,13 +197,14 @@ def test_editing_quiet_hours_outside_a_random_window_can_lose_todays_nudge(
 # ------------------------------------------------------------------ horizon
 
 
-def test_a_one_day_horizon_loses_every_ritual_between_midnight_and_the_next_hourly_plan(
+def test_a_one_day_horizon_plans_the_rituals_between_midnight_and_the_next_hourly_plan(
     engine: Engine,
     clock: FakeClock,
     sms: FakeSms,
     make_dispatcher: MakeDispatcher,
 ) -> None:
-    """TEND_HORIZON_DAYS=1 is allowed (ge=1): the planner writes only the local today."""
+    """TEND_HORIZON_DAYS=1 is allowed (ge=1): the planner used to write only the local
+    today, so a slot just after midnight was past by the next hourly plan."""
     midnight = SOLO.replace("daily at 12:00", "daily at 00:15")
     dispatcher = make_dispatcher(engine, sms=sms)
     plan(engine, midnight, at(9), days=1)
@@ -224,7 +224,7 @@ def test_a_one_day_horizon_loses_every_ritual_between_midnight_and_the_next_hour
 # ------------------------------------------------------------------ to = "each" and planners
 
 
-def test_each_changed_to_both_and_moved_later_sends_the_days_message_twice(
+def test_each_changed_to_both_and_moved_later_does_not_send_the_days_message_twice(
     engine: Engine,
     clock: FakeClock,
     sms: FakeSms,
@@ -241,13 +241,13 @@ def test_each_changed_to_both_and_moved_later_sends_the_days_message_twice(
     plan(engine, both, at(10))
     run(dispatcher, clock, at(18), at(18, 30))
 
-    # "Moved later on a day its message went out" is keyed by recipient: the old
-    # occurrences' recipients are "alex"/"sam", the new one's is "", so tonight goes out too.
+    # "Moved later on a day its message went out" used to be keyed by recipient: the old
+    # occurrences' were "alex"/"sam", the new one's "", so tonight went out too.
     got = sent_on(sms.sent, "alex", "day_of", "2026-01-12")
     assert len(got) == 1, f"Alex got Monday's check-in {len(got)} times: {got}"
 
 
-def test_reordering_partners_after_the_plan_ahead_nudge_names_someone_else_as_planner(
+def test_reordering_partners_after_the_plan_ahead_nudge_keeps_the_planner(
     engine: Engine,
     clock: FakeClock,
     sms: FakeSms,
@@ -259,8 +259,8 @@ def test_reordering_partners_after_the_plan_ahead_nudge_names_someone_else_as_pl
     run(dispatcher, clock, at(19, day=1))  # Tuesday: the plan-ahead nudge for Friday
     (told,) = [k.split("/")[3] for k in sms.sent if "/plan_ahead/" in k]
 
-    # Wednesday: Sam's block is moved above Alex's (tidying the file). "alternate" counts
-    # planners by position, so Friday's occurrence gets the other partner as its planner.
+    # Wednesday: Sam's block is moved above Alex's (tidying the file). "alternate" used to
+    # count planners by position, giving Friday's occurrence the other partner as planner.
     alex_block = DATE_NIGHT[
         DATE_NIGHT.index("  [[households.partners]]") : DATE_NIGHT.index(
             '  [[households.partners]]\n  id = "sam"'
@@ -290,8 +290,8 @@ def test_the_hourly_plans_stale_work_check_does_not_scan_the_whole_occurrence_hi
 ) -> None:
     """Occurrences stay `open` forever unless a partner answers, so the table of open
     occurrences of older generations grows by every ritual of every household, every day.
-    `_unfinished` runs on every hourly plan; with `ritual_id NOT IN (...)` ORed in, no index
-    can bound it: it reads the whole history each hour (and `_cancel_stale` likewise)."""
+    `_unfinished` runs on every hourly plan; with `ritual_id NOT IN (...)` ORed in and no
+    time bound, it used to read the whole history each hour (`_cancel_stale` likewise)."""
     from sqlalchemy import event, text
 
     plan(pg_engine, COUPLE, at(9))

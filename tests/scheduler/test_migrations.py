@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
@@ -13,8 +12,8 @@ from sqlalchemy import Engine, inspect, text
 from scheduler.db import BUSY_TIMEOUT_MS, make_engine
 from scheduler.migrate import (
     SchemaBehind,
-    _config,
     current_revision,
+    downgrade,
     ensure_schema,
     head_revision,
     upgrade,
@@ -32,15 +31,6 @@ def schema_differences(engine: Engine) -> list[object]:
 
 def tables_of(engine: Engine) -> set[str]:
     return set(inspect(engine).get_table_names()) - {"alembic_version"}
-
-
-def downgrade(engine: Engine, revision: str) -> None:
-    """``alembic downgrade`` with the configuration :func:`scheduler.migrate.upgrade` uses."""
-    config = _config()
-    with engine.connect() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-        connection.commit()
 
 
 def test_upgrade_gives_exactly_the_schema_of_the_models(engine: Engine) -> None:

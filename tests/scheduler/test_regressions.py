@@ -69,8 +69,8 @@ def test_a_channel_change_after_the_message_was_sent_does_not_send_it_again_by_t
     dispatcher.run_until_idle()
     assert sms.sent == [key("alex")]  # the 12:00 check-in went by SMS
 
-    # At 12:30 Alex prefers email. The 12:00 message is still inside its 2 h grace, so the
-    # planner makes it again under a new key (the channel is part of it) and sends it again.
+    # At 12:30 Alex prefers email. The 12:00 message is still inside its 2 h grace; the
+    # planner used to make it again under a new key (the channel is part of it).
     clock.set(at(12, 30))
     plan(engine, SOLO.replace('["sms", "email"]', '["email", "sms"]'), at(12, 30))
     dispatcher.run_until_idle()
@@ -94,7 +94,7 @@ def test_a_channel_change_does_not_leave_the_old_channels_pending_reminder_to_be
 
     # After the day_of went out (and after its grace), Alex switches to email. The 14:00
     # reminder of the 12:00 occurrence was planned on SMS; the occurrence is in the past,
-    # so _cancel_stale keeps the SMS reminder, and the new plan adds an email one.
+    # and _cancel_stale used to keep the SMS reminder beside the new email one.
     clock.set(at(14, 1))
     plan(engine, text_.replace('["sms", "email"]', '["email", "sms"]'), at(14, 1))
     clock.set(at(14, 5))
@@ -167,9 +167,9 @@ def test_a_worker_on_postgresql_does_not_spin_while_a_due_delivery_is_locked_els
     pg_engine: Engine, tmp_path: Path
 ) -> None:
     """A due row another transaction holds (the planner's upsert of a big chunk, its
-    cancellations, another worker's claim) is skipped by the claim; `_arm` then re-arms the
-    wake-up at once, because the row is still the earliest pending: a hot loop of
-    mark_missed + claim + next_due against the database until the lock goes."""
+    cancellations, another worker's claim) is skipped by the claim; `_arm` used to re-arm
+    the wake-up at once, the row being still the earliest pending: a hot loop of
+    mark_missed + claim + next_due against the database until the lock went."""
     clock = FakeClock(at(12, 1))
     plan(pg_engine, SOLO, at(9))
     config = tmp_path / "tend.toml"
@@ -225,9 +225,8 @@ def test_a_tend_notifiers_override_for_sms_is_used_without_twilio_variables(
     monkeypatch.setenv("TEND_NOTIFIERS", "sms=tests.scheduler.test_regressions:PluginSms")
     settings = Settings()
     notifiers = NotifierSet(settings, overrides=settings.notifiers)
-    # README: `TEND_NOTIFIERS=sms=tend_signalwire:SignalWireNotifier` picks the class. Today
-    # the override is ignored without TWILIO_* and every SMS is printed to the console and
-    # recorded as sent.
+    # README: `TEND_NOTIFIERS=sms=tend_signalwire:SignalWireNotifier` picks the class. The
+    # override used to be ignored without TWILIO_*: every SMS printed and recorded as sent.
     assert type(notifiers.get("sms")) is PluginSms
 
 
@@ -244,8 +243,7 @@ def test_with_twilio_variables_but_no_sms_notifier_sms_still_prints_to_the_conso
     settings = Settings()
     notifiers = NotifierSet(settings, overrides=settings.notifiers)
     # README: "until then every channel prints to the console". With the Twilio variables
-    # of the Environment table set, `tend worker` instead refuses to start, blaming
-    # TEND_NOTIFIERS (UnknownNotifier from NotifierSet.check in tend/cli.py:_worker).
+    # set, `tend worker` used to refuse to start, blaming TEND_NOTIFIERS.
     notifiers.check(["sms", "console"])
     assert notifiers.get("sms").channel == "console"
 
@@ -297,8 +295,8 @@ class SlowToAsk(Notifier):
 
 
 def test_tend_run_stops_on_a_signal_that_arrives_while_it_starts(tmp_path: Path) -> None:
-    """SIGTERM during the start (plan, reconcile) is remembered by `tend worker` but lost by
-    `tend run`, which then serves HTTP until a second signal or SIGKILL."""
+    """SIGTERM during the start (plan, reconcile) used to be lost by `tend run`, which then
+    served HTTP until a second signal or SIGKILL."""
     (tmp_path / "slow_start.py").write_text(SLOW_START)
     config = tmp_path / "tend.toml"
     config.write_text(

@@ -22,6 +22,7 @@ from tend_recording import read_record
 
 from scheduler.db import make_engine
 from scheduler.models import Delivery, WorkerHeartbeat
+from tests.scheduler.conftest import reset_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = ROOT / "tests" / "support"
@@ -182,9 +183,7 @@ def assert_each_sent_once(
 @pytest.fixture
 def pg_url(postgres_url: str) -> Iterator[str]:
     engine = make_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
+    reset_postgres(engine)
     engine.dispose()
     subprocess.run(
         [sys.executable, "-m", "tend", "db", "upgrade"],
@@ -247,9 +246,7 @@ def test_a_worker_refuses_a_postgres_database_that_is_behind(
     tmp_path: Path, postgres_url: str, workers_factory: Callable[..., Workers]
 ) -> None:
     engine = make_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
+    reset_postgres(engine)
     engine.dispose()
     config = households_file(tmp_path / "tend.toml", 1, datetime.now(UTC))
     workers = workers_factory(postgres_url, config)
