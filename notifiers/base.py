@@ -70,6 +70,8 @@ class Message:
     key: str  # the delivery's stable key: the same delivery always has the same key
     subject: str | None = None
     html: str | None = None
+    ritual: str | None = None  # the ritual's id, when the message is about one
+    occurrence: int | None = None  # the occurrence's ledger id: what a confirm link confirms
 
     def __repr__(self) -> str:  # bodies can be personal; addresses are masked
         return f"Message(channel={self.channel!r}, key={self.key!r}, to={self.recipient!r})"
@@ -79,19 +81,24 @@ class Message:
 class SendResult:
     provider_id: str | None
     status: str = "sent"
+    segments: int | None = None  # SMS only: what the provider bills
 
 
 @dataclass(eq=False)
 class NotifierError(Exception):
     """A send failed. ``permanent``: never retry this delivery on this channel.
     ``opt_out``: the recipient unsubscribed from this channel (implies permanent).
-    ``retry_after``: seconds the provider asked us to wait, when it said."""
+    ``retry_after``: seconds the provider asked us to wait, when it said.
+    ``unsure``: the request went out and no answer came back (a read timeout), so the
+    provider may have accepted it; before trying again, ask it (:meth:`Notifier.was_sent`).
+    ``code``: the provider's error code, when it gave one."""
 
     message: str
     permanent: bool = False
     opt_out: bool = False
     retry_after: float | None = None
     code: str | None = field(default=None)
+    unsure: bool = False
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -103,8 +110,10 @@ class NotifierError(Exception):
 
 
 class Notifier(ABC):
-    """One channel. Subclasses implement :meth:`_send`; the base checks what every channel
-    shares (an address to send to, a length limit) before any provider is called."""
+    """One channel. Subclasses implement :meth:`_send`; the base does what every channel
+    shares before any provider is called: :meth:`prepare` (encoding care), the length limit,
+    an address to send to. Instances are shared by the dispatcher's sending threads, so
+    subclasses must be thread-safe."""
 
     channel: ClassVar[str]
     max_length: ClassVar[int | None] = None
@@ -116,11 +125,28 @@ class Notifier(ABC):
     def from_settings(cls, settings: Settings) -> Notifier:
         return cls()
 
+    # Which address of the recipient this channel sends to (None: needs none).
+    address_field: ClassVar[str | None] = None
+
+    def prepare(self, message: Message) -> Message:
+        """The message as this channel sends it (SMS: typography made GSM-7)."""
+        return message
+
+    def address(self, message: Message) -> str | None:
+        return getattr(message.recipient, self.address_field) if self.address_field else None
+
     def send(self, message: Message) -> SendResult:
+        message = self.prepare(message)
         if self.max_length is not None and len(message.body) > self.max_length:
             raise NotifierError(
                 f"message is {len(message.body)} characters; {self.channel} allows "
                 f"{self.max_length}",
+                permanent=True,
+            )
+        if self.address_field and not self.address(message):
+            raise NotifierError(
+                f"{message.recipient.household}/{message.recipient.partner} has no "
+                f"{self.address_field} for {self.channel}",
                 permanent=True,
             )
         return self._send(message)

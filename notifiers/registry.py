@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # channel -> "module:Class". Built-in channels only; see the module docstring for more.
 NOTIFIERS: dict[str, str] = {
+    "sms": "notifiers.sms:SmsNotifier",
+    "email": "notifiers.email:EmailNotifier",
     "console": "notifiers.console:ConsoleNotifier",
 }
 ENTRY_POINT_GROUP = "tend.notifiers"
@@ -100,23 +102,18 @@ class NotifierSet:
         if channel in self._builtin and (channel == "console" or self._configured(channel)):
             return self._builtin[channel]
         if channel in ("sms", "email"):
-            if self._configured(channel):
-                log.warning(
-                    "%s settings are set, but this Tend has no %s notifier: printing %s "
-                    "messages to the console",
-                    "Twilio" if channel == "sms" else "SMTP",
-                    channel,
-                    channel,
-                )
-            return self._builtin["console"]  # show what would be sent
+            return self._builtin["console"]  # no credentials: show what would be sent
         raise UnknownNotifier(f"no notifier for channel {channel!r}")
 
     def check(self, channels: Iterable[str]) -> None:
-        """Import now every class chosen on purpose and those of `channels`, so a wrong plugin
-        stops the start instead of a send."""
-        for channel in {*channels, *self._chosen}:
-            if channel not in self._instances:
-                load_notifier_class(self._path_for(channel))
+        """Build now the notifier of every channel chosen on purpose and of `channels`, so a
+        wrong plugin or setting (an unreadable ``SMTP_URL``, say) stops the start instead of
+        failing every send. Raises :class:`UnknownNotifier` or ``ValueError``."""
+        for channel in sorted({*channels, *self._chosen}):
+            try:
+                self.get(channel)
+            except ValueError as exc:
+                raise ValueError(f"the {channel} notifier: {exc}") from None
 
     def get(self, channel: str) -> Notifier:
         with self._lock:

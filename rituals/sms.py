@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Segments", "count_segments"]
+__all__ = ["Segments", "count_segments", "is_gsm7", "to_gsm7"]
 
 # GSM 03.38 basic character set and its extension table (each extension char costs two).
 _GSM_BASIC = frozenset(
@@ -12,6 +12,38 @@ _GSM_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
+
+
+# Typography that forces UCS-2 (70 characters a segment instead of 160) but has a GSM-7
+# equivalent a reader would not miss. Twilio's "smart encoding" does the same, but only for
+# messaging services that switch it on; doing it here also makes segment counts right.
+_GSM_EQUIVALENTS = str.maketrans(
+    {
+        **dict.fromkeys("\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007", " "),
+        **dict.fromkeys("\u2008\u2009\u200a\u202f\u205f\u3000\t", " "),
+        **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u02bc\u2039\u203a", "'"),
+        **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),
+        **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad", ""),
+        "\u2026": "...",
+        "\u2022": "*",
+        "\u00b7": "*",
+    }
+)
+
+
+def is_gsm7(body: str) -> bool:
+    return all(c in _GSM_BASIC or c in _GSM_EXTENDED for c in body)
+
+
+def to_gsm7(body: str) -> str:
+    """`body` with typographic characters replaced by GSM-7 equivalents, when that makes the
+    whole body GSM-7; otherwise `body` unchanged (an emoji keeps it UCS-2 anyway, and then
+    the typography costs nothing more)."""
+    if is_gsm7(body):
+        return body
+    plain = body.translate(_GSM_EQUIVALENTS)
+    return plain if is_gsm7(plain) else body
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +55,7 @@ class Segments:
 
 def count_segments(body: str) -> Segments:
     """Segments one SMS body needs: 160/153 septets in GSM-7, else 70/67 UTF-16 units."""
-    if all(c in _GSM_BASIC or c in _GSM_EXTENDED for c in body):
+    if is_gsm7(body):
         units = sum(2 if c in _GSM_EXTENDED else 1 for c in body)
         single, multi, encoding = 160, 153, "GSM-7"
     else:

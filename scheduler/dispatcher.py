@@ -30,7 +30,14 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.dml import Update
 
 from config.model import mask_address
-from notifiers.base import Message, NotifierError, Recipient, SendResult, mask_addresses
+from notifiers.base import (
+    Message,
+    Notifier,
+    NotifierError,
+    Recipient,
+    SendResult,
+    mask_addresses,
+)
 from notifiers.registry import NotifierSet
 from rituals.clock import TimeWindow, get_zone
 from rituals.planning import after_quiet_hours
@@ -45,6 +52,9 @@ Clock = Callable[[], datetime]
 
 RECORD_RETRIES = (0.5, 2.0, 5.0)  # seconds between tries to record an outcome
 MAY_REPEAT = "interrupted while sending; the channel cannot tell, so it may repeat"
+# Prefix of last_error after a send that timed out once the request was out: the provider
+# may have it. The next attempt asks the provider first, when the channel can tell.
+UNSURE = "unsure whether sent: "
 SENT_AGAIN = (
     "sent again after an interruption; the channel could not tell whether the first try "
     "went out, so it may have arrived twice"
@@ -121,6 +131,8 @@ class Claim:
             body=self.body,
             subject=self.subject,
             key=self.key,
+            ritual=self.ritual_id,
+            occurrence=self.occurrence_id,
         )
 
     def opted_out(self, channel: str) -> bool:
@@ -403,7 +415,7 @@ class Dispatcher:
         )
         try:
             notifier = self.notifiers.get(claim.channel)
-            result = notifier.send(claim.message())
+            result = self._already_sent(claim, notifier) or notifier.send(claim.message())
         except NotifierError as error:
             return self._failed(claim, error, attempts, where)
         except Exception as exc:
@@ -432,10 +444,26 @@ class Dispatcher:
             last_error=SENT_AGAIN if repeated else None,
         )
 
+    def _already_sent(self, claim: Claim, notifier: Notifier) -> SendResult | None:
+        """After an attempt that timed out with the request out, the provider's record of
+        it, when the channel can tell; else None (send)."""
+        if not (claim.last_error or "").startswith(UNSURE) or not notifier.can_tell_sent:
+            return None
+        try:
+            found = notifier.was_sent(claim.message(), since=claim.due_at)
+        except NotifierError as error:
+            # Still unsure: keep saying so, so the next attempt asks again.
+            raise replace(error, unsure=True) from None
+        if found is not None:
+            log.info("delivery %d: the provider had the timed-out attempt", claim.id)
+        return found
+
     def _failed(self, claim: Claim, original: NotifierError, attempts: int, where: str) -> str:
         now = self.clock()
         # A provider's error text may quote the number or address: never log or store it.
         error = mask_addresses(str(original))
+        if original.unsure:
+            error = UNSURE + error
         if original.opt_out:
             log.warning("%s: recipient opted out (%s)", where, error)
             self._record_opt_out(claim, now)

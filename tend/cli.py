@@ -26,8 +26,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from config.loader import LoadedFile, RitualFileError, load_ritual_file, parse_ritual_file
-from config.model import RitualFile
+from config.model import Household as HouseholdModel
+from config.model import Partner as PartnerModel
+from config.model import RitualFile, mask_address
 from config.settings import Settings, without_password
+from notifiers.base import Message, NotifierError, Recipient, mask_addresses
+from notifiers.links import Links
 from notifiers.registry import NotifierSet, UnknownNotifier
 from rituals.planning import Delivery, Occurrence, Plan
 from rituals.schedule import FIRST_YEAR, LAST_YEAR
@@ -426,6 +430,9 @@ def _worker(settings: Settings, loaded: LoadedFile, engine: Engine) -> Worker:
     except UnknownNotifier as exc:
         typer.echo(f"tend: cannot use a notifier (TEND_NOTIFIERS, or a plugin): {exc}", err=True)
         raise typer.Exit(2) from None
+    except ValueError as exc:
+        typer.echo(f"tend: {exc}", err=True)
+        raise typer.Exit(2) from None
     return Worker(
         engine,
         Path(loaded.path),
@@ -493,7 +500,7 @@ def web(config: ConfigOption = None, port: PortOption = None, host: HostOption =
     except DBAPIError as exc:
         _unreachable(settings, exc)
     listening = _listen(host, _port(port, settings))
-    _serve(engine, listening)
+    _serve(engine, listening, settings)
 
 
 def _port(port: int | None, settings: Settings) -> int:
@@ -516,10 +523,11 @@ def _listen(host: str, port: int) -> socket.socket:
     return listening
 
 
-def _serve(engine: Engine, listening: socket.socket) -> None:
+def _serve(engine: Engine, listening: socket.socket, settings: Settings) -> None:
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="info", access_log=False))
+    web_app = create_app(engine, links=Links.from_settings(settings))
+    server = uvicorn.Server(uvicorn.Config(web_app, log_level="info", access_log=False))
     try:
         server.run(sockets=[listening])
     finally:
@@ -547,11 +555,97 @@ def run(
             "Ctrl-C stops it",
             err=True,
         )
-        _serve(engine, listening)  # returns after SIGINT or SIGTERM
+        _serve(engine, listening, settings)  # returns after SIGINT or SIGTERM
     finally:
         listening.close()
         stop.set()
         process.stop()
+
+
+class TestChannel(StrEnum):
+    sms = "sms"
+    email = "email"
+    console = "console"
+
+
+@app.command("send-test")
+def send_test(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="The partner: its id, or HOUSEHOLD/PARTNER when ids repeat.",
+            show_default=False,
+        ),
+    ],
+    channel: Annotated[
+        TestChannel | None,
+        typer.Option("--channel", help="Default: the partner's first channel.", show_default=False),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Send one real test message to a partner; print the provider id or the classified error.
+
+    It goes through the same notifier the worker uses (console without credentials), and
+    is not recorded in the ledger."""
+    settings, loaded = _load(config, errors_to_stdout=False)
+    household, partner = _find_partner(loaded.file, to)
+    chosen = channel.value if channel is not None else partner.channels[0]
+    address = {"sms": partner.phone, "email": partner.email}.get(chosen, partner.name)
+    if not address:
+        typer.echo(f"tend: {household.id}/{partner.id} has no address for {chosen}", err=True)
+        raise typer.Exit(2)
+    _logging()
+    notifiers = NotifierSet(settings, overrides=settings.notifiers)
+    try:
+        notifier = notifiers.get(chosen)
+    except (UnknownNotifier, ValueError) as exc:
+        typer.echo(f"tend: cannot use the {chosen} notifier: {exc}", err=True)
+        raise typer.Exit(2) from None
+    message = Message(
+        recipient=Recipient(
+            household=household.id,
+            partner=partner.id,
+            name=partner.name,
+            phone=partner.phone,
+            email=partner.email,
+        ),
+        channel=chosen,
+        body=f"Tend test for {partner.name}: {chosen} works. Nothing to do.",
+        subject="Tend: a test message",
+        key=f"send-test/{household.id}/{partner.id}/{chosen}/{_now():%Y%m%dT%H%M%S.%f}",
+    )
+    where = f"{household.id}/{partner.id} by {chosen} ({mask_address(address) or address})"
+    try:
+        result = notifier.send(message)
+    except NotifierError as error:
+        kind = "opted out" if error.opt_out else "permanent" if error.permanent else "transient"
+        detail = f"; retry after {error.retry_after:g} s" if error.retry_after else ""
+        typer.echo(f"failed ({kind}): {where}: {mask_addresses(str(error))}{detail}")
+        raise typer.Exit(1) from None
+    finally:
+        notifiers.close()
+    extra = f", {result.segments} segment(s)" if result.segments else ""
+    typer.echo(f"sent: {where}: {result.provider_id} ({result.status}{extra})")
+
+
+def _find_partner(file: RitualFile, to: str) -> tuple[HouseholdModel, PartnerModel]:
+    wanted_household, _, wanted = to.rpartition("/")
+    found = [
+        (h, p)
+        for h in file.households
+        for p in h.partners
+        if p.id == wanted and wanted_household in ("", h.id)
+    ]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        known = ", ".join(f"{h.id}/{p.id}" for h in file.households for p in h.partners)
+        typer.echo(f"tend: no partner {to!r}; the partners are {known}", err=True)
+    else:
+        options = ", ".join(f"{h.id}/{p.id}" for h, p in found)
+        typer.echo(f"tend: {to!r} is in several households; say which: {options}", err=True)
+    raise typer.Exit(2)
 
 
 @db_app.command("upgrade")

@@ -1,7 +1,10 @@
 """The ASGI app (FastAPI), served by uvicorn through ``tend web`` or ``tend run``.
 
-For now it answers ``/healthz``: is the database reachable, and how old is the newest worker
-heartbeat. The webhooks (replies, status callbacks) come with the replies issue.
+It answers ``/healthz`` (is the database reachable, how old is the newest worker heartbeat)
+and the e-mail unsubscribe link (``GET`` shows a button, ``POST`` unsubscribes: one-click
+unsubscribe per RFC 8058, which mail providers call with ``List-Unsubscribe=One-Click``; a
+``GET`` alone never unsubscribes, since link scanners fetch every link). The webhooks
+(replies, status callbacks) and the confirm link come with the replies issue.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from sqlalchemy import Engine, func, select
+from fastapi.responses import HTMLResponse, JSONResponse
+from jinja2 import Environment
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from scheduler.models import WorkerHeartbeat
+from notifiers.links import BadLink, Links
+from scheduler.models import Partner, WorkerHeartbeat
 
 __all__ = ["HEARTBEAT_STALE_SECONDS", "create_app"]
 
@@ -23,9 +28,85 @@ __all__ = ["HEARTBEAT_STALE_SECONDS", "create_app"]
 HEARTBEAT_STALE_SECONDS = 45
 
 
-def create_app(engine: Engine, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
+_PAGE = Environment(autoescape=True).from_string(
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{{ title }}</title>
+</head><body style="font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;\
+max-width:32em;margin:3em auto;padding:0 1em;line-height:1.5;color:#222">
+<h1 style="font-size:1.4em">{{ title }}</h1><p>{{ text }}</p>
+{% if button %}<form method="post"><button type="submit" style="font-size:1em;padding:.6em 1.2em">\
+{{ button }}</button></form>{% endif %}
+</body></html>
+"""
+)
+
+
+def page(title: str, text: str, *, status: int = 200, button: str | None = None) -> HTMLResponse:
+    return HTMLResponse(_PAGE.render(title=title, text=text, button=button), status_code=status)
+
+
+def create_app(
+    engine: Engine,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    links: Links | None = None,
+) -> FastAPI:
     now = clock or (lambda: datetime.now(UTC))
     app = FastAPI(title="Tend", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def read_unsubscribe(token: str) -> tuple[str, str] | HTMLResponse:
+        if links is None:
+            return page("Not available", "This Tend has no secret key set.", status=404)
+        try:
+            found = links.read_unsubscribe(token)
+        except BadLink:
+            return page("Link not valid", "This unsubscribe link is not valid.", status=400)
+        if found.channel != "email":
+            return page("Link not valid", "This unsubscribe link is not valid.", status=400)
+        return found.household, found.partner
+
+    @app.get("/unsubscribe/{token}")
+    def unsubscribe_page(token: str) -> HTMLResponse:
+        found = read_unsubscribe(token)
+        if isinstance(found, HTMLResponse):
+            return found
+        return page(
+            "Unsubscribe",
+            "Stop Tend's e-mails to this address? Text messages, if you get them, go on.",
+            button="Unsubscribe",
+        )
+
+    @app.post("/unsubscribe/{token}")
+    def unsubscribe(token: str) -> HTMLResponse:
+        found = read_unsubscribe(token)
+        if isinstance(found, HTMLResponse):
+            return found
+        household, partner = found
+        try:
+            with engine.begin() as connection:
+                done = connection.execute(
+                    update(Partner)
+                    .where(
+                        Partner.household_id == household,
+                        Partner.key == partner,
+                        Partner.email_opted_out_at.is_(None),
+                    )
+                    .values(email_opted_out_at=now())
+                )
+                known = (
+                    done.rowcount
+                    or connection.execute(
+                        select(func.count())
+                        .select_from(Partner)
+                        .where(Partner.household_id == household, Partner.key == partner)
+                    ).scalar_one()
+                )
+        except SQLAlchemyError:
+            return page("Try again later", "Tend could not record that just now.", status=503)
+        if not known:
+            return page("Link not valid", "This unsubscribe link is not valid.", status=400)
+        return page("Unsubscribed", "Tend will send no more e-mails to this address.")
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

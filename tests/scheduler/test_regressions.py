@@ -230,7 +230,7 @@ def test_a_tend_notifiers_override_for_sms_is_used_without_twilio_variables(
     assert type(notifiers.get("sms")) is PluginSms
 
 
-def test_with_twilio_variables_but_no_sms_notifier_sms_still_prints_to_the_console(
+def test_with_twilio_variables_sms_goes_to_twilio_and_checking_it_does_not_call_out(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -240,12 +240,16 @@ def test_with_twilio_variables_but_no_sms_notifier_sms_still_prints_to_the_conso
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "secret")
     monkeypatch.setenv("TWILIO_FROM", "+15550000000")
+    # Nothing listens on port 9: building the notifier at start must not call the API.
+    monkeypatch.setenv("TWILIO_API_BASE_URL", "http://127.0.0.1:9")
     settings = Settings()
     notifiers = NotifierSet(settings, overrides=settings.notifiers)
-    # README: "until then every channel prints to the console". With the Twilio variables
-    # set, `tend worker` used to refuse to start, blaming TEND_NOTIFIERS.
+    # With the Twilio variables set, `tend worker` once refused to start, blaming
+    # TEND_NOTIFIERS; now the start builds the Twilio notifier (and nothing else).
     notifiers.check(["sms", "console"])
-    assert notifiers.get("sms").channel == "console"
+    assert type(notifiers.get("sms")).__name__ == "SmsNotifier"
+    assert notifiers.get("email").channel == "console"  # no SMTP settings
+    notifiers.close()
 
 
 # ------------------------------------------------------------------ secrets in logs

@@ -1,0 +1,390 @@
+"""E-mail through SMTP, with the standard library's ``smtplib`` and ``EmailMessage``.
+
+``SMTP_URL`` is ``smtp://user:pass@host:587?starttls=true`` (STARTTLS), ``smtps://…:465``
+(TLS from the first byte) or ``smtp://host:25`` (plain, for a relay on the same network).
+Each message has a plain-text body and an HTML alternative, a subject per ritual, a
+``Message-ID`` derived from the delivery key under the sender's domain (the same delivery
+always has the same id, so a repeat after a crash can be recognised by the receiving side),
+a signed confirm link and ``List-Unsubscribe`` with one-click unsubscribe (RFC 8058) when
+``TEND_PUBLIC_URL`` and ``TEND_SECRET_KEY`` are set.
+
+Connections are pooled: a sending thread takes an open, logged-in connection, sends, and
+gives it back, so a batch of deliveries shares a few connections instead of one handshake
+each. Classification: refused recipients (5xx) -> permanent; a 5xx to the message itself
+(policy, size) -> permanent; 4xx replies, connection errors and timeouts -> transient; login
+and sender refusals -> transient with a hint to check the settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import smtplib
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, parseaddr
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from jinja2 import Environment
+
+from config.model import mask_address
+from notifiers.base import Message, Notifier, NotifierError, SendResult
+from notifiers.links import Links
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+__all__ = ["EmailNotifier", "SmtpTarget", "compose"]
+
+log = logging.getLogger(__name__)
+
+SMTP_TIMEOUT = 20.0  # seconds for connecting and for each SMTP command
+MAX_IDLE = 60.0  # an idle pooled connection older than this is replaced (servers drop them)
+CHECK_AFTER = 5.0  # a connection idle longer than this is checked with NOOP before reuse
+MAX_BODY = 100_000
+
+_HTML = Environment(autoescape=True).from_string(
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ subject }}</title></head>
+<body style="margin:0;padding:24px;font-family:-apple-system,Segoe UI,Helvetica,Arial,\
+sans-serif;font-size:16px;line-height:1.5;color:#222">
+{% for paragraph in paragraphs %}<p>{% for line in paragraph %}{{ line }}{% if not loop.last %}\
+<br>{% endif %}{% endfor %}</p>
+{% endfor %}{% if confirm_url %}<p style="margin:28px 0"><a href="{{ confirm_url }}" \
+style="background:#2f6f5e;color:#fff;padding:12px 20px;border-radius:6px;\
+text-decoration:none">Done it? Confirm</a></p>
+{% endif %}<hr style="border:none;border-top:1px solid #ddd;margin-top:32px">
+<p style="font-size:13px;color:#777">Sent by Tend for {{ name }}.{% if unsubscribe_url %} \
+<a href="{{ unsubscribe_url }}" style="color:#777">Unsubscribe from these e-mails</a>.\
+{% endif %}</p>
+</body></html>
+"""
+)
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    """Where and how to connect, from ``SMTP_URL``. The password never appears in repr."""
+
+    host: str
+    port: int
+    security: Literal["plain", "starttls", "tls"]
+    username: str | None = None
+    password: str | None = None
+    timeout: float = SMTP_TIMEOUT
+
+    @classmethod
+    def parse(cls, url: str) -> SmtpTarget:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"SMTP_URL is not a URL: {exc}") from None
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError(
+                f"SMTP_URL must start with smtp:// or smtps://, not {parts.scheme or '(none)'}://"
+            )
+        if not parts.hostname:
+            raise ValueError("SMTP_URL has no host")
+        query = {k.lower(): v[-1].lower() for k, v in parse_qs(parts.query).items()}
+        unknown = set(query) - {"starttls", "timeout"}
+        if unknown:
+            raise ValueError(
+                f"SMTP_URL: unknown option {', '.join(sorted(unknown))} "
+                "(the options are starttls and timeout)"
+            )
+        starttls = query.get("starttls")
+        if starttls not in (None, "true", "false", "1", "0", "yes", "no"):
+            raise ValueError("SMTP_URL: starttls must be true or false")
+        security: Literal["plain", "starttls", "tls"]
+        if parts.scheme == "smtps":
+            if starttls in ("true", "1", "yes"):
+                raise ValueError("SMTP_URL: smtps:// is TLS already; drop starttls=true")
+            security, default_port = "tls", 465
+        elif starttls in ("true", "1", "yes") or (starttls is None and port == 587):
+            security, default_port = "starttls", 587
+        else:
+            security, default_port = "plain", 25
+        try:
+            timeout = float(query.get("timeout", SMTP_TIMEOUT))
+        except ValueError:
+            raise ValueError("SMTP_URL: timeout must be a number of seconds") from None
+        if timeout <= 0:
+            raise ValueError("SMTP_URL: timeout must be positive")
+        return cls(
+            host=parts.hostname,
+            port=port or default_port,
+            security=security,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            timeout=timeout,
+        )
+
+    def __repr__(self) -> str:
+        user = f"{self.username}:***@" if self.username else ""
+        return f"SmtpTarget({self.security} {user}{self.host}:{self.port})"
+
+
+class _Pool:
+    """Open, logged-in connections, each used by one thread at a time."""
+
+    def __init__(self, target: SmtpTarget, size: int) -> None:
+        self.target = target
+        self.size = size
+        self._idle: list[tuple[smtplib.SMTP, float]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.opened = 0  # connections opened so far (for tests and the benchmark)
+
+    def _open(self) -> smtplib.SMTP:
+        target = self.target
+        context = ssl.create_default_context()
+        # Our own name in EHLO without a DNS lookup (smtplib's default can take seconds).
+        local = socket.gethostname()
+        connection: smtplib.SMTP
+        if target.security == "tls":
+            connection = smtplib.SMTP_SSL(
+                target.host,
+                target.port,
+                local_hostname=local,
+                timeout=target.timeout,
+                context=context,
+            )
+        else:
+            connection = smtplib.SMTP(
+                target.host, target.port, local_hostname=local, timeout=target.timeout
+            )
+        try:
+            if target.security == "starttls":
+                connection.ehlo()
+                connection.starttls(context=context)
+                connection.ehlo()
+            if target.username:
+                connection.login(target.username, target.password or "")
+        except BaseException:
+            _quietly_close(connection)
+            raise
+        with self._lock:
+            self.opened += 1
+        return connection
+
+    def take(self) -> smtplib.SMTP:
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                connection, since = self._idle.pop()
+            idle = time.monotonic() - since
+            if idle > MAX_IDLE:
+                _quietly_close(connection)
+                continue
+            if idle > CHECK_AFTER:
+                try:
+                    code, _ = connection.noop()
+                except (smtplib.SMTPException, OSError):
+                    code = 0
+                if code != 250:
+                    _quietly_close(connection)
+                    continue
+            return connection
+        return self._open()
+
+    def give(self, connection: smtplib.SMTP) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle) < self.size:
+                self._idle.append((connection, time.monotonic()))
+                return
+        _quietly_close(connection)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection, _ in idle:
+            _quietly_close(connection)
+
+
+def _quietly_close(connection: smtplib.SMTP) -> None:
+    try:
+        connection.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        connection.close()
+
+
+def compose(
+    message: Message,
+    *,
+    sender: str,
+    links: Links | None,
+    now: datetime | None = None,
+) -> EmailMessage:
+    """The e-mail for `message`: headers, a plain-text body and an HTML alternative."""
+    person = message.recipient
+    assert person.email is not None
+    subject = message.subject or "Tend"
+    confirm_url = unsubscribe_url = None
+    if links is not None:
+        if message.occurrence is not None:
+            confirm_url = links.confirm_url(person.household, message.occurrence, person.partner)
+        unsubscribe_url = links.unsubscribe_url(person.household, person.partner, "email")
+
+    mail = EmailMessage()
+    mail["Subject"] = subject
+    mail["From"] = sender
+    mail["To"] = formataddr((person.name, person.email))
+    mail["Date"] = format_datetime(now or datetime.now(UTC))
+    mail["Message-ID"] = message_id(message.key, sender)
+    mail["Auto-Submitted"] = "auto-generated"  # asks auto-responders not to answer
+    if unsubscribe_url:
+        mail["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+
+    text = message.body.rstrip()
+    if confirm_url:
+        text += f"\n\nDone it? Confirm here: {confirm_url}"
+    text += f"\n\n-- \nSent by Tend for {person.name}."
+    if unsubscribe_url:
+        text += f"\nUnsubscribe from these e-mails: {unsubscribe_url}"
+    mail.set_content(text + "\n")
+
+    html = message.html or _HTML.render(
+        subject=subject,
+        paragraphs=[p.split("\n") for p in message.body.strip().split("\n\n") if p.strip()],
+        confirm_url=confirm_url,
+        unsubscribe_url=unsubscribe_url,
+        name=person.name,
+    )
+    mail.add_alternative(html, subtype="html")
+    return mail
+
+
+def message_id(key: str, sender: str) -> str:
+    """``<digest@domain>``: stable for a delivery key, under the sender's domain."""
+    address = parseaddr(sender)[1]
+    domain = address.rpartition("@")[2] or "tend.invalid"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
+
+
+class EmailNotifier(Notifier):
+    channel = "email"
+    max_length = MAX_BODY
+    address_field = "email"
+
+    def __init__(
+        self,
+        target: SmtpTarget,
+        sender: str,
+        *,
+        links: Links | None = None,
+        pool_size: int = 4,
+    ) -> None:
+        name, address = parseaddr(sender)
+        if not address or "@" not in address:
+            raise ValueError(f"SMTP_FROM {sender!r} is not an e-mail address")
+        try:
+            Address(addr_spec=address)
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"SMTP_FROM {sender!r} is not an e-mail address: {exc}") from None
+        self.target = target
+        self.sender = formataddr((name, address))
+        self.links = links
+        self._pool = _Pool(target, pool_size)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EmailNotifier:
+        if settings.smtp_url is None or not settings.smtp_from:
+            raise ValueError("set SMTP_URL and SMTP_FROM")
+        links = Links.from_settings(settings)
+        if links is None:
+            log.warning(
+                "TEND_PUBLIC_URL or TEND_SECRET_KEY is not set: e-mails go out without "
+                "confirm and unsubscribe links"
+            )
+        return cls(
+            SmtpTarget.parse(settings.smtp_url.get_secret_value()),
+            settings.smtp_from,
+            links=links,
+            pool_size=settings.senders,
+        )
+
+    @property
+    def connections_opened(self) -> int:
+        return self._pool.opened
+
+    def _send(self, message: Message) -> SendResult:
+        mail = compose(message, sender=self.sender, links=self.links)
+        to = message.recipient.email
+        assert to is not None
+        try:
+            connection = self._pool.take()
+        except smtplib.SMTPAuthenticationError as exc:
+            raise _reply_error(exc.smtp_code, exc.smtp_error, "login refused", ours=True) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise NotifierError(
+                f"SMTP: {exc} (check SMTP_URL: does the server offer STARTTLS and AUTH?)"
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            # A server refusing us (554 on greeting, a HELO error) is not this message's
+            # fault: transient, like a connection error.
+            raise _reply_error(
+                exc.smtp_code, exc.smtp_error, "refused the connection", ours=True
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise NotifierError(f"SMTP: could not connect ({_describe(exc)})") from None
+        try:
+            refused = connection.send_message(mail, from_addr=parseaddr(self.sender)[1])
+        except smtplib.SMTPRecipientsRefused as exc:
+            self._pool.give(connection)  # smtplib reset the session: still usable
+            code, reply = next(iter(exc.recipients.values()), (550, b"refused"))
+            raise _reply_error(code, reply, "recipient refused") from None
+        except smtplib.SMTPSenderRefused as exc:
+            self._pool.give(connection)
+            raise _reply_error(exc.smtp_code, exc.smtp_error, "sender refused", ours=True) from None
+        except smtplib.SMTPDataError as exc:
+            self._pool.give(connection)
+            raise _reply_error(exc.smtp_code, exc.smtp_error, "message refused") from None
+        except smtplib.SMTPNotSupportedError as exc:
+            self._pool.give(connection)
+            raise NotifierError(f"SMTP: {exc}", permanent=True) from None
+        except smtplib.SMTPResponseException as exc:
+            _quietly_close(connection)
+            raise _reply_error(exc.smtp_code, exc.smtp_error, "refused", ours=True) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            _quietly_close(connection)
+            raise NotifierError(f"SMTP: connection lost while sending ({_describe(exc)})") from None
+        self._pool.give(connection)
+        if refused:  # only one recipient, so this cannot be partial; kept for safety
+            code, reply = next(iter(refused.values()))
+            raise _reply_error(code, reply, "recipient refused")
+        return SendResult(provider_id=str(mail["Message-ID"]).strip("<>"), status="sent")
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"<EmailNotifier from={mask_address(parseaddr(self.sender)[1])} {self.target!r}>"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _reply_error(code: int, reply: bytes | str, what: str, *, ours: bool = False) -> NotifierError:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    label = f"SMTP {code} {what}: {text}".strip()
+    if ours:  # our login or our sender: fix the settings; the next channel would not help
+        return NotifierError(f"{label} (check SMTP_URL and SMTP_FROM)", code=str(code))
+    if 500 <= code < 600:
+        return NotifierError(label, permanent=True, code=str(code))
+    return NotifierError(label, code=str(code))

@@ -1,0 +1,107 @@
+"""Signed links in messages: confirm an occurrence, unsubscribe from e-mail.
+
+Tokens are signed with ``TEND_SECRET_KEY`` by itsdangerous (HMAC-SHA1 over a compact JSON
+payload and a timestamp), each kind under its own salt so a token of one kind is never
+accepted as another. A confirm token expires after :data:`CONFIRM_MAX_AGE`; an unsubscribe
+token does not (RFC 8058 expects the List-Unsubscribe URL to keep working), but names only
+one partner and one channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+__all__ = [
+    "CONFIRM_MAX_AGE",
+    "BadLink",
+    "ConfirmLink",
+    "Links",
+    "UnsubscribeLink",
+]
+
+CONFIRM_MAX_AGE = timedelta(days=7)
+
+
+class BadLink(ValueError):
+    """A token that is forged, damaged, of another kind, or expired (``expired`` says)."""
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        super().__init__(message)
+        self.expired = expired
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmLink:
+    household: str
+    occurrence: int
+    partner: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeLink:
+    household: str
+    partner: str
+    channel: str
+
+
+class Links:
+    """Makes and reads the signed URLs under ``TEND_PUBLIC_URL``."""
+
+    def __init__(self, public_url: str, secret: str) -> None:
+        if not secret:
+            raise ValueError("a secret key is needed to sign links")
+        self.public_url = public_url.rstrip("/")
+        self._confirm = URLSafeTimedSerializer(secret, salt="tend.confirm")
+        self._unsubscribe = URLSafeTimedSerializer(secret, salt="tend.unsubscribe")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Links | None:
+        """The links of this deployment, or None without both a public URL and a key."""
+        if settings.public_url is None or settings.secret_key is None:
+            return None
+        return cls(str(settings.public_url), settings.secret_key.get_secret_value())
+
+    def confirm_url(self, household: str, occurrence: int, partner: str) -> str:
+        token = self._confirm.dumps([household, occurrence, partner])
+        return f"{self.public_url}/confirm/{token}"
+
+    def unsubscribe_url(self, household: str, partner: str, channel: str = "email") -> str:
+        token = self._unsubscribe.dumps([household, partner, channel])
+        return f"{self.public_url}/unsubscribe/{token}"
+
+    def read_confirm(self, token: str, *, max_age: timedelta = CONFIRM_MAX_AGE) -> ConfirmLink:
+        household, occurrence, partner = self._load(self._confirm, token, max_age, (str, int, str))
+        return ConfirmLink(household, occurrence, partner)
+
+    def read_unsubscribe(self, token: str) -> UnsubscribeLink:
+        household, partner, channel = self._load(self._unsubscribe, token, None, (str, str, str))
+        return UnsubscribeLink(household, partner, channel)
+
+    @staticmethod
+    def _load(
+        serializer: URLSafeTimedSerializer,
+        token: str,
+        max_age: timedelta | None,
+        shape: tuple[type, ...],
+    ) -> list[Any]:
+        try:
+            seconds = None if max_age is None else int(max_age.total_seconds())
+            payload = serializer.loads(token, max_age=seconds)
+        except SignatureExpired as exc:
+            raise BadLink("this link has expired", expired=True) from exc
+        except (BadSignature, UnicodeError, ValueError) as exc:
+            raise BadLink("this link is not valid") from exc
+        if (
+            not isinstance(payload, list)
+            or len(payload) != len(shape)
+            or not all(type(v) is t for v, t in zip(payload, shape, strict=True))
+        ):
+            raise BadLink("this link is not valid")
+        return payload

@@ -1,0 +1,229 @@
+"""SMS through Twilio's REST API, with the ``twilio`` library's ``Client``.
+
+One ``Client`` and one pooled HTTP session per process, shared by the dispatcher's sending
+threads. ``TWILIO_API_BASE_URL`` points the client at another Twilio-compatible API (or the
+fake one in the tests). Errors are classified for the dispatcher (:func:`classify`):
+
+=================================================  ===========================================
+Twilio's answer                                    classification
+=================================================  ===========================================
+21610 (the recipient replied STOP)                 opt-out: recorded, never retried
+21211, 21614, 21408, 21612, 21617, 21635           permanent: the next channel is tried
+20429, HTTP 429, HTTP 5xx                          transient, after ``Retry-After`` if given
+20003 / HTTP 401 or 403, 21606, 21659, 21603       transient (our configuration; logged loudly)
+other 4xx                                          permanent
+connection errors, connect timeouts                transient
+read timeouts (the request went out)               transient and *unsure*: asked before retry
+=================================================  ===========================================
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from config.model import mask_address
+from notifiers.base import Message, Notifier, NotifierError, SendResult
+from rituals.sms import count_segments, to_gsm7
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+__all__ = ["SEND_TIMEOUT", "SmsNotifier", "classify"]
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT = 15.0  # seconds for one API call: connect + answer
+MAX_BODY = 1600  # Twilio refuses longer bodies (error 21617)
+
+OPT_OUT = frozenset({21610})
+PERMANENT = frozenset({21211, 21614, 21408, 21612, 21617, 21635})
+# Errors of this deployment's own settings: no use trying the partner's next channel, and
+# maybe fixed before the retries run out. Logged as errors.
+OURS = frozenset({20003, 20404, 21606, 21659, 21603, 21604, 21602})
+
+# The twilio library logs every request at INFO, query strings (phone numbers) included:
+# give its HTTP client a logger that only speaks up for warnings.
+_HTTP_LOG = logging.getLogger("notifiers.sms.http")
+_HTTP_LOG.setLevel(logging.WARNING)
+
+
+class _HttpClient(TwilioHttpClient):  # type: ignore[misc]  # the library has no types
+    """The library's client, remembering each thread's last ``Retry-After`` header (the
+    library's exceptions carry no headers) and with a connection pool sized for the
+    dispatcher's threads."""
+
+    def __init__(self, *, timeout: float, pool_size: int) -> None:
+        super().__init__(pool_connections=True, timeout=timeout, logger=_HTTP_LOG)
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=pool_size, pool_block=False)
+        assert self.session is not None
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.local = threading.local()
+
+    def request(self, *args: Any, **kwargs: Any) -> Response:
+        self.local.retry_after = None
+        response = super().request(*args, **kwargs)
+        if response.status_code == 429 or response.status_code >= 500:
+            self.local.retry_after = _seconds(response.headers)
+        return response
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+
+def _seconds(headers: Any) -> float | None:
+    value = (headers or {}).get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:  # an HTTP date: rare from APIs; the backoff decides instead
+        return None
+
+
+def classify(
+    status: int | None, code: int | None, text: str, retry_after: float | None = None
+) -> NotifierError:
+    """Twilio's HTTP status and error code -> the dispatcher's classification."""
+    label = f"Twilio {code or status}: {text}".strip()
+    if code in OPT_OUT:
+        return NotifierError(label, opt_out=True, code=str(code))
+    if code in PERMANENT:
+        return NotifierError(label, permanent=True, code=str(code))
+    if code == 20429 or status == 429 or (status is not None and status >= 500):
+        return NotifierError(label, retry_after=retry_after, code=str(code or status))
+    if code in OURS or status in (401, 403, 404):
+        return NotifierError(f"{label} (check the Twilio settings)", code=str(code or status))
+    if status is not None and 400 <= status < 500:
+        return NotifierError(label, permanent=True, code=str(code or status))
+    return NotifierError(label, code=str(code or status) if code or status else None)
+
+
+class SmsNotifier(Notifier):
+    channel = "sms"
+    max_length = MAX_BODY
+    can_tell_sent = True
+    address_field = "phone"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        from_number: str | None = None,
+        messaging_service_sid: str | None = None,
+        api_base_url: str | None = None,
+        status_callback: str | None = None,
+        timeout: float = SEND_TIMEOUT,
+        pool_size: int = 16,
+    ) -> None:
+        if not (from_number or messaging_service_sid):
+            raise ValueError("set TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID")
+        self._http = _HttpClient(timeout=timeout, pool_size=pool_size)
+        # environment={}: the settings above are the whole configuration (no TWILIO_REGION
+        # or TWILIO_EDGE from the environment rewriting the host behind our back).
+        self._client = Client(account_sid, auth_token, http_client=self._http, environment={})
+        if api_base_url:
+            self._client.api.base_url = api_base_url.rstrip("/")
+        self._messages = self._client.api.v2010.account.messages
+        self._from = from_number
+        self._service = messaging_service_sid
+        self._status_callback = status_callback
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmsNotifier:
+        if not (settings.twilio_account_sid and settings.twilio_auth_token):
+            raise ValueError("set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+        public = settings.public_url
+        return cls(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token.get_secret_value(),
+            from_number=settings.twilio_from,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            api_base_url=str(settings.twilio_api_base_url or "") or None,
+            status_callback=f"{str(public).rstrip('/')}/twilio/status" if public else None,
+            pool_size=max(settings.senders * 2, 4),
+        )
+
+    def prepare(self, message: Message) -> Message:
+        body = to_gsm7(message.body)
+        if body == message.body:
+            return message
+        return Message(
+            recipient=message.recipient,
+            channel=message.channel,
+            body=body,
+            key=message.key,
+            subject=message.subject,
+            html=message.html,
+            ritual=message.ritual,
+            occurrence=message.occurrence,
+        )
+
+    def _send(self, message: Message) -> SendResult:
+        to = message.recipient.phone
+        assert to is not None  # checked by Notifier.send
+        sender: dict[str, Any] = (
+            {"messaging_service_sid": self._service} if self._service else {"from_": self._from}
+        )
+        if self._status_callback:
+            sender["status_callback"] = self._status_callback
+        try:
+            created = self._messages.create(to=to, body=message.body, **sender)
+        except TwilioRestException as exc:
+            raise classify(exc.status, exc.code, exc.msg, self._http.local.retry_after) from None
+        except requests.exceptions.ConnectTimeout as exc:
+            raise NotifierError(f"Twilio: could not connect ({type(exc).__name__})") from None
+        except requests.exceptions.Timeout as exc:
+            raise NotifierError(
+                f"Twilio: no answer in time ({type(exc).__name__}); it may have been sent",
+                unsure=True,
+            ) from None
+        except (requests.exceptions.RequestException, TwilioException) as exc:
+            # Connection refused or reset before an answer, a proxy error, a broken page.
+            raise NotifierError(f"Twilio: {type(exc).__name__}") from None
+        segments = created.num_segments
+        return SendResult(
+            provider_id=created.sid,
+            status=created.status or "queued",
+            segments=int(segments) if segments else count_segments(message.body).count,
+        )
+
+    def was_sent(self, message: Message, since: datetime) -> SendResult | None:
+        """Twilio's newest messages to the number: one created since `since` (less a minute
+        of clock skew) with this body means it was sent."""
+        prepared = self.prepare(message)
+        to = prepared.recipient.phone
+        if not to:
+            return None
+        after = since - timedelta(minutes=1)
+        sender = {"from_": self._from} if self._from else {}
+        try:
+            recent = self._messages.list(to=to, limit=50, **sender)
+        except TwilioRestException as exc:
+            raise classify(exc.status, exc.code, exc.msg) from None
+        except (requests.exceptions.RequestException, TwilioException) as exc:
+            raise NotifierError(f"Twilio: listing messages failed ({type(exc).__name__})") from None
+        for sent in recent:
+            created_at = sent.date_created
+            if created_at is not None and created_at < after:
+                continue
+            # A trial account prefixes the body; a canceled message never went out.
+            if (sent.body or "").endswith(prepared.body) and sent.status != "canceled":
+                return SendResult(provider_id=sent.sid, status=sent.status or "sent")
+        return None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __repr__(self) -> str:
+        sender = self._service or mask_address(self._from)
+        return f"<SmsNotifier from={sender} api={self._client.api.base_url}>"
