@@ -13,7 +13,7 @@ from config.model import Household, Partner, Ritual
 from rituals.clock import QuietHours, format_duration, resolve
 from rituals.decks import DEFAULT_DECKS, builtin_decks
 from rituals.schedule import MIN_GAP, FixedSchedule, RandomWindow
-from rituals.sms import count_segments
+from rituals.sms import count_segments, to_gsm7
 from rituals.templates import (
     SAMPLE_VALUES,
     TemplateProblem,
@@ -232,7 +232,7 @@ def _templates(
         variants += [{**SAMPLE_VALUES, "partner": n, "planner": n} for n in names]
         try:
             segments, item = max(
-                ((count_segments(render(template, v)), v["item"]) for v in variants),
+                ((count_segments(to_gsm7(render(template, v))), v["item"]) for v in variants),
                 key=lambda pair: (pair[0].count, pair[0].units),
             )
         except TemplateProblem as exc:

@@ -128,9 +128,15 @@ class SmsNotifier(Notifier):
         if not (from_number or messaging_service_sid):
             raise ValueError("set TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID")
         self._http = _HttpClient(timeout=timeout, pool_size=pool_size)
-        # environment={}: the settings above are the whole configuration (no TWILIO_REGION
-        # or TWILIO_EDGE from the environment rewriting the host behind our back).
-        self._client = Client(account_sid, auth_token, http_client=self._http, environment={})
+        # The settings above are the whole configuration: no TWILIO_REGION or TWILIO_EDGE
+        # from the environment rewriting the host behind our back (the library reads
+        # os.environ when given an empty mapping, so the keys are given, empty).
+        self._client = Client(
+            account_sid,
+            auth_token,
+            http_client=self._http,
+            environment={"TWILIO_REGION": "", "TWILIO_EDGE": ""},
+        )
         if api_base_url:
             self._client.api.base_url = api_base_url.rstrip("/")
         self._messages = self._client.api.v2010.account.messages

@@ -451,9 +451,15 @@ class Dispatcher:
             return None
         try:
             found = notifier.was_sent(claim.message(), since=claim.due_at)
-        except NotifierError as error:
-            # Still unsure: keep saying so, so the next attempt asks again.
-            raise replace(error, unsure=True) from None
+        except Exception as error:
+            # Still unsure, whatever the lookup's own error: a transient failure that keeps
+            # saying so, so the next attempt asks again (never a permanent one, which would
+            # move the delivery to another channel).
+            raise NotifierError(
+                f"could not ask whether sent: {error or type(error).__name__}",
+                retry_after=error.retry_after if isinstance(error, NotifierError) else None,
+                unsure=True,
+            ) from None
         if found is not None:
             log.info("delivery %d: the provider had the timed-out attempt", claim.id)
         return found
