@@ -1,0 +1,124 @@
+"""`tend send-test`: one real message through the worker's notifier, its outcome printed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fake_twilio import FakeTwilio
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "tend.toml"
+SAM = "+15551230002"  # the example's Sam
+
+
+def tend(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("TWILIO_", "SMTP_", "TEND_"))
+        and name not in ("FORCE_COLOR", "COLUMNS")
+    }
+    environment.update(NO_COLOR="1", PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "tend", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as fake:
+        yield fake
+
+
+def twilio_env(fake: FakeTwilio) -> dict[str, str]:
+    return {
+        "TWILIO_ACCOUNT_SID": fake.account_sid,
+        "TWILIO_AUTH_TOKEN": fake.auth_token,
+        "TWILIO_FROM": "+15550001111",
+        "TWILIO_API_BASE_URL": fake.base_url,
+    }
+
+
+def test_without_credentials_the_console_shows_the_message(tmp_path: Path) -> None:
+    done = tend("send-test", "--to", "sam", "--config", str(EXAMPLE), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Tend test for Sam: sms works." in done.stdout
+    assert "sent: alex-sam/sam by sms (+1*******002): console-1" in done.stdout
+    assert SAM not in done.stdout + done.stderr
+
+
+def test_through_twilio_it_prints_the_provider_id(tmp_path: Path, fake: FakeTwilio) -> None:
+    done = tend(
+        "send-test", "--to", "alex-sam/sam", "--config", str(EXAMPLE),
+        cwd=tmp_path, env=twilio_env(fake),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [sent] = fake.messages
+    assert sent["to"] == SAM
+    assert f"sent: alex-sam/sam by sms (+1*******002): {sent['sid']} (queued, 1 segment(s))" in (
+        done.stdout
+    )
+    assert SAM not in done.stdout + done.stderr
+    assert fake.auth_token not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [(21610, "opted out"), (21211, "permanent"), (20429, "transient")],
+)
+def test_a_provider_error_is_printed_classified(
+    tmp_path: Path, fake: FakeTwilio, code: int, kind: str
+) -> None:
+    fake.fail_next(
+        429 if code == 20429 else 400, code=code, retry_after=30 if code == 20429 else None
+    )
+    done = tend(
+        "send-test", "--to", "sam", "--config", str(EXAMPLE), cwd=tmp_path, env=twilio_env(fake)
+    )
+    assert done.returncode == 1
+    assert done.stdout.startswith(
+        f"failed ({kind}): alex-sam/sam by sms (+1*******002): Twilio {code}"
+    )
+    if code == 20429:
+        assert "retry after 30 s" in done.stdout
+    assert fake.messages == []
+    assert SAM not in done.stdout + done.stderr
+
+
+def test_unknown_partner_or_missing_address_is_one_clear_line(tmp_path: Path) -> None:
+    done = tend("send-test", "--to", "robin", "--config", str(EXAMPLE), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "no partner 'robin'; the partners are alex-sam/alex, alex-sam/sam" in done.stderr
+    ritual = tmp_path / "one.toml"
+    ritual.write_text(
+        EXAMPLE.read_text()
+        .replace('email = "sam@example.com"', "")
+        .replace('channels = ["sms", "email"]\n\n  [[households.partners]]\n  id = "sam"', "x")
+    )
+    text = EXAMPLE.read_text()
+    start = text.index('id = "sam"')
+    end = text.index("\n\n", start)
+    sam = text[start:end]
+    ritual.write_text(
+        text[:start]
+        + sam.replace('email = "sam@example.com"\n', "").replace('["sms", "email"]', '["sms"]')
+        + text[end:]
+    )
+    done = tend(
+        "send-test", "--to", "sam", "--channel", "email", "--config", str(ritual), cwd=tmp_path
+    )
+    assert done.returncode == 2, done.stdout
+    assert "alex-sam/sam has no address for email" in done.stderr

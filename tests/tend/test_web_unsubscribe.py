@@ -1,0 +1,106 @@
+"""One-click unsubscribe (RFC 8058): GET shows a button, POST unsubscribes; bad links record
+nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, insert, select
+
+from notifiers.links import Links
+from scheduler.db import make_engine
+from scheduler.migrate import upgrade
+from scheduler.models import Household, Partner
+from tend.web import create_app
+
+NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
+LINKS = Links("https://tend.example.com", "unsubscribe-test-secret")
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'tend.db'}")
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(Household).values(id="h", timezone="UTC", created_at=NOW, updated_at=NOW)
+        )
+        for key in ("alex", "sam"):
+            connection.execute(
+                insert(Partner).values(
+                    household_id="h",
+                    key=key,
+                    name=key.title(),
+                    email=f"{key}@example.com",
+                    channels="email",
+                    timezone="UTC",
+                )
+            )
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def client(engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_app(engine, clock=lambda: NOW, links=LINKS)) as client:
+        yield client
+
+
+def opted_out(engine: Engine) -> dict[str, datetime | None]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(Partner.key, Partner.email_opted_out_at))
+        return dict(rows.tuples().all())
+
+
+def path_of(url: str) -> str:
+    return url.removeprefix(LINKS.public_url)
+
+
+def test_get_shows_a_button_and_unsubscribes_nobody(client: TestClient, engine: Engine) -> None:
+    answer = client.get(path_of(LINKS.unsubscribe_url("h", "sam")))
+    assert answer.status_code == 200
+    assert '<form method="post">' in answer.text
+    assert opted_out(engine) == {"alex": None, "sam": None}
+
+
+def test_one_click_post_unsubscribes_that_partner_only(client: TestClient, engine: Engine) -> None:
+    url = path_of(LINKS.unsubscribe_url("h", "sam"))
+    answer = client.post(url, data={"List-Unsubscribe": "One-Click"})
+    assert answer.status_code == 200
+    assert "no more e-mails" in answer.text
+    assert opted_out(engine) == {"alex": None, "sam": NOW}
+    # Again (mail providers retry): still fine, the first time kept.
+    later = TestClient(create_app(engine, clock=lambda: NOW.replace(hour=13), links=LINKS))
+    assert later.post(url).status_code == 200
+    assert opted_out(engine)["sam"] == NOW
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "nonsense",
+        LINKS.unsubscribe_url("h", "sam").rsplit("/", 1)[1][:-2] + "xx",  # forged signature
+        LINKS.confirm_url("h", 1, "sam").rsplit("/", 1)[1],  # a token of another kind
+        Links("https://x", "other-secret").unsubscribe_url("h", "sam").rsplit("/", 1)[1],
+        LINKS.unsubscribe_url("h", "sam", "sms").rsplit("/", 1)[1],  # not an e-mail link
+        LINKS.unsubscribe_url("h", "nobody").rsplit("/", 1)[1],  # no such partner
+    ],
+)
+def test_a_bad_link_shows_an_error_and_records_nothing(
+    client: TestClient, engine: Engine, token: str
+) -> None:
+    answer = client.post(f"/unsubscribe/{token}")
+    assert answer.status_code == 400
+    assert "not valid" in answer.text
+    assert opted_out(engine) == {"alex": None, "sam": None}
+
+
+def test_without_a_secret_key_the_route_says_so(engine: Engine) -> None:
+    client = TestClient(create_app(engine, clock=lambda: NOW, links=None))
+    answer = client.post(path_of(LINKS.unsubscribe_url("h", "sam")))
+    assert answer.status_code == 404
+    assert opted_out(engine) == {"alex": None, "sam": None}
