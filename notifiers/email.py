@@ -17,8 +17,10 @@ and sender refusals -> transient with a hint to check the settings.
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import logging
+import math
 import smtplib
 import socket
 import ssl
@@ -49,6 +51,11 @@ SMTP_TIMEOUT = 20.0  # seconds for connecting and for each SMTP command
 MAX_IDLE = 60.0  # an idle pooled connection older than this is replaced (servers drop them)
 CHECK_AFTER = 5.0  # a connection idle longer than this is checked with NOOP before reuse
 MAX_BODY = 100_000
+
+# Header lines up to SMTP's hard limit (998) instead of the recommended 78: the policy folds
+# a long header only at whitespace, and a List-Unsubscribe URL has none, so at 78 it would
+# go out as RFC 2047 encoded words, which mail clients do not decode there.
+_POLICY = email.policy.default.clone(max_line_length=998)
 
 _HTML = Environment(autoescape=True).from_string(
     """<!doctype html>
@@ -82,17 +89,25 @@ class SmtpTarget:
 
     @classmethod
     def parse(cls, url: str) -> SmtpTarget:
+        # Never quote the parser's own error: it can repeat part of the password.
+        unreadable = ValueError(
+            "SMTP_URL is not smtp[s]://[user:password@]host[:port][?starttls=true] "
+            "(percent-encode / ? # @ : in the user name and password)"
+        )
         try:
             parts = urlsplit(url)
             port = parts.port
-        except ValueError as exc:
-            raise ValueError(f"SMTP_URL is not a URL: {exc}") from None
-        if parts.scheme not in ("smtp", "smtps"):
+        except ValueError:
+            raise unreadable from None
+        if parts.scheme.lower() not in ("smtp", "smtps"):
             raise ValueError(
                 f"SMTP_URL must start with smtp:// or smtps://, not {parts.scheme or '(none)'}://"
             )
         if not parts.hostname:
             raise ValueError("SMTP_URL has no host")
+        if parts.path not in ("", "/") or parts.fragment:
+            # "smtp://tend:2525/x@host" is host "tend" and a path: a password with a slash.
+            raise unreadable
         query = {k.lower(): v[-1].lower() for k, v in parse_qs(parts.query).items()}
         unknown = set(query) - {"starttls", "timeout"}
         if unknown:
@@ -104,7 +119,7 @@ class SmtpTarget:
         if starttls not in (None, "true", "false", "1", "0", "yes", "no"):
             raise ValueError("SMTP_URL: starttls must be true or false")
         security: Literal["plain", "starttls", "tls"]
-        if parts.scheme == "smtps":
+        if parts.scheme.lower() == "smtps":
             if starttls in ("true", "1", "yes"):
                 raise ValueError("SMTP_URL: smtps:// is TLS already; drop starttls=true")
             security, default_port = "tls", 465
@@ -116,8 +131,8 @@ class SmtpTarget:
             timeout = float(query.get("timeout", SMTP_TIMEOUT))
         except ValueError:
             raise ValueError("SMTP_URL: timeout must be a number of seconds") from None
-        if timeout <= 0:
-            raise ValueError("SMTP_URL: timeout must be positive")
+        if not math.isfinite(timeout) or timeout <= 0:
+            raise ValueError("SMTP_URL: timeout must be a positive number of seconds")
         return cls(
             host=parts.hostname,
             port=port or default_port,
@@ -197,6 +212,8 @@ class _Pool:
         return self._open()
 
     def give(self, connection: smtplib.SMTP) -> None:
+        if connection.sock is None:  # smtplib closed it (a 421 reply, say): not reusable
+            return
         with self._lock:
             if not self._closed and len(self._idle) < self.size:
                 self._idle.append((connection, time.monotonic()))
@@ -237,7 +254,7 @@ def compose(
             confirm_url = links.confirm_url(person.household, message.occurrence, person.partner)
         unsubscribe_url = links.unsubscribe_url(person.household, person.partner, "email")
 
-    mail = EmailMessage()
+    mail = EmailMessage(policy=_POLICY)
     mail["Subject"] = subject
     mail["From"] = sender
     mail["To"] = formataddr((person.name, person.email))
