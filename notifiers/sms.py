@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import requests
+import urllib3
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
@@ -54,6 +55,22 @@ OURS = frozenset({20003, 20404, 21606, 21659, 21603, 21604, 21602})
 # give its HTTP client a logger that only speaks up for warnings.
 _HTTP_LOG = logging.getLogger("notifiers.sms.http")
 _HTTP_LOG.setLevel(logging.WARNING)
+
+
+class _NoQueryStrings(logging.Filter):
+    """urllib3 logs each request line at DEBUG, and the message list's query has the number
+    (``To=%2B1555...``): cut query strings from its arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                a.partition("?")[0] + "?..." if isinstance(a, str) and "?" in a else a
+                for a in record.args
+            )
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_NoQueryStrings())
 
 
 class _HttpClient(TwilioHttpClient):  # type: ignore[misc]  # the library has no types
@@ -161,7 +178,8 @@ class SmsNotifier(Notifier):
 
     def prepare(self, message: Message) -> Message:
         body = to_gsm7(message.body)
-        if body == message.body:
+        # "…" -> "..." makes a body longer: never so long that a sendable one is refused.
+        if body == message.body or len(body) > MAX_BODY >= len(message.body):
             return message
         return Message(
             recipient=message.recipient,
@@ -193,6 +211,15 @@ class SmsNotifier(Notifier):
                 f"Twilio: no answer in time ({type(exc).__name__}); it may have been sent",
                 unsure=True,
             ) from None
+        except requests.exceptions.ConnectionError as exc:
+            # Dropped after the request went out (urllib3's ProtocolError: the peer closed or
+            # reset mid-answer) is as unsure as a timeout; refused or unreachable is not.
+            dropped = bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ProtocolError)
+            raise NotifierError(
+                f"Twilio: connection lost ({type(exc).__name__})"
+                + ("; it may have been sent" if dropped else ""),
+                unsure=dropped,
+            ) from None
         except (requests.exceptions.RequestException, TwilioException) as exc:
             # Connection refused or reset before an answer, a proxy error, a broken page.
             raise NotifierError(f"Twilio: {type(exc).__name__}") from None
@@ -211,7 +238,9 @@ class SmsNotifier(Notifier):
         if not to:
             return None
         after = since - timedelta(minutes=1)
-        sender = {"from_": self._from} if self._from else {}
+        # Sent through a messaging service, the message is from one of its numbers, which
+        # need not be TWILIO_FROM: filter by sender only when that is what sends.
+        sender = {"from_": self._from} if self._from and not self._service else {}
         try:
             recent = self._messages.list(to=to, limit=50, **sender)
         except TwilioRestException as exc:

@@ -371,11 +371,13 @@ class Dispatcher:
                         status="missed",
                         last_error="quiet hours until after the ritual's grace",
                     )
+                unsure = (claim.last_error or "").startswith(UNSURE)
                 return self._finish(
                     claim,
                     status="pending",
                     next_attempt_at=later,
-                    last_error="waiting for the end of quiet hours",
+                    # An earlier attempt that may have gone out must still be asked about.
+                    last_error=(UNSURE if unsure else "") + "waiting for the end of quiet hours",
                 )
         held = self._hold(claim, now)
         if held is None:
@@ -604,14 +606,20 @@ class Dispatcher:
         try:
             notifier = self.notifiers.get(claim.channel)
             can_tell = notifier.can_tell_sent
-            found = notifier.was_sent(claim.message(), since=claim.claimed_at)
+            # Since the due time, not this claim: an earlier attempt that timed out may be the
+            # one the provider has.
+            found = notifier.was_sent(claim.message(), since=claim.due_at)
         except Exception as exc:
-            log.warning(
-                "%s: could not ask the provider (%s); returned to pending",
-                where,
-                mask_addresses(str(exc)),
-            )
-            can_tell = False
+            error = mask_addresses(str(exc)) or type(exc).__name__
+            log.warning("%s: could not ask the provider (%s); returned to pending", where, error)
+            if can_tell:  # ask again before sending, rather than send blind
+                return self._settle(
+                    claim,
+                    now,
+                    status="pending",
+                    next_attempt_at=now,
+                    last_error=f"{UNSURE}interrupted while sending; could not ask: {error}",
+                )
         values: dict[str, Any]
         if found is not None:
             values = {
@@ -634,6 +642,10 @@ class Dispatcher:
                 log.warning(
                     "%s: %s cannot tell if it was sent; sending again", where, claim.channel
                 )
+        return self._settle(claim, now, **values)
+
+    def _settle(self, claim: Claim, now: datetime, **values: Any) -> int:
+        """Record a reconciled claim's outcome, whoever holds it."""
         with self.engine.begin() as connection:
             result = connection.execute(
                 self._still_held(claim, by_anyone=True).values(

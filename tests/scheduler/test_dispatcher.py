@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import sys
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -1078,8 +1079,10 @@ def test_a_database_hiccup_while_recording_a_send_is_retried_not_left_in_sending
     failures = {"left": 2}
 
     def flaky_begin() -> Any:
-        # The two records after the sends fail once each; claims and holds go through.
-        if failures["left"] and any(sms.call_keys()):
+        # The two records after the sends fail once each; claims and holds go through (with
+        # two sending threads, another thread's hold can come after the first send).
+        recording = sys._getframe(1).f_code.co_name == "_finish"
+        if recording and failures["left"] and any(sms.call_keys()):
             failures["left"] -= 1
             raise OperationalError("UPDATE delivery", {}, Exception("database is locked"))
         return real_begin()
