@@ -9,8 +9,9 @@ Twilio's answer                                    classification
 =================================================  ===========================================
 21610 (the recipient replied STOP)                 opt-out: recorded, never retried
 21211, 21614, 21408, 21612, 21617, 21635           permanent: the next channel is tried
-20429, HTTP 429, HTTP 5xx                          transient, after ``Retry-After`` if given
-20003 / HTTP 401 or 403, 21606, 21659, 21603       transient (our configuration; logged loudly)
+20429, 21611, HTTP 429, HTTP 5xx                   transient, after ``Retry-After`` if given
+20003 / HTTP 401 or 403, 21606, 21659, 21603,      transient (our configuration; logged loudly)
+21701-21705 (the messaging service)
 other 4xx                                          permanent
 connection errors, connect timeouts                transient
 read timeouts (the request went out)               transient and *unsure*: asked before retry
@@ -26,7 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 import urllib3
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import (
+    TwilioException,
+    TwilioRestException,
+    TwilioServiceException,
+)
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -49,7 +54,11 @@ OPT_OUT = frozenset({21610})
 PERMANENT = frozenset({21211, 21614, 21408, 21612, 21617, 21635})
 # Errors of this deployment's own settings: no use trying the partner's next channel, and
 # maybe fixed before the retries run out. Logged as errors.
-OURS = frozenset({20003, 20404, 21606, 21659, 21603, 21604, 21602})
+OURS = frozenset(
+    {20003, 20404, 21606, 21659, 21603, 21604, 21602, 21701, 21702, 21703, 21704, 21705}
+)
+# Temporary although answered with a 4xx: the sender's queue is full.
+BUSY = frozenset({21611})
 
 # The twilio library logs every request at INFO, query strings (phone numbers) included:
 # give its HTTP client a logger that only speaks up for warnings.
@@ -115,13 +124,22 @@ def classify(
         return NotifierError(label, opt_out=True, code=str(code))
     if code in PERMANENT:
         return NotifierError(label, permanent=True, code=str(code))
-    if code == 20429 or status == 429 or (status is not None and status >= 500):
+    if code == 20429 or code in BUSY or status == 429 or (status is not None and status >= 500):
         return NotifierError(label, retry_after=retry_after, code=str(code or status))
     if code in OURS or status in (401, 403, 404):
         return NotifierError(f"{label} (check the Twilio settings)", code=str(code or status))
     if status is not None and 400 <= status < 500:
         return NotifierError(label, permanent=True, code=str(code or status))
     return NotifierError(label, code=str(code or status) if code or status else None)
+
+
+def _classified(
+    exc: TwilioRestException | TwilioServiceException, retry_after: float | None
+) -> NotifierError:
+    """Either error shape twilio 9 raises: the classic one, or RFC 9457 problem details."""
+    if isinstance(exc, TwilioServiceException):
+        return classify(exc.status, exc.code, exc.detail or exc.title, retry_after)
+    return classify(exc.status, exc.code, exc.msg, retry_after)
 
 
 class SmsNotifier(Notifier):
@@ -202,8 +220,8 @@ class SmsNotifier(Notifier):
             sender["status_callback"] = self._status_callback
         try:
             created = self._messages.create(to=to, body=message.body, **sender)
-        except TwilioRestException as exc:
-            raise classify(exc.status, exc.code, exc.msg, self._http.local.retry_after) from None
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _classified(exc, self._http.local.retry_after) from None
         except requests.exceptions.ConnectTimeout as exc:
             raise NotifierError(f"Twilio: could not connect ({type(exc).__name__})") from None
         except requests.exceptions.Timeout as exc:
@@ -243,8 +261,8 @@ class SmsNotifier(Notifier):
         sender = {"from_": self._from} if self._from and not self._service else {}
         try:
             recent = self._messages.list(to=to, limit=50, **sender)
-        except TwilioRestException as exc:
-            raise classify(exc.status, exc.code, exc.msg) from None
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _classified(exc, self._http.local.retry_after) from None
         except (requests.exceptions.RequestException, TwilioException) as exc:
             raise NotifierError(f"Twilio: listing messages failed ({type(exc).__name__})") from None
         for sent in recent:

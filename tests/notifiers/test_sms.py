@@ -357,6 +357,36 @@ ERRORS: list[tuple[str, Setup, str, str | None, float | None, bool]] = [
         False,
     ),
     ("401 wrong token", lambda f: {"auth_token": "0" * 32}, "transient", "20003", None, False),
+    # Our messaging service (mistyped, or without numbers): keep the work, fix the settings.
+    ("21701 no service", lambda f: f.fail_next(400, 21701), "transient", "21701", None, False),
+    ("21704 no numbers", lambda f: f.fail_next(400, 21704), "transient", "21704", None, False),
+    ("21705 bad service", lambda f: f.fail_next(400, 21705), "transient", "21705", None, False),
+    ("21611 queue full", lambda f: f.fail_next(400, 21611), "transient", "21611", None, False),
+    # Errors as RFC 9457 problem details (twilio 9 raises TwilioServiceException for them).
+    (
+        "problem 21610",
+        lambda f: (setattr(f, "problem_details", True), f.fail_next(400, 21610))[1],
+        "opt_out",
+        "21610",
+        None,
+        False,
+    ),
+    (
+        "problem 21211",
+        lambda f: (setattr(f, "problem_details", True), f.fail_next(400, 21211))[1],
+        "permanent",
+        "21211",
+        None,
+        False,
+    ),
+    (
+        "problem 429",
+        lambda f: (setattr(f, "problem_details", True), f.fail_next(429, 20429, retry_after=9))[1],
+        "transient",
+        "20429",
+        9.0,
+        False,
+    ),
     ("read timeout", lambda f: f.stall_next(2.0), "transient", None, None, True),
     (
         "connection refused",

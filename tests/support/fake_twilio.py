@@ -248,6 +248,9 @@ class FakeTwilio:
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.opted_out: set[str] = set()
         self.landlines: set[str] = set()
+        # Answer errors as RFC 9457 problem details (type, title, detail) instead of the
+        # classic body: twilio 9 raises TwilioServiceException for those.
+        self.problem_details = False
         self.on_create: Callable[[dict[str, str]], FailureSpec | None] | None = None
 
         self._lock = threading.Lock()
@@ -494,8 +497,18 @@ class FakeTwilio:
         reply.headers.append(("WWW-Authenticate", 'Basic realm="Twilio API"'))
         return reply
 
-    @staticmethod
-    def _error(status: int, code: int, message: str) -> _Reply:
+    def _error(self, status: int, code: int, message: str) -> _Reply:
+        if self.problem_details:  # RFC 9457, as newer Twilio APIs answer
+            return _Reply(
+                status,
+                {
+                    "type": f"https://www.twilio.com/docs/errors/{code}",
+                    "title": message,
+                    "status": status,
+                    "code": code,
+                    "detail": message,
+                },
+            )
         return _Reply(
             status,
             {
