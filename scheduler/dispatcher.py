@@ -61,6 +61,12 @@ SENT_AGAIN = (
 )
 
 
+def _still_unsure(claim: Claim, error: str) -> str:
+    """`error` for a delivery put back without a send, keeping the mark of an earlier attempt
+    that may have gone out: the next attempt must still ask the provider first."""
+    return (UNSURE if (claim.last_error or "").startswith(UNSURE) else "") + error
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with full jitter: attempt n waits up to base * 2**(n-1), capped."""
@@ -328,7 +334,7 @@ class Dispatcher:
                 claim,
                 status="failed" if gave_up else "pending",
                 attempts=attempts,
-                last_error="internal error; see the worker's log",
+                last_error=_still_unsure(claim, "internal error; see the worker's log"),
                 next_attempt_at=self.clock() + self.retry.base,
             )
 
@@ -371,13 +377,11 @@ class Dispatcher:
                         status="missed",
                         last_error="quiet hours until after the ritual's grace",
                     )
-                unsure = (claim.last_error or "").startswith(UNSURE)
                 return self._finish(
                     claim,
                     status="pending",
                     next_attempt_at=later,
-                    # An earlier attempt that may have gone out must still be asked about.
-                    last_error=(UNSURE if unsure else "") + "waiting for the end of quiet hours",
+                    last_error=_still_unsure(claim, "waiting for the end of quiet hours"),
                 )
         held = self._hold(claim, now)
         if held is None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from fake_twilio import FakeTwilio
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from notifiers.sms import SmsNotifier
 from scheduler.dispatcher import UNSURE, Dispatcher
@@ -245,6 +247,42 @@ def test_a_send_that_timed_out_after_the_provider_took_it_is_not_sent_again(
     assert [r.params for r in twilio.requests if r.method == "GET"] == [
         {"To": ALEX_PHONE, "From": SENDER, "PageSize": "50"}
     ]
+
+
+def test_a_database_error_after_an_unsure_attempt_does_not_send_blind(
+    engine: Engine,
+    clock: FakeClock,
+    twilio: FakeTwilio,
+    dispatcher: Dispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    twilio.stall_next(STALL)  # recorded on arrival, answered after the client gave up
+    plan(engine, SOLO, at(9))
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+    assert one(engine, channel="sms", due_at=at(12))["last_error"].startswith(UNSURE)
+
+    hold = dispatcher._hold
+    failed: list[int] = []
+
+    def flaky_hold(claim: Any, now: datetime) -> Any:  # the database is away, once
+        if not failed:
+            failed.append(claim.id)
+            raise OperationalError("UPDATE delivery", {}, Exception("database is locked"))
+        return hold(claim, now)
+
+    monkeypatch.setattr(dispatcher, "_hold", flaky_hold)
+    for _ in range(3):
+        row = one(engine, channel="sms", due_at=at(12))
+        if row["status"] != "pending":
+            break
+        assert row["last_error"].startswith(UNSURE)  # an internal error keeps the mark
+        clock.set(row["next_attempt_at"])
+        dispatcher.run_until_idle()
+
+    assert failed
+    assert len(twilio.messages) == 1
+    assert one(engine, channel="sms", due_at=at(12))["status"] == "sent"
 
 
 def test_a_send_that_timed_out_before_the_provider_took_it_is_sent_exactly_once(
