@@ -7,6 +7,7 @@ needs the whole file (a deck a ritual names, a partner in ``to``) is checked in
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -50,6 +51,23 @@ Id = Annotated[
     StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64),
     Field(description="Lower-case letters, digits, '-' and '_'; unique in its list."),
 ]
+
+
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")  # text spoofing
+
+
+def _one_line(text: str) -> str:
+    """Names and titles go into e-mail headers and SMS: one line of printable text, and no
+    RFC 2047 encoded word ("=?utf-8?q?...?="), which an older Python would decode into header
+    lines of its own (CVE-2024-6923)."""
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in _BIDI for c in text):
+        raise ValueError("must be one line of printable text (no control characters)")
+    if "=?" in text:
+        raise ValueError("must not contain '=?' (it reads as an encoded e-mail header word)")
+    return text
+
+
+OneLine = Annotated[str, AfterValidator(_one_line)]
 
 
 def _zone(name: str) -> str:
@@ -195,7 +213,7 @@ class _Table(BaseModel):
 
 class Partner(_Table):
     id: Id
-    name: Annotated[str, StringConstraints(min_length=1, max_length=40, strip_whitespace=True)]
+    name: Annotated[OneLine, StringConstraints(min_length=1, max_length=40, strip_whitespace=True)]
     phone: Phone | None = None
     email: EmailStr | None = None
     channels: list[Channel] = Field(
@@ -250,7 +268,9 @@ DATE_NIGHT_PLAN_AHEAD = timedelta(days=3)
 class Ritual(_Table):
     id: Id
     kind: Kind
-    title: str | None = Field(None, description="How messages name it; default from the id.")
+    title: Annotated[OneLine, StringConstraints(max_length=80)] | None = Field(
+        None, description="How messages name it; default from the id."
+    )
     schedule: ScheduleField
     to: str = Field("both", description="both | each | <partner id>")
     planner: str | None = Field(

@@ -63,6 +63,16 @@ class Settings(BaseSettings):
             pairs[channel.strip()] = path.strip()
         return pairs
 
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "must be at least 16 characters; make one with: python3 -c "
+                "'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _sqlalchemy_url(cls, value: str) -> str:

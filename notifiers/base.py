@@ -32,7 +32,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # E.164 numbers (with or without separators after the +) and e-mail addresses in free text.
-_ADDRESS = re.compile(r"\+\d[\d\s().-]{6,18}\d|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# The local part is RFC 5322's dot-atom text, so o'brien@... and sam&alex@... are masked whole.
+_ADDRESS = re.compile(r"\+\d[\d\s().-]{6,18}\d|[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 def mask_addresses(text: str) -> str:

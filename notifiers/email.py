@@ -17,8 +17,10 @@ and sender refusals -> transient with a hint to check the settings.
 
 from __future__ import annotations
 
+import email.errors
 import email.policy
 import hashlib
+import ipaddress
 import logging
 import math
 import smtplib
@@ -26,6 +28,8 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -50,12 +54,32 @@ log = logging.getLogger(__name__)
 SMTP_TIMEOUT = 20.0  # seconds for connecting and for each SMTP command
 MAX_IDLE = 60.0  # an idle pooled connection older than this is replaced (servers drop them)
 CHECK_AFTER = 5.0  # a connection idle longer than this is checked with NOOP before reuse
+BRIEF = 2.0  # seconds for NOOP and QUIT: housekeeping must not hang a sending thread
 MAX_BODY = 100_000
 
-# Header lines up to SMTP's hard limit (998) instead of the recommended 78: the policy folds
-# a long header only at whitespace, and a List-Unsubscribe URL has none, so at 78 it would
-# go out as RFC 2047 encoded words, which mail clients do not decode there.
-_POLICY = email.policy.default.clone(max_line_length=998)
+
+class _Policy(email.policy.EmailPolicy):
+    """The default policy, but a List-Unsubscribe URL is written on one line as it is.
+
+    The policy folds long headers at whitespace and a URL has none, so at 78 columns it
+    would go out as RFC 2047 encoded words, which mail clients do not decode there. (Raising
+    ``max_line_length`` for the whole message instead makes over-long encoded words in
+    non-ASCII subjects and names.) The URL is ASCII and well under SMTP's 998-octet limit.
+    """
+
+    def fold(self, name: str, value: str) -> str:
+        if name.lower() in _UNFOLDED:
+            return f"{name}: {value}{self.linesep}"
+        return str(super().fold(name, value))
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() in _UNFOLDED:
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+_UNFOLDED = frozenset({"list-unsubscribe"})
+_POLICY = _Policy()
 
 _HTML = Environment(autoescape=True).from_string(
     """<!doctype html>
@@ -82,7 +106,10 @@ class SmtpTarget:
 
     host: str
     port: int
-    security: Literal["plain", "starttls", "tls"]
+    # plain: never TLS (asked for with starttls=false); auto: STARTTLS when the server offers
+    # it, and no password in clear text to a host other than this one; starttls: required;
+    # tls: from the first byte (smtps://).
+    security: Literal["plain", "auto", "starttls", "tls"]
     username: str | None = None
     password: str | None = None
     timeout: float = SMTP_TIMEOUT
@@ -118,13 +145,15 @@ class SmtpTarget:
         starttls = query.get("starttls")
         if starttls not in (None, "true", "false", "1", "0", "yes", "no"):
             raise ValueError("SMTP_URL: starttls must be true or false")
-        security: Literal["plain", "starttls", "tls"]
+        security: Literal["plain", "auto", "starttls", "tls"]
         if parts.scheme.lower() == "smtps":
             if starttls in ("true", "1", "yes"):
                 raise ValueError("SMTP_URL: smtps:// is TLS already; drop starttls=true")
             security, default_port = "tls", 465
         elif starttls in ("true", "1", "yes") or (starttls is None and port == 587):
             security, default_port = "starttls", 587
+        elif starttls is None:
+            security, default_port = "auto", 25
         else:
             security, default_port = "plain", 25
         try:
@@ -177,10 +206,16 @@ class _Pool:
                 target.host, target.port, local_hostname=local, timeout=target.timeout
             )
         try:
-            if target.security == "starttls":
+            if target.security in ("starttls", "auto"):
                 connection.ehlo()
-                connection.starttls(context=context)
-                connection.ehlo()
+                if target.security == "starttls" or connection.has_extn("starttls"):
+                    connection.starttls(context=context)
+                    connection.ehlo()
+                elif target.username and not _is_loopback(target.host):
+                    raise smtplib.SMTPNotSupportedError(
+                        f"{target.host} offers no STARTTLS: not sending the password in clear "
+                        "text (add ?starttls=false to SMTP_URL to allow it)"
+                    )
             if target.username:
                 connection.login(target.username, target.password or "")
         except BaseException:
@@ -198,15 +233,18 @@ class _Pool:
                 connection, since = self._idle.pop()
             idle = time.monotonic() - since
             if idle > MAX_IDLE:
-                _quietly_close(connection)
+                # No QUIT: on a path that went silent (NAT state gone) it would wait for the
+                # whole timeout, once per pooled connection.
+                connection.close()
                 continue
             if idle > CHECK_AFTER:
                 try:
-                    code, _ = connection.noop()
+                    with _brief(connection):
+                        code, _ = connection.noop()
                 except (smtplib.SMTPException, OSError):
                     code = 0
                 if code != 250:
-                    _quietly_close(connection)
+                    connection.close()
                     continue
             return connection
         return self._open()
@@ -229,12 +267,37 @@ class _Pool:
 
 
 def _quietly_close(connection: smtplib.SMTP) -> None:
+    """QUIT politely, but not for long, and close."""
     try:
-        connection.quit()
+        with _brief(connection):
+            connection.quit()
     except (smtplib.SMTPException, OSError):
         pass
     finally:
         connection.close()
+
+
+@contextmanager
+def _brief(connection: smtplib.SMTP, seconds: float = BRIEF) -> Iterator[None]:
+    """A short socket timeout for a housekeeping command (NOOP, QUIT)."""
+    sock = connection.sock
+    previous = sock.gettimeout() if sock is not None else None
+    if sock is not None:
+        sock.settimeout(seconds)
+    try:
+        yield
+    finally:
+        if sock is not None and connection.sock is sock:
+            sock.settimeout(previous)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def compose(
@@ -248,6 +311,8 @@ def compose(
     person = message.recipient
     assert person.email is not None
     subject = message.subject or "Tend"
+    if "=?" in subject:  # would decode to header lines of its own on older Pythons
+        raise ValueError("the subject has an encoded word ('=?')")
     confirm_url = unsubscribe_url = None
     if links is not None:
         if message.occurrence is not None:
@@ -257,7 +322,7 @@ def compose(
     mail = EmailMessage(policy=_POLICY)
     mail["Subject"] = subject
     mail["From"] = sender
-    mail["To"] = formataddr((person.name, person.email))
+    mail["To"] = _address(person.name, person.email)
     mail["Date"] = format_datetime(now or datetime.now(UTC))
     mail["Message-ID"] = message_id(message.key, sender)
     mail["Auto-Submitted"] = "auto-generated"  # asks auto-responders not to answer
@@ -282,6 +347,22 @@ def compose(
     )
     mail.add_alternative(html, subtype="html")
     return mail
+
+
+def _address(name: str, address: str) -> Address:
+    """``Name <local@domain>``, an internationalised domain in its ASCII (IDNA) form.
+
+    ``ValueError`` for what no plain SMTP server takes: a non-ASCII local part (SMTPUTF8)."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise ValueError("the part before the @ has non-ASCII characters (SMTPUTF8 is not used)")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError(f"the domain cannot be written in ASCII: {exc}") from None
+    if "=?" in name:
+        name = ""  # an encoded word in a name could decode to header lines on older Pythons
+    return Address(display_name=name, username=local, domain=ascii_domain)
 
 
 def message_id(key: str, sender: str) -> str:
@@ -310,7 +391,7 @@ class EmailNotifier(Notifier):
             raise ValueError(f"SMTP_FROM {sender!r} is not an e-mail address")
         try:
             Address(addr_spec=address)
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, email.errors.MessageError) as exc:
             raise ValueError(f"SMTP_FROM {sender!r} is not an e-mail address: {exc}") from None
         self.target = target
         self.sender = formataddr((name, address))
@@ -339,7 +420,11 @@ class EmailNotifier(Notifier):
         return self._pool.opened
 
     def _send(self, message: Message) -> SendResult:
-        mail = compose(message, sender=self.sender, links=self.links)
+        try:
+            mail = compose(message, sender=self.sender, links=self.links)
+        except (ValueError, UnicodeError, email.errors.MessageError) as exc:
+            # This message can never be built: permanent, so the next channel is tried.
+            raise NotifierError(f"cannot write this e-mail: {exc}", permanent=True) from None
         to = message.recipient.email
         assert to is not None
         try:

@@ -43,6 +43,7 @@ from rituals.clock import TimeWindow, get_zone
 from rituals.planning import after_quiet_hours
 from scheduler.db import dialect_insert
 from scheduler.models import Delivery, Household, Occurrence, Partner
+from scheduler.optouts import record_opt_out
 
 __all__ = ["Claim", "Dispatcher", "RetryPolicy"]
 
@@ -536,17 +537,8 @@ class Dispatcher:
         return status
 
     def _record_opt_out(self, claim: Claim, now: datetime) -> None:
-        column = {"sms": Partner.sms_opted_out_at, "email": Partner.email_opted_out_at}.get(
-            claim.channel
-        )
-        if column is None:
-            return
         with self.engine.begin() as connection:
-            connection.execute(
-                update(Partner)
-                .where(Partner.household_id == claim.household_id, Partner.key == claim.partner_key)
-                .values({column.key: now})
-            )
+            record_opt_out(connection, claim.household_id, claim.partner_key, claim.channel, now)
 
     def _fall_back(self, claim: Claim, now: datetime) -> str | None:
         """Insert the same delivery on the partner's next usable channel, due now."""

@@ -39,6 +39,7 @@ from rituals.templates import TemplateProblem
 from scheduler.db import make_engine
 from scheduler.dispatcher import RetryPolicy
 from scheduler.migrate import SchemaBehind, current_revision, ensure_schema, upgrade
+from scheduler.optouts import opted_out_at, record_opt_out
 from scheduler.planner import last_good_file
 from scheduler.service import AlreadyRunning, Worker, WorkerOptions
 from scheduler.status import ledger_status
@@ -586,8 +587,9 @@ def send_test(
 ) -> None:
     """Send one real test message to a partner; print the provider id or the classified error.
 
-    It goes through the same notifier the worker uses (console without credentials), and
-    is not recorded in the ledger."""
+    It goes through the same notifier the worker uses (console without credentials) and is
+    not recorded as a delivery; a partner who opted out of the channel is not messaged, and
+    an opt-out the provider reports is recorded."""
     settings, loaded = _load(config, errors_to_stdout=False)
     household, partner = _find_partner(loaded.file, to)
     chosen = channel.value if channel is not None else partner.channels[0]
@@ -596,8 +598,19 @@ def send_test(
         typer.echo(f"tend: {household.id}/{partner.id} has no address for {chosen}", err=True)
         raise typer.Exit(2)
     _logging()
-    notifiers = NotifierSet(settings, overrides=settings.notifiers)
+    where = f"{household.id}/{partner.id} by {chosen} ({mask_address(address) or address})"
+    ledger = _ledger_if_any(settings)
+    if ledger is not None:
+        with ledger.connect() as connection:
+            since = opted_out_at(connection, household.id, partner.id, chosen)
+        if since is not None:
+            typer.echo(
+                f"failed (opted out): {where}: opted out on {since:%Y-%m-%d %H:%M} UTC "
+                "(recorded in the ledger); not sent"
+            )
+            raise typer.Exit(1)
     try:
+        notifiers = NotifierSet(settings, overrides=settings.notifiers)
         notifier = notifiers.get(chosen)
     except (UnknownNotifier, ValueError) as exc:
         typer.echo(f"tend: cannot use the {chosen} notifier: {exc}", err=True)
@@ -615,18 +628,40 @@ def send_test(
         subject="Tend: a test message",
         key=f"send-test/{household.id}/{partner.id}/{chosen}/{_now():%Y%m%dT%H%M%S.%f}",
     )
-    where = f"{household.id}/{partner.id} by {chosen} ({mask_address(address) or address})"
     try:
         result = notifier.send(message)
     except NotifierError as error:
         kind = "opted out" if error.opt_out else "permanent" if error.permanent else "transient"
         detail = f"; retry after {error.retry_after:g} s" if error.retry_after else ""
+        if error.opt_out and ledger is not None:
+            with ledger.begin() as connection:
+                if record_opt_out(connection, household.id, partner.id, chosen, _now()):
+                    detail += "; recorded in the ledger"
         typer.echo(f"failed ({kind}): {where}: {mask_addresses(str(error))}{detail}")
         raise typer.Exit(1) from None
     finally:
         notifiers.close()
     extra = f", {result.segments} segment(s)" if result.segments else ""
     typer.echo(f"sent: {where}: {result.provider_id} ({result.status}{extra})")
+
+
+def _ledger_if_any(settings: Settings) -> Engine | None:
+    """The ledger's engine when there is one to read (never creates an SQLite file)."""
+    engine = _engine(settings)
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and (not database or not Path(database).exists()):
+        return None
+    try:
+        with engine.connect() as connection:
+            opted_out_at(connection, "", "", "sms")  # reachable, and has the partner table
+    except DBAPIError:
+        typer.echo(
+            f"tend: note: cannot read the ledger at {_safe_url(settings)}; "
+            "opt-outs are not checked",
+            err=True,
+        )
+        return None
+    return engine
 
 
 def _find_partner(file: RitualFile, to: str) -> tuple[HouseholdModel, PartnerModel]:

@@ -16,11 +16,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifiers.links import BadLink, Links
-from scheduler.models import Partner, WorkerHeartbeat
+from scheduler.models import WorkerHeartbeat
+from scheduler.optouts import record_opt_out
 
 __all__ = ["HEARTBEAT_STALE_SECONDS", "create_app"]
 
@@ -85,23 +86,7 @@ def create_app(
         household, partner = found
         try:
             with engine.begin() as connection:
-                done = connection.execute(
-                    update(Partner)
-                    .where(
-                        Partner.household_id == household,
-                        Partner.key == partner,
-                        Partner.email_opted_out_at.is_(None),
-                    )
-                    .values(email_opted_out_at=now())
-                )
-                known = (
-                    done.rowcount
-                    or connection.execute(
-                        select(func.count())
-                        .select_from(Partner)
-                        .where(Partner.household_id == household, Partner.key == partner)
-                    ).scalar_one()
-                )
+                known = record_opt_out(connection, household, partner, "email", now())
         except SQLAlchemyError:
             return page("Try again later", "Tend could not record that just now.", status=503)
         if not known:

@@ -994,3 +994,30 @@ def test_a_duration_beyond_a_year_is_an_error(tmp_path: Path) -> None:
     )
     assert [(p.line, p.dotted) for p in error.problems] == [(10, "rituals.0.remind_after")]
     assert "at most 366d" in error.lines()[0]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('name = "Sam"', 'name = "Sam\\nBcc: eve@example.com"', "one line of printable text"),
+        ('name = "Sam"', 'name = "Sam\\u2028x"', "one line of printable text"),
+        ('name = "Sam"', 'name = "Sam\\u202eevil"', "one line of printable text"),
+        ('name = "Sam"', 'name = "Sam =?utf-8?q?=0D=0A?="', "must not contain '=?'"),
+        ('id = "date-night"', 'id = "date-night"\ntitle = "Date\\rnight"', "one line"),
+    ],
+)
+def test_names_and_titles_are_one_line_of_text(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    # They go into e-mail headers (To, Subject) and SMS: a line break or an encoded word
+    # could add header lines of their own.
+    text = EXAMPLE.read_text().replace(old, new, 1)
+    error = problems_of(write(tmp_path, text))
+    assert any(message in line for line in error.lines()), error.lines()
+
+
+def test_a_name_with_an_emoji_sequence_is_fine(tmp_path: Path) -> None:
+    name = "Sam \u2764\ufe0f\u200d\U0001f525"  # a zero-width joiner is not a control
+    text = EXAMPLE.read_text().replace('name = "Sam"', f'name = "{name}"', 1)
+    file = load_ritual_file(write(tmp_path, text), today=TODAY).file
+    assert file.households[0].partners[1].name == name

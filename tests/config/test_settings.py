@@ -218,3 +218,17 @@ def test_a_partner_repr_masks_the_phone_number_and_the_email_local_part() -> Non
     # The values themselves are intact.
     assert partner.phone == "+15551230001"
     assert partner.email == "alexandra.w@example.com"
+
+
+@pytest.mark.parametrize("value", ["", "short-key"])
+def test_a_short_secret_key_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TEND_SECRET_KEY", value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    [error] = caught.value.errors()
+    assert error["loc"] == ("TEND_SECRET_KEY",)
+    assert "at least 16 characters" in error["msg"]
+    assert not value or value not in error["msg"]  # the CLI prints only the message

@@ -64,3 +64,20 @@ def test_smtp_replies_are_classified(code: int, ours: bool, expected: str) -> No
     assert error.code == str(code)
     if ours:
         assert "check SMTP_URL" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        ("refused <o'brien.sam@example.com>", "brien.sam"),
+        ("refused sam&alex@example.org", "alex@"),
+        ("number +1 555 123 0002 is not valid", "555 123 0002"),
+        ("The 'To' number +15551230002 is not a valid phone number.", "5551230002"),
+    ],
+)
+def test_mask_addresses_hides_whole_addresses(text: str, hidden: str) -> None:
+    from notifiers.base import mask_addresses
+
+    masked = mask_addresses(text)
+    assert hidden not in masked
+    assert "***" in masked

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import smtplib
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +34,7 @@ from notifiers.links import BadLink, Links
 
 SENDER = "Tend <tend@example.com>"
 PUBLIC_URL = "https://tend.example.com"
-SECRET = "test-secret"
+SECRET = "test-secret-for-links"
 LINKS = Links(PUBLIC_URL, SECRET)
 USER = "tend"
 PASSWORD = "s3cret p@ss/:%word"  # distinctive, and needs percent-encoding in a URL
@@ -156,8 +158,9 @@ def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
 @pytest.mark.parametrize(
     ("url", "security", "host", "port"),
     [
-        ("smtp://mail.example.com", "plain", "mail.example.com", 25),
-        ("smtp://mail.example.com:2525", "plain", "mail.example.com", 2525),
+        # STARTTLS when offered (and a password never in clear text to another host)
+        ("smtp://mail.example.com", "auto", "mail.example.com", 25),
+        ("smtp://mail.example.com:2525", "auto", "mail.example.com", 2525),
         ("smtp://u:p@mail.example.com:587", "starttls", "mail.example.com", 587),  # 587 implies it
         ("smtp://mail.example.com:587?starttls=false", "plain", "mail.example.com", 587),
         ("smtp://mail.example.com:2525?starttls=true", "starttls", "mail.example.com", 2525),
@@ -165,7 +168,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
         ("smtp://mail.example.com?starttls=yes", "starttls", "mail.example.com", 587),
         ("smtps://mail.example.com", "tls", "mail.example.com", 465),
         ("smtps://mail.example.com:2465?starttls=false", "tls", "mail.example.com", 2465),
-        ("SMTP://Mail.Example.COM", "plain", "mail.example.com", 25),
+        ("SMTP://Mail.Example.COM", "auto", "mail.example.com", 25),
+        ("smtp://mail.example.com?starttls=false", "plain", "mail.example.com", 25),
     ],
 )
 def test_smtp_url_security_and_port(url: str, security: str, host: str, port: int) -> None:
@@ -559,8 +563,8 @@ def test_plain_smtp_to_a_server_that_requires_starttls_is_a_settings_problem(
     with SmtpServer(
         tls="starttls", certificate=trusted, username=USER, password=PASSWORD
     ) as server:
-        # smtp://...:PORT without starttls=true: plain, and AUTH is not offered before TLS
-        notifier = make_notifier(server.url())
+        # starttls=false: plain on purpose, and AUTH is not offered before TLS
+        notifier = make_notifier(server.url() + "?starttls=false")
         with pytest.raises(NotifierError) as caught:
             notifier.send(MESSAGE)
         assert server.messages == []
@@ -770,7 +774,7 @@ def test_no_password_or_address_in_logs_or_errors(
         attempt(notifier)
         wrong = make_notifier(url.replace(quote(PASSWORD, safe=""), quote(PASSWORD[::-1], safe="")))
         attempt(wrong)
-        cleartext = make_notifier(server.url())  # no STARTTLS: AUTH is not offered
+        cleartext = make_notifier(server.url() + "?starttls=false")  # AUTH not offered
         attempt(cleartext)
         server.stop()
         attempt(notifier)
@@ -818,3 +822,138 @@ def test_a_421_closes_the_connection_and_the_next_send_opens_a_new_one(
     notifier.send(replace(NEXT, subject="After"))  # no error: a fresh connection
     assert subjects(server) == ["Before", "After"]
     assert notifier.connections_opened == 2
+
+
+def test_without_starttls_in_the_url_it_is_used_when_the_server_offers_it(
+    trusted: Certificate, make_notifier: MakeNotifier
+) -> None:
+    # smtp://user:pass@host:2525 (SendGrid's, Mailgun's and Postmark's other port): the
+    # password must not cross the network in clear text when the server can do better.
+    with SmtpServer(
+        tls="starttls", certificate=trusted, username=USER, password=PASSWORD
+    ) as server:
+        notifier = make_notifier(server.url())
+        assert notifier.target.security == "auto"
+        notifier.send(MESSAGE)
+        [received] = server.messages
+    assert received.tls
+    assert received.username == USER
+
+
+def test_a_password_is_not_sent_in_clear_text_to_another_host(
+    make_notifier: MakeNotifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test server (no STARTTLS) is on loopback, where clear text is allowed; pretend
+    # it is across the network.
+    monkeypatch.setattr(email_module, "_is_loopback", lambda host: False)
+    with SmtpServer(username=USER, password=PASSWORD) as server:
+        notifier = make_notifier(server.url())
+        with pytest.raises(NotifierError) as caught:
+            notifier.send(MESSAGE)
+        assert not caught.value.permanent  # our settings: keep the work
+        assert "offers no STARTTLS" in str(caught.value)
+        assert "starttls=false" in str(caught.value)
+        assert server.messages == []
+        assert server.auth_logins == []
+        # Allowed when asked for.
+        make_notifier(server.url() + "?starttls=false").send(MESSAGE)
+        assert len(server.messages) == 1
+        assert server.auth_logins == [USER]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("localhost", True), ("127.0.0.1", True), ("::1", True), ("10.0.0.2", False),
+     ("smtp.example.com", False)],
+)  # fmt: skip
+def test_which_hosts_count_as_this_machine(host: str, loopback: bool) -> None:
+    assert email_module._is_loopback(host) is loopback
+
+
+def test_an_internationalised_domain_is_sent_in_its_ascii_form(
+    server: SmtpServer, make_notifier: MakeNotifier
+) -> None:
+    person = replace(SAM, name="José Ñandú", email="sam@exämple.de")
+    make_notifier(server.url()).send(replace(MESSAGE, recipient=person))
+    received = only(server)
+    assert received.rcpt_tos == ["sam@xn--exmple-cua.de"]
+    assert received.message["To"].addresses[0].display_name == "José Ñandú"
+
+
+@pytest.mark.parametrize(
+    ("person", "why"),
+    [
+        (replace(SAM, email="josé@example.com"), "non-ASCII"),  # would need SMTPUTF8
+        (replace(SAM, name="Sam\nBcc: eve@example.com"), "cannot write this e-mail"),
+    ],
+)
+def test_an_email_that_can_never_be_written_is_permanent_and_nothing_is_sent(
+    server: SmtpServer, make_notifier: MakeNotifier, person: Recipient, why: str
+) -> None:
+    # Permanent, so the dispatcher moves on to the partner's next channel at once instead of
+    # retrying what can never work.
+    with pytest.raises(NotifierError) as caught:
+        make_notifier(server.url()).send(replace(MESSAGE, recipient=person))
+    assert caught.value.permanent
+    assert why in str(caught.value)
+    assert server.messages == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("subject", "Tend: =?utf-8?q?x=0D=0AReply-To:_eve@example.com?="),
+        ("name", "Sam =?utf-8?q?=0D=0AX-Injected:_yes?="),
+    ],
+)
+def test_an_encoded_word_cannot_smuggle_header_lines(
+    server: SmtpServer, make_notifier: MakeNotifier, field: str, value: str
+) -> None:
+    # Python before 3.11.10 decodes an RFC 2047 word into header lines (CVE-2024-6923). The
+    # ritual file refuses '=?' in names and titles; the notifier holds the line as well.
+    message = (
+        replace(MESSAGE, subject=value)
+        if field == "subject"
+        else replace(MESSAGE, recipient=replace(SAM, name=value))
+    )
+    notifier = make_notifier(server.url())
+    try:
+        notifier.send(message)
+    except NotifierError as error:
+        assert error.permanent
+    for received in server.messages:
+        head = received.data.split(b"\r\n\r\n", 1)[0]
+        assert b"X-Injected" not in head
+        assert b"Reply-To" not in head
+        assert received.message["X-Injected"] is None
+
+
+def test_closing_a_connection_to_a_silent_server_does_not_wait_for_the_timeout() -> None:
+    # A pooled connection whose path went silent (NAT state dropped): QUIT would wait for the
+    # whole SMTP timeout, once per pooled connection, holding up a send or a stop.
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        peer, _ = listener.accept()
+        accepted.append(peer)
+        peer.sendall(b"220 silent.example ESMTP\r\n")
+        peer.recv(1024)  # EHLO
+        peer.sendall(b"250 silent.example\r\n")
+        # ... and never another word
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        connection = smtplib.SMTP("127.0.0.1", listener.getsockname()[1], timeout=30)
+        connection.ehlo()
+        started = time.monotonic()
+        email_module._quietly_close(connection)
+        took = time.monotonic() - started
+    finally:
+        thread.join(5)
+        for peer in accepted:
+            peer.close()
+        listener.close()
+    assert took < email_module.BRIEF + 1, took
+    assert connection.sock is None

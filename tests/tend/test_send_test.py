@@ -122,3 +122,93 @@ def test_unknown_partner_or_missing_address_is_one_clear_line(tmp_path: Path) ->
     )
     assert done.returncode == 2, done.stdout
     assert "alex-sam/sam has no address for email" in done.stderr
+
+
+def ledger_with_the_couple(tmp_path: Path) -> str:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from scheduler.db import make_engine
+    from scheduler.migrate import upgrade
+    from scheduler.models import Household, Partner
+
+    url = f"sqlite:///{tmp_path / 'tend.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(Household).values(id="alex-sam", timezone="UTC", created_at=now, updated_at=now)
+        )
+        for key, phone in (("alex", "+15551230001"), ("sam", SAM)):
+            connection.execute(
+                insert(Partner).values(
+                    household_id="alex-sam",
+                    key=key,
+                    name=key.title(),
+                    phone=phone,
+                    email=f"{key}@example.com",
+                    channels="sms,email",
+                    timezone="UTC",
+                    email_opted_out_at=now if key == "sam" else None,
+                )
+            )
+    engine.dispose()
+    return url
+
+
+def sms_opted_out_at(url: str) -> object:
+    from sqlalchemy import select
+
+    from scheduler.db import make_engine
+    from scheduler.models import Partner
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(
+                select(Partner.sms_opted_out_at).where(Partner.key == "sam")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_a_partner_who_unsubscribed_gets_no_test_either(tmp_path: Path) -> None:
+    url = ledger_with_the_couple(tmp_path)
+    done = tend(
+        "send-test", "--to", "sam", "--channel", "email", "--config", str(EXAMPLE),
+        cwd=tmp_path, env={"DATABASE_URL": url},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stdout.startswith(
+        "failed (opted out): alex-sam/sam by email (s***@example.com): opted out on "
+        "2026-11-01 00:00 UTC"
+    )
+    assert "Tend test for Sam" not in done.stdout  # the console printed nothing
+
+
+def test_an_opt_out_twilio_reports_is_recorded(tmp_path: Path, fake: FakeTwilio) -> None:
+    url = ledger_with_the_couple(tmp_path)
+    fake.opted_out.add(SAM)
+    done = tend(
+        "send-test", "--to", "sam", "--config", str(EXAMPLE),
+        cwd=tmp_path, env={**twilio_env(fake), "DATABASE_URL": url},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stdout.startswith("failed (opted out):")
+    assert "recorded in the ledger" in done.stdout
+    assert sms_opted_out_at(url) is not None
+    again = tend(
+        "send-test", "--to", "sam", "--config", str(EXAMPLE),
+        cwd=tmp_path, env={**twilio_env(fake), "DATABASE_URL": url},
+    )  # fmt: skip
+    assert again.returncode == 1
+    assert "(recorded in the ledger); not sent" in again.stdout
+    assert len([r for r in fake.requests if r.method == "POST"]) == 1  # not asked again
+
+
+def test_without_a_ledger_none_is_created(tmp_path: Path) -> None:
+    done = tend("send-test", "--to", "sam", "--config", str(EXAMPLE), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "tend.db").exists()
