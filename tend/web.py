@@ -1,10 +1,11 @@
 """The ASGI app (FastAPI), served by uvicorn through ``tend web`` or ``tend run``.
 
-It answers ``/healthz`` (is the database reachable, how old is the newest worker heartbeat)
-and the e-mail unsubscribe link (``GET`` shows a button, ``POST`` unsubscribes: one-click
+It answers ``/healthz`` (is the database reachable, how old is the newest worker heartbeat),
+the e-mail's confirm link (``GET /confirm/{token}``, signed, valid for 7 days) and the e-mail
+unsubscribe link (``GET`` shows a button, ``POST`` unsubscribes: one-click
 unsubscribe per RFC 8058, which mail providers call with ``List-Unsubscribe=One-Click``; a
 ``GET`` alone never unsubscribes, since link scanners fetch every link). The webhooks
-(replies, status callbacks) and the confirm link come with the replies issue.
+(replies, status callbacks) come with the replies issue.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifiers.links import BadLink, Links
+from scheduler.completions import confirm
 from scheduler.models import WorkerHeartbeat
 from scheduler.optouts import record_opt_out
 
@@ -66,6 +68,43 @@ def create_app(
         if found.channel != "email":
             return page("Link not valid", "This unsubscribe link is not valid.", status=400)
         return found.household, found.partner
+
+    @app.get("/confirm/{token}")
+    def confirm_link(token: str) -> HTMLResponse:
+        """The e-mail's "Done it?" link: confirms the occurrence for that partner."""
+        if links is None:
+            return page("Not available", "This Tend has no secret key set.", status=404)
+        try:
+            found = links.read_confirm(token)
+        except BadLink as exc:
+            if exc.expired:
+                return page(
+                    "Link expired",
+                    "Confirm links work for 7 days. Nothing was recorded.",
+                    status=410,
+                )
+            return page("Link not valid", "This confirm link is not valid.", status=400)
+        try:
+            with engine.begin() as connection:
+                done = confirm(
+                    connection,
+                    household=found.household,
+                    occurrence=found.occurrence,
+                    partner=found.partner,
+                    at=now(),
+                    source="email",
+                )
+        except SQLAlchemyError:
+            return page("Try again later", "Tend could not record that just now.", status=503)
+        if done.outcome == "unknown":
+            return page("Link not valid", "This confirm link is not valid.", status=400)
+        what = (done.ritual or "").replace("-", " ").replace("_", " ")
+        when = f"{what} on {done.slot:%A %-d %B}" if done.slot else what
+        if done.outcome == "cancelled":
+            return page("Called off", f"The {when} was called off; there is nothing to confirm.")
+        if done.outcome == "already":
+            return page("Already done", f"You had marked the {when} as done. Thank you!")
+        return page("Done!", f"Marked the {when} as done. Thank you!")
 
     @app.get("/unsubscribe/{token}")
     def unsubscribe_page(token: str) -> HTMLResponse:

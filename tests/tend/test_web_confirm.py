@@ -1,0 +1,206 @@
+"""The e-mail's confirm link: a signed token, valid for 7 days, confirms the occurrence for
+that partner once; a bad, expired or foreign link records nothing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import time_machine
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, insert, select
+
+from notifiers.links import Links
+from scheduler.completions import confirm
+from scheduler.db import make_engine
+from scheduler.migrate import upgrade
+from scheduler.models import Completion, Household, Occurrence, Partner
+from tend.web import create_app
+from tests.scheduler.conftest import reset_postgres
+
+NOW = datetime(2026, 12, 5, 21, tzinfo=UTC)
+LINKS = Links("https://tend.example.com", "confirm-test-secret-key")
+
+
+def fill(engine: Engine) -> dict[str, int]:
+    """Two households; alex-sam has an open, a cancelled and another open occurrence."""
+    ids: dict[str, int] = {}
+    with engine.begin() as connection:
+        for household, partners in (("alex-sam", ("alex", "sam")), ("kim-lee", ("kim", "lee"))):
+            connection.execute(
+                insert(Household).values(
+                    id=household, timezone="UTC", created_at=NOW, updated_at=NOW
+                )
+            )
+            for key in partners:
+                connection.execute(
+                    insert(Partner).values(
+                        household_id=household,
+                        key=key,
+                        name=key.title(),
+                        channels="email",
+                        timezone="UTC",
+                    )
+                )
+        for name, household, day, status in (
+            ("open", "alex-sam", 5, "open"),
+            ("cancelled", "alex-sam", 12, "cancelled"),
+            ("theirs", "kim-lee", 5, "open"),
+        ):
+            slot = datetime(2026, 12, day, 19)
+            ids[name] = connection.execute(
+                insert(Occurrence)
+                .values(
+                    household_id=household,
+                    ritual_id="date-night",
+                    slot=slot,
+                    recipient="",
+                    kind="date_night",
+                    at=slot.replace(tzinfo=UTC),
+                    status=status,
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+                .returning(Occurrence.id)
+            ).scalar_one()
+    return ids
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'tend.db'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def client(engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_app(engine, clock=lambda: NOW, links=LINKS)) as client:
+        yield client
+
+
+def path(household: str, occurrence: int, partner: str) -> str:
+    return LINKS.confirm_url(household, occurrence, partner).removeprefix(LINKS.public_url)
+
+
+def state(engine: Engine) -> tuple[list[tuple[int, str, str, str]], dict[int, str]]:
+    with engine.connect() as connection:
+        completions = [
+            tuple(row)
+            for row in connection.execute(
+                select(
+                    Completion.occurrence_id,
+                    Completion.partner_key,
+                    Completion.action,
+                    Completion.source,
+                ).order_by(Completion.id)
+            )
+        ]
+        statuses = dict(connection.execute(select(Occurrence.id, Occurrence.status)).tuples().all())
+    return completions, statuses  # type: ignore[return-value]
+
+
+def test_a_confirm_link_confirms_once(client: TestClient, engine: Engine) -> None:
+    ids = fill(engine)
+    answer = client.get(path("alex-sam", ids["open"], "sam"))
+    assert answer.status_code == 200
+    assert "Marked the date night on Saturday 5 December as done" in answer.text
+    again = client.get(path("alex-sam", ids["open"], "sam"))  # a second click
+    assert again.status_code == 200
+    assert "had marked" in again.text
+    completions, statuses = state(engine)
+    assert completions == [(ids["open"], "sam", "confirm", "email")]
+    assert statuses[ids["open"]] == "confirmed"
+    # The other partner's own link records their own completion.
+    assert client.get(path("alex-sam", ids["open"], "alex")).status_code == 200
+    assert [c[1] for c in state(engine)[0]] == ["sam", "alex"]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ids: "/confirm/not-a-token",
+        lambda ids: path("alex-sam", ids["open"], "sam")[:-3] + "abc",  # forged signature
+        lambda ids: path("alex-sam", ids["theirs"], "sam"),  # another household's occurrence
+        lambda ids: path("alex-sam", ids["open"], "robin"),  # no such partner
+        lambda ids: path("alex-sam", 999_999, "sam"),  # no such occurrence
+        lambda ids: LINKS.unsubscribe_url("alex-sam", "sam").replace(
+            f"{LINKS.public_url}/unsubscribe/", "/confirm/"
+        ),  # a token of another kind
+        lambda ids: (
+            Links(LINKS.public_url, "another-secret-key-123")
+            .confirm_url("alex-sam", ids["open"], "sam")
+            .removeprefix(LINKS.public_url)
+        ),
+    ],
+)
+def test_a_bad_link_records_nothing(client: TestClient, engine: Engine, make: object) -> None:
+    ids = fill(engine)
+    assert callable(make)
+    answer = client.get(make(ids))
+    assert answer.status_code == 400
+    assert "not valid" in answer.text
+    completions, statuses = state(engine)
+    assert completions == []
+    assert set(statuses.values()) == {"open", "cancelled"}
+
+
+def test_a_link_older_than_seven_days_has_expired(client: TestClient, engine: Engine) -> None:
+    ids = fill(engine)
+    with time_machine.travel(NOW - timedelta(days=7, minutes=1), tick=False):
+        old = path("alex-sam", ids["open"], "sam")
+    with time_machine.travel(NOW - timedelta(days=6, hours=23), tick=False):
+        recent = path("alex-sam", ids["open"], "alex")
+    with time_machine.travel(NOW, tick=False):
+        expired = client.get(old)
+        fine = client.get(recent)
+    assert expired.status_code == 410
+    assert "expired" in expired.text
+    assert fine.status_code == 200
+    assert [c[1] for c in state(engine)[0]] == ["alex"]
+
+
+def test_a_called_off_ritual_records_nothing(client: TestClient, engine: Engine) -> None:
+    ids = fill(engine)
+    answer = client.get(path("alex-sam", ids["cancelled"], "sam"))
+    assert answer.status_code == 200
+    assert "called off" in answer.text
+    assert state(engine)[0] == []
+
+
+def test_two_clicks_at_once_on_postgres_record_one_completion(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        reset_postgres(engine)
+        upgrade(engine)
+        ids = fill(engine)
+        barrier = threading.Barrier(8)
+        outcomes: list[str] = []
+
+        def click() -> None:
+            barrier.wait()
+            with engine.begin() as connection:
+                done = confirm(
+                    connection,
+                    household="alex-sam",
+                    occurrence=ids["open"],
+                    partner="sam",
+                    at=NOW,
+                    source="email",
+                )
+            outcomes.append(done.outcome)
+
+        threads = [threading.Thread(target=click) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(outcomes) == ["already"] * 7 + ["confirmed"]
+        assert state(engine)[0] == [(ids["open"], "sam", "confirm", "email")]
+    finally:
+        reset_postgres(engine)
+        engine.dispose()
