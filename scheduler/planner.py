@@ -491,9 +491,10 @@ def _keep_days(
     now: datetime,
     generation: int,
 ) -> None:
-    """A change whose new slot for today is already past (a random draw moved by new quiet
-    hours, a ritual moved earlier than now) keeps today's old slot, still to come, rather
-    than losing the day: it is marked as planned by this generation, so not cancelled."""
+    """A change whose new slot for a day is already past (a random draw moved by new quiet
+    hours, a ritual moved earlier than now) keeps the day's old slot rather than losing the
+    day, when that slot is still to come or still has a message inside its grace (due a
+    moment ago, not sent yet): it is marked as planned by this generation, so not cancelled."""
     made = {c.key for c in candidates}
     keep = [
         occurrence_id
@@ -504,7 +505,12 @@ def _keep_days(
     ]
     if not keep:
         return
-    future = and_(Occurrence.id.in_(keep), Occurrence.at >= now)
+    still_sendable = exists().where(
+        Delivery.occurrence_id == Occurrence.id,
+        Delivery.status == "pending",
+        Delivery.expires_at >= now,
+    )
+    future = and_(Occurrence.id.in_(keep), or_(Occurrence.at >= now, still_sendable))
     connection.execute(update(Occurrence).where(future).values(generation=generation))
     connection.execute(
         update(Delivery)

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, Row, Table, func, select, update
 
@@ -727,6 +727,18 @@ def dst_file(zone: str, hhmm: str) -> RitualFile:
 
 @settings(max_examples=25, deadline=None)
 @given(walk=walks())
+# Found by hypothesis: moved from 23:30 to 00:00 at midnight, yesterday's 23:30 (due half
+# an hour ago, not sent yet, inside grace) was cancelled and the day lost.
+@example(
+    walk=Walk(
+        zone="Europe/London",
+        start=datetime(2026, 3, 27, 9, 46, tzinfo=UTC),
+        end=datetime(2026, 3, 31, 9, 46, tzinfo=UTC),
+        steps=[98, 120, 122, 250, 268, 289],
+        first="23:30",
+        change=(12, "00:00"),
+    )
+)
 def test_no_local_slot_ever_gets_two_occurrences_across_dst_transitions(
     tmp_path_factory: pytest.TempPathFactory, walk: Walk
 ) -> None:
