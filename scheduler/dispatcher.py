@@ -45,7 +45,7 @@ from scheduler.db import dialect_insert
 from scheduler.models import Delivery, Household, Occurrence, Partner
 from scheduler.optouts import record_opt_out
 
-__all__ = ["Claim", "Dispatcher", "RetryPolicy"]
+__all__ = ["Claim", "Dispatcher", "RetryPolicy", "fall_back", "read_claims"]
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,95 @@ class Claim:
 
     def address(self, channel: str) -> str | None:
         return {"sms": self.phone, "email": self.email, "console": self.name}.get(channel)
+
+
+def read_claims(engine: Engine, ids: Sequence[int]) -> list[Claim]:
+    """The claims (deliveries with what deciding about them needs) of `ids`; reads only."""
+    if not ids:
+        return []
+    query = (
+        select(
+            Delivery.id,
+            Delivery.occurrence_id,
+            Delivery.household_id,
+            Delivery.partner_key,
+            Delivery.role,
+            Delivery.channel,
+            Delivery.body,
+            Delivery.subject,
+            Delivery.due_at,
+            Delivery.expires_at,
+            Delivery.attempts,
+            Delivery.claimed_at,
+            Delivery.last_error,
+            Occurrence.status.label("occurrence_status"),
+            Occurrence.ritual_id,
+            Occurrence.slot,
+            Household.active.label("household_active"),
+            Household.paused_until,
+            Partner.name,
+            Partner.phone,
+            Partner.email,
+            Partner.channels,
+            Partner.timezone,
+            Partner.quiet_hours,
+            Partner.active.label("partner_active"),
+            Partner.sms_opted_out_at,
+            Partner.email_opted_out_at,
+        )
+        .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
+        .join(Household, Household.id == Delivery.household_id)
+        .join(
+            Partner,
+            (Partner.household_id == Delivery.household_id) & (Partner.key == Delivery.partner_key),
+        )
+        .where(Delivery.id.in_(ids))
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).mappings().all()
+    claims = []
+    for row in rows:
+        values: dict[str, Any] = dict(row)
+        values["channels"] = tuple(c for c in values["channels"].split(",") if c)
+        claims.append(Claim(**values))
+    return claims
+
+
+def fall_back(engine: Engine, claim: Claim, now: datetime) -> str | None:
+    """Insert the same delivery on the partner's next usable channel, due now."""
+    if now > claim.expires_at:
+        return None
+    order = list(claim.channels)
+    later = order[order.index(claim.channel) + 1 :] if claim.channel in order else []
+    for channel in later:
+        if claim.opted_out(channel) or not claim.address(channel):
+            continue
+        with engine.begin() as connection:
+            insert = dialect_insert(connection, Delivery)
+            connection.execute(
+                insert.values(
+                    occurrence_id=claim.occurrence_id,
+                    household_id=claim.household_id,
+                    partner_key=claim.partner_key,
+                    role=claim.role,
+                    channel=channel,
+                    status="pending",
+                    due_at=claim.due_at,
+                    next_attempt_at=now,
+                    expires_at=claim.expires_at,
+                    attempts=0,
+                    body=claim.body,
+                    subject=claim.subject,
+                    generation=0,
+                    fallback_of=claim.id,
+                    created_at=now,
+                    updated_at=now,
+                ).on_conflict_do_nothing()
+            )
+        log.info("delivery %d: falling back from %s to %s", claim.id, claim.channel, channel)
+        return channel
+    return None
 
 
 class Dispatcher:
@@ -270,56 +359,7 @@ class Dispatcher:
         return self._claims(ids)
 
     def _claims(self, ids: Sequence[int]) -> list[Claim]:
-        if not ids:
-            return []
-        query = (
-            select(
-                Delivery.id,
-                Delivery.occurrence_id,
-                Delivery.household_id,
-                Delivery.partner_key,
-                Delivery.role,
-                Delivery.channel,
-                Delivery.body,
-                Delivery.subject,
-                Delivery.due_at,
-                Delivery.expires_at,
-                Delivery.attempts,
-                Delivery.claimed_at,
-                Delivery.last_error,
-                Occurrence.status.label("occurrence_status"),
-                Occurrence.ritual_id,
-                Occurrence.slot,
-                Household.active.label("household_active"),
-                Household.paused_until,
-                Partner.name,
-                Partner.phone,
-                Partner.email,
-                Partner.channels,
-                Partner.timezone,
-                Partner.quiet_hours,
-                Partner.active.label("partner_active"),
-                Partner.sms_opted_out_at,
-                Partner.email_opted_out_at,
-            )
-            .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
-            .join(Household, Household.id == Delivery.household_id)
-            .join(
-                Partner,
-                (Partner.household_id == Delivery.household_id)
-                & (Partner.key == Delivery.partner_key),
-            )
-            .where(Delivery.id.in_(ids))
-            .order_by(Delivery.next_attempt_at, Delivery.id)
-        )
-        with self.engine.connect() as connection:
-            rows = connection.execute(query).mappings().all()
-        claims = []
-        for row in rows:
-            values: dict[str, Any] = dict(row)
-            values["channels"] = tuple(c for c in values["channels"].split(",") if c)
-            claims.append(Claim(**values))
-        return claims
+        return read_claims(self.engine, ids)
 
     # ------------------------------------------------------------------ one delivery
 
@@ -541,39 +581,7 @@ class Dispatcher:
             record_opt_out(connection, claim.household_id, claim.partner_key, claim.channel, now)
 
     def _fall_back(self, claim: Claim, now: datetime) -> str | None:
-        """Insert the same delivery on the partner's next usable channel, due now."""
-        if now > claim.expires_at:
-            return None
-        order = list(claim.channels)
-        later = order[order.index(claim.channel) + 1 :] if claim.channel in order else []
-        for channel in later:
-            if claim.opted_out(channel) or not claim.address(channel):
-                continue
-            with self.engine.begin() as connection:
-                insert = dialect_insert(connection, Delivery)
-                connection.execute(
-                    insert.values(
-                        occurrence_id=claim.occurrence_id,
-                        household_id=claim.household_id,
-                        partner_key=claim.partner_key,
-                        role=claim.role,
-                        channel=channel,
-                        status="pending",
-                        due_at=claim.due_at,
-                        next_attempt_at=now,
-                        expires_at=claim.expires_at,
-                        attempts=0,
-                        body=claim.body,
-                        subject=claim.subject,
-                        generation=0,
-                        fallback_of=claim.id,
-                        created_at=now,
-                        updated_at=now,
-                    ).on_conflict_do_nothing()
-                )
-            log.info("delivery %d: falling back from %s to %s", claim.id, claim.channel, channel)
-            return channel
-        return None
+        return fall_back(self.engine, claim, now)
 
     # ------------------------------------------------------------------ crash recovery
 

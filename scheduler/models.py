@@ -157,6 +157,8 @@ class Delivery(Base):
         UniqueConstraint("occurrence_id", "partner_key", "role", "channel"),
         # The dispatcher's one hot query: due pending work, oldest first.
         Index("ix_delivery_status_next_attempt_at", "status", "next_attempt_at"),
+        # Status callbacks find their delivery by the provider's message id.
+        Index("ix_delivery_provider_id", "provider_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -173,6 +175,9 @@ class Delivery(Base):
     body: Mapped[str] = mapped_column(Text)
     subject: Mapped[str | None] = mapped_column(String(200))
     provider_id: Mapped[str | None] = mapped_column(String(128))
+    # What the provider said afterwards (Twilio's status callback): delivered | undelivered |
+    # failed; None until it says.
+    provider_status: Mapped[str | None] = mapped_column(String(16))
     last_error: Mapped[str | None] = mapped_column(Text)
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     claimed_at: Mapped[datetime | None]

@@ -33,6 +33,7 @@ from config.settings import Settings, without_password
 from notifiers.base import Message, NotifierError, Recipient, mask_addresses
 from notifiers.links import Links
 from notifiers.registry import NotifierSet, UnknownNotifier
+from notifiers.twilio_webhooks import TwilioWebhooks
 from rituals.planning import Delivery, Occurrence, Plan
 from rituals.schedule import FIRST_YEAR, LAST_YEAR
 from rituals.templates import TemplateProblem
@@ -527,7 +528,11 @@ def _listen(host: str, port: int) -> socket.socket:
 def _serve(engine: Engine, listening: socket.socket, settings: Settings) -> None:
     import uvicorn
 
-    web_app = create_app(engine, links=Links.from_settings(settings))
+    web_app = create_app(
+        engine,
+        links=Links.from_settings(settings),
+        twilio=TwilioWebhooks.from_settings(settings),
+    )
     server = uvicorn.Server(uvicorn.Config(web_app, log_level="info", access_log=False))
     try:
         server.run(sockets=[listening])

@@ -4,28 +4,37 @@ It answers ``/healthz`` (is the database reachable, how old is the newest worker
 the e-mail's confirm link (``GET /confirm/{token}``, signed, valid for 7 days) and the e-mail
 unsubscribe link (``GET`` shows a button, ``POST`` unsubscribes: one-click
 unsubscribe per RFC 8058, which mail providers call with ``List-Unsubscribe=One-Click``; a
-``GET`` alone never unsubscribes, since link scanners fetch every link). The webhooks
-(replies, status callbacks) come with the replies issue.
+``GET`` alone never unsubscribes, since link scanners fetch every link), and Twilio's
+delivery receipts (``POST /twilio/status``, signature checked). Inbound replies come with
+the replies issue.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from jinja2 import Environment
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 
 from notifiers.links import BadLink, Links
+from notifiers.twilio_webhooks import MAX_BODY as TWILIO_MAX_BODY
+from notifiers.twilio_webhooks import TwilioWebhooks, Verdict
 from scheduler.completions import confirm
 from scheduler.models import WorkerHeartbeat
 from scheduler.optouts import record_opt_out
+from scheduler.receipts import record_receipt
 
 __all__ = ["HEARTBEAT_STALE_SECONDS", "create_app"]
+
+log = logging.getLogger(__name__)
 
 # Workers beat every 15 s; three missed beats and the scheduler is considered down.
 HEARTBEAT_STALE_SECONDS = 45
@@ -49,14 +58,73 @@ def page(title: str, text: str, *, status: int = 200, button: str | None = None)
     return HTMLResponse(_PAGE.render(title=title, text=text, button=button), status_code=status)
 
 
+async def _form(request: Request, limit: int) -> dict[str, str] | Response:
+    """The request's urlencoded form, or the error answer (too big, not a form)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return PlainTextResponse("request body too large", status_code=413)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return PlainTextResponse("request body too large", status_code=413)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        return PlainTextResponse("expected a form", status_code=415)
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        return PlainTextResponse("malformed form", status_code=400)
+    return dict(pairs)
+
+
 def create_app(
     engine: Engine,
     *,
     clock: Callable[[], datetime] | None = None,
     links: Links | None = None,
+    twilio: TwilioWebhooks | None = None,
 ) -> FastAPI:
     now = clock or (lambda: datetime.now(UTC))
     app = FastAPI(title="Tend", docs_url=None, redoc_url=None, openapi_url=None)
+    webhooks = twilio or TwilioWebhooks(None, None)
+
+    @app.post("/twilio/status")
+    async def twilio_status(request: Request) -> Response:
+        """Twilio's delivery receipts for the SMS Tend sent (``status_callback``)."""
+        form = await _form(request, TWILIO_MAX_BODY)
+        if isinstance(form, Response):
+            return form
+        verdict = webhooks.check(
+            request.url.path, request.url.query, form, request.headers.get("x-twilio-signature")
+        )
+        if verdict is Verdict.UNCONFIGURED:
+            log.error(
+                "a Twilio status callback arrived, but TWILIO_AUTH_TOKEN or TEND_PUBLIC_URL "
+                "is not set, so its signature cannot be checked: ignored"
+            )
+            return PlainTextResponse("webhooks are not configured", status_code=503)
+        if verdict is Verdict.FORGED:
+            log.warning("rejected a Twilio status callback: missing or wrong signature")
+            return PlainTextResponse("bad signature", status_code=403)
+        sid = form.get("MessageSid") or form.get("SmsSid")
+        status = form.get("MessageStatus") or form.get("SmsStatus")
+        if not sid or not status:
+            return PlainTextResponse("MessageSid and MessageStatus are required", status_code=400)
+        try:
+            await run_in_threadpool(
+                record_receipt,
+                engine,
+                channel="sms",
+                provider_id=sid,
+                status=status,
+                error_code=form.get("ErrorCode") or None,
+                now=now(),
+            )
+        except SQLAlchemyError as exc:
+            log.error("recording a Twilio status callback failed: %s", type(exc).__name__)
+            return PlainTextResponse("try again later", status_code=503)
+        return Response(status_code=204)
 
     def read_unsubscribe(token: str) -> tuple[str, str] | HTMLResponse:
         if links is None:
