@@ -20,7 +20,11 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        env_ignore_empty=True,  # `TWILIO_FROM=` is unset, as in a shell, not an empty value
     )
 
     config_path: Path = Field(Path("tend.toml"), validation_alias="TEND_CONFIG")
@@ -88,6 +92,26 @@ class Settings(BaseSettings):
             if key == "database_url" and isinstance(value, str):
                 value = without_password(value)
             yield key, value
+
+    def missing(self, channel: str) -> list[str]:
+        """The variables still missing when a provider is partly set up: a half-finished
+        setup must stop the start, not quietly print to the console. Empty when the
+        provider is fully set up, or not at all."""
+        if channel == "sms":
+            given = {
+                "TWILIO_ACCOUNT_SID": bool(self.twilio_account_sid),
+                "TWILIO_AUTH_TOKEN": bool(self.twilio_auth_token),
+                "TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID": bool(
+                    self.twilio_from or self.twilio_messaging_service_sid
+                ),
+            }
+        elif channel == "email":
+            given = {"SMTP_URL": bool(self.smtp_url), "SMTP_FROM": bool(self.smtp_from)}
+        else:
+            return []
+        if not any(given.values()):
+            return []
+        return [name for name, present in given.items() if not present]
 
     @property
     def twilio_configured(self) -> bool:

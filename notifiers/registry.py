@@ -102,6 +102,13 @@ class NotifierSet:
         if channel in self._builtin and (channel == "console" or self._configured(channel)):
             return self._builtin[channel]
         if channel in ("sms", "email"):
+            missing = self._settings.missing(channel) if self._settings is not None else []
+            if missing:
+                raise ValueError(
+                    f"{'Twilio' if channel == 'sms' else 'SMTP'} is partly set up: "
+                    f"set {', '.join(missing)} as well (or unset the others to print "
+                    f"{channel} messages to the console)"
+                )
             return self._builtin["console"]  # no credentials: show what would be sent
         raise UnknownNotifier(f"no notifier for channel {channel!r}")
 
@@ -114,6 +121,10 @@ class NotifierSet:
                 self.get(channel)
             except ValueError as exc:
                 raise ValueError(f"the {channel} notifier: {exc}") from None
+
+    def describe(self, channels: Iterable[str]) -> str:
+        """``sms: SmsNotifier, email: ConsoleNotifier``: which class serves each channel."""
+        return ", ".join(f"{c}: {type(self.get(c)).__name__}" for c in channels)
 
     def get(self, channel: str) -> Notifier:
         with self._lock:

@@ -435,6 +435,9 @@ def _worker(settings: Settings, loaded: LoadedFile, engine: Engine) -> Worker:
     except ValueError as exc:
         typer.echo(f"tend: {exc}", err=True)
         raise typer.Exit(2) from None
+    logging.getLogger("tend").info(
+        "channels: %s", notifiers.describe(sorted(channels | {"console"}))
+    )
     return Worker(
         engine,
         Path(loaded.path),
@@ -647,6 +650,9 @@ def send_test(
     finally:
         notifiers.close()
     extra = f", {result.segments} segment(s)" if result.segments else ""
+    if notifier.channel == "console" and chosen != "console":
+        provider = "Twilio" if chosen == "sms" else "SMTP"
+        extra += f"; printed here: no {provider} settings, so {chosen} goes to the console"
     typer.echo(f"sent: {where}: {result.provider_id} ({result.status}{extra})")
 
 

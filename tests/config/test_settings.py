@@ -220,7 +220,7 @@ def test_a_partner_repr_masks_the_phone_number_and_the_email_local_part() -> Non
     assert partner.email == "alexandra.w@example.com"
 
 
-@pytest.mark.parametrize("value", ["", "short-key"])
+@pytest.mark.parametrize("value", ["x", "short-key"])
 def test_a_short_secret_key_is_one_clear_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
 ) -> None:
@@ -232,3 +232,34 @@ def test_a_short_secret_key_is_one_clear_error(
     assert error["loc"] == ("TEND_SECRET_KEY",)
     assert "at least 16 characters" in error["msg"]
     assert not value or value not in error["msg"]  # the CLI prints only the message
+
+
+@pytest.mark.parametrize(
+    ("env", "channel", "missing"),
+    [
+        ({}, "sms", []),
+        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"}, "sms", [
+            "TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID"
+        ]),
+        ({"TWILIO_FROM": "+15550001111"}, "sms", ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"]),
+        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM": ""}, "sms", [
+            "TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID"  # empty is unset
+        ]),
+        ({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
+          "TWILIO_MESSAGING_SERVICE_SID": "MG1"}, "sms", []),
+        ({"SMTP_URL": "smtp://relay"}, "email", ["SMTP_FROM"]),
+        ({"SMTP_FROM": "tend@example.com", "SMTP_URL": ""}, "email", ["SMTP_URL"]),
+        ({"SMTP_URL": "smtp://relay", "SMTP_FROM": "tend@example.com"}, "email", []),
+    ],
+)  # fmt: skip
+def test_a_partly_set_up_provider_names_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    env: dict[str, str],
+    channel: str,
+    missing: list[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().missing(channel) == missing

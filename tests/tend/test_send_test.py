@@ -212,3 +212,24 @@ def test_without_a_ledger_none_is_created(tmp_path: Path) -> None:
     done = tend("send-test", "--to", "sam", "--config", str(EXAMPLE), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "tend.db").exists()
+
+
+@pytest.mark.parametrize("command", [("send-test", "--to", "sam"), ("worker",)])
+def test_a_half_set_up_provider_stops_the_start_instead_of_printing(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # An empty TWILIO_FROM= in .env once sent every SMS to the console, recorded as sent.
+    env = {"TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "t" * 32, "TWILIO_FROM": ""}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'tend.db'}"
+    done = tend(*command, "--config", str(EXAMPLE), cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    assert "Twilio is partly set up: set TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID" in (
+        done.stderr
+    )
+    assert "Tend test for Sam" not in done.stdout
+
+
+def test_without_any_provider_the_console_says_so(tmp_path: Path) -> None:
+    done = tend("send-test", "--to", "sam", "--config", str(EXAMPLE), cwd=tmp_path)
+    assert done.returncode == 0
+    assert "printed here: no Twilio settings, so sms goes to the console" in done.stdout
