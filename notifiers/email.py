@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, parseaddr
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -387,14 +387,18 @@ class EmailNotifier(Notifier):
         pool_size: int = 4,
     ) -> None:
         name, address = parseaddr(sender)
-        if not address or "@" not in address:
-            raise ValueError(f"SMTP_FROM {sender!r} is not an e-mail address")
+        if not address or "@" not in address or sender.count("<") != sender.count(">"):
+            raise ValueError(
+                f"SMTP_FROM {sender!r} is not an e-mail address "
+                "(write tend@example.com or Tend <tend@example.com>)"
+            )
         try:
             Address(addr_spec=address)
+            checked = _address(name, address)
         except (ValueError, IndexError, email.errors.MessageError) as exc:
             raise ValueError(f"SMTP_FROM {sender!r} is not an e-mail address: {exc}") from None
         self.target = target
-        self.sender = formataddr((name, address))
+        self.sender = str(checked)
         self.links = links
         self._pool = _Pool(target, pool_size)
 

@@ -957,3 +957,24 @@ def test_closing_a_connection_to_a_silent_server_does_not_wait_for_the_timeout()
         listener.close()
     assert took < email_module.BRIEF + 1, took
     assert connection.sock is None
+
+
+@pytest.mark.parametrize(
+    "sender", ["@example.com", "tend@example.com.", "Tend <tend@example.com", "not an address"]
+)
+def test_a_bad_smtp_from_is_one_clear_error(sender: str) -> None:
+    with pytest.raises(ValueError, match=r"^SMTP_FROM .* is not an e-mail address"):
+        EmailNotifier(SmtpTarget.parse("smtp://relay.example.com"), sender)
+
+
+def test_an_internationalised_sender_domain_goes_out_in_ascii(
+    server: SmtpServer, make_notifier: MakeNotifier
+) -> None:
+    notifier = EmailNotifier(SmtpTarget.parse(server.url()), "Tënd <tend@exämple.com>")
+    try:
+        notifier.send(MESSAGE)
+    finally:
+        notifier.close()
+    received = only(server)
+    assert received.mail_from == "tend@xn--exmple-cua.com"
+    assert received.message["From"].addresses[0].display_name == "Tënd"
