@@ -10,7 +10,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from scheduler.models import Partner
 
-__all__ = ["opted_out_at", "record_opt_out"]
+__all__ = ["clear_opt_out", "opted_out_at", "record_opt_out"]
 
 _COLUMNS: dict[str, InstrumentedAttribute[datetime | None]] = {
     "sms": Partner.sms_opted_out_at,
@@ -54,3 +54,16 @@ def record_opt_out(
             select(func.count()).select_from(Partner).where(_partner(household, partner))
         ).scalar_one()
     )
+
+
+def clear_opt_out(connection: Connection, household: str, partner: str, channel: str) -> bool:
+    """Opt the partner back in to `channel`; False when they had not opted out."""
+    column = _COLUMNS.get(channel)
+    if column is None:
+        return False
+    done = connection.execute(
+        update(Partner)
+        .where(_partner(household, partner), column.is_not(None))
+        .values({column.key: None})
+    )
+    return bool(done.rowcount)

@@ -164,20 +164,33 @@ def _mirror(connection: Connection, file: RitualFile, now: datetime) -> None:
         households,
     )
     stmt = dialect_insert(connection, Partner.__table__)
+    table = Partner.__table__.c
+    # An opt-out belongs to the address it came from: a new number or e-mail address in the
+    # file starts without it (an unchanged one keeps it, whatever else changes).
+    opt_outs = {
+        f"{channel}_opted_out_at": case(
+            (table[address].is_distinct_from(stmt.excluded[address]), None),
+            else_=table[f"{channel}_opted_out_at"],
+        )
+        for channel, address in (("sms", "phone"), ("email", "email"))
+    }
     connection.execute(
         stmt.on_conflict_do_update(
             index_elements=["household_id", "key"],
             set_={
-                name: stmt.excluded[name]
-                for name in (
-                    "name",
-                    "phone",
-                    "email",
-                    "channels",
-                    "timezone",
-                    "quiet_hours",
-                    "active",
-                )
+                **opt_outs,  # SET reads the old row: the old address against the new
+                **{
+                    name: stmt.excluded[name]
+                    for name in (
+                        "name",
+                        "phone",
+                        "email",
+                        "channels",
+                        "timezone",
+                        "quiet_hours",
+                        "active",
+                    )
+                },
             },
         ),
         partners,

@@ -40,7 +40,7 @@ from rituals.templates import TemplateProblem
 from scheduler.db import make_engine
 from scheduler.dispatcher import RetryPolicy
 from scheduler.migrate import SchemaBehind, current_revision, ensure_schema, upgrade
-from scheduler.optouts import opted_out_at, record_opt_out
+from scheduler.optouts import clear_opt_out, opted_out_at, record_opt_out
 from scheduler.planner import last_good_file
 from scheduler.service import AlreadyRunning, Worker, WorkerOptions
 from scheduler.status import ledger_status
@@ -654,6 +654,43 @@ def send_test(
         provider = "Twilio" if chosen == "sms" else "SMTP"
         extra += f"; printed here: no {provider} settings, so {chosen} goes to the console"
     typer.echo(f"sent: {where}: {result.provider_id} ({result.status}{extra})")
+
+
+class OptChannel(StrEnum):
+    sms = "sms"
+    email = "email"
+
+
+@app.command("opt-in")
+def opt_in(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="The partner: its id, or HOUSEHOLD/PARTNER when ids repeat.",
+            show_default=False,
+        ),
+    ],
+    channel: Annotated[OptChannel, typer.Option("--channel", show_default=False)],
+    config: ConfigOption = None,
+) -> None:
+    """Opt a partner back in to a channel they opted out of (STOP, an unsubscribe link).
+
+    Only when they asked for it. A new number or address in the ritual file starts without
+    the old one's opt-out anyway."""
+    settings, loaded = _load(config, errors_to_stdout=False)
+    household, partner = _find_partner(loaded.file, to)
+    ledger = _ledger_if_any(settings)
+    if ledger is None:
+        typer.echo(f"tend: no ledger at {_safe_url(settings)}: nothing to change", err=True)
+        raise typer.Exit(2)
+    with ledger.begin() as connection:
+        changed = clear_opt_out(connection, household.id, partner.id, channel.value)
+    name = f"{household.id}/{partner.id}"
+    if changed:
+        typer.echo(f"{name} gets {channel.value} messages again")
+    else:
+        typer.echo(f"{name} had not opted out of {channel.value}: nothing changed")
 
 
 def _ledger_if_any(settings: Settings) -> Engine | None:

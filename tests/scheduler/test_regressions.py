@@ -33,6 +33,7 @@ from scheduler.planner import sync_file
 from scheduler.service import Worker
 from tests.scheduler.conftest import ritual_file
 from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
+    ALEX_PHONE,
     COUPLE,
     SOLO,
     FakeClock,
@@ -381,3 +382,44 @@ def test_tend_run_stops_on_a_signal_that_arrives_while_it_starts(tmp_path: Path)
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# ------------------------------------------------------------------ opt-outs and addresses
+
+
+def test_an_opt_out_belongs_to_the_address_and_a_new_address_starts_without_it(
+    engine: Engine,
+) -> None:
+    from sqlalchemy import select, update
+
+    from scheduler.models import Partner
+
+    def opted() -> tuple[object, object]:
+        with engine.connect() as connection:
+            row = connection.execute(
+                select(Partner.sms_opted_out_at, Partner.email_opted_out_at).where(
+                    Partner.key == "alex"
+                )
+            ).one()
+        return row[0], row[1]
+
+    plan(engine, SOLO, at(9))
+    with engine.begin() as connection:
+        connection.execute(
+            update(Partner)
+            .where(Partner.key == "alex")
+            .values(sms_opted_out_at=at(9), email_opted_out_at=at(9))
+        )
+    # Any other change keeps both opt-outs.
+    plan(engine, SOLO.replace('name = "Alex"', 'name = "Alexandra"'), at(10))
+    assert opted() == (at(9), at(9))
+    # A new number starts without the SMS opt-out; the e-mail address did not change.
+    plan(engine, SOLO.replace(ALEX_PHONE, "+15551230009"), at(11))
+    assert opted() == (None, at(9))
+    # And a new e-mail address without the e-mail one.
+    plan(
+        engine,
+        SOLO.replace(ALEX_PHONE, "+15551230009").replace("alex@example.com", "al@example.com"),
+        at(12),
+    )
+    assert opted() == (None, None)

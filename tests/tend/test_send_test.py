@@ -233,3 +233,17 @@ def test_without_any_provider_the_console_says_so(tmp_path: Path) -> None:
     done = tend("send-test", "--to", "sam", "--config", str(EXAMPLE), cwd=tmp_path)
     assert done.returncode == 0
     assert "printed here: no Twilio settings, so sms goes to the console" in done.stdout
+
+
+def test_opt_in_undoes_an_unsubscribe_and_send_test_then_sends(tmp_path: Path) -> None:
+    url = ledger_with_the_couple(tmp_path)  # Sam unsubscribed from e-mail
+    env = {"DATABASE_URL": url}
+    args = ("--to", "sam", "--channel", "email", "--config", str(EXAMPLE))
+    done = tend("opt-in", *args, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "alex-sam/sam gets email messages again\n"
+    again = tend("opt-in", *args, cwd=tmp_path, env=env)
+    assert "had not opted out of email: nothing changed" in again.stdout
+    sent = tend("send-test", *args, cwd=tmp_path, env=env)
+    assert sent.returncode == 0, sent.stdout
+    assert "Tend test for Sam: email works." in sent.stdout
