@@ -92,7 +92,9 @@ class NotifierError(Exception):
     ``retry_after``: seconds the provider asked us to wait, when it said.
     ``unsure``: the request went out and no answer came back (a read timeout), so the
     provider may have accepted it; before trying again, ask it (:meth:`Notifier.was_sent`).
-    ``code``: the provider's error code, when it gave one."""
+    ``code``: the provider's error code, when it gave one.
+    ``config``: the fault is in this deployment's settings (credentials, sender): every send
+    fails until someone fixes them, so it is logged as an error."""
 
     message: str
     permanent: bool = False
@@ -100,6 +102,7 @@ class NotifierError(Exception):
     retry_after: float | None = None
     code: str | None = field(default=None)
     unsure: bool = False
+    config: bool = False
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

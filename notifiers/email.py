@@ -437,7 +437,8 @@ class EmailNotifier(Notifier):
             raise _reply_error(exc.smtp_code, exc.smtp_error, "login refused", ours=True) from None
         except smtplib.SMTPNotSupportedError as exc:
             raise NotifierError(
-                f"SMTP: {exc} (check SMTP_URL: does the server offer STARTTLS and AUTH?)"
+                f"SMTP: {exc} (check SMTP_URL: does the server offer STARTTLS and AUTH?)",
+                config=True,
             ) from None
         except smtplib.SMTPResponseException as exc:
             # A server refusing us (554 on greeting, a HELO error) is not this message's
@@ -490,7 +491,7 @@ def _reply_error(code: int, reply: bytes | str, what: str, *, ours: bool = False
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     label = f"SMTP {code} {what}: {text}".strip()
     if ours:  # our login or our sender: fix the settings; the next channel would not help
-        return NotifierError(f"{label} (check SMTP_URL and SMTP_FROM)", code=str(code))
+        return NotifierError(f"{label} (check SMTP_URL and SMTP_FROM)", code=str(code), config=True)
     if 500 <= code < 600:
         return NotifierError(label, permanent=True, code=str(code))
     return NotifierError(label, code=str(code))

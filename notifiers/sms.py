@@ -127,7 +127,9 @@ def classify(
     if code == 20429 or code in BUSY or status == 429 or (status is not None and status >= 500):
         return NotifierError(label, retry_after=retry_after, code=str(code or status))
     if code in OURS or status in (401, 403, 404):
-        return NotifierError(f"{label} (check the Twilio settings)", code=str(code or status))
+        return NotifierError(
+            f"{label} (check the Twilio settings)", code=str(code or status), config=True
+        )
     if status is not None and 400 <= status < 500:
         return NotifierError(label, permanent=True, code=str(code or status))
     return NotifierError(label, code=str(code or status) if code or status else None)
@@ -140,6 +142,21 @@ def _classified(
     if isinstance(exc, TwilioServiceException):
         return classify(exc.status, exc.code, exc.detail or exc.title, retry_after)
     return classify(exc.status, exc.code, exc.msg, retry_after)
+
+
+def _why(exc: requests.exceptions.RequestException) -> str:
+    """A short reason for a failed connection, without the URL (a list's query has the
+    number in it)."""
+    text = str(exc).lower()
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS error"
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "resolve" in text or "nodename" in text:
+        return "host name not found"
+    if "unreachable" in text:
+        return "network unreachable"
+    return type(exc).__name__
 
 
 class SmsNotifier(Notifier):
@@ -222,8 +239,8 @@ class SmsNotifier(Notifier):
             created = self._messages.create(to=to, body=message.body, **sender)
         except (TwilioRestException, TwilioServiceException) as exc:
             raise _classified(exc, self._http.local.retry_after) from None
-        except requests.exceptions.ConnectTimeout as exc:
-            raise NotifierError(f"Twilio: could not connect ({type(exc).__name__})") from None
+        except requests.exceptions.ConnectTimeout:
+            raise NotifierError(f"Twilio: cannot reach {self._api()} (connect timeout)") from None
         except requests.exceptions.Timeout as exc:
             raise NotifierError(
                 f"Twilio: no answer in time ({type(exc).__name__}); it may have been sent",
@@ -233,11 +250,13 @@ class SmsNotifier(Notifier):
             # Dropped after the request went out (urllib3's ProtocolError: the peer closed or
             # reset mid-answer) is as unsure as a timeout; refused or unreachable is not.
             dropped = bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ProtocolError)
-            raise NotifierError(
-                f"Twilio: connection lost ({type(exc).__name__})"
-                + ("; it may have been sent" if dropped else ""),
-                unsure=dropped,
-            ) from None
+            if dropped:
+                raise NotifierError(
+                    f"Twilio: connection to {self._api()} lost before the answer; "
+                    "it may have been sent",
+                    unsure=True,
+                ) from None
+            raise NotifierError(f"Twilio: cannot reach {self._api()} ({_why(exc)})") from None
         except (requests.exceptions.RequestException, TwilioException) as exc:
             # Connection refused or reset before an answer, a proxy error, a broken page.
             raise NotifierError(f"Twilio: {type(exc).__name__}") from None
@@ -247,6 +266,9 @@ class SmsNotifier(Notifier):
             status=created.status or "queued",
             segments=int(segments) if segments else count_segments(message.body).count,
         )
+
+    def _api(self) -> str:
+        return str(self._client.api.base_url)
 
     def was_sent(self, message: Message, since: datetime) -> SendResult | None:
         """Twilio's newest messages to the number: one created since `since` (less a minute

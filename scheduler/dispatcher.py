@@ -403,7 +403,15 @@ class Dispatcher:
                 claim, status="missed", last_error="not sent within the ritual's grace"
             )
         if claim.opted_out(claim.channel):
-            self._fall_back(claim, now)
+            moved = self._fall_back(claim, now)
+            log.info(
+                "delivery %d: %s/%s opted out of %s; %s",
+                claim.id,
+                claim.household_id,
+                claim.partner_key,
+                claim.channel,
+                f"sending by {moved} instead" if moved else "no other channel: not sent",
+            )
             return self._finish(
                 claim, status="cancelled", last_error=f"opted out of {claim.channel}"
             )
@@ -536,7 +544,14 @@ class Dispatcher:
             )
         with self._rng_lock:
             delay = self.retry.delay(attempts, self._rng, original.retry_after)
-        log.info("%s: transient failure (%s); retry in %s", where, error, delay)
+        # Our own settings (a wrong token, an unknown sender) fail every send until fixed.
+        log.log(
+            logging.ERROR if original.config else logging.INFO,
+            "%s: transient failure (%s); retry in %.0f s",
+            where,
+            error,
+            delay.total_seconds(),
+        )
         return self._finish(
             claim,
             status="pending",

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 from fake_twilio import FakeTwilio
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlalchemy.exc import OperationalError
 
 from notifiers.sms import SmsNotifier
 from scheduler.dispatcher import UNSURE, Dispatcher
+from scheduler.models import Partner
 from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
     ALEX_MASKED,
     ALEX_PHONE,
@@ -473,3 +474,48 @@ def test_no_delivery_is_left_in_sending(
     rows = deliveries(engine, due_at=at(12))
     assert rows
     assert all(r["status"] != "sending" and r["claimed_by"] is None for r in rows)
+
+
+def test_a_wrong_auth_token_is_logged_as_an_error_and_kept_for_retry(
+    engine: Engine,
+    clock: FakeClock,
+    twilio: FakeTwilio,
+    email: FakeEmail,
+    make_dispatcher: MakeDispatcher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wrong = SmsNotifier(
+        twilio.account_sid, "f" * 32, from_number=SENDER, api_base_url=twilio.base_url
+    )
+    try:
+        dispatcher = make_dispatcher(engine, sms=wrong, email=email)
+        plan(engine, SOLO, at(9))
+        clock.set(at(12))
+        dispatcher.run_until_idle()
+    finally:
+        wrong.close()
+    row = one(engine, channel="sms", due_at=at(12))
+    assert row["status"] == "pending"  # kept: fixing the token sends it
+    assert deliveries(engine, channel="email") == []  # not a reason to change channel
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert any("check the Twilio settings" in r.getMessage() for r in errors)
+    assert twilio.auth_token not in caplog.text
+
+
+def test_a_partner_who_opted_out_is_logged_when_the_message_moves(
+    engine: Engine,
+    clock: FakeClock,
+    twilio: FakeTwilio,
+    dispatcher: Dispatcher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO")
+    plan(engine, SOLO, at(9))
+    with engine.begin() as connection:
+        connection.execute(
+            update(Partner).where(Partner.key == "alex").values(sms_opted_out_at=at(8))
+        )
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+    assert twilio.messages == []
+    assert "alex-sam/alex opted out of sms; sending by email instead" in caplog.text
