@@ -27,10 +27,12 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import psycopg
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from sqlalchemy import Connection, Engine, func, select, text, update
 
 from config.loader import RitualFileError, load_ritual_file, parse_ritual_file
@@ -68,6 +70,22 @@ LISTEN_TIMEOUT_SECONDS = 1.0
 
 class AlreadyRunning(RuntimeError):
     """Another worker holds the SQLite database."""
+
+
+class _Scheduler(BackgroundScheduler):  # type: ignore[misc]  # apscheduler has no types
+    """APScheduler 3's ``shutdown()`` sets the stopped state before it takes the job-store
+    lock; a pass of ``_process_jobs`` under way then cannot remove the date job it just ran
+    (``remove_job`` looks only at pending jobs once stopped) and the scheduler's thread dies
+    with ``JobLookupError`` (the family of agronholm/apscheduler#104). Stopping anyway: the
+    job is gone with the rest of the store, so that error means nothing."""
+
+    def _process_jobs(self) -> float | None:
+        try:
+            return cast("float | None", super()._process_jobs())
+        except JobLookupError:
+            if self.state == STATE_STOPPED:
+                return None
+            raise
 
 
 class WorkerOptions:
@@ -116,7 +134,7 @@ class Worker:
             claim_timeout=self.options.claim_timeout,
         )
         self.notifiers = notifiers
-        self._scheduler = BackgroundScheduler(timezone=UTC)
+        self._scheduler = _Scheduler(timezone=UTC)
         self._file: RitualFile | None = None
         self._hash: str | None = None
         self._text: str | None = None

@@ -214,3 +214,37 @@ def test_stopping_while_a_job_is_arming_a_wake_up_does_not_deadlock(
     release.set()
     stopping.join(10)
     assert not stopping.is_alive(), "stop() deadlocked"
+
+
+def test_a_stop_racing_a_finished_wake_up_does_not_kill_the_scheduler_thread() -> None:
+    # APScheduler 3 marks itself stopped before taking its job-store lock in shutdown(); a
+    # pass of _process_jobs under way then fails to remove the date job it just ran, and the
+    # exception ends the scheduler's thread. Here the pass runs (on this thread, the
+    # scheduler's own not started) while the state already says stopped, as in that race.
+    import threading
+
+    from apscheduler.jobstores.base import JobLookupError
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
+
+    from scheduler.service import _Scheduler
+
+    ran: list[str] = []
+    for cls in (BackgroundScheduler, _Scheduler):
+        scheduler = cls(timezone=UTC)
+        scheduler._event = threading.Event()
+        BaseScheduler.start(scheduler)  # stores and executors, no thread of its own
+        scheduler.add_job(
+            ran.append, "date", run_date=datetime.now(UTC), args=[cls.__name__], id="wake-0"
+        )
+        scheduler.state = STATE_STOPPED
+        try:
+            if cls is BackgroundScheduler:
+                with pytest.raises(JobLookupError):  # the library alone
+                    scheduler._process_jobs()
+            else:
+                assert scheduler._process_jobs() is None
+        finally:
+            for executor in scheduler._executors.values():
+                executor.shutdown(wait=True)
+    assert ran == ["BackgroundScheduler", "_Scheduler"]  # the job itself ran both times
