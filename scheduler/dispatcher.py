@@ -147,6 +147,10 @@ class Claim:
             channel == "email" and self.email_opted_out_at is not None
         )
 
+    def contact(self) -> str | None:
+        """The phone number or e-mail address this claim goes to (None for the console)."""
+        return {"sms": self.phone, "email": self.email}.get(self.channel)
+
     def address(self, channel: str) -> str | None:
         return {"sms": self.phone, "email": self.email, "console": self.name}.get(channel)
 
@@ -466,7 +470,8 @@ class Dispatcher:
     def _send(self, claim: Claim) -> str:
         attempts = claim.attempts + 1
         where = (
-            f"delivery {claim.id} ({claim.channel} to {mask_address(claim.address(claim.channel))})"
+            f"delivery {claim.id} ({claim.channel} to {claim.household_id}/{claim.partner_key}"
+            + (f" {mask_address(address)})" if (address := claim.contact()) else ")")
         )
         try:
             notifier = self.notifiers.get(claim.channel)
