@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -216,16 +217,7 @@ class SmsNotifier(Notifier):
         # "…" -> "..." makes a body longer: never so long that a sendable one is refused.
         if body == message.body or len(body) > MAX_BODY >= len(message.body):
             return message
-        return Message(
-            recipient=message.recipient,
-            channel=message.channel,
-            body=body,
-            key=message.key,
-            subject=message.subject,
-            html=message.html,
-            ritual=message.ritual,
-            occurrence=message.occurrence,
-        )
+        return replace(message, body=body)
 
     def _send(self, message: Message) -> SendResult:
         to = message.recipient.phone

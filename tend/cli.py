@@ -71,6 +71,16 @@ ConfigOption = Annotated[
 ]
 
 
+PartnerOption = Annotated[
+    str,
+    typer.Option(
+        "--to",
+        help="The partner: its id, or HOUSEHOLD/PARTNER when ids repeat.",
+        show_default=False,
+    ),
+]
+
+
 class PlanFormat(StrEnum):
     table = "table"
     json = "json"
@@ -579,14 +589,7 @@ class TestChannel(StrEnum):
 
 @app.command("send-test")
 def send_test(
-    to: Annotated[
-        str,
-        typer.Option(
-            "--to",
-            help="The partner: its id, or HOUSEHOLD/PARTNER when ids repeat.",
-            show_default=False,
-        ),
-    ],
+    to: PartnerOption,
     channel: Annotated[
         TestChannel | None,
         typer.Option("--channel", help="Default: the partner's first channel.", show_default=False),
@@ -663,14 +666,7 @@ class OptChannel(StrEnum):
 
 @app.command("opt-in")
 def opt_in(
-    to: Annotated[
-        str,
-        typer.Option(
-            "--to",
-            help="The partner: its id, or HOUSEHOLD/PARTNER when ids repeat.",
-            show_default=False,
-        ),
-    ],
+    to: PartnerOption,
     channel: Annotated[OptChannel, typer.Option("--channel", show_default=False)],
     config: ConfigOption = None,
 ) -> None:

@@ -6,10 +6,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fake_twilio import FakeTwilio
+
+from tests.tend.conftest import add_household
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "tend.toml"
@@ -125,35 +128,24 @@ def test_unknown_partner_or_missing_address_is_one_clear_line(tmp_path: Path) ->
 
 
 def ledger_with_the_couple(tmp_path: Path) -> str:
-    from datetime import UTC, datetime
-
-    from sqlalchemy import insert
-
+    """The example's couple in a ledger; Sam unsubscribed from e-mail on 1 November."""
     from scheduler.db import make_engine
     from scheduler.migrate import upgrade
-    from scheduler.models import Household, Partner
 
     url = f"sqlite:///{tmp_path / 'tend.db'}"
     engine = make_engine(url)
     upgrade(engine)
     now = datetime(2026, 11, 1, tzinfo=UTC)
-    with engine.begin() as connection:
-        connection.execute(
-            insert(Household).values(id="alex-sam", timezone="UTC", created_at=now, updated_at=now)
-        )
-        for key, phone in (("alex", "+15551230001"), ("sam", SAM)):
-            connection.execute(
-                insert(Partner).values(
-                    household_id="alex-sam",
-                    key=key,
-                    name=key.title(),
-                    phone=phone,
-                    email=f"{key}@example.com",
-                    channels="sms,email",
-                    timezone="UTC",
-                    email_opted_out_at=now if key == "sam" else None,
-                )
-            )
+    both = {"channels": "sms,email"}
+    add_household(
+        engine,
+        "alex-sam",
+        {
+            "alex": {**both, "phone": "+15551230001", "email": "alex@example.com"},
+            "sam": {**both, "phone": SAM, "email": "sam@example.com", "email_opted_out_at": now},
+        },
+        now,
+    )
     engine.dispose()
     return url
 

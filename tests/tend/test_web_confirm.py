@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import time_machine
@@ -17,9 +16,10 @@ from notifiers.links import Links
 from scheduler.completions import confirm
 from scheduler.db import make_engine
 from scheduler.migrate import upgrade
-from scheduler.models import Completion, Household, Occurrence, Partner
+from scheduler.models import Completion, Occurrence
 from tend.web import create_app
 from tests.scheduler.conftest import reset_postgres
+from tests.tend.conftest import add_household
 
 NOW = datetime(2026, 12, 5, 21, tzinfo=UTC)
 LINKS = Links("https://tend.example.com", "confirm-test-secret-key")
@@ -28,23 +28,9 @@ LINKS = Links("https://tend.example.com", "confirm-test-secret-key")
 def fill(engine: Engine) -> dict[str, int]:
     """Two households; alex-sam has an open, a cancelled and another open occurrence."""
     ids: dict[str, int] = {}
+    add_household(engine, "alex-sam", {"alex": {}, "sam": {}}, NOW)
+    add_household(engine, "kim-lee", {"kim": {}, "lee": {}}, NOW)
     with engine.begin() as connection:
-        for household, partners in (("alex-sam", ("alex", "sam")), ("kim-lee", ("kim", "lee"))):
-            connection.execute(
-                insert(Household).values(
-                    id=household, timezone="UTC", created_at=NOW, updated_at=NOW
-                )
-            )
-            for key in partners:
-                connection.execute(
-                    insert(Partner).values(
-                        household_id=household,
-                        key=key,
-                        name=key.title(),
-                        channels="email",
-                        timezone="UTC",
-                    )
-                )
         for name, household, day, status in (
             ("open", "alex-sam", 5, "open"),
             ("cancelled", "alex-sam", 12, "cancelled"),
@@ -70,11 +56,8 @@ def fill(engine: Engine) -> dict[str, int]:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'tend.db'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def engine(ledger: Engine) -> Engine:
+    return ledger
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@ noted; undelivered or failed moves the message to the partner's next channel, on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -16,10 +14,9 @@ from sqlalchemy import Engine, insert, select
 from twilio.request_validator import RequestValidator
 
 from notifiers.twilio_webhooks import TwilioWebhooks
-from scheduler.db import make_engine
-from scheduler.migrate import upgrade
-from scheduler.models import Delivery, Household, Occurrence, Partner
+from scheduler.models import Delivery, Occurrence
 from tend.web import create_app
+from tests.tend.conftest import add_household
 
 NOW = datetime(2026, 12, 5, 19, 5, tzinfo=UTC)
 TOKEN = "0123456789abcdef0123456789abcdef"
@@ -29,25 +26,11 @@ SID = "SM" + "1" * 32
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'tend.db'}")
-    upgrade(engine)
+def engine(ledger: Engine) -> Engine:
+    partner = {"phone": "+15551230002", "email": "sam@example.com", "channels": "sms,email"}
+    add_household(ledger, "h", {"sam": partner}, NOW)
     slot = datetime(2026, 12, 5, 19)
-    with engine.begin() as connection:
-        connection.execute(
-            insert(Household).values(id="h", timezone="UTC", created_at=NOW, updated_at=NOW)
-        )
-        connection.execute(
-            insert(Partner).values(
-                household_id="h",
-                key="sam",
-                name="Sam",
-                phone="+15551230002",
-                email="sam@example.com",
-                channels="sms,email",
-                timezone="UTC",
-            )
-        )
+    with ledger.begin() as connection:
         occurrence = connection.execute(
             insert(Occurrence)
             .values(
@@ -81,8 +64,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
                 updated_at=NOW,
             )
         )
-    yield engine
-    engine.dispose()
+    return ledger
 
 
 def app(engine: Engine, token: str | None = TOKEN, public: str | None = PUBLIC) -> TestClient:

@@ -5,43 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 
 from notifiers.links import Links
-from scheduler.db import make_engine
-from scheduler.migrate import upgrade
-from scheduler.models import Household, Partner
+from scheduler.models import Partner
 from tend.web import create_app
+from tests.tend.conftest import add_household
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 LINKS = Links("https://tend.example.com", "unsubscribe-test-secret")
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'tend.db'}")
-    upgrade(engine)
-    with engine.begin() as connection:
-        connection.execute(
-            insert(Household).values(id="h", timezone="UTC", created_at=NOW, updated_at=NOW)
-        )
-        for key in ("alex", "sam"):
-            connection.execute(
-                insert(Partner).values(
-                    household_id="h",
-                    key=key,
-                    name=key.title(),
-                    email=f"{key}@example.com",
-                    channels="email",
-                    timezone="UTC",
-                )
-            )
-    yield engine
-    engine.dispose()
+def engine(ledger: Engine) -> Engine:
+    add_household(ledger, "h", {k: {"email": f"{k}@example.com"} for k in ("alex", "sam")}, NOW)
+    return ledger
 
 
 @pytest.fixture
