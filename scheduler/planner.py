@@ -25,6 +25,7 @@ from sqlalchemy import (
     and_,
     case,
     exists,
+    func,
     or_,
     select,
     true,
@@ -167,9 +168,21 @@ def _mirror(connection: Connection, file: RitualFile, now: datetime) -> None:
     table = Partner.__table__.c
     # An opt-out belongs to the address it came from: a new number or e-mail address in the
     # file starts without it (an unchanged one keeps it, whatever else changes).
+    # Case does not make another mailbox, and an address removed and written back is the
+    # same address: only a different one in place of the old one lifts the opt-out. (One
+    # removed and later replaced keeps it: the safe side; `tend opt-in` lifts it.)
     opt_outs = {
         f"{channel}_opted_out_at": case(
-            (table[address].is_distinct_from(stmt.excluded[address]), None),
+            (
+                and_(
+                    stmt.excluded[address].is_not(None),
+                    func.lower(table[address]).is_distinct_from(
+                        func.lower(stmt.excluded[address])
+                    ),
+                    table[address].is_not(None),
+                ),
+                None,
+            ),
             else_=table[f"{channel}_opted_out_at"],
         )
         for channel, address in (("sms", "phone"), ("email", "email"))

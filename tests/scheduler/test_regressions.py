@@ -423,3 +423,31 @@ def test_an_opt_out_belongs_to_the_address_and_a_new_address_starts_without_it(
         at(12),
     )
     assert opted() == (None, None)
+
+
+def test_an_opt_out_survives_a_change_of_case_or_the_address_removed_and_written_back(
+    engine: Engine,
+) -> None:
+    from sqlalchemy import select, update
+
+    from scheduler.models import Partner
+
+    def email_opted() -> object:
+        with engine.connect() as connection:
+            return connection.execute(
+                select(Partner.email_opted_out_at).where(Partner.key == "alex")
+            ).scalar_one()
+
+    plan(engine, SOLO, at(9))
+    with engine.begin() as connection:
+        connection.execute(
+            update(Partner).where(Partner.key == "alex").values(email_opted_out_at=at(9))
+        )
+    plan(engine, SOLO.replace("alex@example.com", "Alex@Example.com"), at(10))
+    assert email_opted() == at(9)
+    without = SOLO.replace('email = "alex@example.com"\n', "").replace('"sms", "email"', '"sms"')
+    assert "alex@example.com" not in without
+    plan(engine, without, at(11))
+    assert email_opted() == at(9)
+    plan(engine, SOLO, at(12))
+    assert email_opted() == at(9)
