@@ -38,6 +38,7 @@ from email.utils import format_datetime, parseaddr
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import idna
 from jinja2 import Environment
 
 from config.model import mask_address
@@ -357,8 +358,11 @@ def _address(name: str, address: str) -> Address:
     if not local.isascii():
         raise ValueError("the part before the @ has non-ASCII characters (SMTPUTF8 is not used)")
     try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError as exc:
+        # IDNA 2008 with UTS 46 mapping, as the address check (email-validator) reads it;
+        # Python's own "idna" codec is IDNA 2003, which turns faß.de into fass.de: another
+        # domain.
+        ascii_domain = idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
         raise ValueError(f"the domain cannot be written in ASCII: {exc}") from None
     if "=?" in name:
         name = ""  # an encoded word in a name could decode to header lines on older Pythons

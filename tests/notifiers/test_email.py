@@ -870,6 +870,18 @@ def test_which_hosts_count_as_this_machine(host: str, loopback: bool) -> None:
     assert email_module._is_loopback(host) is loopback
 
 
+@pytest.mark.parametrize(
+    ("domain", "ascii_form"),
+    [
+        ("exämple.de", "xn--exmple-cua.de"),
+        ("faß.de", "xn--fa-hia.de"),  # IDNA 2008: not fass.de, someone else's domain
+        ("Example.COM", "example.com"),
+    ],
+)
+def test_domains_are_written_in_ascii_by_idna_2008(domain: str, ascii_form: str) -> None:
+    assert email_module._address("Sam", f"sam@{domain}").domain == ascii_form
+
+
 def test_an_internationalised_domain_is_sent_in_its_ascii_form(
     server: SmtpServer, make_notifier: MakeNotifier
 ) -> None:
