@@ -210,6 +210,13 @@ class _Pool:
             if target.security in ("starttls", "auto"):
                 connection.ehlo()
                 if target.security == "starttls" or connection.has_extn("starttls"):
+                    if target.security == "auto" and not target.username:
+                        # Opportunistic, as mail servers do among themselves: encrypted,
+                        # with no password to protect, so a relay's self-signed
+                        # certificate is no reason to send nothing.
+                        context = ssl.create_default_context()
+                        context.check_hostname = False
+                        context.verify_mode = ssl.CERT_NONE
                     connection.starttls(context=context)
                     connection.ehlo()
                 elif target.username and not _is_loopback(target.host):
@@ -451,6 +458,12 @@ class EmailNotifier(Notifier):
                 exc.smtp_code, exc.smtp_error, "refused the connection", ours=True
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                raise NotifierError(
+                    f"SMTP: the server's certificate is not trusted ({exc.verify_message}); "
+                    "check SMTP_URL's host, or name its CA in SSL_CERT_FILE",
+                    config=True,
+                ) from None
             raise NotifierError(f"SMTP: could not connect ({_describe(exc)})") from None
         try:
             refused = connection.send_message(mail, from_addr=parseaddr(self.sender)[1])

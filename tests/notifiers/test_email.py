@@ -501,9 +501,26 @@ def test_starttls_with_an_untrusted_certificate_is_transient(
         assert server.sessions == 0
     error = caught.value
     assert not error.permanent and not error.opt_out
-    assert "could not connect" in str(error)
-    assert "certificate" in str(error).lower()
+    assert error.config  # our settings: logged as an error
+    assert "certificate is not trusted" in str(error)
+    assert "SSL_CERT_FILE" in str(error)
     assert notifier.connections_opened == 0
+
+
+def test_without_a_password_starttls_is_used_even_with_a_self_signed_certificate(
+    monkeypatch: pytest.MonkeyPatch, make_notifier: MakeNotifier
+) -> None:
+    # smtp://relay:25: a relay on one's own network, often with Postfix's self-signed
+    # certificate. Encrypted without checking is better than plain, and far better than
+    # nothing sent.
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    with SmtpServer(tls="starttls", certificate=default_certificate()) as server:
+        notifier = make_notifier(server.url())
+        assert notifier.target.security == "auto"
+        notifier.send(MESSAGE)
+        notifier.close()
+        assert only(server).tls
 
 
 def test_implicit_tls(trusted: Certificate, make_notifier: MakeNotifier) -> None:
