@@ -124,6 +124,9 @@ class Notifier(ABC):
     # True when `was_sent` asks the provider; False when it can never tell (the dispatcher
     # then returns an interrupted delivery to pending: at-least-once, documented).
     can_tell_sent: ClassVar[bool] = False
+    # True when the provider reports delivery later (POST /twilio/status for SMS): a report
+    # that came before the message's id was recorded is then applied when it is.
+    has_receipts: ClassVar[bool] = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Notifier:

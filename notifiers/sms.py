@@ -164,6 +164,7 @@ class SmsNotifier(Notifier):
     channel = "sms"
     max_length = MAX_BODY
     can_tell_sent = True
+    has_receipts = True
     address_field = "phone"
 
     def __init__(

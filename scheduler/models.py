@@ -189,6 +189,20 @@ class Delivery(Base):
     updated_at: Mapped[datetime]
 
 
+class ProviderReceipt(Base):
+    """A provider's final word on a message Tend has not recorded the id of yet: Twilio can
+    call back before the worker has written the id its create call returned (a slow
+    database, a send that timed out, a crash). Applied when the id is recorded."""
+
+    __tablename__ = "provider_receipt"
+
+    provider_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    received_at: Mapped[datetime]
+
+
 class Completion(Base):
     """A partner did the ritual (or skipped it): from a reply, a link or the CLI."""
 

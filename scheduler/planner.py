@@ -176,9 +176,7 @@ def _mirror(connection: Connection, file: RitualFile, now: datetime) -> None:
             (
                 and_(
                     stmt.excluded[address].is_not(None),
-                    func.lower(table[address]).is_distinct_from(
-                        func.lower(stmt.excluded[address])
-                    ),
+                    func.lower(table[address]).is_distinct_from(func.lower(stmt.excluded[address])),
                     table[address].is_not(None),
                 ),
                 None,

@@ -3,29 +3,37 @@
 ``delivered`` is noted on the delivery. ``undelivered`` or ``failed`` (the carrier refused
 it, the number is unreachable) turns the delivery from ``sent`` to ``failed`` with the
 provider's error code, and the message moves to the partner's next channel, as a permanent
-error at send time does. Callbacks are retried and may arrive more than once or out of
-order: the first final word counts, and a repeat changes nothing.
+error at send time does. Callbacks may arrive more than once or out of order: the first
+final word counts, and a repeat changes nothing.
+
+A callback can also come before the worker has recorded the message's id (a slow database
+write, a send that timed out after the provider took it, a crash before the record): it is
+held in ``provider_receipt`` and applied when the id is recorded (:func:`apply_held`).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 
-from scheduler.dispatcher import fall_back, read_claims
-from scheduler.models import Delivery
+from scheduler.claims import fall_back, read_claims
+from scheduler.db import dialect_insert
+from scheduler.models import Delivery, ProviderReceipt
 
-__all__ = ["FINAL", "Receipt", "record_receipt"]
+__all__ = ["FAILED", "FINAL", "Receipt", "apply_held", "record_receipt"]
 
 log = logging.getLogger(__name__)
 
 FINAL = frozenset({"delivered", "undelivered", "failed"})
+FAILED = frozenset({"undelivered", "failed"})
+# A held receipt no delivery claimed in this long was not for a message of ours.
+HOLD_FOR = timedelta(days=2)
 
-Outcome = Literal["recorded", "repeat", "unknown", "not final"]
+Outcome = Literal["recorded", "repeat", "held", "not final"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +55,35 @@ def record_receipt(
     status = status.lower()
     if status not in FINAL:  # queued, sending, sent, accepted, scheduled, read...
         return Receipt("not final")
+    ours = select(Delivery.id).where(
+        Delivery.provider_id == provider_id, Delivery.channel == channel
+    )
     with engine.begin() as connection:
-        found = connection.execute(
-            select(Delivery.id).where(
-                Delivery.provider_id == provider_id, Delivery.channel == channel
-            )
-        ).scalar()
+        found = connection.execute(ours).scalar()
         if found is None:
-            return Receipt("unknown")
+            insert = dialect_insert(connection, ProviderReceipt)
+            connection.execute(
+                insert.values(
+                    provider_id=provider_id,
+                    channel=channel,
+                    status=status,
+                    error_code=error_code,
+                    received_at=now,
+                ).on_conflict_do_nothing()  # the first final word counts
+            )
+            connection.execute(
+                delete(ProviderReceipt).where(ProviderReceipt.received_at < now - HOLD_FOR)
+            )
+            # The id may have been recorded (and the held receipts looked at) in the
+            # meantime: PostgreSQL shows this statement what committed since the last one.
+            found = connection.execute(ours).scalar()
+            if found is None:
+                return Receipt("held")
+            connection.execute(
+                delete(ProviderReceipt).where(ProviderReceipt.provider_id == provider_id)
+            )
         values: dict[str, object] = {"provider_status": status, "updated_at": now}
-        if status != "delivered":
+        if status in FAILED:
             values.update(
                 status="failed",
                 last_error=f"{status} (provider error {error_code or 'not given'})",
@@ -72,9 +99,30 @@ def record_receipt(
         ).rowcount
     if not changed:
         return Receipt("repeat", found)
-    if status == "delivered":
+    if status not in FAILED:
         return Receipt("recorded", found)
     log.warning("delivery %d: %s %s (provider error %s)", found, channel, status, error_code or "-")
     claims = read_claims(engine, [found])
     moved = fall_back(engine, claims[0], now) if claims else None
     return Receipt("recorded", found, moved)
+
+
+def apply_held(engine: Engine, *, channel: str, provider_id: str, now: datetime) -> Receipt | None:
+    """Apply a receipt that came before `provider_id` was recorded as sent, if one did."""
+    with engine.begin() as connection:
+        held = connection.execute(
+            delete(ProviderReceipt)
+            .where(ProviderReceipt.provider_id == provider_id, ProviderReceipt.channel == channel)
+            .returning(ProviderReceipt.status, ProviderReceipt.error_code)
+        ).one_or_none()
+    if held is None:
+        return None
+    status, error_code = held
+    return record_receipt(
+        engine,
+        channel=channel,
+        provider_id=provider_id,
+        status=status,
+        error_code=error_code,
+        now=now,
+    )

@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from notifiers.sms import SmsNotifier
 from scheduler.dispatcher import UNSURE, Dispatcher
 from scheduler.models import Partner
+from scheduler.receipts import apply_held, record_receipt
 from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
     ALEX_MASKED,
     ALEX_PHONE,
@@ -519,3 +520,97 @@ def test_a_partner_who_opted_out_is_logged_when_the_message_moves(
     dispatcher.run_until_idle()
     assert twilio.messages == []
     assert "alex-sam/alex opted out of sms; sending by email instead" in caplog.text
+
+
+# ------------------------------------------------------------------ receipts that come first
+
+
+def test_a_failure_receipt_before_the_id_was_recorded_still_moves_the_message(
+    engine: Engine, clock: FakeClock, twilio: FakeTwilio, dispatcher: Dispatcher
+) -> None:
+    # The send timed out after Twilio took the message; Twilio then reports it failed while
+    # the ledger does not know its id yet. The receipt is held, and applied on the retry
+    # that finds the message: failed, and the partner gets an e-mail instead.
+    twilio.stall_next(STALL)
+    plan(engine, SOLO, at(9))
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+    [taken] = twilio.messages
+    held = record_receipt(
+        engine,
+        channel="sms",
+        provider_id=taken["sid"],
+        status="failed",
+        error_code="30008",
+        now=clock(),
+    )
+    assert held.outcome == "held"
+
+    clock.set(one(engine, channel="sms", due_at=at(12))["next_attempt_at"])
+    dispatcher.run_until_idle()
+
+    sms = one(engine, channel="sms", due_at=at(12))
+    assert (sms["status"], sms["provider_id"], sms["provider_status"]) == (
+        "failed",
+        taken["sid"],
+        "failed",
+    )
+    assert "30008" in sms["last_error"]
+    assert [d["status"] for d in deliveries(engine, channel="email", due_at=at(12))] == ["pending"]
+    assert len(twilio.messages) == 1  # never sent twice
+
+
+def test_a_lookup_that_finds_the_message_failed_moves_it_without_any_receipt(
+    engine: Engine, clock: FakeClock, twilio: FakeTwilio, dispatcher: Dispatcher
+) -> None:
+    # No TEND_PUBLIC_URL, so no callbacks: the message list is all Tend hears.
+    twilio.stall_next(STALL)
+    plan(engine, SOLO, at(9))
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+    [taken] = twilio.messages
+    twilio.set_status(taken["sid"], "undelivered", error_code=30003)
+
+    clock.set(one(engine, channel="sms", due_at=at(12))["next_attempt_at"])
+    dispatcher.run_until_idle()
+
+    sms = one(engine, channel="sms", due_at=at(12))
+    assert (sms["status"], sms["provider_status"]) == ("failed", "undelivered")
+    assert [d["status"] for d in deliveries(engine, channel="email", due_at=at(12))] == ["pending"]
+    assert len(twilio.messages) == 1
+
+
+def test_a_receipt_that_beats_the_record_of_the_id_is_applied_when_the_id_is_written(
+    engine: Engine, clock: FakeClock, twilio: FakeTwilio, dispatcher: Dispatcher
+) -> None:
+    # Twilio's callback can reach the web process before the worker has written the id
+    # Twilio's answer carried: it is held, and applied once the id is recorded.
+    plan(engine, SOLO, at(9))
+    outcomes: list[str] = []
+
+    def callback_first(message: dict[str, Any]) -> None:
+        outcomes.append(
+            record_receipt(
+                engine,
+                channel="sms",
+                provider_id=message["sid"],
+                status="undelivered",
+                error_code="30005",
+                now=clock(),
+            ).outcome
+        )
+
+    twilio.on_recorded = callback_first
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+
+    assert outcomes == ["held"]
+    [taken] = twilio.messages
+    sms = one(engine, channel="sms", due_at=at(12))
+    assert (sms["status"], sms["provider_id"], sms["provider_status"]) == (
+        "failed",
+        taken["sid"],
+        "undelivered",
+    )
+    assert [d["channel"] for d in deliveries(engine, due_at=at(12))] == ["sms", "email"]
+    assert apply_held(engine, channel="sms", provider_id=taken["sid"], now=clock()) is None

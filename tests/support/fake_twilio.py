@@ -252,6 +252,9 @@ class FakeTwilio:
         # classic body: twilio 9 raises TwilioServiceException for those.
         self.problem_details = False
         self.on_create: Callable[[dict[str, str]], FailureSpec | None] | None = None
+        # Called with each message just recorded, before its answer is sent: a test can
+        # play Twilio's status callback arriving before the client has the sid.
+        self.on_recorded: Callable[[Json], None] | None = None
 
         self._lock = threading.Lock()
         self._messages: list[Json] = []
@@ -530,6 +533,8 @@ class FakeTwilio:
         reply = self._validate(form)
         if reply is None:
             reply = _Reply(201, self._record(form))
+            if self.on_recorded is not None:  # before the answer leaves
+                self.on_recorded(dict(reply.payload))
         if spec is not None and spec.stall > 0:
             self._stopping.wait(spec.stall)  # recorded first: the ambiguous case
         return reply
