@@ -151,6 +151,8 @@ class SmtpTarget:
             if starttls in ("true", "1", "yes"):
                 raise ValueError("SMTP_URL: smtps:// is TLS already; drop starttls=true")
             security, default_port = "tls", 465
+        elif port == 465:
+            raise ValueError("SMTP_URL: port 465 is TLS from the first byte: write smtps://")
         elif starttls in ("true", "1", "yes") or (starttls is None and port == 587):
             security, default_port = "starttls", 587
         elif starttls is None:

@@ -201,6 +201,7 @@ def test_smtp_url_credentials_are_percent_decoded() -> None:
         ("smtp://mail.example.com?timeout=0", "timeout must be a positive number"),
         ("smtp://mail.example.com?timeout=-1", "timeout must be a positive number"),
         ("smtp://mail.example.com:99999", "SMTP_URL is not smtp[s]://"),
+        ("smtp://mail.example.com:465", "port 465 is TLS from the first byte"),
     ],
 )
 def test_smtp_url_errors_say_what_is_wrong(url: str, error: str) -> None:
