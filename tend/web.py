@@ -109,7 +109,7 @@ def create_app(
             return PlainTextResponse("bad signature", status_code=403)
         sid = form.get("MessageSid") or form.get("SmsSid")
         status = form.get("MessageStatus") or form.get("SmsStatus")
-        if not sid or not status:
+        if not sid or not status or len(sid) > 64:  # Twilio's ids are 34 characters
             return PlainTextResponse("MessageSid and MessageStatus are required", status_code=400)
         try:
             await run_in_threadpool(
@@ -118,7 +118,7 @@ def create_app(
                 channel="sms",
                 provider_id=sid,
                 status=status,
-                error_code=form.get("ErrorCode") or None,
+                error_code=(form.get("ErrorCode") or "")[:16] or None,
                 now=now(),
             )
         except SQLAlchemyError as exc:
