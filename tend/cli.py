@@ -689,11 +689,16 @@ def opt_in(
         typer.echo(f"{name} had not opted out of {channel.value}: nothing changed")
 
 
+def _no_sqlite_file(engine: Engine) -> bool:
+    """An SQLite ledger whose file is not there yet (connecting would create it)."""
+    database = engine.url.database
+    return engine.dialect.name == "sqlite" and not (database and Path(database).exists())
+
+
 def _ledger_if_any(settings: Settings) -> Engine | None:
     """The ledger's engine when there is one to read (never creates an SQLite file)."""
     engine = _engine(settings)
-    database = engine.url.database
-    if engine.dialect.name == "sqlite" and (not database or not Path(database).exists()):
+    if _no_sqlite_file(engine):
         return None
     try:
         with engine.connect() as connection:
@@ -757,7 +762,7 @@ def status(
     settings = _settings()
     engine = _engine(settings)
     database = engine.url.database
-    if engine.dialect.name == "sqlite" and database and not Path(database).exists():
+    if _no_sqlite_file(engine):
         typer.echo(
             f"tend: no ledger at {database} yet: start `tend run` (or `tend db upgrade`)",
             err=True,

@@ -95,6 +95,17 @@ def posts_to(twilio: FakeTwilio, number: str) -> int:
     return sum(1 for r in twilio.requests if r.method == "POST" and r.params.get("To") == number)
 
 
+def time_out_after_twilio_took_it(
+    engine: Engine, clock: FakeClock, twilio: FakeTwilio, dispatcher: Dispatcher
+) -> None:
+    """Alex's 12:00 check-in: Twilio records it on arrival and answers after the client gave
+    up, so the attempt ends unsure."""
+    twilio.stall_next(STALL)
+    plan(engine, SOLO, at(9))
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+
+
 # ---------------------------------------------------------------------------- sent once
 
 
@@ -224,11 +235,7 @@ def test_a_429_with_retry_after_leaves_the_delivery_pending_until_then(
 def test_a_send_that_timed_out_after_the_provider_took_it_is_not_sent_again(
     engine: Engine, clock: FakeClock, twilio: FakeTwilio, dispatcher: Dispatcher
 ) -> None:
-    twilio.stall_next(STALL)  # recorded on arrival, answered after the client gave up
-    plan(engine, SOLO, at(9))
-
-    clock.set(at(12))
-    dispatcher.run_until_idle()
+    time_out_after_twilio_took_it(engine, clock, twilio, dispatcher)
 
     row = one(engine, channel="sms", due_at=at(12))
     assert row["status"] == "pending"
@@ -258,10 +265,7 @@ def test_a_database_error_after_an_unsure_attempt_does_not_send_blind(
     dispatcher: Dispatcher,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    twilio.stall_next(STALL)  # recorded on arrival, answered after the client gave up
-    plan(engine, SOLO, at(9))
-    clock.set(at(12))
-    dispatcher.run_until_idle()
+    time_out_after_twilio_took_it(engine, clock, twilio, dispatcher)
     assert one(engine, channel="sms", due_at=at(12))["last_error"].startswith(UNSURE)
 
     hold = dispatcher._hold
@@ -312,10 +316,7 @@ def test_a_send_that_timed_out_before_the_provider_took_it_is_sent_exactly_once(
 def test_an_unsure_delivery_keeps_asking_while_the_provider_cannot_be_asked(
     engine: Engine, clock: FakeClock, twilio: FakeTwilio, dispatcher: Dispatcher
 ) -> None:
-    twilio.stall_next(STALL)
-    plan(engine, SOLO, at(9))
-    clock.set(at(12))
-    dispatcher.run_until_idle()
+    time_out_after_twilio_took_it(engine, clock, twilio, dispatcher)
     [recorded] = twilio.messages
 
     token, twilio.auth_token = twilio.auth_token, "0" * 32  # listing refused: still unsure
@@ -442,10 +443,7 @@ def test_reconcile_that_cannot_list_asks_again_before_sending(
 def test_reconcile_after_an_unsure_attempt_finds_the_earlier_message(
     engine: Engine, clock: FakeClock, twilio: FakeTwilio, dispatcher: Dispatcher
 ) -> None:
-    twilio.stall_next(STALL)
-    plan(engine, SOLO, at(9))
-    clock.set(at(12))
-    dispatcher.run_until_idle()  # times out; Twilio recorded it at 12:00
+    time_out_after_twilio_took_it(engine, clock, twilio, dispatcher)
     assert one(engine, channel="sms", due_at=at(12))["last_error"].startswith(UNSURE)
     [recorded] = twilio.messages
 
@@ -531,10 +529,7 @@ def test_a_failure_receipt_before_the_id_was_recorded_still_moves_the_message(
     # The send timed out after Twilio took the message; Twilio then reports it failed while
     # the ledger does not know its id yet. The receipt is held, and applied on the retry
     # that finds the message: failed, and the partner gets an e-mail instead.
-    twilio.stall_next(STALL)
-    plan(engine, SOLO, at(9))
-    clock.set(at(12))
-    dispatcher.run_until_idle()
+    time_out_after_twilio_took_it(engine, clock, twilio, dispatcher)
     [taken] = twilio.messages
     held = record_receipt(
         engine,
@@ -564,10 +559,7 @@ def test_a_lookup_that_finds_the_message_failed_moves_it_without_any_receipt(
     engine: Engine, clock: FakeClock, twilio: FakeTwilio, dispatcher: Dispatcher
 ) -> None:
     # No TEND_PUBLIC_URL, so no callbacks: the message list is all Tend hears.
-    twilio.stall_next(STALL)
-    plan(engine, SOLO, at(9))
-    clock.set(at(12))
-    dispatcher.run_until_idle()
+    time_out_after_twilio_took_it(engine, clock, twilio, dispatcher)
     [taken] = twilio.messages
     twilio.set_status(taken["sid"], "undelivered", error_code=30003)
 
