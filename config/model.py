@@ -289,7 +289,18 @@ class Ritual(_Table):
         description="Send at most this late.",
         json_schema_extra={"default": "2h"},
     )
-    streak: Literal["either", "both"] = "either"
+    streak: Literal["either", "both"] = Field(
+        "either", description="Kept when either partner confirms, or only when both do."
+    )
+    freezes_per_month: int = Field(
+        1, ge=0, le=31, description="Skips a month that keep the streak (SKIP uses one)."
+    )
+    reply_window: Duration = Field(
+        timedelta(days=3),
+        description="How long after a message a reply (DONE, SKIP) still applies to it; "
+        "an occurrence nobody confirmed in it is missed.",
+        json_schema_extra={"default": "3d"},
+    )
     households: list[str] | None = Field(None, description="Only these households.")
 
     @model_validator(mode="after")

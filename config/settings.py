@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     public_url: AnyHttpUrl | None = Field(None, validation_alias="TEND_PUBLIC_URL")
     secret_key: SecretStr | None = Field(None, validation_alias="TEND_SECRET_KEY")
     port: int = Field(8000, ge=1, le=65535, validation_alias="PORT")
+    # `tend worker` serves its own counters (sends, their duration and lateness) here.
+    metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="TEND_METRICS_PORT")
     horizon_days: int = Field(14, ge=1, le=366, validation_alias="TEND_HORIZON_DAYS")
     senders: int = Field(8, ge=1, le=256, validation_alias="TEND_SENDERS")
     max_attempts: int = Field(5, ge=1, le=50, validation_alias="TEND_MAX_ATTEMPTS")

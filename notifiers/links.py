@@ -1,10 +1,12 @@
-"""Signed links in messages: confirm an occurrence, unsubscribe from e-mail.
+"""Signed links: confirm an occurrence, unsubscribe from e-mail, a household's calendar.
 
 Tokens are signed with ``TEND_SECRET_KEY`` by itsdangerous (HMAC-SHA1 over a compact JSON
 payload and a timestamp), each kind under its own salt so a token of one kind is never
 accepted as another. A confirm token expires after :data:`CONFIRM_MAX_AGE`; an unsubscribe
 token does not (RFC 8058 expects the List-Unsubscribe URL to keep working), but names only
-one partner and one channel.
+one partner and one channel. A calendar token does not expire either: a calendar app keeps
+polling the URL it was given for years. It names one household and only lets its planned
+occurrences be read; changing ``TEND_SECRET_KEY`` revokes every calendar URL at once.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Links:
         self.public_url = public_url.rstrip("/")
         self._confirm = URLSafeTimedSerializer(secret, salt="tend.confirm")
         self._unsubscribe = URLSafeTimedSerializer(secret, salt="tend.unsubscribe")
+        self._calendar = URLSafeTimedSerializer(secret, salt="tend.calendar")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Links | None:
@@ -76,6 +79,11 @@ class Links:
         token = self._unsubscribe.dumps([household, partner, channel])
         return f"{self.public_url}/unsubscribe/{token}"
 
+    def calendar_url(self, household: str) -> str:
+        """The household's private iCalendar feed (``GET /calendar/{token}.ics``)."""
+        token = self._calendar.dumps([household])
+        return f"{self.public_url}/calendar/{token}.ics"
+
     def read_confirm(self, token: str, *, max_age: timedelta = CONFIRM_MAX_AGE) -> ConfirmLink:
         household, occurrence, partner = self._load(self._confirm, token, max_age, (str, int, str))
         return ConfirmLink(household, occurrence, partner)
@@ -83,6 +91,11 @@ class Links:
     def read_unsubscribe(self, token: str) -> UnsubscribeLink:
         household, partner, channel = self._load(self._unsubscribe, token, None, (str, str, str))
         return UnsubscribeLink(household, partner, channel)
+
+    def read_calendar(self, token: str) -> str:
+        """The household a calendar token names (without the ``.ics``); BadLink if forged."""
+        (household,) = self._load(self._calendar, token, None, (str,))
+        return str(household)
 
     @staticmethod
     def _load(

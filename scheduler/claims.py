@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, exists, select
 
 from notifiers.base import Message, Recipient
 from scheduler.db import dialect_insert
-from scheduler.models import Delivery, Household, Occurrence, Partner
+from scheduler.models import Completion, Delivery, Household, Occurrence, Partner
 
 __all__ = ["Claim", "fall_back", "read_claims"]
 
@@ -38,6 +38,7 @@ class Claim:
     claimed_at: datetime
     last_error: str | None
     occurrence_status: str
+    partner_done: bool  # this partner confirmed the occurrence
     ritual_id: str
     slot: datetime
     household_active: bool
@@ -109,6 +110,13 @@ def read_claims(engine: Engine, ids: Sequence[int]) -> list[Claim]:
             Delivery.claimed_at,
             Delivery.last_error,
             Occurrence.status.label("occurrence_status"),
+            exists()
+            .where(
+                Completion.occurrence_id == Delivery.occurrence_id,
+                Completion.partner_key == Delivery.partner_key,
+                Completion.action == "confirm",
+            )
+            .label("partner_done"),
             Occurrence.ritual_id,
             Occurrence.slot,
             Household.active.label("household_active"),

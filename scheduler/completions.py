@@ -1,17 +1,19 @@
-"""Recording that a partner did a ritual: the ledger side of a confirm link (and, with the
-replies issue, of a DONE text)."""
+"""Recording what a partner did about an occurrence: confirmed it (a DONE text, the e-mail's
+confirm link, ``tend reply``) or skipped it (SKIP)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
-from scheduler.models import Completion, Occurrence, Partner
+from scheduler.models import Completion, Delivery, Occurrence, Partner
+from scheduler.streaks import forget_settled
 
-__all__ = ["Confirmed", "confirm"]
+__all__ = ["Confirmed", "Skipped", "confirm", "skip"]
 
 Outcome = Literal["confirmed", "already", "unknown", "cancelled"]
 
@@ -21,6 +23,46 @@ class Confirmed:
     outcome: Outcome
     ritual: str | None = None
     slot: datetime | None = None  # the occurrence's local wall-clock time (naive)
+    confirmed_by: frozenset[str] = field(default_factory=frozenset)  # everyone, after this
+
+
+def _locked(
+    connection: Connection, household: str, occurrence: int
+) -> tuple[str, datetime, str, str, datetime] | None:
+    """Ritual, slot, status, recipient and instant of the occurrence, its row locked first
+    (PostgreSQL), so two replies at once record one row."""
+    found = connection.execute(
+        select(
+            Occurrence.ritual_id,
+            Occurrence.slot,
+            Occurrence.status,
+            Occurrence.recipient,
+            Occurrence.at,
+        )
+        .where(Occurrence.id == occurrence, Occurrence.household_id == household)
+        .with_for_update()
+    ).one_or_none()
+    return None if found is None else tuple(found)
+
+
+def _known(connection: Connection, household: str, partner: str) -> bool:
+    return bool(
+        connection.execute(
+            select(func.count())
+            .select_from(Partner)
+            .where(Partner.household_id == household, Partner.key == partner)
+        ).scalar_one()
+    )
+
+
+def _by(connection: Connection, occurrence: int, action: str) -> frozenset[str]:
+    return frozenset(
+        connection.execute(
+            select(Completion.partner_key).where(
+                Completion.occurrence_id == occurrence, Completion.action == action
+            )
+        ).scalars()
+    )
 
 
 def confirm(
@@ -32,41 +74,24 @@ def confirm(
     at: datetime,
     source: str,
     raw_text: str | None = None,
+    needs: Collection[str] = (),
 ) -> Confirmed:
     """Record that `partner` of `household` did `occurrence`, once.
 
+    The occurrence becomes ``confirmed`` when everyone in `needs` has confirmed it (a
+    ``streak = "both"`` ritual), or at the first confirmation when `needs` is empty.
     ``unknown``: no such occurrence in that household, or no such partner; ``cancelled``:
     the ritual was called off, nothing recorded; ``already``: this partner had confirmed it.
-    The occurrence is locked first (PostgreSQL), so two clicks at once record one row.
     """
-    found = connection.execute(
-        select(Occurrence.ritual_id, Occurrence.slot, Occurrence.status)
-        .where(Occurrence.id == occurrence, Occurrence.household_id == household)
-        .with_for_update()
-    ).one_or_none()
-    known_partner = connection.execute(
-        select(func.count())
-        .select_from(Partner)
-        .where(Partner.household_id == household, Partner.key == partner)
-    ).scalar_one()
-    if found is None or not known_partner:
+    found = _locked(connection, household, occurrence)
+    if found is None or not _known(connection, household, partner):
         return Confirmed("unknown")
-    ritual, slot, status = found
+    ritual, slot, status, recipient, due = found
     if status == "cancelled":
         return Confirmed("cancelled", ritual, slot)
-    done_before = connection.execute(
-        select(func.count())
-        .select_from(Completion)
-        .where(
-            and_(
-                Completion.occurrence_id == occurrence,
-                Completion.partner_key == partner,
-                Completion.action == "confirm",
-            )
-        )
-    ).scalar_one()
-    if done_before:
-        return Confirmed("already", ritual, slot)
+    before = _by(connection, occurrence, "confirm")
+    if partner in before:
+        return Confirmed("already", ritual, slot, before)
     connection.execute(
         insert(Completion).values(
             occurrence_id=occurrence,
@@ -77,9 +102,69 @@ def confirm(
             raw_text=raw_text,
         )
     )
+    everyone = before | {partner}
+    if set(needs) <= everyone:
+        connection.execute(
+            update(Occurrence)
+            .where(Occurrence.id == occurrence, Occurrence.status != "confirmed")
+            .values(status="confirmed", updated_at=at)
+        )
+    forget_settled(connection, household, ritual, recipient, due)
+    return Confirmed("confirmed", ritual, slot, everyone)
+
+
+SkipOutcome = Literal["skipped", "already", "done", "unknown", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    outcome: SkipOutcome
+    ritual: str | None = None
+    slot: datetime | None = None
+    cancelled: int = 0  # messages about it that will not be sent now
+
+
+def skip(
+    connection: Connection,
+    *,
+    household: str,
+    occurrence: int,
+    partner: str,
+    at: datetime,
+    source: str,
+    reason: str | None = None,
+) -> Skipped:
+    """Record that `partner` skips `occurrence`: it is marked skipped and its messages still
+    to be sent are cancelled. ``done``: it was confirmed already, nothing changed."""
+    found = _locked(connection, household, occurrence)
+    if found is None or not _known(connection, household, partner):
+        return Skipped("unknown")
+    ritual, slot, status, recipient, due = found
+    if status == "cancelled":
+        return Skipped("cancelled", ritual, slot)
+    if status == "confirmed":
+        return Skipped("done", ritual, slot)
+    if partner in _by(connection, occurrence, "skip"):
+        return Skipped("already", ritual, slot)
+    connection.execute(
+        insert(Completion).values(
+            occurrence_id=occurrence,
+            partner_key=partner,
+            action="skip",
+            at=at,
+            source=source,
+            raw_text=reason,
+        )
+    )
     connection.execute(
         update(Occurrence)
-        .where(Occurrence.id == occurrence, Occurrence.status != "confirmed")
-        .values(status="confirmed", updated_at=at)
+        .where(Occurrence.id == occurrence, Occurrence.status == "open")
+        .values(status="skipped", updated_at=at)
     )
-    return Confirmed("confirmed", ritual, slot)
+    dropped = connection.execute(
+        update(Delivery)
+        .where(Delivery.occurrence_id == occurrence, Delivery.status == "pending")
+        .values(status="cancelled", last_error=f"skipped by {partner}", updated_at=at)
+    )
+    forget_settled(connection, household, ritual, recipient, due)
+    return Skipped("skipped", ritual, slot, int(dropped.rowcount or 0))

@@ -40,7 +40,8 @@ from notifiers.registry import NotifierSet
 from rituals.clock import TimeWindow, get_zone
 from rituals.planning import after_quiet_hours
 from scheduler.claims import Claim, fall_back, read_claims
-from scheduler.models import Delivery
+from scheduler.metrics import LATENESS, SEND_DURATION, SENDS
+from scheduler.models import Delivery, is_follow_up
 from scheduler.optouts import record_opt_out
 from scheduler.receipts import FAILED, apply_held, record_receipt
 
@@ -233,14 +234,17 @@ class Dispatcher:
         now = self.clock()
         if not (claim.household_active and claim.partner_active):
             return self._finish(claim, status="cancelled", last_error="no longer in the file")
-        if claim.role == "reminder" and claim.occurrence_status != "open":
+        if is_follow_up(claim.role) and (claim.occurrence_status != "open" or claim.partner_done):
+            done = "done by this partner" if claim.partner_done else claim.occurrence_status
             return self._finish(
                 claim,
                 status="cancelled",
-                last_error=f"no reminder needed: the occurrence is {claim.occurrence_status}",
+                last_error=f"no reminder needed: the occurrence is {done}",
             )
-        if claim.occurrence_status == "cancelled":
-            return self._finish(claim, status="cancelled", last_error="occurrence cancelled")
+        if claim.occurrence_status in ("cancelled", "skipped"):
+            return self._finish(
+                claim, status="cancelled", last_error=f"occurrence {claim.occurrence_status}"
+            )
         if claim.paused_until is not None and now < claim.paused_until:
             return self._finish(claim, status="cancelled", last_error="household paused")
         if now > claim.expires_at:
@@ -315,8 +319,7 @@ class Dispatcher:
             + (f" {mask_address(address)})" if (address := claim.contact()) else ")")
         )
         try:
-            notifier = self.notifiers.get(claim.channel)
-            result = self._already_sent(claim, notifier) or notifier.send(claim.message())
+            notifier, result = self._provider_call(claim)
         except NotifierError as error:
             return self._failed(claim, error, attempts, where)
         except Exception as exc:
@@ -335,6 +338,9 @@ class Dispatcher:
             )
         now = self.clock()
         log.info("%s sent (%s)", where, result.provider_id)
+        SENDS.labels(channel=claim.channel, outcome="sent").inc()
+        late = (now - claim.due_at).total_seconds()  # retries and quiet hours included
+        LATENESS.labels(channel=claim.channel).observe(max(0.0, late))
         repeated = claim.last_error == MAY_REPEAT  # the ledger keeps saying so
         status = self._finish(
             claim,
@@ -346,6 +352,15 @@ class Dispatcher:
         )
         self._receipts(claim, notifier, result, now)
         return status
+
+    def _provider_call(self, claim: Claim) -> tuple[Notifier, SendResult]:
+        """The notifier's send (or its record of an unsure earlier attempt), timed."""
+        notifier = self.notifiers.get(claim.channel)
+        started = time.perf_counter()
+        try:
+            return notifier, self._already_sent(claim, notifier) or notifier.send(claim.message())
+        finally:
+            SEND_DURATION.labels(channel=claim.channel).observe(time.perf_counter() - started)
 
     def _receipts(
         self, claim: Claim, notifier: Notifier, result: SendResult, now: datetime
@@ -394,21 +409,25 @@ class Dispatcher:
             error = UNSURE + error
         if original.opt_out:
             log.warning("%s: recipient opted out (%s)", where, error)
+            SENDS.labels(channel=claim.channel, outcome="opted_out").inc()
             self._record_opt_out(claim, now)
             self._fall_back(claim, now)
             return self._finish(claim, status="failed", attempts=attempts, last_error=error)
         if original.permanent:
             log.warning("%s: permanent failure: %s", where, error)
+            SENDS.labels(channel=claim.channel, outcome="permanent").inc()
             self._fall_back(claim, now)
             return self._finish(claim, status="failed", attempts=attempts, last_error=error)
         if attempts >= self.retry.max_attempts:
             log.warning("%s: giving up after %d attempts: %s", where, attempts, error)
+            SENDS.labels(channel=claim.channel, outcome="gave_up").inc()
             return self._finish(
                 claim,
                 status="failed",
                 attempts=attempts,
                 last_error=f"gave up after {attempts} attempts: {error}",
             )
+        SENDS.labels(channel=claim.channel, outcome="transient").inc()
         with self._rng_lock:
             delay = self.retry.delay(attempts, self._rng, original.retry_after)
         # Our own settings (a wrong token, an unknown sender) fail every send until fixed.

@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "SNOOZE_ROLE",
     "Base",
     "Completion",
     "ConfigState",
@@ -37,11 +38,26 @@ __all__ = [
     "Occurrence",
     "OccurrenceStatus",
     "Partner",
+    "Pause",
+    "ProviderReceipt",
+    "StreakCheckpoint",
     "UTCDateTime",
     "WorkerHeartbeat",
+    "is_follow_up",
 ]
 
 OccurrenceStatus = Literal["open", "confirmed", "skipped", "missed", "cancelled"]
+# A partner's SNOOZE makes a delivery of role "snooze-1", "snooze-2", ... (a nudge sent
+# again): the planner does not make these, so it does not cancel them either.
+SNOOZE_ROLE = "snooze"
+
+
+def is_follow_up(role: str) -> bool:
+    """A message that chases an occurrence (a reminder, a snoozed nudge): not needed once
+    the partner confirmed it or it was skipped."""
+    return role == "reminder" or role.startswith(SNOOZE_ROLE)
+
+
 DeliveryStatus = Literal["pending", "sending", "sent", "delivered", "failed", "missed", "cancelled"]
 
 # Names every constraint, so Alembic migrations can refer to them on both databases.
@@ -107,7 +123,11 @@ class Partner(Base):
     """A partner as the file has them, plus what only the ledger knows: opt-outs."""
 
     __tablename__ = "partner"
-    __table_args__ = (UniqueConstraint("household_id", "key"),)
+    __table_args__ = (
+        UniqueConstraint("household_id", "key"),
+        # An inbound text finds its partner by the sender's number.
+        Index("ix_partner_phone", "phone"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     household_id: Mapped[str] = mapped_column(ForeignKey("household.id"))
@@ -159,6 +179,8 @@ class Delivery(Base):
         Index("ix_delivery_status_next_attempt_at", "status", "next_attempt_at"),
         # Status callbacks find their delivery by the provider's message id.
         Index("ix_delivery_provider_id", "provider_id"),
+        # A reply finds what was last sent to its partner.
+        Index("ix_delivery_partner_sent_at", "household_id", "partner_key", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -219,12 +241,19 @@ class Completion(Base):
 
 
 class InboundMessage(Base):
-    """A reply as received; unique on the provider's id, so a retried webhook is one row."""
+    """A reply as received; unique on the provider's id (and on Twilio's idempotency token
+    when it sent one), so a retried webhook is one row, answered the same way again."""
 
     __tablename__ = "inbound_message"
+    # The rate limit counts a sender's recent messages.
+    __table_args__ = (Index("ix_inbound_message_sender_received_at", "sender", "received_at"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     provider_id: Mapped[str] = mapped_column(String(128), unique=True)
+    idempotency_token: Mapped[str | None] = mapped_column(String(128), unique=True)
+    # What it asked for (confirm, skip, ..., unknown), "stranger" from an unknown number,
+    # "limited" when the rate limit answered instead.
+    command: Mapped[str | None] = mapped_column(String(16))
     channel: Mapped[str] = mapped_column(String(16))
     sender: Mapped[str] = mapped_column(String(320))
     household_id: Mapped[str | None] = mapped_column(String(64))
@@ -232,6 +261,37 @@ class InboundMessage(Base):
     body: Mapped[str] = mapped_column(Text)
     answer: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime]
+
+
+class Pause(Base):
+    """A household's vacation (PAUSE 2w): no nudges, and streaks frozen, from start to end.
+    RESUME ends it early; ``Household.paused_until`` is the end of the pause in force."""
+
+    __tablename__ = "pause"
+    __table_args__ = (Index("ix_pause_household_id", "household_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    household_id: Mapped[str] = mapped_column(ForeignKey("household.id"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    partner_key: Mapped[str | None] = mapped_column(String(64))  # who asked
+    created_at: Mapped[datetime]
+
+
+class StreakCheckpoint(Base):
+    """A streak's state folded over its settled history (rituals.streaks.State as JSON), so
+    computing a streak reads only the recent occurrences: the cost stays flat as years go
+    by. Thrown away when the ritual's streak rules change or an old occurrence changes."""
+
+    __tablename__ = "streak_checkpoint"
+
+    household_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ritual_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rules: Mapped[str] = mapped_column(String(200))
+    through: Mapped[datetime]
+    state: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
 
 
 class WorkerHeartbeat(Base):

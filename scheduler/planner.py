@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -33,16 +34,18 @@ from sqlalchemy import (
     update,
 )
 
+from config.loader import RitualFileError, parse_ritual_file
 from config.model import RitualFile
 from rituals.planning import Plan
 from scheduler.db import dialect_insert
-from scheduler.models import ConfigState, Delivery, Household, Occurrence, Partner
+from scheduler.models import SNOOZE_ROLE, ConfigState, Delivery, Household, Occurrence, Partner
 
 __all__ = [
     "CONFIG_CANCELLED",
     "DEFAULT_HORIZON_DAYS",
     "PlanReport",
     "SyncResult",
+    "SyncedFile",
     "file_hash",
     "last_good_file",
     "plan_horizon",
@@ -127,6 +130,53 @@ def last_good_file(engine: Engine) -> tuple[str, datetime] | None:
     if row is None or not row.file_text:
         return None
     return row.file_text, row.synced_at
+
+
+class SyncedFile:
+    """The ritual file the worker last synced, for the web process: replies need the same
+    rules (reply windows, freezes, who is in a household) that the plan was made from.
+
+    Parsed once per generation, and the generation looked up at most every `ttl`; before any
+    worker has synced, `fallback` (the file on disk, when there is one).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        fallback: RitualFile | None = None,
+        ttl: timedelta = timedelta(seconds=5),
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.fallback = fallback
+        self.ttl = ttl
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._lock = threading.Lock()
+        self._checked: datetime | None = None
+        self._generation: int | None = None
+        self._file: RitualFile | None = None
+
+    def __call__(self) -> RitualFile | None:
+        now = self._clock()
+        with self._lock:
+            if self._checked is not None and now - self._checked < self.ttl:
+                return self._file or self.fallback
+            self._checked = now
+            with self.engine.connect() as connection:
+                row = connection.execute(
+                    select(ConfigState.generation, ConfigState.file_text).where(ConfigState.id == 1)
+                ).first()
+            if row is None or not row.file_text:
+                return self.fallback
+            if row.generation != self._generation:
+                try:
+                    parsed = parse_ritual_file(row.file_text, name="ledger", today=now).file
+                except RitualFileError:
+                    log.error("the ritual file in the ledger does not validate; using the last one")
+                else:
+                    self._file, self._generation = parsed, row.generation
+            return self._file or self.fallback
 
 
 def _mirror(connection: Connection, file: RitualFile, now: datetime) -> None:
@@ -560,6 +610,7 @@ def _unfinished(connection: Connection, file: RitualFile, now: datetime, generat
             Delivery.generation < generation,
             Delivery.status == "pending",
             Delivery.fallback_of.is_(None),
+            Delivery.role.not_like(f"{SNOOZE_ROLE}%"),
             Delivery.expires_at >= now,
         ),
     )
@@ -592,8 +643,13 @@ def _cancel_stale(
             Delivery.status == "pending",  # few rows: the horizon's, and the overdue
             Delivery.generation < generation,
             or_(
-                # Not made again; the expired are left to be marked missed.
-                and_(Delivery.fallback_of.is_(None), Delivery.expires_at >= now),
+                # Not made again; the expired are left to be marked missed. A snoozed
+                # nudge is the partner's, not the file's: kept.
+                and_(
+                    Delivery.fallback_of.is_(None),
+                    Delivery.role.not_like(f"{SNOOZE_ROLE}%"),
+                    Delivery.expires_at >= now,
+                ),
                 Delivery.occurrence_id.in_(
                     select(Occurrence.id).where(Occurrence.ritual_id.not_in(ritual_ids))
                 ),

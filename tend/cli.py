@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import threading
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -37,13 +38,16 @@ from notifiers.twilio_webhooks import TwilioWebhooks
 from rituals.planning import Delivery, Occurrence, Plan
 from rituals.schedule import FIRST_YEAR, LAST_YEAR
 from rituals.templates import TemplateProblem
+from scheduler.calendar import event_length, new_calendar
 from scheduler.db import make_engine
 from scheduler.dispatcher import RetryPolicy
 from scheduler.migrate import SchemaBehind, current_revision, ensure_schema, upgrade
 from scheduler.optouts import clear_opt_out, opted_out_at, record_opt_out
-from scheduler.planner import last_good_file
+from scheduler.planner import SyncedFile, last_good_file
+from scheduler.replies import handle_reply
 from scheduler.service import AlreadyRunning, Worker, WorkerOptions
 from scheduler.status import ledger_status
+from scheduler.streaks import SeriesStreak, household_streaks
 from tend.web import HEARTBEAT_STALE_SECONDS, create_app
 
 __all__ = ["app", "main"]
@@ -259,20 +263,10 @@ def _delivery_json(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-_EVENT_LENGTH = {
-    "date_night": timedelta(hours=2),
-    "check_in": timedelta(minutes=30),
-}
-
-
 def _calendar(
     file: RitualFile, plan: Plan, deliveries: Sequence[Delivery], now: datetime
 ) -> Calendar:
-    calendar = Calendar()
-    calendar.add("prodid", "-//Tend//Tend rituals//EN")
-    calendar.add("version", "2.0")
-    calendar.add("calscale", "GREGORIAN")
-    calendar.add("x-wr-calname", "Tend rituals")
+    calendar = new_calendar("Tend rituals")
     seen: dict[str, Occurrence] = {}
     for delivery in deliveries:
         seen.setdefault(delivery.occurrence.key, delivery.occurrence)
@@ -294,9 +288,7 @@ def _calendar(
         event.add("uid", f"{occurrence.key}@tend")
         event.add("dtstamp", now)
         event.add("dtstart", occurrence.at)
-        event.add(
-            "dtend", occurrence.at + _EVENT_LENGTH.get(occurrence.kind, timedelta(minutes=15))
-        )
+        event.add("dtend", occurrence.at + event_length(occurrence.kind))
         event.add("summary", summary)
         if occurrence.item:
             event.add("description", occurrence.item)
@@ -492,6 +484,17 @@ def worker(config: ConfigOption = None) -> None:
     settings, loaded, engine = _service_file(config)
     _logging()
     process = _worker(settings, loaded, engine)
+    if settings.metrics_port is not None:  # `tend web` has the ledger's; these are this process's
+        from prometheus_client import start_http_server
+
+        from scheduler.metrics import REGISTRY
+
+        try:
+            start_http_server(settings.metrics_port, registry=REGISTRY)
+        except OSError as exc:
+            port = settings.metrics_port
+            typer.echo(f"tend: cannot serve metrics on port {port}: {exc.strerror}", err=True)
+            raise typer.Exit(2) from None
     stop = _on_signals()
     _start(process)
     typer.echo(f"tend worker running on {_safe_url(settings)}; Ctrl-C stops it", err=True)
@@ -515,7 +518,21 @@ def web(config: ConfigOption = None, port: PortOption = None, host: HostOption =
     except DBAPIError as exc:
         _unreachable(settings, exc)
     listening = _listen(host, _port(port, settings))
-    _serve(engine, listening, settings)
+    _serve(engine, listening, settings, _file_if_any(config or settings.config_path))
+
+
+def _file_if_any(path: Path) -> RitualFile | None:
+    """The ritual file on disk for `tend web`, which judges replies by the file the worker
+    synced and needs this one only until a worker has run; a broken file is not fatal."""
+    try:
+        return load_ritual_file(path, today=_now()).file
+    except RitualFileError as exc:
+        logging.getLogger("tend").warning(
+            "%s: not used (%d problem(s)); replies wait for a worker to sync a good file",
+            path,
+            len(exc.problems),
+        )
+        return None
 
 
 def _port(port: int | None, settings: Settings) -> int:
@@ -538,13 +555,16 @@ def _listen(host: str, port: int) -> socket.socket:
     return listening
 
 
-def _serve(engine: Engine, listening: socket.socket, settings: Settings) -> None:
+def _serve(
+    engine: Engine, listening: socket.socket, settings: Settings, file: RitualFile | None
+) -> None:
     import uvicorn
 
     web_app = create_app(
         engine,
         links=Links.from_settings(settings),
         twilio=TwilioWebhooks.from_settings(settings),
+        rituals=SyncedFile(engine, fallback=file),
     )
     server = uvicorn.Server(uvicorn.Config(web_app, log_level="info", access_log=False))
     try:
@@ -574,7 +594,7 @@ def run(
             "Ctrl-C stops it",
             err=True,
         )
-        _serve(engine, listening, settings)  # returns after SIGINT or SIGTERM
+        _serve(engine, listening, settings, loaded.file)  # returns after SIGINT or SIGTERM
     finally:
         listening.close()
         stop.set()
@@ -810,6 +830,164 @@ def status(
         console.print(table)
     else:
         console.print("Nothing pending.")
+
+
+class StreakFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _ledger_for(settings: Settings) -> Engine:
+    """The ledger's engine, migrated (SQLite) or checked (PostgreSQL); exit 2 when there is
+    none yet or it cannot be reached."""
+    engine = _engine(settings)
+    if _no_sqlite_file(engine):
+        typer.echo(
+            f"tend: no ledger at {engine.url.database} yet: start `tend run` "
+            "(or `tend worker`) first",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        ensure_schema(engine)
+    except SchemaBehind as exc:
+        typer.echo(f"tend: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except DBAPIError as exc:
+        _unreachable(settings, exc)
+    return engine
+
+
+@app.command()
+def streaks(
+    household: Annotated[
+        str | None,
+        typer.Option("--household", help="Only this household.", show_default=False),
+    ] = None,
+    format_: Annotated[
+        StreakFormat, typer.Option("--format", help="table or json.")
+    ] = StreakFormat.table,
+    config: ConfigOption = None,
+) -> None:
+    """Current and longest streaks, per household and ritual (per partner for `to = "each"`)."""
+    settings, loaded = _load(config, errors_to_stdout=False)
+    file = loaded.file
+    known = [h.id for h in file.households]
+    if household is not None and household not in known:
+        typer.echo(f"tend: unknown household {household!r} (known: {', '.join(known)})", err=True)
+        raise typer.Exit(2)
+    engine = _ledger_for(settings)
+    now = _now()
+    found: list[SeriesStreak] = []
+    try:
+        with engine.begin() as connection:
+            for h in file.households:
+                if household is None or h.id == household:
+                    found += household_streaks(connection, file, h.id, now)
+    except DBAPIError as exc:
+        _unreachable(settings, exc)
+    if format_ is StreakFormat.json:
+        typer.echo(json.dumps([_streak_json(s) for s in found], indent=2, ensure_ascii=False))
+        return
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    if not found:
+        console.print("No streaks yet: the ledger has no occurrences for these households.")
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("household", "ritual", "for", "current", "longest", "12-week rate", "strength"):
+        table.add_column(column, no_wrap=True)
+    for s in found:
+        unit = " weeks" if s.streak.unit == "weeks" else ""
+        rate = "-" if s.streak.rate is None else f"{s.streak.rate:.0%}"
+        table.add_row(
+            s.household,
+            s.ritual.id,
+            s.recipient or "both",
+            f"{s.streak.current}{unit}",
+            f"{s.streak.longest}{unit}",
+            rate,
+            f"{s.streak.score:.0%}",
+        )
+    console.print(table)
+
+
+def _streak_json(s: SeriesStreak) -> dict[str, object]:
+    return {
+        "household": s.household,
+        "ritual": s.ritual.id,
+        "recipient": s.recipient,
+        "current": s.streak.current,
+        "longest": s.streak.longest,
+        "unit": s.streak.unit,
+        "kept": s.streak.kept,
+        "rate_12_weeks": None if s.streak.rate is None else round(s.streak.rate, 4),
+        "score": round(s.streak.score, 4),
+        "freezes_left": s.streak.freezes_left,
+    }
+
+
+@app.command()
+def reply(
+    text: Annotated[str, typer.Argument(help="The reply, e.g. DONE, 'SNOOZE 2h', STREAK.")],
+    sender: Annotated[
+        str,
+        typer.Option("--from", help="The partner's phone number (E.164).", show_default=False),
+    ],
+    config: ConfigOption = None,
+) -> None:
+    """Apply a reply exactly as the SMS webhook would (without the signature); print the
+    answer it would text back."""
+    settings, loaded = _load(config, errors_to_stdout=False)
+    engine = _ledger_for(settings)
+    _logging()
+    try:
+        answer = handle_reply(
+            engine,
+            loaded.file,
+            sender=sender,
+            body=text,
+            provider_id=f"cli-{uuid.uuid4().hex}",
+            now=_now(),
+            source="cli",
+        )
+    except DBAPIError as exc:
+        _unreachable(settings, exc)
+    typer.echo(answer.text or "(no answer: for STOP, Twilio sends its own)")
+
+
+@app.command("calendar-url")
+def calendar_url(
+    household: Annotated[
+        str, typer.Option("--household", help="The household's id.", show_default=False)
+    ],
+    config: ConfigOption = None,
+) -> None:
+    """Print the household's private iCalendar feed URL (subscribe to it in a calendar app).
+
+    Whoever has the URL can read the household's rituals. A new TEND_SECRET_KEY voids it."""
+    settings = _settings()
+    links = Links.from_settings(settings)
+    if links is None:
+        missing = [
+            name
+            for name, value in (
+                ("TEND_PUBLIC_URL", settings.public_url),
+                ("TEND_SECRET_KEY", settings.secret_key),
+            )
+            if value is None
+        ]
+        typer.echo(
+            f"tend: calendar-url needs {' and '.join(missing)} set: the feed's URL is signed "
+            "with the secret key, under the public base URL of `tend web`",
+            err=True,
+        )
+        raise typer.Exit(2)
+    _settings_again, loaded = _load(config, errors_to_stdout=False, settings=settings)
+    known = [h.id for h in loaded.file.households]
+    if household not in known:
+        typer.echo(f"tend: unknown household {household!r} (known: {', '.join(known)})", err=True)
+        raise typer.Exit(2)
+    typer.echo(links.calendar_url(household))
 
 
 def _ago(delta: timedelta) -> str:

@@ -1,12 +1,18 @@
 """The ASGI app (FastAPI), served by uvicorn through ``tend web`` or ``tend run``.
 
-It answers ``/healthz`` (is the database reachable, how old is the newest worker heartbeat),
-the e-mail's confirm link (``GET /confirm/{token}``, signed, valid for 7 days) and the e-mail
-unsubscribe link (``GET`` shows a button, ``POST`` unsubscribes: one-click
-unsubscribe per RFC 8058, which mail providers call with ``List-Unsubscribe=One-Click``; a
-``GET`` alone never unsubscribes, since link scanners fetch every link), and Twilio's
-delivery receipts (``POST /twilio/status``, signature checked). Inbound replies come with
-the replies issue.
+- ``POST /twilio/sms``: a partner's reply (DONE, SKIP, SNOOZE, ...), signature checked,
+  recorded once by ``MessageSid``, applied by :func:`scheduler.replies.handle_reply` and
+  answered with TwiML;
+- ``POST /twilio/status``: Twilio's delivery receipts for the SMS Tend sent;
+- ``GET /confirm/{token}``: the e-mail's confirm link (signed, valid for 7 days);
+- ``GET /unsubscribe/{token}`` shows a button, ``POST`` unsubscribes: one-click unsubscribe
+  per RFC 8058, which mail providers call with ``List-Unsubscribe=One-Click``; a ``GET``
+  alone never unsubscribes, since link scanners fetch every link;
+- ``GET /calendar/{token}.ics``: a household's private iCalendar feed;
+- ``GET /healthz`` (is the database reachable, how old is the newest worker heartbeat) and
+  ``GET /metrics`` (Prometheus).
+
+Every request body is limited to :data:`MAX_BODY`.
 """
 
 from __future__ import annotations
@@ -20,24 +26,93 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from jinja2 import Environment
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from twilio.twiml.messaging_response import MessagingResponse
 
+from config.model import RitualFile
 from notifiers.links import BadLink, Links
 from notifiers.twilio_webhooks import MAX_BODY as TWILIO_MAX_BODY
 from notifiers.twilio_webhooks import TwilioWebhooks, Verdict
+from scheduler.calendar import household_calendar
 from scheduler.completions import confirm
-from scheduler.models import WorkerHeartbeat
+from scheduler.metrics import (
+    FORM_REFUSALS,
+    INBOUND_REPLIES,
+    WEBHOOKS_REJECTED,
+    LedgerCollector,
+    render,
+)
+from scheduler.models import Occurrence, WorkerHeartbeat
 from scheduler.optouts import record_opt_out
 from scheduler.receipts import record_receipt
+from scheduler.replies import handle_reply
+from scheduler.streaks import rules_for
 
-__all__ = ["HEARTBEAT_STALE_SECONDS", "create_app"]
+__all__ = ["HEARTBEAT_STALE_SECONDS", "MAX_BODY", "BodyLimit", "create_app"]
 
 log = logging.getLogger(__name__)
 
 # Workers beat every 15 s; three missed beats and the scheduler is considered down.
 HEARTBEAT_STALE_SECONDS = 45
+# No route takes more than a webhook's form: a larger body is refused before it is read.
+MAX_BODY = TWILIO_MAX_BODY
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413, whether its
+    Content-Length says so or a chunked body grows past it while it is read."""
+
+    def __init__(
+        self, app: ASGIApp, limit: int, refused: Callable[[str], None] | None = None
+    ) -> None:
+        self.app = app
+        self.limit = limit
+        self.refused = refused or (lambda path: None)  # told the path of each 413
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = PlainTextResponse("request body too large", status_code=413)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and not declared.isdigit():
+            await PlainTextResponse("bad Content-Length", status_code=400)(scope, receive, send)
+            return
+        if declared is not None and int(declared) > self.limit:
+            self.refused(scope["path"])
+            await too_large(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, sending)
+        except _TooLarge:
+            self.refused(scope["path"])
+            if started:
+                raise
+            await too_large(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    """A streamed body grew past the limit while the app read it."""
 
 
 _PAGE = Environment(autoescape=True).from_string(
@@ -78,38 +153,135 @@ async def _form(request: Request, limit: int) -> dict[str, str] | Response:
     return dict(pairs)
 
 
+def _needs(
+    connection: Connection, file: RitualFile | None, household: str, occurrence: int
+) -> frozenset[str]:
+    """Who must confirm `occurrence` before it counts (a ``streak = "both"`` ritual)."""
+    found = connection.execute(
+        select(Occurrence.ritual_id, Occurrence.recipient).where(Occurrence.id == occurrence)
+    ).first()
+    if file is None or found is None or household not in {h.id for h in file.households}:
+        return frozenset()
+    ritual = next((r for r in file.rituals if r.id == found.ritual_id), None)
+    if ritual is None or ritual.streak != "both":
+        return frozenset()
+    return rules_for(file, household, ritual, found.recipient or None).audience
+
+
 def create_app(
     engine: Engine,
     *,
     clock: Callable[[], datetime] | None = None,
     links: Links | None = None,
     twilio: TwilioWebhooks | None = None,
+    rituals: Callable[[], RitualFile | None] | None = None,
 ) -> FastAPI:
+    """The app. `rituals` gives the ritual file replies are judged by (the one the worker
+    last synced, see :class:`scheduler.planner.SyncedFile`)."""
     now = clock or (lambda: datetime.now(UTC))
     app = FastAPI(title="Tend", docs_url=None, redoc_url=None, openapi_url=None)
+    webhook_routes = ("/twilio/sms", "/twilio/status")
+
+    def too_large(path: str) -> None:
+        # The middleware answers before the route reads its form: count the refusal here
+        # (for the webhook routes only: any other path would be a label of the caller's).
+        if path in webhook_routes:
+            WEBHOOKS_REJECTED.labels(route=path, reason="too_large").inc()
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY, refused=too_large)
     webhooks = twilio or TwilioWebhooks(None, None)
+
+    def ritual_file() -> RitualFile | None:
+        try:
+            return rituals() if rituals is not None else None
+        except SQLAlchemyError as exc:
+            log.error("reading the ritual file from the ledger failed: %s", type(exc).__name__)
+            return None
+
+    def refused(route: str, reason: str, answer: Response) -> Response:
+        WEBHOOKS_REJECTED.labels(route=route, reason=reason).inc()
+        return answer
+
+    @app.post("/twilio/sms")
+    async def twilio_sms(request: Request) -> Response:
+        """An inbound SMS: checked, recorded once, applied, answered with TwiML."""
+        route = "/twilio/sms"
+        form = await _form(request, TWILIO_MAX_BODY)
+        if isinstance(form, Response):
+            return refused(route, FORM_REFUSALS.get(form.status_code, "malformed"), form)
+        verdict = webhooks.check(
+            request.url.path, request.url.query, form, request.headers.get("x-twilio-signature")
+        )
+        if verdict is Verdict.UNCONFIGURED:
+            log.error(
+                "an inbound SMS arrived, but TWILIO_AUTH_TOKEN or TEND_PUBLIC_URL is not set, "
+                "so its signature cannot be checked: not applied"
+            )
+            unconfigured = PlainTextResponse("webhooks are not configured", status_code=503)
+            return refused(route, "unconfigured", unconfigured)
+        if verdict is Verdict.FORGED:
+            log.warning("rejected an inbound SMS: missing or wrong signature")
+            return refused(route, "forged", PlainTextResponse("bad signature", status_code=403))
+        sid = form.get("MessageSid") or form.get("SmsSid") or ""
+        sender = form.get("From") or ""
+        # PostgreSQL text cannot hold NUL, and no real MessageSid or number has one.
+        too_long = len(sid) > 64 or len(sender) > 64
+        if not sid or not sender or too_long or "\x00" in sid + sender:
+            malformed = PlainTextResponse("MessageSid and From are required", status_code=400)
+            return refused(route, "malformed", malformed)
+        file = ritual_file()
+        if file is None:
+            log.error("an inbound SMS arrived before any ritual file was synced: not applied")
+            return PlainTextResponse("no ritual file yet", status_code=503)
+        token = request.headers.get("i-twilio-idempotency-token") or None
+        try:
+            answer = await run_in_threadpool(
+                handle_reply,
+                engine,
+                file,
+                sender=sender,
+                body=form.get("Body") or "",
+                provider_id=sid,
+                idempotency_token=token[:128] if token else None,
+                now=now(),
+            )
+        except SQLAlchemyError as exc:
+            log.error("applying an inbound SMS failed: %s", type(exc).__name__)
+            return PlainTextResponse("try again later", status_code=503)
+        if not answer.duplicate:
+            INBOUND_REPLIES.labels(command=answer.command).inc()
+        twiml = MessagingResponse()
+        if answer.text:
+            twiml.message(answer.text)
+        return Response(str(twiml), media_type="application/xml")
 
     @app.post("/twilio/status")
     async def twilio_status(request: Request) -> Response:
         """Twilio's delivery receipts for the SMS Tend sent (``status_callback``)."""
         form = await _form(request, TWILIO_MAX_BODY)
         if isinstance(form, Response):
+            reason = FORM_REFUSALS.get(form.status_code, "malformed")
+            WEBHOOKS_REJECTED.labels(route="/twilio/status", reason=reason).inc()
             return form
         verdict = webhooks.check(
             request.url.path, request.url.query, form, request.headers.get("x-twilio-signature")
         )
         if verdict is Verdict.UNCONFIGURED:
+            WEBHOOKS_REJECTED.labels(route="/twilio/status", reason="unconfigured").inc()
             log.error(
                 "a Twilio status callback arrived, but TWILIO_AUTH_TOKEN or TEND_PUBLIC_URL "
                 "is not set, so its signature cannot be checked: ignored"
             )
             return PlainTextResponse("webhooks are not configured", status_code=503)
         if verdict is Verdict.FORGED:
+            WEBHOOKS_REJECTED.labels(route="/twilio/status", reason="forged").inc()
             log.warning("rejected a Twilio status callback: missing or wrong signature")
             return PlainTextResponse("bad signature", status_code=403)
         sid = form.get("MessageSid") or form.get("SmsSid")
         status = form.get("MessageStatus") or form.get("SmsStatus")
-        if not sid or not status or len(sid) > 64:  # Twilio's ids are 34 characters
+        # Twilio's ids are 34 characters; a NUL is never Twilio's (and PostgreSQL refuses it).
+        if not sid or not status or len(sid) > 64 or "\x00" in sid + status:
+            WEBHOOKS_REJECTED.labels(route="/twilio/status", reason="malformed").inc()
             return PlainTextResponse("MessageSid and MessageStatus are required", status_code=400)
         try:
             await run_in_threadpool(
@@ -118,7 +290,7 @@ def create_app(
                 channel="sms",
                 provider_id=sid,
                 status=status,
-                error_code=(form.get("ErrorCode") or "")[:16] or None,
+                error_code=(form.get("ErrorCode") or "").replace("\x00", "")[:16] or None,
                 now=now(),
             )
         except SQLAlchemyError as exc:
@@ -152,6 +324,7 @@ def create_app(
                     status=410,
                 )
             return page("Link not valid", "This confirm link is not valid.", status=400)
+        file = ritual_file()
         try:
             with engine.begin() as connection:
                 done = confirm(
@@ -161,6 +334,7 @@ def create_app(
                     partner=found.partner,
                     at=now(),
                     source="email",
+                    needs=_needs(connection, file, found.household, found.occurrence),
                 )
         except SQLAlchemyError:
             return page("Try again later", "Tend could not record that just now.", status=503)
@@ -199,6 +373,39 @@ def create_app(
         if not known:
             return page("Link not valid", "This unsubscribe link is not valid.", status=400)
         return page("Unsubscribed", "Tend will send no more e-mails to this address.")
+
+    @app.get("/calendar/{token}.ics")
+    def calendar_feed(token: str) -> Response:
+        """The household's private iCalendar feed; any bad URL is a plain 404 (never says
+        whether a household exists). Calendar apps poll it: the token is never logged."""
+        missing = PlainTextResponse("no such calendar", status_code=404)
+        if links is None:
+            return missing
+        try:
+            household = links.read_calendar(token)
+        except BadLink:
+            return missing
+        try:
+            with engine.connect() as connection:
+                body = household_calendar(connection, household, now())
+        except SQLAlchemyError as exc:
+            log.error("reading a calendar feed failed: %s", type(exc).__name__)
+            return PlainTextResponse("try again later", status_code=503)
+        if body is None:
+            return missing
+        return Response(
+            body,
+            media_type="text/calendar; charset=utf-8",
+            headers={"Cache-Control": "private, max-age=300"},
+        )
+
+    ledger = LedgerCollector(engine, now)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus' text format: this process's counters and the ledger's numbers."""
+        body, content_type = render(ledger)
+        return Response(body, media_type=content_type)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

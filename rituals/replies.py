@@ -1,0 +1,330 @@
+"""The reply grammar: what a partner's text asks for. Pure; tested from a table.
+
+Case does not matter, nor whitespace or punctuation around the message; full-width letters
+and emoji variation selectors are folded first (NFKC), so full-width ``DONE!!`` and ``👍🏽`` read as
+``done`` and ``👍``.
+
+======================================  =================================================
+``DONE``, ``YES``, ``Y``, ``DID IT``,   confirm; ``DONE 2`` picks the 2nd open occurrence
+✅, 👍, ❤️ (and "Liked/Loved “…”")
+``SKIP [n] [reason]``                   skip (a freeze keeps the streak, if one is left)
+``SNOOZE [30m|2h|tomorrow|sat]``        send the nudge again later (default 1 hour)
+``STREAK``, ``STATUS``                  the household's streaks
+``HELP``, ``INFO``                      the commands, in one SMS
+``STOP``, ``STOPALL``, ``UNSUBSCRIBE``,  no more texts (the whole message must be the word,
+``CANCEL``, ``END``, ``QUIT``             as Twilio's own opt-out keywords)
+``START``, ``UNSTOP``                   texts again
+``PAUSE [2w]``, ``RESUME``              vacation for the household (default 1 week)
+anything else                           "didn't catch that" and the help text
+======================================  =================================================
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from rituals.clock import TimeWindow, resolve
+
+__all__ = [
+    "HELP",
+    "MAX_PAUSE",
+    "MAX_SNOOZE",
+    "Command",
+    "Reply",
+    "Snooze",
+    "parse",
+    "snooze_until",
+]
+
+Command = Literal[
+    "confirm", "skip", "snooze", "streak", "help", "stop", "start", "pause", "resume", "unknown"
+]
+
+# One SMS: GSM-7 and at most 160 characters (a test holds it to that).
+HELP = (
+    "Tend: reply DONE when you did it, SKIP to skip one, SNOOZE 2h (or tomorrow) to hear "
+    "again later, STREAK for streaks, PAUSE 2w or RESUME, STOP to end texts."
+)
+
+DEFAULT_SNOOZE = timedelta(hours=1)
+MIN_SNOOZE = timedelta(minutes=5)
+MAX_SNOOZE = timedelta(days=7)
+DEFAULT_PAUSE = timedelta(weeks=1)
+MAX_PAUSE = timedelta(days=90)
+
+
+@dataclass(frozen=True, slots=True)
+class Snooze:
+    """When to hear again: after a while, tomorrow, or on a weekday (0 = Monday)."""
+
+    delay: timedelta | None = None
+    tomorrow: bool = False
+    weekday: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    command: Command
+    pick: int | None = None  # DONE 2, SKIP 2: the 2nd of the open occurrences listed
+    reason: str | None = None  # SKIP's reason, as written
+    snooze: Snooze | None = None
+    pause: timedelta | None = None
+    # A known command with an argument it cannot use: what to say instead of doing it.
+    problem: str | None = None
+    # YES is also one of Twilio's opt-in keywords: a partner who had opted out is back in.
+    opts_in: bool = False
+
+
+_CONFIRM_WORDS = {
+    "done",
+    "yes",
+    "y",
+    "yep",
+    "yup",
+    "yeah",
+    "yay",
+    "did it",
+    "we did it",
+    "done it",
+    "finished",
+    "complete",
+    "completed",
+}
+_CONFIRM_EMOJI = frozenset("✅✔☑👍❤♥💕💖💗💓💞💘🧡💛💚💙💜🤍🤎🖤🥰😍🎉🙌👌💯")
+_OPT_OUT = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "optout", "revoke"}
+_OPT_IN = {"start", "unstop"}
+_SKIP = {"skip", "pass"}
+_SNOOZE = {"snooze", "later", "remind me later"}
+_STREAK = {"streak", "streaks", "status", "stats", "score"}
+_HELP = {"help", "info", "commands", "menu", "?"}
+_PAUSE = {"pause", "vacation", "holiday"}
+_RESUME = {"resume", "unpause", "back"}
+
+_WEEKDAYS = {
+    **dict.fromkeys(("mon", "monday"), 0),
+    **dict.fromkeys(("tue", "tues", "tuesday"), 1),
+    **dict.fromkeys(("wed", "weds", "wednesday"), 2),
+    **dict.fromkeys(("thu", "thur", "thurs", "thursday"), 3),
+    **dict.fromkeys(("fri", "friday"), 4),
+    **dict.fromkeys(("sat", "saturday"), 5),
+    **dict.fromkeys(("sun", "sunday"), 6),
+}
+_TOMORROW = {"tomorrow", "tmrw", "tmr", "tomorow", "tommorow", "tommorrow"}
+_UNITS = {
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), timedelta(minutes=1)),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), timedelta(hours=1)),
+    **dict.fromkeys(("d", "day", "days"), timedelta(days=1)),
+    **dict.fromkeys(("w", "wk", "wks", "week", "weeks"), timedelta(weeks=1)),
+}
+_AMOUNT = re.compile(r"(\d{1,4}|an|a)\s*([a-z]+)")
+_PICK = re.compile(r"^#?(\d{1,2})(?:\s+(.*))?$")
+# iMessage reactions arrive as text: Liked “Date night on Fri…”
+_TAPBACK = re.compile(r"^(?:liked|loved|emphasized|reacted (?:👍|❤) to)\s+[\u201c\u2018\"']")
+
+# Emoji presentation selectors and skin tones: 👍🏽 is 👍, ❤️ is ❤.
+_EMOJI_NOISE = dict.fromkeys([0xFE0E, 0xFE0F, *range(0x1F3FB, 0x1F400)])
+
+
+def normalize(text: str) -> str:
+    """Case, width and whitespace folded; punctuation around the message dropped."""
+    text = unicodedata.normalize("NFKC", text).translate(_EMOJI_NOISE)
+    text = " ".join(text.split()).casefold()
+    return _trim(text)
+
+
+def _trim(text: str) -> str:
+    edge = ("P", "Z", "C")
+    start, end = 0, len(text)
+    while start < end and (
+        unicodedata.category(text[start])[0] in edge or text[start] in "+=<>|~^`"
+    ):
+        start += 1
+    while end > start and (
+        unicodedata.category(text[end - 1])[0] in edge or text[end - 1] in "+=<>|~^`"
+    ):
+        end -= 1
+    return text[start:end]
+
+
+def parse(text: str) -> Reply:
+    """What `text` asks for; never raises."""
+    if _TAPBACK.match(" ".join(text.split()).casefold()):
+        return Reply("confirm")
+    raw = " ".join(text.split())
+    words = normalize(text)
+    if not words:
+        return Reply("help") if "?" in raw else Reply("unknown")
+    # Twilio's keywords count only as the whole message; so do ours.
+    if words in _OPT_OUT or words in ("stop all", "opt out"):
+        return Reply("stop")
+    if words in _OPT_IN:
+        return Reply("start")
+    if words in _HELP:
+        return Reply("help")
+    if words in _STREAK:
+        return Reply("streak")
+    if words in _RESUME:
+        return Reply("resume")
+    if all(c in _CONFIRM_EMOJI or c.isspace() for c in words):
+        return Reply("confirm")
+    for phrase in sorted(_CONFIRM_WORDS, key=len, reverse=True):
+        rest = _after(words, phrase)
+        if rest is not None and (len(phrase) > 1 or not rest or _PICK.match(rest)):
+            return _confirm(rest, opts_in=words == "yes")
+    head, _, rest = words.partition(" ")
+    head = _trim(head)
+    rest = _trim(rest)
+    if head in _SKIP:
+        return _skip(rest, _original_rest(raw))
+    if head in _SNOOZE or words.startswith("remind me later"):
+        if words.startswith("remind me later"):
+            rest = _trim(words[len("remind me later") :])
+        return _snoozed(rest)
+    if head in _PAUSE:
+        return _paused(rest)
+    if head and head[0] in _CONFIRM_EMOJI and all(c in _CONFIRM_EMOJI for c in head):
+        return Reply("confirm")
+    return Reply("unknown")
+
+
+def _after(words: str, phrase: str) -> str | None:
+    """The rest of `words` when it starts with the whole words of `phrase`, else None."""
+    if words == phrase:
+        return ""
+    if words.startswith(phrase) and not words[len(phrase)].isalnum():
+        return _trim(words[len(phrase) :])
+    if words.startswith(phrase) and words[len(phrase) :].isdigit():  # DONE2
+        return words[len(phrase) :]
+    return None
+
+
+def _confirm(rest: str, *, opts_in: bool) -> Reply:
+    match = _PICK.match(rest)
+    if match:
+        return Reply("confirm", pick=int(match.group(1)), opts_in=opts_in)
+    # "Done, it was lovely ❤️": the rest is a note, kept with the raw text.
+    return Reply("confirm", opts_in=opts_in)
+
+
+def _original_rest(raw: str) -> str:
+    """The reason as the partner wrote it (case kept), after the first word."""
+    _, _, rest = raw.partition(" ")
+    return rest.strip()
+
+
+def _skip(rest: str, original: str) -> Reply:
+    match = _PICK.match(rest)
+    pick = None
+    if match:
+        pick = int(match.group(1))
+        rest = match.group(2) or ""
+        _, _, original = original.partition(" ")
+    reason = original.strip(" \t-:,.") if rest else ""
+    return Reply("skip", pick=pick, reason=reason[:200] or None)
+
+
+def _duration(text: str) -> timedelta | None:
+    """``30m``, ``2 hours``, ``1h30m``, ``an hour``, ``2w``: None when not that."""
+    found = list(_AMOUNT.finditer(text))
+    if not found or "".join(m.group(0) for m in found).replace(" ", "") != text.replace(" ", ""):
+        return None
+    total = timedelta()
+    for match in found:
+        amount, unit = match.groups()
+        if unit not in _UNITS:
+            return None
+        total += _UNITS[unit] * (1 if amount in ("a", "an") else int(amount))
+        if total > MAX_PAUSE:  # far past any limit (and never past timedelta's)
+            return total
+    return total
+
+
+def _snoozed(rest: str) -> Reply:
+    problem = "SNOOZE takes a time like 30m, 2h, tomorrow or sat, up to 7 days."
+    if not rest:
+        return Reply("snooze", snooze=Snooze(delay=DEFAULT_SNOOZE))
+    rest = rest.removeprefix("for ").removeprefix("until ").removeprefix("till ")
+    rest = rest.removeprefix("on ").strip()
+    if rest in _TOMORROW:
+        return Reply("snooze", snooze=Snooze(tomorrow=True))
+    if rest in _WEEKDAYS:
+        return Reply("snooze", snooze=Snooze(weekday=_WEEKDAYS[rest]))
+    delay = _duration(rest)
+    if delay is None or not MIN_SNOOZE <= delay <= MAX_SNOOZE:
+        return Reply("snooze", problem=problem)
+    return Reply("snooze", snooze=Snooze(delay=delay))
+
+
+def _paused(rest: str) -> Reply:
+    if not rest:
+        return Reply("pause", pause=DEFAULT_PAUSE)
+    rest = rest.removeprefix("for ").strip()
+    length = _duration(rest)
+    if length is None or not timedelta(hours=1) <= length <= MAX_PAUSE:
+        return Reply("pause", problem="PAUSE takes a length like 2w or 10d, up to 90 days.")
+    return Reply("pause", pause=length)
+
+
+def snooze_until(
+    snooze: Snooze,
+    now: datetime,
+    zone: ZoneInfo,
+    *,
+    at_time: time,
+    quiet: TimeWindow | None,
+) -> datetime:
+    """When a snoozed nudge goes out (UTC): after the delay, or tomorrow / on the weekday at
+    `at_time` (the partner's local time of the message snoozed); never inside quiet hours."""
+    local_today = now.astimezone(zone).date()
+    if snooze.delay is not None:
+        due = now + snooze.delay
+    else:
+        if snooze.tomorrow:
+            day = local_today + timedelta(days=1)
+        else:
+            assert snooze.weekday is not None
+            day = next_weekday(local_today, snooze.weekday)
+        due = resolve(datetime.combine(day, at_time), zone)
+    return _after_quiet(due, quiet, zone)
+
+
+def _after_quiet(due: datetime, quiet: TimeWindow | None, zone: ZoneInfo) -> datetime:
+    # The planner's rule (rituals.planning.after_quiet_hours), imported late: planning
+    # imports the decks and templates, which a parser does not need.
+    from rituals.planning import after_quiet_hours
+
+    return after_quiet_hours(due.astimezone(UTC), quiet, zone)
+
+
+def next_weekday(day: date, weekday: int) -> date:
+    """The first `weekday` strictly after `day`."""
+    return day + timedelta(days=(weekday - day.weekday()) % 7 or 7)
+
+
+# ---------------------------------------------------------------------------- answers
+
+_NOUNS = {
+    "date_night": ("date night", "date nights"),
+    "check_in": ("check-in", "check-ins"),
+    "appreciation": ("appreciation", "appreciations"),
+}
+
+
+def day_text(moment: datetime) -> str:
+    """``Fri 4 Dec``: a local date as answers write it."""
+    return f"{moment:%a} {moment.day} {moment:%b}"
+
+
+def in_a_row(kind: str, weekly: bool, current: int) -> str:
+    """``That's 5 date nights in a row!``: the streak, as an answer ends."""
+    singular, plural = ("week", "weeks") if weekly else _NOUNS.get(kind, ("time", "times"))
+    if current <= 0:
+        return "The streak starts again with the next one."
+    if current == 1:
+        return f"That's 1 {singular}: your streak has begun."
+    return f"That's {current} {plural} in a row!"

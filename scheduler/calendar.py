@@ -1,0 +1,175 @@
+"""A household's planned rituals as iCalendar: the private feed ``GET /calendar/{token}.ics``.
+
+The feed is read from the ledger, not the ritual file: it shows what the planner wrote (the
+idea drawn, who plans) and what became of it. It covers the occurrences from
+:data:`DAYS_BACK` days ago to the end of what is planned (the planner writes
+``TEND_HORIZON_DAYS`` ahead, so the feed grows as the days come). One VEVENT per occurrence;
+its UID is the occurrence's identity (household, ritual, local slot, recipient), the same
+``tend plan --format ics`` gives, so a calendar updates an event instead of doubling it.
+
+What became of an occurrence is its STATUS: done (``confirmed``) is CONFIRMED; still
+``open``, or ``missed``, is TENTATIVE (planned, nobody said it happened); ``skipped`` (the
+couple said so) stays in the feed as CANCELLED, so calendars that had it strike it out
+rather than keep a stale event; ``cancelled`` (the ritual file no longer makes it) is left
+out, as if never planned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from icalendar import Calendar, Event, vDuration
+from sqlalchemy import Connection, select
+
+from scheduler.models import Household, Occurrence, Partner
+
+__all__ = [
+    "DAYS_BACK",
+    "MAX_EVENTS",
+    "REFRESH",
+    "event_length",
+    "household_calendar",
+    "new_calendar",
+    "occurrence_uid",
+]
+
+DAYS_BACK = 60
+# An hourly ritual makes 24 events a day; the newest this many are kept (the oldest past
+# ones go first), so one feed stays a bounded read and a bounded download.
+MAX_EVENTS = 5000
+# The planner writes new occurrences every hour: asking calendars to look again hourly is
+# enough (most poll less often anyway).
+REFRESH = timedelta(hours=1)
+
+_EVENT_LENGTH = {
+    "date_night": timedelta(hours=2),
+    "check_in": timedelta(minutes=30),
+}
+_STATUS = {"confirmed": "CONFIRMED", "skipped": "CANCELLED"}  # others: TENTATIVE
+
+
+def event_length(kind: str) -> timedelta:
+    """How long a ritual of this kind is shown in a calendar."""
+    return _EVENT_LENGTH.get(kind, timedelta(minutes=15))
+
+
+def new_calendar(name: str) -> Calendar:
+    """An empty VCALENDAR with Tend's product id and a display name."""
+    calendar = Calendar()
+    calendar.add("prodid", "-//Tend//Tend rituals//EN")
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("x-wr-calname", name)
+    return calendar
+
+
+def occurrence_uid(household: str, ritual: str, slot: datetime, recipient: str | None) -> str:
+    """The UID of an occurrence's VEVENT: its key (``rituals.planning.Occurrence.key``)."""
+    key = f"{household}/{ritual}/{slot:%Y-%m-%dT%H:%M}"
+    return f"{key}/{recipient}@tend" if recipient else f"{key}@tend"
+
+
+def household_calendar(
+    connection: Connection,
+    household_id: str,
+    now: datetime,
+    titles: Mapping[str, str] | None = None,
+) -> bytes | None:
+    """The household's occurrences from :data:`DAYS_BACK` days before `now` on, as ICS.
+
+    `titles` maps a ritual id to its display title (default: the id, ``-`` and ``_`` as
+    spaces). None when the ledger has no such household.
+    """
+    people = connection.execute(
+        select(Household.timezone, Partner.key, Partner.name)
+        .outerjoin(Partner, Partner.household_id == Household.id)
+        .where(Household.id == household_id)
+    ).all()
+    if not people:
+        return None
+    zone = _zone(people[0].timezone)
+    names = {row.key: row.name for row in people if row.key is not None}
+    # Bounded by the window and MAX_EVENTS; served by the unique index on
+    # (household_id, ritual_id, slot, recipient).
+    rows = connection.execute(
+        select(
+            Occurrence.ritual_id,
+            Occurrence.slot,
+            Occurrence.recipient,
+            Occurrence.kind,
+            Occurrence.at,
+            Occurrence.status,
+            Occurrence.item,
+            Occurrence.planners,
+            Occurrence.updated_at,
+        )
+        .where(
+            Occurrence.household_id == household_id,
+            Occurrence.at >= now - timedelta(days=DAYS_BACK),
+            Occurrence.status != "cancelled",
+        )
+        .order_by(Occurrence.at.desc(), Occurrence.ritual_id.desc(), Occurrence.recipient.desc())
+        .limit(MAX_EVENTS)
+    ).all()
+    calendar = new_calendar(f"Tend: {household_id}")
+    calendar.add("x-wr-timezone", str(zone))
+    calendar.add("refresh-interval", vDuration(REFRESH), parameters={"VALUE": "DURATION"})
+    calendar.add("x-published-ttl", vDuration(REFRESH))
+    for row in reversed(rows):
+        title = (titles or {}).get(row.ritual_id) or row.ritual_id.replace("-", " ").replace(
+            "_", " "
+        )
+        summary = title[:1].upper() + title[1:]
+        if row.recipient:
+            summary += f" for {names.get(row.recipient, row.recipient)}"
+        planners = [names.get(p, p) for p in row.planners.split(",") if p]
+        lines = []
+        if row.item:
+            lines.append(f"Idea: {row.item}")
+        if planners:
+            lines.append(f"{' and '.join(planners)} {'plans' if len(planners) == 1 else 'plan'}.")
+        start = _local(row.at, zone)
+        event = Event()
+        event.add("uid", occurrence_uid(household_id, row.ritual_id, row.slot, row.recipient))
+        event.add("dtstamp", now)
+        event.add("last-modified", row.updated_at)
+        event.add("dtstart", start)
+        event.add("dtend", start + event_length(row.kind))
+        event.add("summary", summary)
+        if lines:
+            event.add("description", "\n".join(lines))
+        event.add("categories", [row.kind])
+        event.add("status", _STATUS.get(row.status, "TENTATIVE"))
+        event.add("transp", "TRANSPARENT" if row.kind not in _EVENT_LENGTH else "OPAQUE")
+        calendar.add_component(event)
+    if rows:
+        first, last = rows[-1].at.date(), rows[0].at.date()
+        calendar.add_missing_timezones(
+            first_date=first - timedelta(days=1), last_date=last + timedelta(days=2)
+        )
+        # VTIMEZONE before the events that name it: some clients read in one pass.
+        calendar.subcomponents.sort(key=lambda component: component.name != "VTIMEZONE")
+    body: bytes = calendar.to_ical()
+    return body
+
+
+def _local(instant: datetime, zone: tzinfo) -> datetime:
+    """The instant on the household's wall clock, or in UTC when that clock is ambiguous.
+
+    In the hour the clocks go back, ``DTSTART;TZID=...:...T013000`` means the first 01:30
+    (RFC 5545, 3.3.5), so an occurrence at the second one is written in UTC instead.
+    """
+    local = instant.astimezone(zone)
+    if local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset():
+        return instant.astimezone(UTC)
+    return local
+
+
+def _zone(name: str) -> tzinfo:
+    """The household's zone; UTC for one this machine does not know (never a 500)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")

@@ -1,0 +1,693 @@
+"""Applying a partner's reply to the ledger: the one code path behind ``POST /twilio/sms``
+and ``tend reply``.
+
+Each inbound message is recorded once, by the provider's id (and Twilio's idempotency token
+when it sent one): a retried webhook finds the first answer and gets it again, with nothing
+applied twice. The sender's number finds the partner; an unknown number gets a short answer
+that says nothing about any household. A sender over :data:`RATE_LIMIT` messages a minute
+is answered once, politely, and then not at all until the minute has passed; those messages
+are recorded but not applied.
+
+What a reply applies to: the occurrences a message reached this partner about within the
+ritual's reply window, the one the last message was about first, then the most recent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import phonenumbers
+from sqlalchemy import Connection, Engine, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from config.model import Ritual, RitualFile, mask_address
+from rituals.clock import TimeWindow, get_zone
+from rituals.replies import HELP, Reply, day_text, in_a_row, parse, snooze_until
+from rituals.streaks import Outcome
+from scheduler.completions import confirm, skip
+from scheduler.models import (
+    SNOOZE_ROLE,
+    Completion,
+    Delivery,
+    Household,
+    InboundMessage,
+    Occurrence,
+    Partner,
+)
+from scheduler.models import Pause as PauseRow
+from scheduler.optouts import clear_opt_out, opted_out_at, record_opt_out
+from scheduler.streaks import SeriesStreak, household_streaks, rules_for
+
+__all__ = [
+    "RATE_LIMIT",
+    "RATE_WINDOW",
+    "STRANGER",
+    "Answer",
+    "handle_reply",
+]
+
+log = logging.getLogger(__name__)
+
+RATE_LIMIT = 20  # messages a sender may send in RATE_WINDOW before they are not applied
+RATE_WINDOW = timedelta(minutes=1)
+MAX_SNOOZES = 3  # per partner and occurrence
+MAX_BODY = 1600  # Twilio's longest SMS; anything longer is kept cut to this
+REACHED = ("sent", "delivered")
+# A reply to a message about an occurrence that has not happened yet (a plan-ahead nudge)
+# does not confirm it; a few minutes early is close enough.
+EARLY = timedelta(minutes=30)
+
+STRANGER = "Tend does not know this number, so it cannot do anything with this message."
+LIMITED = "That is a lot of messages at once: Tend will read yours again in a minute."
+NOTHING_OPEN = (
+    "Nothing is waiting for a reply from you right now. Reply STREAK for your streaks or "
+    "HELP for the commands."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    text: str  # "" answers nothing (STOP: Twilio answers it)
+    command: str  # what was asked (see InboundMessage.command)
+    duplicate: bool = False  # a retry of a message already answered
+    household: str | None = None
+    partner: str | None = None
+
+
+def handle_reply(
+    engine: Engine,
+    file: RitualFile,
+    *,
+    sender: str,
+    body: str,
+    provider_id: str,
+    now: datetime,
+    idempotency_token: str | None = None,
+    channel: str = "sms",
+    source: str = "sms",
+) -> Answer:
+    """Apply one inbound message and return the answer to send back, exactly once."""
+    sender = normalize_number(sender)
+    body = body.replace("\x00", "")[:MAX_BODY]  # PostgreSQL text cannot hold NUL
+    try:
+        with engine.begin() as connection:
+            earlier = _earlier(connection, provider_id, idempotency_token)
+            if earlier is not None:
+                return earlier
+            answer = _handle(connection, file, sender, body, now, source)
+            connection.execute(
+                insert(InboundMessage).values(
+                    provider_id=provider_id,
+                    idempotency_token=idempotency_token,
+                    channel=channel,
+                    sender=sender,
+                    household_id=answer.household,
+                    partner_key=answer.partner,
+                    body=body,
+                    answer=answer.text,
+                    command=answer.command,
+                    received_at=now,
+                )
+            )
+    except IntegrityError:
+        # The same message, handled at the same moment by another request: its answer.
+        with engine.connect() as connection:
+            earlier = _earlier(connection, provider_id, idempotency_token)
+        if earlier is None:
+            raise
+        return earlier
+    who = f"{answer.household}/{answer.partner}" if answer.partner else mask_address(sender)
+    log.info("reply from %s: %s", who, answer.command)
+    return answer
+
+
+def normalize_number(sender: str) -> str:
+    """E.164 when it is a phone number (``+1 555-123-0001`` -> ``+15551230001``)."""
+    text = sender.strip()
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return text[:320]
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def _earlier(connection: Connection, provider_id: str, token: str | None) -> Answer | None:
+    match = InboundMessage.provider_id == provider_id
+    if token:
+        match = or_(match, InboundMessage.idempotency_token == token)
+    row = connection.execute(
+        select(
+            InboundMessage.answer,
+            InboundMessage.command,
+            InboundMessage.household_id,
+            InboundMessage.partner_key,
+        )
+        .where(match)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return Answer(
+        row.answer or "", row.command or "unknown", True, row.household_id, row.partner_key
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Partner:
+    household: str
+    key: str
+
+
+def _handle(
+    connection: Connection,
+    file: RitualFile,
+    sender: str,
+    body: str,
+    now: datetime,
+    source: str = "sms",
+) -> Answer:
+    found = _partner(connection, file, sender)
+    recent = connection.execute(
+        select(func.count())
+        .select_from(InboundMessage)
+        .where(InboundMessage.sender == sender, InboundMessage.received_at > now - RATE_WINDOW)
+    ).scalar_one()
+    if recent >= RATE_LIMIT:
+        # Said once; the messages after it in the same minute get no answer at all (every
+        # answer is an SMS someone pays for, a stranger's too).
+        said = LIMITED if recent == RATE_LIMIT else ""
+        if found is None:
+            return Answer(said, "limited")
+        return Answer(said, "limited", household=found.household, partner=found.key)
+    if found is None:
+        return Answer(STRANGER, "stranger")
+    reply = parse(body)
+    text = _Replier(connection, file, found, sender, body, now, source).answer(reply)
+    return Answer(text, reply.command, household=found.household, partner=found.key)
+
+
+def _partner(connection: Connection, file: RitualFile, sender: str) -> _Partner | None:
+    """The partner with this number; with several (one person in two households), the one
+    Tend texted last."""
+    known = {(h.id, p.id) for h in file.households for p in h.partners}
+    rows = connection.execute(
+        select(Partner.household_id, Partner.key).where(
+            Partner.phone == sender, Partner.active.is_(True)
+        )
+    ).all()
+    candidates = [_Partner(r.household_id, r.key) for r in rows if (r.household_id, r.key) in known]
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    last = {
+        (r.household_id, r.partner_key): r.last
+        for r in connection.execute(
+            select(
+                Delivery.household_id,
+                Delivery.partner_key,
+                func.max(Delivery.sent_at).label("last"),
+            )
+            .where(
+                or_(
+                    *(
+                        (Delivery.household_id == c.household) & (Delivery.partner_key == c.key)
+                        for c in candidates
+                    )
+                ),
+                Delivery.channel == "sms",
+            )
+            .group_by(Delivery.household_id, Delivery.partner_key)
+        )
+    }
+    return max(candidates, key=lambda c: str(last.get((c.household, c.key)) or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class _Told:
+    """An occurrence a message reached this partner about, inside its reply window."""
+
+    occurrence: int
+    ritual: Ritual
+    recipient: str
+    slot: datetime
+    at: datetime
+    status: str
+    last_sent: datetime
+    last_due: datetime
+    last_body: str
+    last_channel: str
+    last_subject: str | None
+    confirmed_by: frozenset[str]
+    skipped_by: frozenset[str]
+
+    @property
+    def label(self) -> str:
+        return f"{self.ritual.display_name} ({day_text(self.slot)})"
+
+
+class _Replier:
+    def __init__(
+        self,
+        connection: Connection,
+        file: RitualFile,
+        partner: _Partner,
+        sender: str,
+        body: str,
+        now: datetime,
+        source: str = "sms",
+    ) -> None:
+        self.c = connection
+        self.file = file
+        self.household = next(h for h in file.households if h.id == partner.household)
+        self.partner = next(p for p in self.household.partners if p.id == partner.key)
+        self.sender = sender
+        self.body = body
+        self.now = now
+        self.source = source  # recorded with a completion: sms, or cli for `tend reply`
+        self.rituals = {
+            r.id: r
+            for r in file.rituals
+            if r.households is None or self.household.id in r.households
+        }
+
+    def answer(self, reply: Reply) -> str:
+        if reply.problem:
+            return reply.problem
+        if reply.opts_in or reply.command == "start":
+            self._opt_in()  # YES is Twilio's opt-in keyword too: it has let them back in
+            if reply.command == "start":
+                return "You are back on Tend's texts. Reply HELP for the commands."
+        match reply.command:
+            case "confirm":
+                return self._confirm(reply.pick)
+            case "skip":
+                return self._skip(reply.pick, reply.reason)
+            case "snooze":
+                assert reply.snooze is not None
+                return self._snooze(reply)
+            case "streak":
+                return self._streaks()
+            case "help":
+                return HELP
+            case "stop":
+                self._opt_out()
+                return ""  # Twilio answers STOP itself, and blocks anything after it
+            case "pause":
+                assert reply.pause is not None
+                return self._pause(reply.pause)
+            case "resume":
+                return self._resume()
+        return f"Sorry, I didn't catch that. {HELP}"
+
+    # ------------------------------------------------------------------ what was told
+
+    def _told(self) -> list[_Told]:
+        """Occurrences messaged to this partner within their reply windows, the one the
+        last message was about first, then the most recent."""
+        if not self.rituals:
+            return []
+        longest = max(r.reply_window for r in self.rituals.values())
+        rows = self.c.execute(
+            select(
+                Delivery.occurrence_id,
+                Delivery.sent_at,
+                Delivery.due_at,
+                Delivery.body,
+                Delivery.channel,
+                Delivery.subject,
+                Occurrence.ritual_id,
+                Occurrence.recipient,
+                Occurrence.slot,
+                Occurrence.at,
+                Occurrence.status,
+            )
+            .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
+            .where(
+                Delivery.household_id == self.household.id,
+                Delivery.partner_key == self.partner.id,
+                Delivery.sent_at >= self.now - longest,
+                Delivery.status.in_(REACHED),
+            )
+            .order_by(Delivery.sent_at.desc(), Delivery.id.desc())
+            .limit(500)
+        ).all()
+        latest: dict[int, Any] = {}
+        for row in rows:
+            ritual = self.rituals.get(row.ritual_id)
+            if ritual is None or row.occurrence_id in latest:
+                continue
+            if row.sent_at < self.now - ritual.reply_window:
+                continue
+            latest[row.occurrence_id] = row
+        if not latest:
+            return []
+        confirmed: dict[int, set[str]] = defaultdict(set)
+        skipped: dict[int, set[str]] = defaultdict(set)
+        for done in self.c.execute(
+            select(Completion.occurrence_id, Completion.partner_key, Completion.action).where(
+                Completion.occurrence_id.in_(list(latest))
+            )
+        ):
+            (confirmed if done.action == "confirm" else skipped)[done.occurrence_id].add(
+                done.partner_key
+            )
+        told = []
+        for occurrence, row in latest.items():
+            told.append(
+                _Told(
+                    occurrence=occurrence,
+                    ritual=self.rituals[row.ritual_id],
+                    recipient=row.recipient,
+                    slot=row.slot,
+                    at=row.at,
+                    status=row.status,
+                    last_sent=row.sent_at,
+                    last_due=row.due_at,
+                    last_body=row.body,
+                    last_channel=row.channel,
+                    last_subject=row.subject,
+                    confirmed_by=frozenset(confirmed.get(occurrence, ())),
+                    skipped_by=frozenset(skipped.get(occurrence, ())),
+                )
+            )
+        if not told:
+            return []
+        first = told[0]  # rows came newest message first
+        rest = sorted(told[1:], key=lambda t: (t.at, t.occurrence), reverse=True)
+        return [first, *rest]
+
+    def _to_confirm(self) -> list[_Told]:
+        return [
+            t
+            for t in self._told()
+            if t.status != "cancelled"
+            and self.partner.id not in t.confirmed_by
+            and t.at <= self.now + EARLY
+        ]
+
+    @staticmethod
+    def _listed(open_: Sequence[_Told], verb: str) -> str:
+        items = ", ".join(f"{n}) {t.label}" for n, t in enumerate(open_[:9], start=1))
+        if len(open_) == 1:
+            return f"{items}. Reply {verb} 1 for it."
+        return f"{items}. Reply {verb} 1 or {verb} 2 to pick one."
+
+    def _pick(self, open_: list[_Told], pick: int | None, verb: str) -> _Told | str:
+        if pick is None:
+            return open_[0]
+        if 1 <= pick <= len(open_):
+            return open_[pick - 1]
+        return f"There is no {pick} open. Open now: {self._listed(open_, verb)}"
+
+    # ------------------------------------------------------------------ commands
+
+    def _confirm(self, pick: int | None) -> str:
+        open_ = self._to_confirm()
+        if not open_:
+            return self._nothing_to_confirm()
+        target = self._pick(open_, pick, "DONE")
+        if isinstance(target, str):
+            return target
+        rules = rules_for(self.file, self.household.id, target.ritual, target.recipient or None)
+        done = confirm(
+            self.c,
+            household=self.household.id,
+            occurrence=target.occurrence,
+            partner=self.partner.id,
+            at=self.now,
+            source=self.source,
+            raw_text=self.body[:500],
+            needs=rules.audience if rules.mode == "both" else (),
+        )
+        if done.outcome == "cancelled":
+            return f"The {target.label} was called off; there is nothing to confirm."
+        if done.outcome == "already":
+            return f"You had marked the {target.label} as done already. Thank you!"
+        if rules.mode == "both" and not rules.audience <= done.confirmed_by:
+            waiting = [
+                p.name
+                for p in self.household.partners
+                if p.id in rules.audience - done.confirmed_by
+            ]
+            text = (
+                f"Marked the {target.label} as done for you. It counts for your streak "
+                f"when {' and '.join(waiting)} replies DONE too."
+            )
+        else:
+            # Judged although it may still be a few minutes away (EARLY): it is kept now.
+            series = self._series(target, include=[target.occurrence])
+            streak = series.streak if series else None
+            text = f"Marked the {target.label} as done. " + in_a_row(
+                target.ritual.kind,
+                bool(streak and streak.unit == "weeks"),
+                streak.current if streak else 1,
+            )
+        still = self._to_confirm()
+        if still:
+            text += f" Still open: {self._listed(still, 'DONE')}"
+        return text
+
+    def _nothing_to_confirm(self) -> str:
+        told = self._told()
+        ahead = [t for t in told if t.at > self.now + EARLY and t.status == "open"]
+        if ahead:
+            t = ahead[0]
+            local = t.at.astimezone(
+                get_zone(self.household.timezone or self.file.timezone or "UTC")
+            )
+            return (
+                f"The {t.ritual.display_name} is on {day_text(local)} at {local:%H:%M}: "
+                "reply DONE after it."
+            )
+        if any(self.partner.id in t.confirmed_by for t in told):
+            return "You have marked everything as done. Thank you! Reply STREAK for your streaks."
+        return NOTHING_OPEN
+
+    def _series(self, told: _Told, include: Sequence[int] = ()) -> SeriesStreak | None:
+        for series in household_streaks(
+            self.c, self.file, self.household.id, self.now, include=include
+        ):
+            if series.ritual.id == told.ritual.id and (series.recipient or "") == told.recipient:
+                return series
+        return None
+
+    def _skip(self, pick: int | None, reason: str | None) -> str:
+        open_ = [
+            t
+            for t in self._told()
+            if t.status in ("open", "skipped")
+            and self.partner.id not in t.skipped_by
+            and not t.confirmed_by
+        ]
+        if not open_:
+            return NOTHING_OPEN
+        target = self._pick(open_, pick, "SKIP")
+        if isinstance(target, str):
+            return target
+        done = skip(
+            self.c,
+            household=self.household.id,
+            occurrence=target.occurrence,
+            partner=self.partner.id,
+            at=self.now,
+            source=self.source,
+            reason=reason,
+        )
+        if done.outcome == "done":
+            return f"The {target.label} is marked as done already, so there is nothing to skip."
+        if done.outcome != "skipped":
+            return f"The {target.label} was called off; there is nothing to skip."
+        series = self._series(target, include=[target.occurrence])
+        outcome = series.outcome_of(target.occurrence) if series else None
+        text = f"Skipped the {target.label}."
+        if series is None or outcome is None:
+            return text
+        streak = series.streak
+        if outcome is Outcome.FROZEN:
+            left = streak.freezes_left
+            more = f"{left} left this month" if left else "that was this month's last"
+            if streak.current:
+                return f"{text} A freeze keeps your streak at {streak.current} ({more})."
+            return f"{text} A freeze covers it, so nothing breaks ({more})."
+        if outcome is Outcome.SKIPPED:
+            return f"{text} No freeze left this month, so the streak starts again."
+        if outcome is Outcome.PAUSED:
+            return f"{text} You are paused, so the streak holds."
+        return text
+
+    def _snooze(self, reply: Reply) -> str:
+        assert reply.snooze is not None
+        open_ = [
+            t
+            for t in self._told()
+            if t.status == "open"
+            and self.partner.id not in t.confirmed_by
+            and self.partner.id not in t.skipped_by
+        ]
+        if not open_:
+            return NOTHING_OPEN
+        target = open_[0]
+        zone = get_zone(
+            next(
+                (p.timezone for p in self.household.partners if p.id == self.partner.id),
+                None,
+            )
+            or self.household.timezone
+            or self.file.timezone
+            or "UTC"
+        )
+        quiet: TimeWindow | None = self.partner.quiet_hours
+        plain = snooze_until(
+            reply.snooze,
+            self.now,
+            zone,
+            at_time=target.last_due.astimezone(zone).time(),
+            quiet=None,
+        )
+        due = snooze_until(
+            reply.snooze,
+            self.now,
+            zone,
+            at_time=target.last_due.astimezone(zone).time(),
+            quiet=quiet,
+        )
+        roles = list(
+            self.c.execute(
+                select(Delivery.id, Delivery.role, Delivery.status).where(
+                    Delivery.occurrence_id == target.occurrence,
+                    Delivery.partner_key == self.partner.id,
+                    Delivery.role.like(f"{SNOOZE_ROLE}%"),
+                )
+            )
+        )
+        waiting = [r for r in roles if r.status == "pending"]
+        values = {
+            "due_at": due,
+            "next_attempt_at": due,
+            "expires_at": due + target.ritual.grace,
+            "updated_at": self.now,
+        }
+        if waiting:
+            self.c.execute(update(Delivery).where(Delivery.id == waiting[0].id).values(values))
+        elif len(roles) >= MAX_SNOOZES:
+            return (
+                f"You have snoozed the {target.label} {MAX_SNOOZES} times. "
+                "Reply DONE when it is done, or SKIP."
+            )
+        else:
+            self.c.execute(
+                insert(Delivery).values(
+                    occurrence_id=target.occurrence,
+                    household_id=self.household.id,
+                    partner_key=self.partner.id,
+                    role=f"{SNOOZE_ROLE}-{len(roles) + 1}",
+                    channel=target.last_channel,
+                    status="pending",
+                    attempts=0,
+                    body=target.last_body,
+                    subject=target.last_subject,
+                    generation=0,
+                    created_at=self.now,
+                    **values,
+                )
+            )
+        local = due.astimezone(zone)
+        when = (
+            f"at {local:%H:%M}"
+            if local.date() == self.now.astimezone(zone).date()
+            else f"on {day_text(local)} at {local:%H:%M}"
+        )
+        after = " (after your quiet hours)" if due > plain else ""
+        return f"OK: Tend will remind you about the {target.label} {when}{after}."
+
+    def _streaks(self) -> str:
+        names = {p.id: p.name for p in self.household.partners}
+        parts = []
+        for series in household_streaks(self.c, self.file, self.household.id, self.now):
+            s = series.streak
+            name = series.ritual.display_name
+            if series.recipient:
+                name = f"{name} ({names.get(series.recipient, series.recipient)})"
+            unit = " weeks" if s.unit == "weeks" else ""
+            parts.append(f"{name} {s.current}{unit} in a row (best {s.longest})")
+        if not parts:
+            return "No streaks yet."
+        return "Streaks: " + "; ".join(parts) + "."
+
+    def _opt_out(self) -> None:
+        for household, partner in self._same_number():
+            record_opt_out(self.c, household, partner, "sms", self.now)
+
+    def _opt_in(self) -> bool:
+        back = False
+        for household, partner in self._same_number():
+            if opted_out_at(self.c, household, partner, "sms") is not None:
+                back |= clear_opt_out(self.c, household, partner, "sms")
+        return back
+
+    def _same_number(self) -> list[tuple[str, str]]:
+        """Every partner with the sender's number: an opt-out belongs to the number."""
+        return [
+            (r.household_id, r.key)
+            for r in self.c.execute(
+                select(Partner.household_id, Partner.key).where(Partner.phone == self.sender)
+            )
+        ]
+
+    def _pause(self, length: timedelta) -> str:
+        end = self.now + length
+        paused_until = self.c.execute(
+            select(Household.paused_until)
+            .where(Household.id == self.household.id)
+            .with_for_update()
+        ).scalar_one_or_none()
+        if paused_until is not None and paused_until > self.now:
+            self.c.execute(
+                update(PauseRow)
+                .where(PauseRow.household_id == self.household.id, PauseRow.ends_at > self.now)
+                .values(ends_at=end)
+            )
+        else:
+            self.c.execute(
+                insert(PauseRow).values(
+                    household_id=self.household.id,
+                    starts_at=self.now,
+                    ends_at=end,
+                    partner_key=self.partner.id,
+                    created_at=self.now,
+                )
+            )
+        self.c.execute(
+            update(Household)
+            .where(Household.id == self.household.id)
+            .values(paused_until=end, updated_at=self.now)
+        )
+        zone = get_zone(self.household.timezone or self.file.timezone or "UTC")
+        return (
+            f"Paused until {day_text(end.astimezone(zone))}: no nudges for either of you, and "
+            "your streaks hold. Reply RESUME to start again sooner."
+        )
+
+    def _resume(self) -> str:
+        paused_until = self.c.execute(
+            select(Household.paused_until)
+            .where(Household.id == self.household.id)
+            .with_for_update()
+        ).scalar_one_or_none()
+        if paused_until is None or paused_until <= self.now:
+            return "Tend is not paused. Reply PAUSE 2w for a break of two weeks."
+        self.c.execute(
+            update(PauseRow)
+            .where(PauseRow.household_id == self.household.id, PauseRow.ends_at > self.now)
+            .values(ends_at=self.now)
+        )
+        self.c.execute(
+            update(Household)
+            .where(Household.id == self.household.id)
+            .values(paused_until=None, updated_at=self.now)
+        )
+        return "Welcome back! Nudges start again, and your streaks go on from here."

@@ -1,0 +1,321 @@
+"""Streaks from the ledger: reads occurrences, completions, deliveries and pauses, hands
+them to the pure maths in :mod:`rituals.streaks`, and keeps a checkpoint per streak.
+
+The cost stays flat as history grows. A streak's settled history (occurrences older than
+the reply window plus the life of a confirm link, so nothing can change them any more) is
+folded once into a :class:`~scheduler.models.StreakCheckpoint`; each computation then reads
+only what came after it, or the last 12 weeks for the completion rate, whichever reaches
+further back: an indexed, bounded query. A completion recorded for an occurrence older than
+the checkpoint (a late confirm link) throws the checkpoint away; so does a change of the
+ritual's streak rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, delete, func, select
+
+from config.model import Ritual, RitualFile
+from notifiers.links import CONFIRM_MAX_AGE
+from rituals.clock import get_zone, resolve
+from rituals.streaks import (
+    RATE_WEEKS,
+    Entry,
+    Outcome,
+    Pause,
+    Rules,
+    State,
+    Streak,
+    fold,
+    frequency_of,
+    judge,
+    summarize,
+)
+from scheduler.db import dialect_insert
+from scheduler.models import Completion, Delivery, Household, Occurrence, StreakCheckpoint
+from scheduler.models import Pause as PauseRow
+
+__all__ = ["SeriesStreak", "forget_settled", "household_streaks", "rules_for"]
+
+REACHED = ("sent", "delivered")
+# A checkpoint moves on when at least this much more history has settled: one write a week
+# per streak, not one per read.
+ADVANCE_EVERY = timedelta(days=7)
+EVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesStreak:
+    """One streak: a household's ritual (one partner's, for a ``to = "each"`` ritual)."""
+
+    household: str
+    ritual: Ritual
+    recipient: str | None
+    streak: Streak
+    judged: tuple[tuple[int, Outcome], ...]  # recent (occurrence id, outcome), oldest first
+
+    def outcome_of(self, occurrence: int) -> Outcome | None:
+        return next((o for i, o in self.judged if i == occurrence), None)
+
+
+def rules_for(file: RitualFile, household: str, ritual: Ritual, recipient: str | None) -> Rules:
+    """The streak rules of a ritual for one household (and recipient)."""
+    partners = next(h.partners for h in file.households if h.id == household)
+    if recipient:
+        audience = frozenset({recipient})
+    elif ritual.to in ("both", "each"):
+        audience = frozenset(p.id for p in partners)
+    else:
+        audience = frozenset({ritual.to})
+    return Rules(
+        mode=ritual.streak,
+        audience=audience,
+        freezes_per_month=ritual.freezes_per_month,
+        reply_window=ritual.reply_window,
+        frequency=frequency_of(ritual.schedule),
+    )
+
+
+def _series(file: RitualFile, household: str) -> list[tuple[Ritual, str | None]]:
+    partners = next(h.partners for h in file.households if h.id == household)
+    found: list[tuple[Ritual, str | None]] = []
+    for ritual in file.rituals:
+        if ritual.households is not None and household not in ritual.households:
+            continue
+        if ritual.to == "each":
+            found.extend((ritual, p.id) for p in partners)
+        else:
+            found.append((ritual, None))
+    return found
+
+
+def _settled_before(
+    now: datetime, rules: Rules, zone: ZoneInfo, entries: Sequence[Entry], pauses: Sequence[Pause]
+) -> datetime:
+    """The local midnight before which nothing can change any more: older than the reply
+    window and a confirm link's life, and before any occurrence still open (one snoozed
+    again and again is told late, so its reply window closes late)."""
+    line = now - rules.reply_window - CONFIRM_MAX_AGE - timedelta(days=1)
+    for entry in entries:
+        if entry.at >= line:
+            break
+        if judge(entry, rules, pauses, now, freezes_used=0) is Outcome.OPEN:
+            line = entry.at
+            break
+    return resolve(datetime.combine(line.astimezone(zone).date(), datetime.min.time()), zone)
+
+
+def household_streaks(
+    connection: Connection,
+    file: RitualFile,
+    household: str,
+    now: datetime,
+    *,
+    include: Collection[int] = (),
+    save: bool = True,
+) -> list[SeriesStreak]:
+    """Every streak of `household` at `now`, in the file's order of rituals.
+
+    `include`: occurrences to judge although they are still to come (a skip of next
+    Friday's date night uses a freeze now). `save`: write checkpoints that moved on.
+    """
+    series = _series(file, household)
+    if not series:
+        return []
+    zone_name = connection.execute(
+        select(Household.timezone).where(Household.id == household)
+    ).scalar_one_or_none()
+    if zone_name is None:
+        return []
+    zone = get_zone(zone_name)
+    today = now.astimezone(zone).date()
+    rules = {(r.id, who): rules_for(file, household, r, who) for r, who in series}
+    checkpoints = _checkpoints(connection, household, rules)
+    # One query reaches back to the oldest point any streak needs: its checkpoint, or the
+    # start of the month 12 weeks ago (the rate, and freezes counted from the month's start).
+    rate_from = (today - timedelta(weeks=RATE_WEEKS)).replace(day=1)
+    needed = resolve(datetime.combine(rate_from, datetime.min.time()), zone)
+    for key in rules:
+        found = checkpoints.get(key)
+        if found is None:
+            needed = EVER
+            break
+        needed = min(needed, found.through or needed)
+    entries = _entries(connection, household, needed, now, include)
+    pauses = [
+        Pause(row.starts_at, row.ends_at)
+        for row in connection.execute(
+            select(PauseRow.starts_at, PauseRow.ends_at).where(PauseRow.household_id == household)
+        )
+    ]
+    result = []
+    for ritual, who in series:
+        key = (ritual.id, who)
+        mine = entries.get((ritual.id, who or ""), [])
+        state = checkpoints.get(key) or State()
+        through = state.through
+        after = [e for _, e in mine if through is None or e.at >= through]
+        settle = _settled_before(now, rules[key], zone, after, pauses)
+        if through is None or settle - through >= ADVANCE_EVERY:
+            older = [e for e in after if e.at < settle]
+            if older or through is None:
+                day_before = settle.astimezone(zone).date() - timedelta(days=1)
+                state, _ = fold(
+                    state, older, rules[key], pauses, now, through=settle, today=day_before
+                )
+                after = [e for e in after if e.at >= settle]
+                if save:
+                    _save(connection, household, ritual.id, who or "", rules[key], state, now)
+        state, _ = fold(state, after, rules[key], pauses, now, through=now, today=today)
+        # Outcomes of the recent weeks, for the rate and for an answer about one occurrence:
+        # folded from the start of a month, so freezes count as they did.
+        recent = [(i, e) for i, e in mine if e.slot.date() >= rate_from]
+        _, judged = fold(
+            State(), [e for _, e in recent], rules[key], pauses, now, through=now, today=today
+        )
+        result.append(
+            SeriesStreak(
+                household=household,
+                ritual=ritual,
+                recipient=who,
+                streak=summarize(state, judged, rules[key], today=today),
+                judged=tuple((i, o) for (i, _), (_, o) in zip(recent, judged, strict=True)),
+            )
+        )
+    return result
+
+
+def _checkpoints(
+    connection: Connection, household: str, rules: dict[tuple[str, str | None], Rules]
+) -> dict[tuple[str, str | None], State]:
+    found: dict[tuple[str, str | None], State] = {}
+    for row in connection.execute(
+        select(
+            StreakCheckpoint.ritual_id,
+            StreakCheckpoint.recipient,
+            StreakCheckpoint.rules,
+            StreakCheckpoint.state,
+        ).where(StreakCheckpoint.household_id == household)
+    ):
+        key = (row.ritual_id, row.recipient or None)
+        if key in rules and rules[key].fingerprint() == row.rules:
+            found[key] = State.from_json(json.loads(row.state))
+    return found
+
+
+def _save(
+    connection: Connection,
+    household: str,
+    ritual: str,
+    recipient: str,
+    rules: Rules,
+    state: State,
+    now: datetime,
+) -> None:
+    assert state.through is not None
+    values = {
+        "household_id": household,
+        "ritual_id": ritual,
+        "recipient": recipient,
+        "rules": rules.fingerprint(),
+        "through": state.through,
+        "state": json.dumps(state.to_json()),
+        "updated_at": now,
+    }
+    stmt = dialect_insert(connection, StreakCheckpoint.__table__).values(values)
+    connection.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["household_id", "ritual_id", "recipient"],
+            set_={k: stmt.excluded[k] for k in ("rules", "through", "state", "updated_at")},
+        )
+    )
+
+
+def _entries(
+    connection: Connection,
+    household: str,
+    since: datetime,
+    now: datetime,
+    include: Collection[int],
+) -> dict[tuple[str, str], list[tuple[int, Entry]]]:
+    """The household's due occurrences from `since`, per (ritual, recipient), by time."""
+    due = Occurrence.at <= now
+    if include:
+        due = due | Occurrence.id.in_(list(include))
+    scope = (
+        (Occurrence.household_id == household)
+        & (Occurrence.at >= since)
+        & due
+        & (Occurrence.status != "cancelled")
+    )
+    reached = (
+        select(func.max(Delivery.sent_at))
+        .where(Delivery.occurrence_id == Occurrence.id, Delivery.status.in_(REACHED))
+        .scalar_subquery()
+    )
+    rows = connection.execute(
+        select(
+            Occurrence.id,
+            Occurrence.ritual_id,
+            Occurrence.recipient,
+            Occurrence.slot,
+            Occurrence.at,
+            reached.label("reached_at"),
+        )
+        .where(scope)
+        .order_by(Occurrence.at, Occurrence.id)
+    ).all()
+    confirmed: dict[int, set[str]] = defaultdict(set)
+    skipped: set[int] = set()
+    for done in connection.execute(
+        select(Completion.occurrence_id, Completion.partner_key, Completion.action)
+        .join(Occurrence, Occurrence.id == Completion.occurrence_id)
+        .where(scope)
+    ):
+        if done.action == "confirm":
+            confirmed[done.occurrence_id].add(done.partner_key)
+        else:
+            skipped.add(done.occurrence_id)
+    found: dict[tuple[str, str], list[tuple[int, Entry]]] = defaultdict(list)
+    for row in rows:
+        found[(row.ritual_id, row.recipient)].append(
+            (
+                row.id,
+                Entry(
+                    slot=row.slot,
+                    at=row.at,
+                    confirmed_by=frozenset(confirmed.get(row.id, ())),
+                    skipped=row.id in skipped,
+                    reached_at=_aware(row.reached_at),
+                ),
+            )
+        )
+    return found
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # A scalar subquery's MAX() comes back without the column type's conversion.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def forget_settled(
+    connection: Connection, household: str, ritual: str, recipient: str, at: datetime
+) -> None:
+    """An occurrence due at `at` changed (a confirmation, a skip): a checkpoint that had
+    already settled it is thrown away, to be folded again."""
+    connection.execute(
+        delete(StreakCheckpoint).where(
+            StreakCheckpoint.household_id == household,
+            StreakCheckpoint.ritual_id == ritual,
+            StreakCheckpoint.recipient == recipient,
+            StreakCheckpoint.through > at,
+        )
+    )

@@ -1,0 +1,256 @@
+"""``tend streaks`` and ``tend reply``, run in-process with Typer's runner on a ledger (SQLite
+and PostgreSQL) that the planner and replies filled; the CLI's clock is travelled, not slept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import time_machine
+from sqlalchemy import Engine, select
+from typer.testing import CliRunner, Result
+
+from scheduler.db import make_engine
+from scheduler.migrate import upgrade
+from scheduler.models import Completion, InboundMessage, Occurrence
+from scheduler.replies import STRANGER, handle_reply
+from tend import cli
+from tests.scheduler.conftest import reset_postgres
+from tests.scheduler.test_replies import ALEX, SAM, ny, plan, rituals, send_due
+
+STREAK_KEYS = {"household", "ritual", "recipient", "current", "longest", "unit"}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory without a `.env`, and no stray TEND_ or database variables."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("TEND_CONFIG", "DATABASE_URL", "TEND_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def ritual_path(workdir: Path) -> Path:
+    path = workdir / "tend.toml"
+    path.write_text(rituals(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, workdir: Path) -> Iterator[str]:
+    """A migrated, empty ledger: a file in the working directory, or the machine's
+    PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{workdir / 'tend.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    if request.param == "postgres":
+        reset_postgres(engine)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    if request.param == "postgres":
+        engine = make_engine(url)
+        reset_postgres(engine)
+        engine.dispose()
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def tend(*args: str, url: str, config: Path, at: datetime) -> Result:
+    """Run ``tend ARGS`` at `at`. A command's engine lives as long as its process, which
+    here is the test's: it is closed after the run, before its connections are collected
+    (a psycopg connection collected open is a ResourceWarning, an error under pytest)."""
+    engines: list[Engine] = []
+
+    def make(url: str, **options: Any) -> Engine:
+        engines.append(make_engine(url, **options))
+        return engines[-1]
+
+    with pytest.MonkeyPatch.context() as patch, time_machine.travel(at, tick=False):
+        patch.setattr(cli, "make_engine", make)
+        try:
+            return CliRunner().invoke(
+                cli.app, list(args), env={"DATABASE_URL": url, "TEND_CONFIG": str(config)}
+            )
+        finally:
+            for engine in engines:
+                engine.dispose()
+
+
+def confirmed_weeks(engine: Engine, config: Path, weeks: int) -> datetime:
+    """Sam confirms the first `weeks` Sunday check-ins from 7 June; the moment after the last."""
+    file = plan(engine, config.read_text(), days=35)
+    now = ny(6, 7, 19, 45)
+    for week in range(weeks):
+        now = ny(6, 7 + 7 * week, 19, 45)
+        send_due(engine, now)
+        handle_reply(engine, file, sender=SAM, body="DONE", provider_id=f"SM{week}", now=now)
+    return now
+
+
+# ---------------------------------------------------------------------------- tend streaks
+
+
+def test_streaks_as_json_prints_one_element_per_streak(
+    ritual_path: Path, database_url: str, ledger: Engine
+) -> None:
+    now = confirmed_weeks(ledger, ritual_path, 3)
+
+    result = tend("streaks", "--format", "json", url=database_url, config=ritual_path, at=now)
+
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert isinstance(found, list)
+    assert all(set(element) >= STREAK_KEYS for element in found)
+    by_series = {(s["household"], s["ritual"], s["recipient"]): s for s in found}
+    assert set(by_series) == {
+        ("alex-sam", "check-in", None),
+        ("alex-sam", "date-night", None),
+        ("alex-sam", "appreciation", "alex"),
+        ("alex-sam", "appreciation", "sam"),
+    }
+    check_in = by_series[("alex-sam", "check-in", None)]
+    assert (check_in["current"], check_in["longest"], check_in["unit"]) == (3, 3, "weeks")
+    date_night = by_series[("alex-sam", "date-night", None)]
+    assert (date_night["current"], date_night["unit"]) == (0, "occurrences")
+
+
+def test_streaks_of_one_household_and_as_a_table(
+    ritual_path: Path, database_url: str, ledger: Engine
+) -> None:
+    now = confirmed_weeks(ledger, ritual_path, 2)
+
+    one = tend(
+        "streaks",
+        "--household",
+        "alex-sam",
+        "--format",
+        "json",
+        url=database_url,
+        config=ritual_path,
+        at=now,
+    )
+    table = tend("streaks", url=database_url, config=ritual_path, at=now)
+
+    assert one.exit_code == 0, one.output
+    assert {s["household"] for s in json.loads(one.stdout)} == {"alex-sam"}
+    assert table.exit_code == 0, table.output
+    assert "check-in" in table.stdout
+    assert "2 weeks" in table.stdout
+
+
+def test_streaks_of_an_unknown_household_exit_2(
+    ritual_path: Path, database_url: str, ledger: Engine
+) -> None:
+    result = tend(
+        "streaks", "--household", "unknown", url=database_url, config=ritual_path, at=ny(6, 8, 9)
+    )
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "unknown household 'unknown'" in result.stderr
+    assert "alex-sam" in result.stderr
+
+
+def test_streaks_without_a_ledger_yet_exit_2_and_say_so(ritual_path: Path, workdir: Path) -> None:
+    missing = workdir / "nowhere.db"
+
+    result = tend(
+        "streaks",
+        "--format",
+        "json",
+        url=f"sqlite:///{missing}",
+        config=ritual_path,
+        at=ny(6, 8, 9),
+    )
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert f"no ledger at {missing} yet" in result.stderr
+    assert not missing.exists()  # looking did not create one
+
+
+# ---------------------------------------------------------------------------- tend reply
+
+
+def inbound(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        return [
+            dict(r)
+            for r in connection.execute(
+                select(*InboundMessage.__table__.c).order_by(InboundMessage.id)
+            ).mappings()
+        ]
+
+
+def test_reply_applies_a_done_as_the_webhook_would_and_prints_the_answer(
+    ritual_path: Path, database_url: str, ledger: Engine
+) -> None:
+    plan(ledger, ritual_path.read_text())
+    now = ny(6, 7, 19, 45)
+    send_due(ledger, now)
+
+    result = tend("reply", "--from", ALEX, "DONE", url=database_url, config=ritual_path, at=now)
+
+    assert result.exit_code == 0, result.output
+    answer = (
+        "Marked the check in (Sun 7 Jun) as done. That's 1 week: your streak has begun. "
+        "Still open: 1) date night (Fri 5 Jun). Reply DONE 1 for it."
+    )
+    assert result.stdout == answer + "\n"
+    (message,) = inbound(ledger)
+    assert message["provider_id"].startswith("cli-")
+    assert (message["sender"], message["body"], message["answer"], message["command"]) == (
+        ALEX,
+        "DONE",
+        answer,
+        "confirm",
+    )
+    assert (message["household_id"], message["partner_key"]) == ("alex-sam", "alex")
+    assert message["received_at"] == now
+    with ledger.connect() as connection:
+        done = connection.execute(
+            select(Occurrence.ritual_id, Occurrence.status, Completion.partner_key)
+            .join(Completion, Completion.occurrence_id == Occurrence.id)
+            .where(Completion.action == "confirm", Completion.source == "cli")
+        ).all()
+    assert [tuple(r) for r in done] == [("check-in", "confirmed", "alex")]
+
+    # A second run is another message (another id), answered from the ledger as it is now.
+    again = tend("reply", "--from", ALEX, "DONE", url=database_url, config=ritual_path, at=now)
+    assert again.stdout.startswith("Marked the date night (Fri 5 Jun) as done.")
+    assert len({m["provider_id"] for m in inbound(ledger)}) == 2
+
+
+def test_reply_from_an_unknown_number_prints_the_stranger_answer(
+    ritual_path: Path, database_url: str, ledger: Engine
+) -> None:
+    plan(ledger, ritual_path.read_text())
+
+    result = tend(
+        "reply",
+        "--from",
+        "+15550009999",
+        "DONE",
+        url=database_url,
+        config=ritual_path,
+        at=ny(6, 8, 9),
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == STRANGER + "\n"
+    (message,) = inbound(ledger)
+    assert (message["command"], message["household_id"]) == ("stranger", None)
