@@ -1,6 +1,6 @@
 """Sending through the real notifiers to the test servers on loopback, against a baseline.
 
-Usage: .venv/bin/python bench/notifiers.py [MESSAGES] [THREADS] [LATENCY_MS]
+Usage: .venv/bin/python bench/providers.py [MESSAGES] [THREADS] [LATENCY_MS]
 Default: 400 messages, 8 threads, a provider answering after 20 ms.
 
 - SMS: `SmsNotifier` (one pooled HTTP session shared by the threads) against the fake

@@ -1,0 +1,175 @@
+"""Streaks of a household with years of weekly history: checkpointed against a full fold.
+
+Usage: .venv/bin/python bench/streaks.py [YEARS] [CALLS] [DATABASE_URL ...]
+Default: 10 years, 500 calls, a fresh SQLite file; a PostgreSQL URL is emptied first
+(``DROP SCHEMA public CASCADE``: use a database of its own).
+
+One household, a weekly check-in: YEARS x 52 occurrences, each sent to both partners and
+confirmed nine weeks in ten (one skip a month, the odd miss). Prints, per database, the p50
+and p99 of one ``household_streaks`` call as the web answers STREAK (checkpoint in place),
+and the same call when every history is folded from the start (no checkpoint), and the ratio.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, delete, insert, text
+
+from config.loader import parse_ritual_file
+from rituals.clock import resolve
+from rituals.planning import Plan
+from scheduler.db import make_engine
+from scheduler.migrate import upgrade
+from scheduler.models import Completion, Delivery, Occurrence, StreakCheckpoint
+from scheduler.planner import sync_file
+from scheduler.streaks import household_streaks
+
+FILE = """
+timezone = "America/New_York"
+[[households]]
+id = "h"
+partners = [{ id = "a", name = "A", phone = "+15551230001" },
+            { id = "b", name = "B", phone = "+15551230002" }]
+[[rituals]]
+id = "check-in"
+kind = "check_in"
+schedule = "weekly on sun at 19:30"
+"""
+
+
+def fresh(url: str) -> Engine:
+    engine = make_engine(url)
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        for suffix in ("", "-wal", "-shm"):
+            Path(engine.url.database + suffix).unlink(missing_ok=True)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+    upgrade(engine)
+    return engine
+
+
+def history(engine: Engine, years: int, now: datetime) -> None:
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("America/New_York")
+    first = datetime(now.year - years, 1, 7, 19, 30)
+    while first.weekday() != 6:
+        first += timedelta(days=1)
+    occurrences, deliveries, completions = [], [], []
+    slot = first
+    index = 0
+    while resolve(slot, zone) < now - timedelta(days=1):
+        index += 1
+        at = resolve(slot, zone)
+        occurrences.append(
+            {
+                "id": index,
+                "household_id": "h",
+                "ritual_id": "check-in",
+                "slot": slot,
+                "recipient": "",
+                "kind": "check_in",
+                "at": at,
+                "status": "confirmed" if index % 10 else "open",
+                "planners": "",
+                "generation": 1,
+                "created_at": at,
+                "updated_at": at,
+            }
+        )
+        for partner in ("a", "b"):
+            deliveries.append(
+                {
+                    "occurrence_id": index,
+                    "household_id": "h",
+                    "partner_key": partner,
+                    "role": "day_of",
+                    "channel": "sms",
+                    "status": "sent",
+                    "due_at": at,
+                    "next_attempt_at": at,
+                    "expires_at": at + timedelta(hours=2),
+                    "attempts": 1,
+                    "body": "Check-in time",
+                    "sent_at": at,
+                    "generation": 1,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            )
+        if index % 10:
+            action = "skip" if index % 10 == 5 and index % 20 else "confirm"
+            completions.append(
+                {
+                    "occurrence_id": index,
+                    "partner_key": "a",
+                    "action": action,
+                    "at": at + timedelta(hours=1),
+                    "source": "sms",
+                }
+            )
+        slot += timedelta(days=7)
+    with engine.begin() as connection:
+        connection.execute(insert(Occurrence), occurrences)
+        connection.execute(insert(Delivery), deliveries)
+        connection.execute(insert(Completion), completions)
+    print(f"  history: {len(occurrences)} occurrences, {len(completions)} completions")
+
+
+def timed(
+    engine: Engine, file: object, now: datetime, calls: int, *, checkpoint: bool
+) -> list[float]:
+    times = []
+    with engine.connect() as connection:
+        for _ in range(calls):
+            if not checkpoint:
+                connection.execute(delete(StreakCheckpoint))
+            started = time.perf_counter()
+            household_streaks(connection, file, "h", now, save=checkpoint)  # type: ignore[arg-type]
+            times.append((time.perf_counter() - started) * 1000)
+            connection.commit()
+    return times
+
+
+def run(url: str, years: int, calls: int) -> None:
+    engine = fresh(url)
+    now = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
+    file = parse_ritual_file(FILE, name="bench", today=now).file
+    Plan(file)
+    sync_file(engine, file, now)
+    print(f"{engine.dialect.name}:")
+    history(engine, years, now)
+    with engine.begin() as connection:
+        streak = household_streaks(connection, file, "h", now)[0].streak
+    print(f"  streak: current {streak.current}, longest {streak.longest}, kept {streak.kept}")
+    fast = timed(engine, file, now, calls, checkpoint=True)
+    full = timed(engine, file, now, max(20, calls // 10), checkpoint=False)
+
+    def p(values: list[float], q: int) -> float:
+        return statistics.quantiles(values, n=100)[q - 1]
+
+    print(f"  checkpointed: p50 {p(fast, 50):.2f} ms, p99 {p(fast, 99):.2f} ms ({calls} calls)")
+    print(f"  full fold:    p50 {p(full, 50):.2f} ms, p99 {p(full, 99):.2f} ms")
+    print(f"  ratio (full / checkpointed, p50): {p(full, 50) / p(fast, 50):.1f}")
+    engine.dispose()
+
+
+def main() -> None:
+    years = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    calls = int(sys.argv[2]) if len(sys.argv) > 2 else 500
+    urls = sys.argv[3:]
+    with tempfile.TemporaryDirectory() as tmp:
+        for url in urls or [f"sqlite:///{tmp}/bench.db"]:
+            run(url, years, calls)
+
+
+if __name__ == "__main__":
+    main()
