@@ -19,13 +19,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, delete, insert, text
+from sqlalchemy import Engine, delete, insert
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from plan_ledger import fresh
 
 from config.loader import parse_ritual_file
 from rituals.clock import resolve
 from rituals.planning import Plan
-from scheduler.db import make_engine
-from scheduler.migrate import upgrade
 from scheduler.models import Completion, Delivery, Occurrence, StreakCheckpoint
 from scheduler.planner import sync_file
 from scheduler.streaks import household_streaks
@@ -41,19 +43,6 @@ id = "check-in"
 kind = "check_in"
 schedule = "weekly on sun at 19:30"
 """
-
-
-def fresh(url: str) -> Engine:
-    engine = make_engine(url)
-    if engine.dialect.name == "sqlite" and engine.url.database:
-        for suffix in ("", "-wal", "-shm"):
-            Path(engine.url.database + suffix).unlink(missing_ok=True)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as connection:
-            connection.execute(text("DROP SCHEMA public CASCADE"))
-            connection.execute(text("CREATE SCHEMA public"))
-    upgrade(engine)
-    return engine
 
 
 def history(engine: Engine, years: int, now: datetime) -> None:
@@ -112,6 +101,7 @@ def history(engine: Engine, years: int, now: datetime) -> None:
                     "occurrence_id": index,
                     "partner_key": "a",
                     "action": action,
+                    "froze": action == "skip",  # one in 20 weeks: the month's freeze
                     "at": at + timedelta(hours=1),
                     "source": "sms",
                 }

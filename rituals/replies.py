@@ -95,6 +95,15 @@ _CONFIRM_WORDS = {
     "complete",
     "completed",
 }
+# Confirm words that confirm only alone (or with a pick): "Complete waste of time".
+_WHOLE_ONLY = {"complete", "completed", "finished", "yay"}
+# After a confirm word, any of these makes the message something else.
+_DOUBT = {
+    *("no", "nope", "nah", "not", "yet", "never", "later", "tomorrow"),
+    *("didn't", "didnt", "don't", "dont", "can't", "cant", "won't", "wont"),
+    *("haven't", "havent", "hasn't", "hasnt", "couldn't", "couldnt", "wasn't", "wasnt"),
+    *("skip", "skipped", "skipping", "snooze", "stop", "cancel", "cancelled", "pause"),
+}
 _CONFIRM_EMOJI = frozenset("✅✔☑👍❤♥💕💖💗💓💞💘🧡💛💚💙💜🤍🤎🖤🥰😍🎉🙌👌💯")
 _OPT_OUT = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "optout", "revoke"}
 _OPT_IN = {"start", "unstop"}
@@ -174,8 +183,12 @@ def parse(text: str) -> Reply:
         return Reply("confirm")
     for phrase in sorted(_CONFIRM_WORDS, key=len, reverse=True):
         rest = _after(words, phrase)
-        if rest is not None and (len(phrase) > 1 or not rest or _PICK.match(rest)):
-            return _confirm(rest, opts_in=words == "yes")
+        if rest is None:
+            continue
+        short = len(phrase) == 1 or phrase in _WHOLE_ONLY
+        if rest and not _PICK.match(rest) and (short or _doubtful(words[len(phrase) :])):
+            break  # "Done? Not yet", "yeah no", "Yes, skip this one": not a DONE
+        return _confirm(rest, opts_in=words == "yes")
     head, _, rest = words.partition(" ")
     head = _trim(head)
     rest = _trim(rest)
@@ -190,6 +203,13 @@ def parse(text: str) -> Reply:
     if head and head[0] in _CONFIRM_EMOJI and all(c in _CONFIRM_EMOJI for c in head):
         return Reply("confirm")
     return Reply("unknown")
+
+
+def _doubtful(tail: str) -> bool:
+    """What follows a confirm word asks or denies rather than confirms."""
+    return tail.lstrip().startswith("?") or any(
+        word in _DOUBT for word in re.findall(r"[a-z']+", tail.replace("\u2019", "'"))
+    )
 
 
 def _after(words: str, phrase: str) -> str | None:
@@ -322,9 +342,13 @@ def day_text(moment: datetime) -> str:
 
 def in_a_row(kind: str, weekly: bool, current: int) -> str:
     """``That's 5 date nights in a row!``: the streak, as an answer ends."""
-    singular, plural = ("week", "weeks") if weekly else _NOUNS.get(kind, ("time", "times"))
+    singular, plural = ("week", "weeks") if weekly else _NOUNS.get(kind, ("", ""))
     if current <= 0:
         return "The streak starts again with the next one."
     if current == 1:
-        return f"That's 1 {singular}: your streak has begun."
-    return f"That's {current} {plural} in a row!"
+        return (
+            f"That's 1 {singular}: your streak has begun."
+            if singular
+            else ("That's 1 in a row: your streak has begun.")
+        )
+    return f"That's {current} {plural} in a row!" if plural else f"That's {current} in a row!"

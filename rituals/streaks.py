@@ -6,8 +6,9 @@ Each occurrence is judged once it is due:
 
 - **kept**: confirmed by either partner, or by every partner it is for (``streak = "both"``);
 - **neutral** (neither breaks nor counts): skipped with a freeze (``freezes_per_month``,
-  default 1, counted per calendar month of the occurrence), inside a pause (PAUSE 2w), or
-  never told to anyone (Tend could not send it: not the couple's fault);
+  default 1 per calendar month of the occurrence; whether a skip got one is decided when
+  the partner skips, and told to them, see :func:`freeze_left`), inside a pause (PAUSE 2w),
+  or never told to anyone (Tend could not send it: not the couple's fault);
 - **open**: still inside its reply window; it breaks nothing yet;
 - **broken**: missed (the reply window closed with no confirmation), or skipped with no
   freeze left.
@@ -23,6 +24,7 @@ the recent occurrences on top of it.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -42,6 +44,7 @@ __all__ = [
     "State",
     "Streak",
     "fold",
+    "freeze_left",
     "frequency_of",
     "judge",
     "loop_score_step",
@@ -78,6 +81,7 @@ class Entry:
     at: datetime  # aware UTC
     confirmed_by: frozenset[str] = frozenset()
     skipped: bool = False
+    froze: bool = False  # the skip used one of the month's freezes
     # When the last message about it reached a partner (aware UTC); None: none did.
     reached_at: datetime | None = None
 
@@ -109,18 +113,20 @@ class Rules:
     def unit(self) -> str:
         return "weeks" if self.weekly else "occurrences"
 
-    def fingerprint(self) -> str:
-        """Everything a settled judgement depends on: a checkpoint made under other rules is
-        thrown away."""
-        return "|".join(
+    def fingerprint(self, zone: str = "") -> str:
+        """Everything a settled judgement depends on (and the zone its days are counted
+        in), hashed: a checkpoint made under other rules is thrown away."""
+        text = "|".join(
             (
                 self.mode,
                 ",".join(sorted(self.audience)),
                 str(self.freezes_per_month),
                 str(int(self.reply_window.total_seconds())),
                 str(self.frequency),
+                zone,
             )
         )
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def frequency_of(schedule: Schedule) -> Fraction:
@@ -138,21 +144,21 @@ def frequency_of(schedule: Schedule) -> Fraction:
     return Fraction(1, 7)
 
 
-def judge(
-    entry: Entry,
-    rules: Rules,
-    pauses: Sequence[Pause],
-    now: datetime,
-    *,
-    freezes_used: int,
-) -> Outcome:
-    """The outcome of one due occurrence at `now`, given the freezes already used in its month."""
+def freeze_left(used_in_month: int, rules: Rules) -> bool:
+    """Whether a skip now gets a freeze, with `used_in_month` already used in the
+    occurrence's month. Decided once, when the partner skips, so what they are told holds
+    whatever is skipped later (or earlier in the month) afterwards."""
+    return used_in_month < rules.freezes_per_month
+
+
+def judge(entry: Entry, rules: Rules, pauses: Sequence[Pause], now: datetime) -> Outcome:
+    """The outcome of one due occurrence at `now`."""
     if _kept(entry, rules):
         return Outcome.KEPT
     if any(p.covers(entry.at) for p in pauses):
         return Outcome.PAUSED
     if entry.skipped:
-        return Outcome.FROZEN if freezes_used < rules.freezes_per_month else Outcome.SKIPPED
+        return Outcome.FROZEN if entry.froze else Outcome.SKIPPED
     if entry.reached_at is None and not entry.confirmed_by:
         return Outcome.UNSENT
     told = max(entry.at, entry.reached_at) if entry.reached_at else entry.at
@@ -257,7 +263,7 @@ def fold(
         entry_month = f"{entry.slot:%Y-%m}"
         if entry_month != month:
             month, frozen = entry_month, 0
-        outcome = judge(entry, rules, pauses, now, freezes_used=frozen)
+        outcome = judge(entry, rules, pauses, now)
         judged.append((entry, outcome))
         if outcome is Outcome.FROZEN:
             frozen += 1

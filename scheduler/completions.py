@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Connection, func, insert, select, update
 
 from scheduler.models import Completion, Delivery, Occurrence, Partner
+from scheduler.models import Pause as PauseRow
 from scheduler.streaks import forget_settled
 
 __all__ = ["Confirmed", "Skipped", "confirm", "skip"]
@@ -122,6 +123,8 @@ class Skipped:
     ritual: str | None = None
     slot: datetime | None = None
     cancelled: int = 0  # messages about it that will not be sent now
+    froze: bool = False  # the skip used one of the month's freezes: the streak holds
+    paused: bool = False  # inside a pause: neutral without a freeze
 
 
 def skip(
@@ -133,9 +136,14 @@ def skip(
     at: datetime,
     source: str,
     reason: str | None = None,
+    freezes_per_month: int = 0,
 ) -> Skipped:
     """Record that `partner` skips `occurrence`: it is marked skipped and its messages still
-    to be sent are cancelled. ``done``: it was confirmed already, nothing changed."""
+    to be sent are cancelled. ``done``: it was confirmed already, nothing changed.
+
+    Whether the skip uses a freeze is decided now and kept with it (``froze``): one of the
+    `freezes_per_month` of the occurrence's month when one is left (an occurrence already
+    skipped with a freeze keeps it; one inside a pause needs none)."""
     found = _locked(connection, household, occurrence)
     if found is None or not _known(connection, household, partner):
         return Skipped("unknown")
@@ -146,6 +154,20 @@ def skip(
         return Skipped("done", ritual, slot)
     if partner in _by(connection, occurrence, "skip"):
         return Skipped("already", ritual, slot)
+    paused = bool(
+        connection.execute(
+            select(func.count())
+            .select_from(PauseRow)
+            .where(
+                PauseRow.household_id == household,
+                PauseRow.starts_at <= due,
+                PauseRow.ends_at > due,
+            )
+        ).scalar_one()
+    )
+    froze = not paused and _freeze(
+        connection, household, ritual, recipient, occurrence, slot, freezes_per_month
+    )
     connection.execute(
         insert(Completion).values(
             occurrence_id=occurrence,
@@ -154,6 +176,7 @@ def skip(
             at=at,
             source=source,
             raw_text=reason,
+            froze=froze,
         )
     )
     connection.execute(
@@ -167,4 +190,37 @@ def skip(
         .values(status="cancelled", last_error=f"skipped by {partner}", updated_at=at)
     )
     forget_settled(connection, household, ritual, recipient, due)
-    return Skipped("skipped", ritual, slot, int(dropped.rowcount or 0))
+    return Skipped("skipped", ritual, slot, int(dropped.rowcount or 0), froze, paused)
+
+
+def _freeze(
+    connection: Connection,
+    household: str,
+    ritual: str,
+    recipient: str,
+    occurrence: int,
+    slot: datetime,
+    per_month: int,
+) -> bool:
+    """Whether a skip of `occurrence` gets a freeze: its own already did, or one of the
+    month's is left (skips with a freeze of occurrences not done after all)."""
+    frozen = (
+        select(func.count(func.distinct(Completion.occurrence_id)))
+        .join(Occurrence, Occurrence.id == Completion.occurrence_id)
+        .where(Completion.action == "skip", Completion.froze.is_(True))
+    )
+    if connection.execute(frozen.where(Completion.occurrence_id == occurrence)).scalar_one():
+        return True
+    first = slot.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    following = (first + timedelta(days=32)).replace(day=1)
+    used = connection.execute(
+        frozen.where(
+            Occurrence.household_id == household,
+            Occurrence.ritual_id == ritual,
+            Occurrence.recipient == recipient,
+            Occurrence.slot >= first,
+            Occurrence.slot < following,
+            Occurrence.status != "confirmed",
+        )
+    ).scalar_one()
+    return bool(used < per_month)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -235,6 +236,8 @@ class Completion(Base):
     occurrence_id: Mapped[int] = mapped_column(ForeignKey("occurrence.id"))
     partner_key: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(16), default="confirm")  # confirm | skip
+    # A skip that used one of the month's freezes: decided when made, as the partner was told.
+    froze: Mapped[bool] = mapped_column(default=False, server_default=false())
     at: Mapped[datetime]
     source: Mapped[str] = mapped_column(String(16))  # sms | email | web | cli
     raw_text: Mapped[str | None] = mapped_column(Text)

@@ -455,6 +455,14 @@ def _write_chunk(
     # what is still inside its grace (DESIGN.md: late by at most grace is sent), provided the
     # occurrence's own message is among it.
     first_plan = generation <= 1
+    # A day whose occurrence the couple skipped or confirmed is settled: a ritual moved to
+    # another time that day makes no new occurrence (a skip would come back and break the
+    # streak; a DONE would be asked for again).
+    settled_days = {
+        (household, ritual, slot.date(), recipient)
+        for (household, ritual, slot, recipient), (_, status) in before.items()
+        if status in ("skipped", "confirmed")
+    }
     chosen: list[_Candidate] = []
     lost_days: set[tuple[str, str, date, str]] = set()
     for candidate in candidates:
@@ -463,6 +471,8 @@ def _write_chunk(
             chosen.append(candidate)
             continue
         household, ritual, slot, recipient = candidate.key
+        if (household, ritual, slot.date(), recipient) in settled_days:
+            continue  # that day's occurrence was skipped or done at its old time
         if candidate.row["at"] < now and not (first_plan and candidate.main_in_time):
             lost_days.add((household, ritual, slot.date(), recipient))
             continue
@@ -635,6 +645,15 @@ def _cancel_stale(
     occurrence_scope = Occurrence.household_id.in_(households) if households else true()
     delivery_scope = Delivery.household_id.in_(households) if households else true()
     ritual_ids = [r.id for r in file.rituals]
+    # Rituals gone from the file, or no longer for this household (`households = [...]`).
+    gone = or_(
+        Occurrence.ritual_id.not_in(ritual_ids),
+        *(
+            and_(Occurrence.ritual_id == r.id, Occurrence.household_id.not_in(r.households))
+            for r in file.rituals
+            if r.households is not None
+        ),
+    )
     gone_partners = select(Partner.household_id, Partner.key).where(Partner.active.is_(False))
     result = connection.execute(
         update(Delivery)
@@ -650,9 +669,7 @@ def _cancel_stale(
                     Delivery.role.not_like(f"{SNOOZE_ROLE}%"),
                     Delivery.expires_at >= now,
                 ),
-                Delivery.occurrence_id.in_(
-                    select(Occurrence.id).where(Occurrence.ritual_id.not_in(ritual_ids))
-                ),
+                Delivery.occurrence_id.in_(select(Occurrence.id).where(gone)),
                 Delivery.household_id.in_(select(Household.id).where(Household.active.is_(False))),
                 tuple_(Delivery.household_id, Delivery.partner_key).in_(gone_partners),
             ),
@@ -672,7 +689,7 @@ def _cancel_stale(
             Occurrence.status == "open",
             or_(
                 Occurrence.at >= now,
-                Occurrence.ritual_id.not_in(ritual_ids),
+                gone,
                 and_(
                     exists().where(mine, Delivery.last_error == CONFIG_CANCELLED),
                     ~exists().where(mine, Delivery.status != "cancelled"),

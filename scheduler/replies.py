@@ -26,9 +26,8 @@ from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from config.model import Ritual, RitualFile, mask_address
-from rituals.clock import TimeWindow, get_zone
+from rituals.clock import TimeWindow
 from rituals.replies import HELP, Reply, day_text, in_a_row, parse, snooze_until
-from rituals.streaks import Outcome
 from scheduler.completions import confirm, skip
 from scheduler.models import (
     SNOOZE_ROLE,
@@ -63,7 +62,7 @@ REACHED = ("sent", "delivered")
 EARLY = timedelta(minutes=30)
 
 STRANGER = "Tend does not know this number, so it cannot do anything with this message."
-LIMITED = "That is a lot of messages at once: Tend will read yours again in a minute."
+LIMITED = "Too many messages at once. Please wait a minute, then send your reply again."
 NOTHING_OPEN = (
     "Nothing is waiting for a reply from you right now. Reply STREAK for your streaks or "
     "HELP for the commands."
@@ -94,33 +93,38 @@ def handle_reply(
     """Apply one inbound message and return the answer to send back, exactly once."""
     sender = normalize_number(sender)
     body = body.replace("\x00", "")[:MAX_BODY]  # PostgreSQL text cannot hold NUL
-    try:
-        with engine.begin() as connection:
-            earlier = _earlier(connection, provider_id, idempotency_token)
+    for attempt in (1, 2):
+        try:
+            with engine.begin() as connection:
+                earlier = _earlier(connection, provider_id, idempotency_token)
+                if earlier is not None:
+                    return earlier
+                answer = _handle(connection, file, sender, body, now, source)
+                connection.execute(
+                    insert(InboundMessage).values(
+                        provider_id=provider_id,
+                        idempotency_token=idempotency_token,
+                        channel=channel,
+                        sender=sender,
+                        household_id=answer.household,
+                        partner_key=answer.partner,
+                        body=body,
+                        answer=answer.text,
+                        command=answer.command,
+                        received_at=now,
+                    )
+                )
+            break
+        except IntegrityError:
+            # The same message, handled at the same moment by another request: its answer.
+            # Or another message of the partner's won a race for a row (two SNOOZEs at
+            # once): everything here was rolled back, so it is applied again, once.
+            with engine.connect() as connection:
+                earlier = _earlier(connection, provider_id, idempotency_token)
             if earlier is not None:
                 return earlier
-            answer = _handle(connection, file, sender, body, now, source)
-            connection.execute(
-                insert(InboundMessage).values(
-                    provider_id=provider_id,
-                    idempotency_token=idempotency_token,
-                    channel=channel,
-                    sender=sender,
-                    household_id=answer.household,
-                    partner_key=answer.partner,
-                    body=body,
-                    answer=answer.text,
-                    command=answer.command,
-                    received_at=now,
-                )
-            )
-    except IntegrityError:
-        # The same message, handled at the same moment by another request: its answer.
-        with engine.connect() as connection:
-            earlier = _earlier(connection, provider_id, idempotency_token)
-        if earlier is None:
-            raise
-        return earlier
+            if attempt == 2:
+                raise
     who = f"{answer.household}/{answer.partner}" if answer.partner else mask_address(sender)
     log.info("reply from %s: %s", who, answer.command)
     return answer
@@ -172,12 +176,14 @@ def _handle(
     source: str = "sms",
 ) -> Answer:
     found = _partner(connection, file, sender)
+    reply = parse(body)
     recent = connection.execute(
         select(func.count())
         .select_from(InboundMessage)
         .where(InboundMessage.sender == sender, InboundMessage.received_at > now - RATE_WINDOW)
     ).scalar_one()
-    if recent >= RATE_LIMIT:
+    # An opt-out or opt-in always counts, however many messages came before it.
+    if recent >= RATE_LIMIT and reply.command not in ("stop", "start"):
         # Said once; the messages after it in the same minute get no answer at all (every
         # answer is an SMS someone pays for, a stranger's too).
         said = LIMITED if recent == RATE_LIMIT else ""
@@ -186,7 +192,6 @@ def _handle(
         return Answer(said, "limited", household=found.household, partner=found.key)
     if found is None:
         return Answer(STRANGER, "stranger")
-    reply = parse(body)
     text = _Replier(connection, file, found, sender, body, now, source).answer(reply)
     return Answer(text, reply.command, household=found.household, partner=found.key)
 
@@ -268,6 +273,8 @@ class _Replier:
         self.body = body
         self.now = now
         self.source = source  # recorded with a completion: sms, or cli for `tend reply`
+        # The partner's own zone: what they read in answers, where their quiet hours are.
+        self.zone = self.household.zones(file.timezone)[1][self.partner.id]
         self.rituals = {
             r.id: r
             for r in file.rituals
@@ -277,10 +284,12 @@ class _Replier:
     def answer(self, reply: Reply) -> str:
         if reply.problem:
             return reply.problem
-        if reply.opts_in or reply.command == "start":
-            self._opt_in()  # YES is Twilio's opt-in keyword too: it has let them back in
+        # YES is Twilio's opt-in keyword too: after a STOP it means "text me again", not
+        # "done" (Twilio has let them back in; so does Tend).
+        if reply.command == "start" or (reply.opts_in and self._opt_in()):
             if reply.command == "start":
-                return "You are back on Tend's texts. Reply HELP for the commands."
+                self._opt_in()
+            return "You are back on Tend's texts. Reply HELP for the commands."
         match reply.command:
             case "confirm":
                 return self._confirm(reply.pick)
@@ -380,11 +389,13 @@ class _Replier:
         rest = sorted(told[1:], key=lambda t: (t.at, t.occurrence), reverse=True)
         return [first, *rest]
 
-    def _to_confirm(self) -> list[_Told]:
+    def _to_confirm(self, told: Sequence[_Told] | None = None) -> list[_Told]:
+        """Still to be done: not confirmed (a "both" ritual: not by this partner), not
+        skipped, not called off, and not still to come."""
         return [
             t
-            for t in self._told()
-            if t.status != "cancelled"
+            for t in (self._told() if told is None else told)
+            if t.status == "open"
             and self.partner.id not in t.confirmed_by
             and t.at <= self.now + EARLY
         ]
@@ -406,10 +417,25 @@ class _Replier:
     # ------------------------------------------------------------------ commands
 
     def _confirm(self, pick: int | None) -> str:
-        open_ = self._to_confirm()
-        if not open_:
-            return self._nothing_to_confirm()
-        target = self._pick(open_, pick, "DONE")
+        told = self._told()
+        open_ = self._to_confirm(told)
+        # Done by the other partner already ("either"): this partner's DONE is recorded too.
+        theirs = [
+            t
+            for t in told
+            if t.status == "confirmed"
+            and self.partner.id not in t.confirmed_by
+            and t.at <= self.now + EARLY
+        ]
+        target: _Told | str
+        if pick is not None and open_:
+            target = self._pick(open_, pick, "DONE")
+        elif pick is None and told and (told[0] in open_ or told[0] in theirs):
+            target = told[0]  # what the latest message was about
+        elif pick is None and (open_ or theirs):
+            target = (open_ or theirs)[0]
+        else:
+            return self._nothing_to_confirm(told)
         if isinstance(target, str):
             return target
         rules = rules_for(self.file, self.household.id, target.ritual, target.recipient or None)
@@ -441,7 +467,12 @@ class _Replier:
             # Judged although it may still be a few minutes away (EARLY): it is kept now.
             series = self._series(target, include=[target.occurrence])
             streak = series.streak if series else None
-            text = f"Marked the {target.label} as done. " + in_a_row(
+            others = [p.name for p in self.household.partners if p.id in target.confirmed_by]
+            text = (
+                f"{' and '.join(others)} had marked the {target.label} as done; now you have too. "
+                if others
+                else f"Marked the {target.label} as done. "
+            ) + in_a_row(
                 target.ritual.kind,
                 bool(streak and streak.unit == "weeks"),
                 streak.current if streak else 1,
@@ -451,20 +482,21 @@ class _Replier:
             text += f" Still open: {self._listed(still, 'DONE')}"
         return text
 
-    def _nothing_to_confirm(self) -> str:
-        told = self._told()
+    def _nothing_to_confirm(self, told: Sequence[_Told]) -> str:
         ahead = [t for t in told if t.at > self.now + EARLY and t.status == "open"]
         if ahead:
             t = ahead[0]
-            local = t.at.astimezone(
-                get_zone(self.household.timezone or self.file.timezone or "UTC")
-            )
+            local = t.at.astimezone(self.zone)
             return (
                 f"The {t.ritual.display_name} is on {day_text(local)} at {local:%H:%M}: "
                 "reply DONE after it."
             )
-        if any(self.partner.id in t.confirmed_by for t in told):
-            return "You have marked everything as done. Thank you! Reply STREAK for your streaks."
+        mine = [t for t in told if self.partner.id in t.confirmed_by]
+        if mine:
+            return f"You had marked the {mine[0].label} as done already. Thank you!"
+        skipped = [t for t in told if t.status == "skipped"]
+        if skipped:
+            return f"The {skipped[0].label} was skipped, so there is nothing to mark as done."
         return NOTHING_OPEN
 
     def _series(self, told: _Told, include: Sequence[int] = ()) -> SeriesStreak | None:
@@ -496,28 +528,24 @@ class _Replier:
             at=self.now,
             source=self.source,
             reason=reason,
+            freezes_per_month=target.ritual.freezes_per_month,
         )
         if done.outcome == "done":
             return f"The {target.label} is marked as done already, so there is nothing to skip."
         if done.outcome != "skipped":
             return f"The {target.label} was called off; there is nothing to skip."
-        series = self._series(target, include=[target.occurrence])
-        outcome = series.outcome_of(target.occurrence) if series else None
         text = f"Skipped the {target.label}."
-        if series is None or outcome is None:
-            return text
-        streak = series.streak
-        if outcome is Outcome.FROZEN:
-            left = streak.freezes_left
-            more = f"{left} left this month" if left else "that was this month's last"
-            if streak.current:
-                return f"{text} A freeze keeps your streak at {streak.current} ({more})."
-            return f"{text} A freeze covers it, so nothing breaks ({more})."
-        if outcome is Outcome.SKIPPED:
-            return f"{text} No freeze left this month, so the streak starts again."
-        if outcome is Outcome.PAUSED:
+        if done.paused:
             return f"{text} You are paused, so the streak holds."
-        return text
+        series = self._series(target, include=[target.occurrence])
+        current = series.streak.current if series else 0
+        if done.froze:
+            left = series.streak.freezes_left if series else 0
+            more = f"{left} left this month" if left else "that was this month's last"
+            if current:
+                return f"{text} A freeze keeps your streak at {current} ({more})."
+            return f"{text} A freeze covers it, so nothing breaks ({more})."
+        return f"{text} No freeze left this month, so the streak starts again."
 
     def _snooze(self, reply: Reply) -> str:
         assert reply.snooze is not None
@@ -531,15 +559,7 @@ class _Replier:
         if not open_:
             return NOTHING_OPEN
         target = open_[0]
-        zone = get_zone(
-            next(
-                (p.timezone for p in self.household.partners if p.id == self.partner.id),
-                None,
-            )
-            or self.household.timezone
-            or self.file.timezone
-            or "UTC"
-        )
+        zone = self.zone
         quiet: TimeWindow | None = self.partner.quiet_hours
         plain = snooze_until(
             reply.snooze,
@@ -555,6 +575,13 @@ class _Replier:
             at_time=target.last_due.astimezone(zone).time(),
             quiet=quiet,
         )
+        if self.now < target.at <= due:
+            # A plan-ahead nudge snoozed past the occurrence itself would come too late.
+            local = target.at.astimezone(zone)
+            return (
+                f"That would be after the {target.ritual.display_name} itself "
+                f"({day_text(local)} at {local:%H:%M}): try a shorter snooze, like SNOOZE 2h."
+            )
         roles = list(
             self.c.execute(
                 select(Delivery.id, Delivery.role, Delivery.status).where(
@@ -612,11 +639,13 @@ class _Replier:
             name = series.ritual.display_name
             if series.recipient:
                 name = f"{name} ({names.get(series.recipient, series.recipient)})"
+            if not s.longest:
+                continue  # nothing kept yet: zeros say nothing
             unit = " weeks" if s.unit == "weeks" else ""
-            parts.append(f"{name} {s.current}{unit} in a row (best {s.longest})")
+            parts.append(f"{name} {s.current}{unit} (best {s.longest})")
         if not parts:
-            return "No streaks yet."
-        return "Streaks: " + "; ".join(parts) + "."
+            return "No streaks yet: reply DONE after a ritual to start one."
+        return "Streaks in a row: " + "; ".join(parts) + "."
 
     def _opt_out(self) -> None:
         for household, partner in self._same_number():
@@ -666,9 +695,8 @@ class _Replier:
             .where(Household.id == self.household.id)
             .values(paused_until=end, updated_at=self.now)
         )
-        zone = get_zone(self.household.timezone or self.file.timezone or "UTC")
         return (
-            f"Paused until {day_text(end.astimezone(zone))}: no nudges for either of you, and "
+            f"Paused until {day_text(end.astimezone(self.zone))}: no nudges for either of you, and "
             "your streaks hold. Reply RESUME to start again sooner."
         )
 

@@ -105,7 +105,7 @@ def _settled_before(
     for entry in entries:
         if entry.at >= line:
             break
-        if judge(entry, rules, pauses, now, freezes_used=0) is Outcome.OPEN:
+        if judge(entry, rules, pauses, now) is Outcome.OPEN:
             line = entry.at
             break
     return resolve(datetime.combine(line.astimezone(zone).date(), datetime.min.time()), zone)
@@ -136,7 +136,7 @@ def household_streaks(
     zone = get_zone(zone_name)
     today = now.astimezone(zone).date()
     rules = {(r.id, who): rules_for(file, household, r, who) for r, who in series}
-    checkpoints = _checkpoints(connection, household, rules)
+    checkpoints = _checkpoints(connection, household, rules, zone_name)
     # One query reaches back to the oldest point any streak needs: its checkpoint, or the
     # start of the month 12 weeks ago (the rate, and freezes counted from the month's start).
     rate_from = (today - timedelta(weeks=RATE_WEEKS)).replace(day=1)
@@ -171,7 +171,8 @@ def household_streaks(
                 )
                 after = [e for e in after if e.at >= settle]
                 if save:
-                    _save(connection, household, ritual.id, who or "", rules[key], state, now)
+                    fingerprint = rules[key].fingerprint(zone_name)
+                    _save(connection, household, ritual.id, who or "", fingerprint, state, now)
         state, _ = fold(state, after, rules[key], pauses, now, through=now, today=today)
         # Outcomes of the recent weeks, for the rate and for an answer about one occurrence:
         # folded from the start of a month, so freezes count as they did.
@@ -192,7 +193,7 @@ def household_streaks(
 
 
 def _checkpoints(
-    connection: Connection, household: str, rules: dict[tuple[str, str | None], Rules]
+    connection: Connection, household: str, rules: dict[tuple[str, str | None], Rules], zone: str
 ) -> dict[tuple[str, str | None], State]:
     found: dict[tuple[str, str | None], State] = {}
     for row in connection.execute(
@@ -204,7 +205,7 @@ def _checkpoints(
         ).where(StreakCheckpoint.household_id == household)
     ):
         key = (row.ritual_id, row.recipient or None)
-        if key in rules and rules[key].fingerprint() == row.rules:
+        if key in rules and rules[key].fingerprint(zone) == row.rules:
             found[key] = State.from_json(json.loads(row.state))
     return found
 
@@ -214,7 +215,7 @@ def _save(
     household: str,
     ritual: str,
     recipient: str,
-    rules: Rules,
+    fingerprint: str,
     state: State,
     now: datetime,
 ) -> None:
@@ -223,7 +224,7 @@ def _save(
         "household_id": household,
         "ritual_id": ritual,
         "recipient": recipient,
-        "rules": rules.fingerprint(),
+        "rules": fingerprint,
         "through": state.through,
         "state": json.dumps(state.to_json()),
         "updated_at": now,
@@ -245,7 +246,8 @@ def _entries(
     include: Collection[int],
 ) -> dict[tuple[str, str], list[tuple[int, Entry]]]:
     """The household's due occurrences from `since`, per (ritual, recipient), by time."""
-    due = Occurrence.at <= now
+    # A skip made ahead (next Friday's date night) takes its freeze now: judged already.
+    due = (Occurrence.at <= now) | (Occurrence.status == "skipped")
     if include:
         due = due | Occurrence.id.in_(list(include))
     scope = (
@@ -273,8 +275,11 @@ def _entries(
     ).all()
     confirmed: dict[int, set[str]] = defaultdict(set)
     skipped: set[int] = set()
+    froze: set[int] = set()
     for done in connection.execute(
-        select(Completion.occurrence_id, Completion.partner_key, Completion.action)
+        select(
+            Completion.occurrence_id, Completion.partner_key, Completion.action, Completion.froze
+        )
         .join(Occurrence, Occurrence.id == Completion.occurrence_id)
         .where(scope)
     ):
@@ -282,6 +287,8 @@ def _entries(
             confirmed[done.occurrence_id].add(done.partner_key)
         else:
             skipped.add(done.occurrence_id)
+            if done.froze:
+                froze.add(done.occurrence_id)
     found: dict[tuple[str, str], list[tuple[int, Entry]]] = defaultdict(list)
     for row in rows:
         found[(row.ritual_id, row.recipient)].append(
@@ -292,6 +299,7 @@ def _entries(
                     at=row.at,
                     confirmed_by=frozenset(confirmed.get(row.id, ())),
                     skipped=row.id in skipped,
+                    froze=row.id in froze,
                     reached_at=_aware(row.reached_at),
                 ),
             )

@@ -952,7 +952,12 @@ def reply(
         )
     except DBAPIError as exc:
         _unreachable(settings, exc)
-    typer.echo(answer.text or "(no answer: for STOP, Twilio sends its own)")
+    if answer.text:
+        typer.echo(answer.text)
+    elif answer.command == "stop":
+        typer.echo("(no answer: Twilio answers STOP itself)")
+    else:
+        typer.echo(f"(no answer: {answer.command})")
 
 
 @app.command("calendar-url")

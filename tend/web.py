@@ -385,9 +385,13 @@ def create_app(
             household = links.read_calendar(token)
         except BadLink:
             return missing
+        file = ritual_file()
+        if file is not None and household not in {h.id for h in file.households}:
+            return missing  # removed from the file: its feed goes with it
+        titles = {r.id: r.display_name for r in file.rituals} if file else None
         try:
             with engine.connect() as connection:
-                body = household_calendar(connection, household, now())
+                body = household_calendar(connection, household, now(), titles)
         except SQLAlchemyError as exc:
             log.error("reading a calendar feed failed: %s", type(exc).__name__)
             return PlainTextResponse("try again later", status_code=503)

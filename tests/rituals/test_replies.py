@@ -85,6 +85,19 @@ GRAMMAR = [
     case("done 123", CONFIRM, "three-digits-is-a-note-not-a-pick"),
     case("y not", UNKNOWN, "y-not-is-not-a-confirmation"),
     case("yesterday", UNKNOWN, "a-word-that-starts-with-yes"),
+    # A confirm word followed by doubt is not a confirmation.
+    case("Done? No, not yet", UNKNOWN, "done-question-then-not-yet"),
+    case("Did it? not yet", UNKNOWN, "did-it-question-then-not-yet"),
+    case("yeah no", UNKNOWN, "yeah-no"),
+    case("Yes, skip this one", UNKNOWN, "yes-then-skip"),
+    case("yes but we skipped", UNKNOWN, "yes-but-skipped"),
+    case("Complete waste", UNKNOWN, "complete-in-a-sentence-is-not-a-confirmation"),
+    case("Yes please stop texting", UNKNOWN, "yes-then-stop"),
+    case("Done. Didn\u2019t love it though", UNKNOWN, "done-then-a-curly-apostrophe-didnt"),
+    # ... and one followed by a happy note still is.
+    case("Yes!! so fun", CONFIRM, "yes-then-a-happy-note"),
+    case("Completed", CONFIRM, "completed-alone"),
+    case("did it!! 🥰", CONFIRM, "did-it-with-an-emoji"),
     # iMessage tapbacks arrive as text.
     case("Liked “Date night on Fri…”", CONFIRM, "tapback-liked-curly-quotes"),
     case("Loved \u2018Date night on Fri\u2019", CONFIRM, "tapback-loved-single-quotes"),
@@ -178,6 +191,10 @@ GRAMMAR = [
 @pytest.mark.parametrize(("text", "expected"), GRAMMAR)
 def test_it_reads_each_reply_in_the_grammar(text: str, expected: Reply) -> None:
     assert parse(text) == expected
+
+
+def test_a_pause_far_too_long_to_count_is_a_problem_not_an_error() -> None:
+    assert parse("pause " + "9999w" * 15000) == Reply("pause", problem=PAUSE_PROBLEM)
 
 
 def test_the_help_text_is_one_gsm7_sms() -> None:
@@ -476,8 +493,8 @@ def test_a_nudge_for_a_later_day_lands_on_that_day_outside_quiet_hours(
         ("check_in", False, 3, "That's 3 check-ins in a row!"),
         ("check_in", True, 1, "That's 1 week: your streak has begun."),
         ("appreciation", False, 2, "That's 2 appreciations in a row!"),
-        ("something_new", False, 4, "That's 4 times in a row!"),
-        ("something_new", False, 1, "That's 1 time: your streak has begun."),
+        ("something_new", False, 4, "That's 4 in a row!"),
+        ("something_new", False, 1, "That's 1 in a row: your streak has begun."),
         ("date_night", True, 0, "The streak starts again with the next one."),
         ("check_in", False, -1, "The streak starts again with the next one."),
     ],
@@ -488,8 +505,8 @@ def test_a_nudge_for_a_later_day_lands_on_that_day_outside_quiet_hours(
         "check-ins",
         "one-week",
         "appreciations",
-        "an-unknown-kind-counts-times",
-        "one-time",
+        "an-unknown-kind-counts-in-a-row",
+        "one-of-an-unknown-kind",
         "zero-starts-again",
         "negative-starts-again",
     ],

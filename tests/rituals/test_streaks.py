@@ -13,6 +13,11 @@ P     confirmed by both partners inside a pause
 n     never told to anyone (Tend could not send it)
 ====  ======================================================================
 
+Whether a skip got a freeze is decided by the ledger when the partner skips, and the
+history builder decides it the same way: skips made in occurrence order unless told
+otherwise (``skipped_in``), each getting a freeze while :func:`freeze_left` says one is left
+in the local month of its slot; a skip inside a pause needs none.
+
 Outcomes are written back the same way: K kept, F frozen, P paused, U unsent, O open,
 S skipped (no freeze left), M missed.
 """
@@ -21,6 +26,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from fractions import Fraction
@@ -41,6 +48,7 @@ from rituals.streaks import (
     State,
     Streak,
     fold,
+    freeze_left,
     frequency_of,
     judge,
     loop_score_step,
@@ -87,19 +95,27 @@ def history(
     every: timedelta = WEEK,
     zone: tzinfo = UTC,
     now: datetime | None = None,
+    rules: Rules = EITHER,
+    skipped_in: Sequence[int] | None = None,
+    froze: Sequence[bool] | None = None,
 ) -> History:
     """The entries `marks` describes, one every `every` on the local wall clock from `start`.
 
     `now` defaults to four days after the last occurrence: past the three-day reply window.
+    Each skip's freeze is decided as the ledger decides it with `rules`, the skips made in
+    the order of `skipped_in` (positions in `marks`; default: occurrence order), or given
+    outright by `froze` (one flag a mark).
     """
     slots = [start + every * i for i in range(len(marks))]
     instants = [resolve(slot, zone) for slot in slots]
     if now is None:
         now = (instants[-1] if instants else resolve(start, zone)) + timedelta(days=4)
+    if froze is None:
+        froze = ledger_freezes(marks, slots, rules, skipped_in)
     open_reach = now - timedelta(hours=1)  # a late reminder keeps the window open
     entries: list[Entry] = []
     pauses: list[Pause] = []
-    for mark, slot, at in zip(marks, slots, instants, strict=True):
+    for mark, slot, at, frozen in zip(marks, slots, instants, froze, strict=True):
         confirmed_by = {"K": PARTNERS, "P": PARTNERS, "a": {ANA}, "A": {ANA}}.get(mark, set())
         reached_at = {"n": None, "o": open_reach, "A": open_reach}.get(mark, at)
         entries.append(
@@ -108,6 +124,7 @@ def history(
                 at=at,
                 confirmed_by=frozenset(confirmed_by),
                 skipped=mark in "sq",
+                froze=mark in "sq" and frozen,
                 reached_at=reached_at,
             )
         )
@@ -115,6 +132,25 @@ def history(
             pauses.append(Pause(start=at - timedelta(hours=1), end=at + timedelta(hours=1)))
     assert set(marks) <= set("KaAxosqpPn"), marks
     return History(entries, pauses, now, now.astimezone(zone).date(), zone)
+
+
+def ledger_freezes(
+    marks: str, slots: Sequence[datetime], rules: Rules, skipped_in: Sequence[int] | None
+) -> list[bool]:
+    """Whether each skip got a freeze, decided as the ledger decides it when the partner
+    skips (``scheduler.completions.skip``): in the order the skips were made, one of the
+    local month's while :func:`freeze_left` says so; a skip inside a pause needs none."""
+    skips = [i for i, mark in enumerate(marks) if mark == "s"]
+    order = list(skipped_in) if skipped_in is not None else skips
+    assert sorted(order) == skips, (order, marks)
+    used: Counter[str] = Counter()
+    froze = [False] * len(marks)
+    for i in order:
+        month = f"{slots[i]:%Y-%m}"
+        if freeze_left(used[month], rules):
+            froze[i] = True
+            used[month] += 1
+    return froze
 
 
 def streak_of(past: History, rules: Rules = EITHER) -> tuple[Streak, str]:
@@ -182,9 +218,82 @@ def test_a_history_folds_into_its_streak(
     longest: int,
     kept: int,
 ) -> None:
-    streak, judged = streak_of(history(marks), rules)
+    streak, judged = streak_of(history(marks, rules=rules), rules)
     assert judged == outcomes
     assert (streak.current, streak.longest, streak.kept) == (current, longest, kept)
+
+
+@pytest.mark.parametrize(
+    ("marks", "skipped_in", "rules", "outcomes", "current", "longest"),
+    [
+        pytest.param(
+            "KsKsK",
+            [3, 1],
+            EITHER,
+            "KSKFK",
+            2,
+            2,
+            id="a-later-skip-made-first-keeps-its-freeze-the-earlier-one-breaks",
+        ),
+        pytest.param("KsKsK", [1, 3], EITHER, "KFKSK", 1, 2, id="skips-made-in-order-as-before"),
+        pytest.param(
+            "KKKKssKs",
+            [7, 5, 4],
+            EITHER,
+            "KKKKFSKF",
+            1,
+            4,
+            id="each-month-decides-its-own-in-the-order-its-skips-came",
+        ),
+        pytest.param(
+            "sKsKs",
+            [4, 2, 0],
+            Rules(freezes_per_month=2),
+            "SKFKF",
+            2,
+            2,
+            id="two-freezes-go-to-the-two-skips-made-first",
+        ),
+    ],
+)
+def test_a_freeze_belongs_to_the_skip_that_was_told_it_whatever_is_skipped_after(
+    marks: str,
+    skipped_in: list[int],
+    rules: Rules,
+    outcomes: str,
+    current: int,
+    longest: int,
+) -> None:
+    past = history(marks, rules=rules, skipped_in=skipped_in)
+    streak, judged = streak_of(past, rules)
+    assert judged == outcomes
+    assert (streak.current, streak.longest) == (current, longest)
+
+
+@pytest.mark.parametrize(
+    ("froze", "outcomes"),
+    [
+        pytest.param((True, True), "FF", id="both-told-a-freeze-both-frozen"),
+        pytest.param((False, True), "SF", id="a-freeze-on-the-later-occurrence-only"),
+        pytest.param((True, False), "FS", id="a-freeze-on-the-earlier-occurrence-only"),
+        pytest.param((False, False), "SS", id="no-freeze-told-none-used"),
+    ],
+)
+def test_a_skip_is_frozen_exactly_when_the_entry_says_so(
+    froze: tuple[bool, bool], outcomes: str
+) -> None:
+    # The fold no longer allocates freezes: even past the month's allowance, or out of order.
+    past = history("Kss", froze=(False, *froze))
+    _, judged = streak_of(past, EITHER)
+    assert judged == "K" + outcomes
+
+
+def test_freeze_left_is_whether_the_month_has_one_not_used() -> None:
+    assert freeze_left(0, EITHER)
+    assert not freeze_left(1, EITHER)
+    assert freeze_left(1, Rules(freezes_per_month=2))
+    assert not freeze_left(2, Rules(freezes_per_month=2))
+    assert not freeze_left(0, Rules(freezes_per_month=0))
 
 
 def test_a_second_skip_in_a_month_breaks_the_streak() -> None:
@@ -223,7 +332,7 @@ def test_freezes_are_counted_in_the_month_of_the_local_slot_not_of_utc() -> None
     ],
 )
 def test_freezes_left_are_this_months(marks: str, rules: Rules, freezes_left: int) -> None:
-    streak, _ = streak_of(history(marks), rules)
+    streak, _ = streak_of(history(marks, rules=rules), rules)
     assert streak.freezes_left == freezes_left
 
 
@@ -338,7 +447,15 @@ def test_the_reply_window_counts_from_the_later_of_the_slot_and_the_last_message
 ) -> None:
     at = datetime(2027, 6, 6, 17, 0, tzinfo=UTC)
     entry = Entry(slot=datetime(2027, 6, 6, 19, 0), at=at, reached_at=at + reached)
-    assert judge(entry, EITHER, [], at + now, freezes_used=0) is outcome
+    assert (
+        judge(
+            entry,
+            EITHER,
+            [],
+            at + now,
+        )
+        is outcome
+    )
 
 
 def test_a_pause_covers_its_start_but_not_its_end() -> None:
@@ -347,8 +464,24 @@ def test_a_pause_covers_its_start_but_not_its_end() -> None:
     later = at + timedelta(days=10)
     starts = [Pause(start=at, end=at + WEEK)]
     ends = [Pause(start=at - WEEK, end=at)]
-    assert judge(entry, EITHER, starts, later, freezes_used=0) is Outcome.PAUSED
-    assert judge(entry, EITHER, ends, later, freezes_used=0) is Outcome.MISSED
+    assert (
+        judge(
+            entry,
+            EITHER,
+            starts,
+            later,
+        )
+        is Outcome.PAUSED
+    )
+    assert (
+        judge(
+            entry,
+            EITHER,
+            ends,
+            later,
+        )
+        is Outcome.MISSED
+    )
 
 
 def test_in_both_mode_every_partner_of_the_audience_must_confirm() -> None:
@@ -357,7 +490,12 @@ def test_in_both_mode_every_partner_of_the_audience_must_confirm() -> None:
 
     def outcome(*who: str) -> Outcome:
         entry = Entry(datetime(2027, 6, 6, 19), at, confirmed_by=frozenset(who), reached_at=at)
-        return judge(entry, BOTH, [], later, freezes_used=0)
+        return judge(
+            entry,
+            BOTH,
+            [],
+            later,
+        )
 
     assert outcome(ANA, BEN) is Outcome.KEPT
     assert outcome(ANA, BEN, "guest") is Outcome.KEPT
@@ -524,13 +662,26 @@ def checkpointed(draw: st.DrawFn) -> tuple[History, Rules, date]:
     first = resolve(start, zone)
     last = resolve(start + every * max(len(marks) - 1, 0), zone)
     now = last + draw(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=6)))
-    past = history(marks, start=start, every=every, zone=zone, now=now)
     rules = Rules(
         mode=draw(st.sampled_from(["either", "both"])),
         audience=PARTNERS,
         freezes_per_month=draw(st.integers(0, 2)),
         frequency=draw(st.sampled_from([Fraction(1), Fraction(1, 7), Fraction(3, 7), Fraction(2)])),
     )
+    # Whether each skip got a freeze: as the ledger decides it (skips made in some order),
+    # or any flags at all, which the fold must take as they are.
+    skips = [i for i, mark in enumerate(marks) if mark == "s"]
+    froze = draw(
+        st.one_of(
+            st.permutations(skips).map(
+                lambda order: ledger_freezes(
+                    marks, [start + every * i for i in range(len(marks))], rules, order
+                )
+            ),
+            st.lists(st.booleans(), min_size=len(marks), max_size=len(marks)),
+        )
+    )
+    past = history(marks, start=start, every=every, zone=zone, now=now, rules=rules, froze=froze)
     first_day = first.astimezone(zone).date()
     split = first_day + timedelta(days=draw(st.integers(0, (past.today - first_day).days + 1)))
     return past, rules, split

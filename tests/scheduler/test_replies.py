@@ -299,14 +299,17 @@ def test_a_message_older_than_the_reply_window_cannot_be_confirmed_any_more(
     assert "Still open: 1) appreciation (Sun 7 Jun), 2) date night (Fri 5 Jun)." in answer.text
     # 09:00: Alex's, 13 hours ago, is not; the check-in and date night (3 days) still are.
     answer = reply(ALEX, "DONE", ny(6, 8, 9))
-    assert answer.text.startswith("Marked the check in (Sun 7 Jun) as done.")
+    # Sam confirmed the check-in at 07:00; Alex's DONE is recorded with it.
+    assert answer.text.startswith(
+        "Sam had marked the check in (Sun 7 Jun) as done; now you have too."
+    )
     assert answer.text.endswith("Still open: 1) date night (Fri 5 Jun). Reply DONE 1 for it.")
     assert reply(ALEX, "DONE 2", ny(6, 8, 9, 1)).text == (
         "There is no 2 open. Open now: 1) date night (Fri 5 Jun). Reply DONE 1 for it."
     )
     reply(ALEX, "DONE", ny(6, 8, 9, 2))
     assert reply(ALEX, "DONE", ny(6, 8, 9, 3)).text == (
-        "You have marked everything as done. Thank you! Reply STREAK for your streaks."
+        "You had marked the check in (Sun 7 Jun) as done already. Thank you!"
     )
     alex_appreciation = occurrence(engine, "appreciation", 7, recipient="alex")
     assert completions(engine, alex_appreciation["id"]) == []
@@ -369,7 +372,8 @@ def test_with_streak_both_the_first_done_waits_for_the_other_partner_and_the_sec
     answer = reply(SAM, "👍", now + timedelta(minutes=5))
 
     assert answer.text == (
-        "Marked the date night (Fri 5 Jun) as done. That's 1 date night: your streak has begun."
+        "Alex had marked the date night (Fri 5 Jun) as done; now you have too. That's 1 date "
+        "night: your streak has begun."
     )
     assert completions(engine, date_night["id"]) == [("alex", "confirm"), ("sam", "confirm")]
     assert occurrence(engine, "date-night", 5)["status"] == "confirmed"
@@ -394,13 +398,14 @@ def test_with_streak_either_one_done_confirms_and_the_second_is_still_recorded(
 
     answer = reply(SAM, "done, it was lovely", now + timedelta(minutes=5))
     assert answer.text == (
-        "Marked the date night (Fri 5 Jun) as done. That's 1 date night: your streak has begun."
+        "Alex had marked the date night (Fri 5 Jun) as done; now you have too. That's 1 date "
+        "night: your streak has begun."
     )
     assert completions(engine, date_night["id"]) == [("alex", "confirm"), ("sam", "confirm")]
     assert occurrence(engine, "date-night", 5)["status"] == "confirmed"
     # Alex again: nothing more to record.
     answer = reply(ALEX, "DONE", now + timedelta(minutes=6))
-    assert answer.text.startswith("You have marked everything as done.")
+    assert answer.text == "You had marked the date night (Fri 5 Jun) as done already. Thank you!"
     assert completions(engine, date_night["id"]) == [("alex", "confirm"), ("sam", "confirm")]
     assert streak_of(engine, file, "date-night", now + timedelta(minutes=6)).streak.current == 1
 
@@ -767,7 +772,7 @@ def test_five_weekly_check_ins_in_a_row_make_five_weeks_and_a_missed_one_starts_
     streak = streak_of(engine, file, "check-in", missed).streak
     assert (streak.current, streak.longest, streak.unit) == (0, 5, "weeks")
     assert reply(SAM, "STREAK", missed).text.startswith(
-        "Streaks: check in 0 weeks in a row (best 5);"
+        "Streaks in a row: check in 0 weeks (best 5)."
     )
 
 
@@ -836,6 +841,7 @@ def weekly_history(
                 "occurrence_id": ids[week],
                 "partner_key": "sam",
                 "action": "skip" if week in skipped else "confirm",
+                "froze": week in skipped,  # decided when skipped: the month's one freeze
                 "at": occurrences[0].at,
                 "source": "sms",
             }
@@ -897,27 +903,29 @@ def test_two_years_of_history_are_folded_into_a_checkpoint_that_a_late_confirm_t
 
 def test_a_checkpoint_made_under_other_streak_rules_is_not_used(engine: Engine) -> None:
     now = ny(6, 1, 8)
-    one_freeze = ritual_file(
+    either = ritual_file(
         COUPLE + RITUALS.format(streak="either", appreciation_window="3d", freezes=1), now
     )
-    no_freeze = ritual_file(
-        COUPLE + RITUALS.format(streak="either", appreciation_window="3d", freezes=0), now
+    # The check-in (the first ritual) with streak = "both".
+    text = COUPLE + RITUALS.format(streak="either", appreciation_window="3d", freezes=1)
+    both = ritual_file(
+        text.replace("freezes_per_month = 1", 'freezes_per_month = 1\nstreak = "both"', 1), now
     )
-    sync_file(engine, one_freeze, now)
+    sync_file(engine, either, now)
     weekly_history(engine, datetime(2024, 6, 9, 19, 30), 104, missed={20, 50, 90}, skipped={70})
-    assert streak_of(engine, one_freeze, "check-in", now).streak.longest == 38
+    assert streak_of(engine, either, "check-in", now).streak.longest == 38
     before = checkpoint(engine)
     assert before is not None
 
-    # Without freezes the skip of week 70 breaks the run of 39: 19 and 19.
-    streak = streak_of(engine, no_freeze, "check-in", now).streak
+    # With streak = "both", Sam's confirmations alone keep nothing: every week is missed.
+    streak = streak_of(engine, both, "check-in", now).streak
 
-    assert (streak.current, streak.longest) == (13, 29)
+    assert (streak.current, streak.longest) == (0, 0)
     after = checkpoint(engine)
     assert after is not None
     assert after["rules"] != before["rules"]
     # And back: the rules of the first file again, computed afresh.
-    assert streak_of(engine, one_freeze, "check-in", now).streak.longest == 38
+    assert streak_of(engine, either, "check-in", now).streak.longest == 38
 
 
 # ---------------------------------------------------------------------------- exactly once

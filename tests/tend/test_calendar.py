@@ -389,6 +389,18 @@ def test_a_ledger_that_cannot_be_read_is_a_503_that_does_not_log_the_token(
     assert not [r for r in app_logs(caplog) if token in r.getMessage()]
 
 
+def test_a_household_removed_from_the_ritual_file_has_no_feed_any_more(engine: Engine) -> None:
+    plan(engine)
+    file = ritual_file()
+    kept = file.model_copy(update={"households": file.households[:1]})
+    gone = file.households[1].id
+    with TestClient(create_app(engine, clock=lambda: NOW, links=LINKS, rituals=lambda: file)) as c:
+        assert c.get(feed_path(gone)).status_code == 200
+    with TestClient(create_app(engine, clock=lambda: NOW, links=LINKS, rituals=lambda: kept)) as c:
+        assert c.get(feed_path(gone)).status_code == 404
+        assert c.get(feed_path(file.households[0].id)).status_code == 200
+
+
 def test_an_unknown_household_has_no_calendar(engine: Engine) -> None:
     plan(engine)
     with engine.connect() as connection:

@@ -57,7 +57,7 @@ PLANNED = datetime(2026, 1, 12, 0, 0, tzinfo=UTC)
 NOW = datetime(2026, 1, 13, 12, 30, tzinfo=UTC)
 TUESDAY = datetime(2026, 1, 13, 12, 0, tzinfo=UTC)
 
-STREAKS = "Streaks: check in 0 in a row (best 0)."
+STREAKS = "No streaks yet: reply DONE after a ritual to start one."
 
 RITUALS = f"""\
 timezone = "UTC"

@@ -1,5 +1,6 @@
 """Replies and streaks: inbound messages deduplicated by Twilio's idempotency token and
-counted per sender, partners found by phone, pauses, and streak checkpoints
+counted per sender, partners found by phone, skips that used a freeze, pauses, and streak
+checkpoints
 
 Revision ID: 0003
 Revises: 0002
@@ -23,6 +24,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column("command", sa.String(length=16), nullable=True))
         batch.create_unique_constraint(
             op.f("uq_inbound_message_idempotency_token"), ["idempotency_token"]
+        )
+    with op.batch_alter_table("completion") as batch:
+        batch.add_column(
+            sa.Column("froze", sa.Boolean(), nullable=False, server_default=sa.false())
         )
     op.create_index(
         "ix_inbound_message_sender_received_at", "inbound_message", ["sender", "received_at"]
@@ -67,6 +72,8 @@ def downgrade() -> None:
     op.drop_index("ix_delivery_partner_sent_at", table_name="delivery")
     op.drop_index("ix_partner_phone", table_name="partner")
     op.drop_index("ix_inbound_message_sender_received_at", table_name="inbound_message")
+    with op.batch_alter_table("completion") as batch:
+        batch.drop_column("froze")
     with op.batch_alter_table("inbound_message") as batch:
         batch.drop_constraint(op.f("uq_inbound_message_idempotency_token"), type_="unique")
         batch.drop_column("command")
