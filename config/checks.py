@@ -276,6 +276,9 @@ def _always_quiet(
                 )
 
 
+EVER = datetime(1971, 1, 1)  # before any schedule a file can have started
+
+
 def _firing(
     here: Loc,
     ritual: Ritual,
@@ -289,6 +292,16 @@ def _firing(
     if isinstance(schedule, FixedSchedule):
         upcoming = schedule.next_slots(start, 50)
         if not upcoming:
+            if schedule.next_slots(EVER, 1):
+                # A ritual that has ended (an RRULE's UNTIL) is a valid file: it makes
+                # nothing any more. An error would turn a file that was good yesterday
+                # into one no worker can start on.
+                yield Problem(
+                    where,
+                    f"{schedule.source!r} has ended: it fires no more after {today:%Y-%m-%d}",
+                    "warning",
+                )
+                return
             yield Problem(where, f"{schedule.source!r} never fires after {today:%Y-%m-%d}")
             return
         for earlier, later in pairwise(upcoming):

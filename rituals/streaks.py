@@ -346,12 +346,15 @@ def summarize(
     today: date,
 ) -> Streak:
     """The streak from a folded state and the recent judged entries (the last 12 weeks at
-    least, for the rate)."""
+    least, for the rate, and all of this month, for the freezes left)."""
     since = today - timedelta(weeks=RATE_WEEKS)
     window = [o for e, o in recent if e.slot.date() > since]
     kept = sum(1 for o in window if o is Outcome.KEPT)
     judged = kept + sum(1 for o in window if o.breaks)
-    used = state.frozen_in_month if state.month == f"{today:%Y-%m}" else 0
+    # This month's freezes, from the judged entries (the state's count is of the month of
+    # its last entry, which may be next month's, skipped ahead).
+    month = f"{today:%Y-%m}"
+    used = sum(1 for e, o in recent if o is Outcome.FROZEN and f"{e.slot:%Y-%m}" == month)
     return Streak(
         current=state.current,
         longest=state.longest,

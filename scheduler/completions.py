@@ -3,18 +3,18 @@ confirm link, ``tend reply``) or skipped it (SKIP)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, exists, func, insert, select, update
 
 from scheduler.models import Completion, Delivery, Occurrence, Partner
 from scheduler.models import Pause as PauseRow
 from scheduler.streaks import forget_settled
 
-__all__ = ["Confirmed", "Skipped", "confirm", "skip"]
+__all__ = ["Confirmed", "Skipped", "confirm", "freezes_used", "skip", "unpaused"]
 
 Outcome = Literal["confirmed", "already", "unknown", "cancelled"]
 
@@ -125,6 +125,7 @@ class Skipped:
     cancelled: int = 0  # messages about it that will not be sent now
     froze: bool = False  # the skip used one of the month's freezes: the streak holds
     paused: bool = False  # inside a pause: neutral without a freeze
+    freezes_left: int = 0  # in the occurrence's month, after this skip
 
 
 def skip(
@@ -190,7 +191,8 @@ def skip(
         .values(status="cancelled", last_error=f"skipped by {partner}", updated_at=at)
     )
     forget_settled(connection, household, ritual, recipient, due)
-    return Skipped("skipped", ritual, slot, int(dropped.rowcount or 0), froze, paused)
+    left = freezes_per_month - freezes_used(connection, household, ritual, recipient, slot)
+    return Skipped("skipped", ritual, slot, int(dropped.rowcount or 0), froze, paused, max(0, left))
 
 
 def _freeze(
@@ -203,24 +205,88 @@ def _freeze(
     per_month: int,
 ) -> bool:
     """Whether a skip of `occurrence` gets a freeze: its own already did, or one of the
-    month's is left (skips with a freeze of occurrences not done after all)."""
-    frozen = (
-        select(func.count(func.distinct(Completion.occurrence_id)))
-        .join(Occurrence, Occurrence.id == Completion.occurrence_id)
-        .where(Completion.action == "skip", Completion.froze.is_(True))
-    )
-    if connection.execute(frozen.where(Completion.occurrence_id == occurrence)).scalar_one():
+    month's is left."""
+    already = connection.execute(
+        select(func.count())
+        .select_from(Completion)
+        .where(
+            Completion.occurrence_id == occurrence,
+            Completion.action == "skip",
+            Completion.froze.is_(True),
+        )
+    ).scalar_one()
+    if already:
         return True
+    return freezes_used(connection, household, ritual, recipient, slot) < per_month
+
+
+def freezes_used(
+    connection: Connection, household: str, ritual: str, recipient: str, slot: datetime
+) -> int:
+    """Freezes used in the (local) month of `slot`: occurrences skipped with a freeze that
+    were not done after all and that no pause covers (a paused one needs none)."""
     first = slot.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     following = (first + timedelta(days=32)).replace(day=1)
-    used = connection.execute(
-        frozen.where(
+    paused = exists().where(
+        PauseRow.household_id == Occurrence.household_id,
+        PauseRow.starts_at <= Occurrence.at,
+        PauseRow.ends_at > Occurrence.at,
+    )
+    used: int = connection.execute(
+        select(func.count(func.distinct(Completion.occurrence_id)))
+        .join(Occurrence, Occurrence.id == Completion.occurrence_id)
+        .where(
+            Completion.action == "skip",
+            Completion.froze.is_(True),
             Occurrence.household_id == household,
             Occurrence.ritual_id == ritual,
             Occurrence.recipient == recipient,
             Occurrence.slot >= first,
             Occurrence.slot < following,
             Occurrence.status != "confirmed",
+            ~paused,
         )
     ).scalar_one()
-    return bool(used < per_month)
+    return used
+
+
+def unpaused(
+    connection: Connection,
+    household: str,
+    start: datetime,
+    end: datetime,
+    freezes_per_month: Callable[[str], int],
+) -> None:
+    """A pause was cut short (RESUME): skips of occurrences due in ``[start, end)``, which
+    it no longer covers, get the freeze they did not need while paused, when one is left."""
+    skipped = connection.execute(
+        select(
+            Completion.id,
+            Occurrence.id.label("occurrence"),
+            Occurrence.ritual_id,
+            Occurrence.recipient,
+            Occurrence.slot,
+        )
+        .join(Occurrence, Occurrence.id == Completion.occurrence_id)
+        .where(
+            Occurrence.household_id == household,
+            Occurrence.at >= start,
+            Occurrence.at < end,
+            Occurrence.status == "skipped",
+            Completion.action == "skip",
+            Completion.froze.is_(False),
+        )
+        .order_by(Completion.at, Completion.id)
+    ).all()
+    for row in skipped:
+        froze = _freeze(
+            connection,
+            household,
+            row.ritual_id,
+            row.recipient,
+            row.occurrence,
+            row.slot,
+            freezes_per_month(row.ritual_id),
+        )
+        if froze:
+            connection.execute(update(Completion).where(Completion.id == row.id).values(froze=True))

@@ -165,17 +165,24 @@ class SyncedFile:
             self._checked = now
             with self.engine.connect() as connection:
                 row = connection.execute(
-                    select(ConfigState.generation, ConfigState.file_text).where(ConfigState.id == 1)
+                    select(
+                        ConfigState.generation, ConfigState.file_text, ConfigState.synced_at
+                    ).where(ConfigState.id == 1)
                 ).first()
             if row is None or not row.file_text:
                 return self.fallback
             if row.generation != self._generation:
+                self._generation = row.generation  # tried once per generation
                 try:
-                    parsed = parse_ritual_file(row.file_text, name="ledger", today=now).file
+                    # Judged as of its sync: a check that depends on the day (a ritual that
+                    # has ended) must not turn a file the worker accepted into a bad one.
+                    parsed = parse_ritual_file(
+                        row.file_text, name="ledger", today=row.synced_at
+                    ).file
                 except RitualFileError:
                     log.error("the ritual file in the ledger does not validate; using the last one")
                 else:
-                    self._file, self._generation = parsed, row.generation
+                    self._file = parsed
             return self._file or self.fallback
 
 

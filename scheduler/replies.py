@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from config.model import Ritual, RitualFile, mask_address
 from rituals.clock import TimeWindow
 from rituals.replies import HELP, Reply, day_text, in_a_row, parse, snooze_until
-from scheduler.completions import confirm, skip
+from scheduler.completions import confirm, skip, unpaused
 from scheduler.models import (
     SNOOZE_ROLE,
     Completion,
@@ -63,6 +63,7 @@ EARLY = timedelta(minutes=30)
 
 STRANGER = "Tend does not know this number, so it cannot do anything with this message."
 LIMITED = "Too many messages at once. Please wait a minute, then send your reply again."
+BACK_ON = "You are back on Tend's texts. Reply HELP for the commands."
 NOTHING_OPEN = (
     "Nothing is waiting for a reply from you right now. Reply STREAK for your streaks or "
     "HELP for the commands."
@@ -286,10 +287,11 @@ class _Replier:
             return reply.problem
         # YES is Twilio's opt-in keyword too: after a STOP it means "text me again", not
         # "done" (Twilio has let them back in; so does Tend).
-        if reply.command == "start" or (reply.opts_in and self._opt_in()):
-            if reply.command == "start":
-                self._opt_in()
-            return "You are back on Tend's texts. Reply HELP for the commands."
+        if reply.command == "start":
+            self._opt_in()
+            return BACK_ON
+        if reply.opts_in and self._opt_in():
+            return BACK_ON
         match reply.command:
             case "confirm":
                 return self._confirm(reply.pick)
@@ -407,9 +409,7 @@ class _Replier:
             return f"{items}. Reply {verb} 1 for it."
         return f"{items}. Reply {verb} 1 or {verb} 2 to pick one."
 
-    def _pick(self, open_: list[_Told], pick: int | None, verb: str) -> _Told | str:
-        if pick is None:
-            return open_[0]
+    def _pick(self, open_: list[_Told], pick: int, verb: str) -> _Told | str:
         if 1 <= pick <= len(open_):
             return open_[pick - 1]
         return f"There is no {pick} open. Open now: {self._listed(open_, verb)}"
@@ -508,16 +508,31 @@ class _Replier:
         return None
 
     def _skip(self, pick: int | None, reason: str | None) -> str:
-        open_ = [
+        told = self._told()
+        # Skippable: not done by anyone, not skipped by this partner; one still to come too
+        # (the plan-ahead message's date night).
+        skippable = [
             t
-            for t in self._told()
+            for t in told
             if t.status in ("open", "skipped")
             and self.partner.id not in t.skipped_by
             and not t.confirmed_by
         ]
-        if not open_:
+        target: _Told | str
+        if pick is not None:
+            # Numbers are those the answers list: what is open now (see _to_confirm).
+            listed = self._to_confirm(told)
+            if not listed:
+                return NOTHING_OPEN
+            target = self._pick(listed, pick, "SKIP")
+            if not isinstance(target, str) and target not in skippable:
+                return f"The {target.label} is marked as done already, so there is nothing to skip."
+        elif told and told[0] in skippable:
+            target = told[0]  # what the latest message was about
+        elif skippable:
+            target = skippable[0]
+        else:
             return NOTHING_OPEN
-        target = self._pick(open_, pick, "SKIP")
         if isinstance(target, str):
             return target
         done = skip(
@@ -540,8 +555,14 @@ class _Replier:
         series = self._series(target, include=[target.occurrence])
         current = series.streak.current if series else 0
         if done.froze:
-            left = series.streak.freezes_left if series else 0
-            more = f"{left} left this month" if left else "that was this month's last"
+            left = done.freezes_left  # in the occurrence's month
+            this = target.slot.strftime("%Y-%m") == self.now.astimezone(self.zone).strftime("%Y-%m")
+            month = "this month" if this else f"{target.slot:%B}"
+            more = (
+                f"{left} left {'this month' if this else 'in ' + month}"
+                if left
+                else (f"that was {month}'s last")
+            )
             if current:
                 return f"{text} A freeze keeps your streak at {current} ({more})."
             return f"{text} A freeze covers it, so nothing breaks ({more})."
@@ -558,7 +579,7 @@ class _Replier:
         ]
         if not open_:
             return NOTHING_OPEN
-        target = open_[0]
+        target = max(open_, key=lambda t: t.last_sent)  # the message heard last comes again
         zone = self.zone
         quiet: TimeWindow | None = self.partner.quiet_hours
         plain = snooze_until(
@@ -680,6 +701,8 @@ class _Replier:
                 .where(PauseRow.household_id == self.household.id, PauseRow.ends_at > self.now)
                 .values(ends_at=end)
             )
+            if end < paused_until:  # a shorter pause: what it no longer covers
+                self._unpaused(end, paused_until)
         else:
             self.c.execute(
                 insert(PauseRow).values(
@@ -700,6 +723,17 @@ class _Replier:
             "your streaks hold. Reply RESUME to start again sooner."
         )
 
+    def _unpaused(self, start: datetime, end: datetime) -> None:
+        """Skips of occurrences in ``[start, end)``, no longer paused, get a freeze if one is
+        left (they needed none while the pause covered them)."""
+        unpaused(
+            self.c,
+            self.household.id,
+            start,
+            end,
+            lambda ritual: self.rituals[ritual].freezes_per_month if ritual in self.rituals else 0,
+        )
+
     def _resume(self) -> str:
         paused_until = self.c.execute(
             select(Household.paused_until)
@@ -718,4 +752,5 @@ class _Replier:
             .where(Household.id == self.household.id)
             .values(paused_until=None, updated_at=self.now)
         )
+        self._unpaused(self.now, paused_until)
         return "Welcome back! Nudges start again, and your streaks go on from here."

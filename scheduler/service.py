@@ -369,8 +369,8 @@ class Worker:
                     f"{synced_at:%Y-%m-%d %H:%M} UTC",
                     problems,
                 )
-                loaded = parse_ritual_file(
-                    text, name=f"{self.config_path} (last good)", today=self.clock()
+                loaded = parse_ritual_file(  # judged as of its sync, when it was good
+                    text, name=f"{self.config_path} (last good)", today=synced_at
                 )
                 self._problems = problems
             else:

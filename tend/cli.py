@@ -135,7 +135,7 @@ def _load(
             f"UTC; fix {path} and it is picked up within seconds",
             err=True,
         )
-        loaded = parse_ritual_file(text, name=str(path), today=_now())
+        loaded = parse_ritual_file(text, name=str(path), today=synced_at)  # as accepted then
     for line in loaded.warning_lines():
         typer.echo(line, err=True)
     return settings, loaded

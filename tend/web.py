@@ -48,7 +48,7 @@ from scheduler.metrics import (
 from scheduler.models import Occurrence, WorkerHeartbeat
 from scheduler.optouts import record_opt_out
 from scheduler.receipts import record_receipt
-from scheduler.replies import handle_reply
+from scheduler.replies import EARLY, handle_reply
 from scheduler.streaks import rules_for
 
 __all__ = ["HEARTBEAT_STALE_SECONDS", "MAX_BODY", "BodyLimit", "create_app"]
@@ -155,17 +155,23 @@ async def _form(request: Request, limit: int) -> dict[str, str] | Response:
 
 def _needs(
     connection: Connection, file: RitualFile | None, household: str, occurrence: int
-) -> frozenset[str]:
-    """Who must confirm `occurrence` before it counts (a ``streak = "both"`` ritual)."""
+) -> tuple[frozenset[str], datetime | None]:
+    """Who must confirm `occurrence` before it counts (a ``streak = "both"`` ritual), and
+    when it happens (None: no such occurrence, or one called off)."""
     found = connection.execute(
-        select(Occurrence.ritual_id, Occurrence.recipient).where(Occurrence.id == occurrence)
+        select(Occurrence.ritual_id, Occurrence.recipient, Occurrence.at, Occurrence.status).where(
+            Occurrence.id == occurrence
+        )
     ).first()
-    if file is None or found is None or household not in {h.id for h in file.households}:
-        return frozenset()
+    if found is None:
+        return frozenset(), None
+    at = None if found.status == "cancelled" else found.at
+    if file is None or household not in {h.id for h in file.households}:
+        return frozenset(), at
     ritual = next((r for r in file.rituals if r.id == found.ritual_id), None)
     if ritual is None or ritual.streak != "both":
-        return frozenset()
-    return rules_for(file, household, ritual, found.recipient or None).audience
+        return frozenset(), at
+    return rules_for(file, household, ritual, found.recipient or None).audience, at
 
 
 def create_app(
@@ -325,27 +331,45 @@ def create_app(
                 )
             return page("Link not valid", "This confirm link is not valid.", status=400)
         file = ritual_file()
+        moment = now()
         try:
             with engine.begin() as connection:
+                needs, at = _needs(connection, file, found.household, found.occurrence)
+                if at is not None and at > moment + EARLY:
+                    # A plan-ahead e-mail's link: nothing to confirm before it happens.
+                    return page(
+                        "Not yet",
+                        f"This happens on {at:%A %-d %B} ({at:%H:%M} UTC). Come back to this "
+                        "link after it. Nothing was recorded.",
+                    )
                 done = confirm(
                     connection,
                     household=found.household,
                     occurrence=found.occurrence,
                     partner=found.partner,
-                    at=now(),
+                    at=moment,
                     source="email",
-                    needs=_needs(connection, file, found.household, found.occurrence),
+                    needs=needs,
                 )
         except SQLAlchemyError:
             return page("Try again later", "Tend could not record that just now.", status=503)
         if done.outcome == "unknown":
             return page("Link not valid", "This confirm link is not valid.", status=400)
-        what = (done.ritual or "").replace("-", " ").replace("_", " ")
+        titles = {r.id: r.display_name for r in file.rituals} if file else {}
+        what = titles.get(done.ritual or "") or (done.ritual or "").replace("-", " ").replace(
+            "_", " "
+        )
         when = f"{what} on {done.slot:%A %-d %B}" if done.slot else what
         if done.outcome == "cancelled":
             return page("Called off", f"The {when} was called off; there is nothing to confirm.")
         if done.outcome == "already":
             return page("Already done", f"You had marked the {when} as done. Thank you!")
+        if not set(needs) <= done.confirmed_by:
+            return page(
+                "Done, for you",
+                f"Marked the {when} as done for you. It counts for your streak when your "
+                "partner confirms it too.",
+            )
         return page("Done!", f"Marked the {when} as done. Thank you!")
 
     @app.get("/unsubscribe/{token}")

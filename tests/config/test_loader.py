@@ -548,7 +548,7 @@ MALFORMED = [
         message = "Hello"
         """,
         [Expected(9, "rituals.0.schedule", "never fires after 2026-11-25")],
-        id="a recurrence rule that ended in the past",
+        id="a recurrence rule that ended before any ritual could start",
     ),
     pytest.param(
         """\
@@ -823,6 +823,28 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 def warnings_of(tmp_path: Path, text: str) -> list[str]:
     loaded = load_ritual_file(write(tmp_path, text), today=TODAY)
     return [line.split(": ", 1)[1] for line in loaded.warning_lines()]
+
+
+def test_a_ritual_that_has_ended_is_a_warning_so_yesterdays_good_file_stays_good(
+    tmp_path: Path,
+) -> None:
+    [line] = warnings_of(
+        tmp_path,
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat" }]
+
+        [[rituals]]
+        id = "hello"
+        kind = "custom"
+        schedule = "rrule: FREQ=DAILY;BYHOUR=9;UNTIL=20260601T000000"
+        message = "Hello"
+        """,
+    )
+    assert line.startswith("rituals.0.schedule: warning: ")
+    assert "has ended: it fires no more after" in line
 
 
 def test_quiet_hours_written_the_wrong_way_round_get_a_warning(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, delete, func, select, update
 
+from config.loader import parse_ritual_file
 from config.model import RitualFile
 from rituals.planning import Plan
 from rituals.streaks import Outcome
@@ -24,7 +25,7 @@ from scheduler.models import (
     Partner,
     StreakCheckpoint,
 )
-from scheduler.planner import plan_horizon, sync_file
+from scheduler.planner import SyncedFile, plan_horizon, sync_file
 from scheduler.replies import LIMITED, NOTHING_OPEN, Answer, handle_reply
 from scheduler.streaks import household_streaks
 from tests.scheduler.conftest import ritual_file
@@ -524,3 +525,176 @@ def test_a_skipped_occurrence_is_not_offered_for_done_and_says_it_was_skipped(
     )
     assert occurrence(engine, "check-in", 14)["status"] == "skipped"
     assert ("alex", "confirm") not in completions(engine, occurrence(engine, "check-in", 14)["id"])
+
+
+# ---- second review
+
+
+@pytest.mark.parametrize(
+    ("ends", "answer"),
+    [
+        ("RESUME", "Welcome back! Nudges start again, and your streaks go on from here."),
+        # Until Fri 19 Jun 09:00: the date night that evening is no longer covered.
+        ("PAUSE 1d", "Paused until Fri 19 Jun: no nudges"),
+    ],
+)
+def test_a_skip_made_while_paused_gets_a_freeze_when_the_pause_no_longer_covers_it(
+    engine: Engine, ends: str, answer: str
+) -> None:
+    file = plan(engine, rituals(), days=30)
+    reply = Replies(engine, file)
+    send_due(engine, ny(6, 5, 22))
+    reply(SAM, "DONE", ny(6, 5, 22))  # Fri 5 Jun: 1 date night
+    # Wed 17 Jun: Alex heard on Tuesday that they plan Fri 19 Jun; they pause, then skip it.
+    send_due(engine, ny(6, 17, 9))
+    assert reply(ALEX, "PAUSE 1w", ny(6, 17, 9)).text.startswith("Paused until Wed 24 Jun:")
+    assert reply(ALEX, "SKIP", ny(6, 17, 9, 1)).text == (
+        "Skipped the date night (Fri 19 Jun). You are paused, so the streak holds."
+    )
+    nineteenth = occurrence(engine, "date-night", 19)["id"]
+    (skipped,) = rows_of(engine, Completion, Completion.action == "skip")
+    assert (skipped["occurrence_id"], skipped["froze"]) == (nineteenth, False)
+
+    # Thu 18 Jun: back before the date night (RESUME, or a pause of a day from now).
+    assert reply(SAM, ends, ny(6, 18, 9)).text.startswith(answer)
+
+    (skipped,) = rows_of(engine, Completion, Completion.action == "skip")
+    assert (skipped["occurrence_id"], skipped["froze"]) == (nineteenth, True)
+    after = ny(6, 25, 12)
+    send_due(engine, after)
+    series = streak_of(engine, file, "date-night", after)
+    assert series.outcome_of(nineteenth) is Outcome.FROZEN
+    assert (series.streak.current, series.streak.longest) == (1, 1)
+    assert series.streak.freezes_left == 0  # June's one freeze went to the 19th
+
+
+def test_a_freeze_used_skipping_ahead_is_given_back_when_a_pause_covers_that_date_night(
+    engine: Engine,
+) -> None:
+    file = plan(engine, WEEKLY_DATE_NIGHT, days=40)
+    reply = Replies(engine, file)
+    send_due(engine, ny(6, 5, 20))
+    reply(ALEX, "DONE", ny(6, 5, 20))
+    send_due(engine, ny(6, 12, 20))
+    reply(SAM, "DONE", ny(6, 12, 20))  # 2 weeks
+    # Thu 18 Jun 20:00: Alex heard about Fri 26 Jun at 19:00 and skips it: June's freeze.
+    now = ny(6, 18, 20)
+    send_due(engine, now)
+    assert reply(ALEX, "SKIP", now).text == (
+        "Skipped the date night (Fri 26 Jun). A freeze keeps your streak at 2 "
+        "(that was this month's last)."
+    )
+    # Sat 20 Jun: they go away for 10 days, which covers Fri 26 Jun.
+    send_due(engine, ny(6, 20, 9))
+    assert reply(SAM, "PAUSE 10d", ny(6, 20, 10)).text.startswith("Paused until Tue 30 Jun:")
+
+    # Fri 19 Jun, before the pause, skipped the day after: the freeze is June's again.
+    answer = reply(SAM, "SKIP", ny(6, 20, 11))
+
+    assert answer.text == (
+        "Skipped the date night (Fri 19 Jun). A freeze keeps your streak at 2 "
+        "(that was this month's last)."
+    )
+    nineteenth = occurrence(engine, "date-night", 19)["id"]
+    twenty_sixth = occurrence(engine, "date-night", 26)["id"]
+    froze = {
+        r["occurrence_id"]: r["froze"]
+        for r in rows_of(engine, Completion, Completion.action == "skip")
+    }
+    assert froze[nineteenth] is True
+    after = ny(7, 1, 12)
+    send_due(engine, after)
+    series = streak_of(engine, file, "date-night", after)
+    assert series.outcome_of(nineteenth) is Outcome.FROZEN
+    assert series.outcome_of(twenty_sixth) is Outcome.PAUSED
+    assert (series.streak.current, series.streak.longest) == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("freezes", "july", "june_left"),
+    [(1, "that was July's last", 0), (2, "1 left in July", 1)],
+)
+def test_skips_in_two_months_each_use_and_count_their_own_months_freezes(
+    engine: Engine, freezes: int, july: str, june_left: int
+) -> None:
+    text = rituals().replace(
+        'streak = "either"', f'streak = "either"\nfreezes_per_month = {freezes}'
+    )
+    file = plan(engine, text, days=40)
+    reply = Replies(engine, file)
+    send_due(engine, ny(6, 5, 22))
+    reply(SAM, "DONE", ny(6, 5, 22))  # Fri 5 Jun: 1 date night
+    send_due(engine, ny(6, 17, 9))
+    june = "1 left this month" if freezes == 2 else "that was this month's last"
+    assert reply(ALEX, "SKIP", ny(6, 17, 9)).text == (
+        f"Skipped the date night (Fri 19 Jun). A freeze keeps your streak at 1 ({june})."
+    )
+    # Tue 30 Jun 19:05: Sam heard at 19:00 that they plan Fri 3 Jul, and skips it ahead.
+    now = ny(6, 30, 19, 5)
+    send_due(engine, now)
+
+    answer = reply(SAM, "SKIP", now)
+
+    assert answer.text == (
+        f"Skipped the date night (Fri 3 Jul). A freeze keeps your streak at 1 ({july})."
+    )
+    # Still June: what is left is June's, which July's skip does not touch.
+    series = streak_of(engine, file, "date-night", now + timedelta(minutes=2))
+    assert series.streak.freezes_left == june_left
+    assert series.streak.current == 1
+
+
+def test_skip_n_picks_from_the_list_the_last_answer_gave(engine: Engine) -> None:
+    file = plan(engine, rituals(), days=30)
+    reply = Replies(engine, file)
+    # Tue 16 Jun 19:05: Alex just heard that they plan Fri 19 Jun's date night.
+    now = ny(6, 16, 19, 5)
+    send_due(engine, now)
+    answer = reply(ALEX, "DONE", now)
+    assert answer.text.startswith("Marked the appreciation (Sun 14 Jun) as done.")
+    assert answer.text.endswith("Still open: 1) check in (Sun 14 Jun). Reply DONE 1 for it.")
+
+    answer = reply(ALEX, "SKIP 1", now + timedelta(minutes=1))
+
+    assert answer.text.startswith("Skipped the check in (Sun 14 Jun).")
+    assert occurrence(engine, "check-in", 14)["status"] == "skipped"
+    assert occurrence(engine, "date-night", 19)["status"] == "open"
+    assert completions(engine, occurrence(engine, "date-night", 19)["id"]) == []
+
+
+ENDED = (
+    COUPLE
+    + """
+[[rituals]]
+id = "check-in"
+kind = "check_in"
+schedule = "weekly on sun at 19:30"
+
+[[rituals]]
+id = "june-challenge"
+kind = "custom"
+schedule = "rrule: FREQ=DAILY;BYHOUR=9;BYMINUTE=0;UNTIL=20260630T235900"
+message = "Day of the June challenge"
+"""
+)
+
+
+def test_a_ritual_whose_rrule_has_ended_warns_and_the_synced_file_still_loads(
+    engine: Engine,
+) -> None:
+    start = ny(6, 1, 8)
+    loaded = parse_ritual_file(ENDED, name="tend.toml", today=start)
+    assert loaded.warnings == []
+    sync_file(engine, loaded.file, start, text=ENDED)
+
+    later = ny(7, 2, 8)  # the challenge ended on 30 Jun
+    again = parse_ritual_file(ENDED, name="tend.toml", today=later)
+    (warning,) = again.warnings
+    assert warning.severity == "warning"
+    assert "has ended" in warning.message
+    assert [r.id for r in again.file.rituals] == ["check-in", "june-challenge"]
+
+    synced = SyncedFile(engine, fallback=None, clock=lambda: later)()
+    assert synced is not None
+    assert [r.id for r in synced.rituals] == ["check-in", "june-challenge"]
+    assert [h.id for h in synced.households] == [HOUSEHOLD]

@@ -18,7 +18,7 @@ from scheduler.db import make_engine
 from scheduler.migrate import upgrade
 from scheduler.models import Completion, Occurrence
 from tend.web import create_app
-from tests.scheduler.conftest import reset_postgres
+from tests.scheduler.conftest import reset_postgres, ritual_file
 from tests.tend.conftest import add_household
 
 NOW = datetime(2026, 12, 5, 21, tzinfo=UTC)
@@ -187,3 +187,89 @@ def test_two_clicks_at_once_on_postgres_record_one_completion(postgres_url: str)
     finally:
         reset_postgres(engine)
         engine.dispose()
+
+
+def add_occurrence(engine: Engine, at: datetime) -> int:
+    """Another open date night of alex-sam's (after `fill`), at `at`."""
+    slot = at.replace(tzinfo=None)
+    with engine.begin() as connection:
+        found: int = connection.execute(
+            insert(Occurrence)
+            .values(
+                household_id="alex-sam",
+                ritual_id="date-night",
+                slot=slot,
+                recipient="",
+                kind="date_night",
+                at=at,
+                status="open",
+                created_at=NOW,
+                updated_at=NOW,
+            )
+            .returning(Occurrence.id)
+        ).scalar_one()
+    return found
+
+
+def test_a_link_to_a_date_night_still_to_come_records_nothing(
+    client: TestClient, engine: Engine
+) -> None:
+    ids = fill(engine)
+    ahead = add_occurrence(engine, NOW + timedelta(minutes=31))  # a plan-ahead e-mail's link
+
+    answer = client.get(path("alex-sam", ahead, "sam"))
+
+    assert answer.status_code == 200
+    assert "Not yet" in answer.text
+    assert "Nothing was recorded" in answer.text
+    completions, statuses = state(engine)
+    assert completions == []
+    assert statuses[ahead] == "open"
+    assert statuses[ids["open"]] == "open"
+
+
+BOTH = """
+timezone = "UTC"
+
+[[households]]
+id = "alex-sam"
+
+  [[households.partners]]
+  id = "alex"
+  name = "Alex"
+  email = "alex@example.com"
+
+  [[households.partners]]
+  id = "sam"
+  name = "Sam"
+  email = "sam@example.com"
+
+[[rituals]]
+id = "date-night"
+kind = "date_night"
+schedule = "weekly on sat at 19:00"
+streak = "both"
+"""
+
+
+def test_a_both_ritual_is_confirmed_by_the_second_partners_link(engine: Engine) -> None:
+    ids = fill(engine)
+    file = ritual_file(BOTH, NOW)
+    app = create_app(engine, clock=lambda: NOW, links=LINKS, rituals=lambda: file)
+    with TestClient(app) as client:
+        first = client.get(path("alex-sam", ids["open"], "sam"))
+
+        assert first.status_code == 200
+        assert "Done, for you" in first.text
+        completions, statuses = state(engine)
+        assert completions == [(ids["open"], "sam", "confirm", "email")]
+        assert statuses[ids["open"]] == "open"
+
+        second = client.get(path("alex-sam", ids["open"], "alex"))
+
+        assert second.status_code == 200
+        assert "Done, for you" not in second.text
+        assert "Marked the date night on Saturday 5 December as done" in second.text
+        completions, statuses = state(engine)
+        assert [c[1] for c in completions] == ["sam", "alex"]
+        assert statuses[ids["open"]] == "confirmed"
