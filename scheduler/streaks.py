@@ -17,9 +17,10 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, Select, bindparam, delete, func, or_, select
 
 from config.model import Ritual, RitualFile
 from notifiers.links import CONFIRM_MAX_AGE
@@ -128,9 +129,7 @@ def household_streaks(
     series = _series(file, household)
     if not series:
         return []
-    zone_name = connection.execute(
-        select(Household.timezone).where(Household.id == household)
-    ).scalar_one_or_none()
+    zone_name = connection.execute(_ZONE, {"household": household}).scalar_one_or_none()
     if zone_name is None:
         return []
     zone = get_zone(zone_name)
@@ -150,9 +149,7 @@ def household_streaks(
     entries = _entries(connection, household, needed, now, include)
     pauses = [
         Pause(row.starts_at, row.ends_at)
-        for row in connection.execute(
-            select(PauseRow.starts_at, PauseRow.ends_at).where(PauseRow.household_id == household)
-        )
+        for row in connection.execute(_PAUSES, {"household": household})
     ]
     result = []
     for ritual, who in series:
@@ -196,14 +193,7 @@ def _checkpoints(
     connection: Connection, household: str, rules: dict[tuple[str, str | None], Rules], zone: str
 ) -> dict[tuple[str, str | None], State]:
     found: dict[tuple[str, str | None], State] = {}
-    for row in connection.execute(
-        select(
-            StreakCheckpoint.ritual_id,
-            StreakCheckpoint.recipient,
-            StreakCheckpoint.rules,
-            StreakCheckpoint.state,
-        ).where(StreakCheckpoint.household_id == household)
-    ):
+    for row in connection.execute(_CHECKPOINTS, {"household": household}):
         key = (row.ritual_id, row.recipient or None)
         if key in rules and rules[key].fingerprint(zone) == row.rules:
             found[key] = State.from_json(json.loads(row.state))
@@ -238,6 +228,56 @@ def _save(
     )
 
 
+def _entries_statement() -> Select[Any]:
+    """One statement for a household's due occurrences and their completions (one row per
+    completion, or one without), built once: the streak's hot path."""
+    reached = (
+        select(func.max(Delivery.sent_at))
+        .where(Delivery.occurrence_id == Occurrence.id, Delivery.status.in_(REACHED))
+        .scalar_subquery()
+    )
+    return (
+        select(
+            Occurrence.id,
+            Occurrence.ritual_id,
+            Occurrence.recipient,
+            Occurrence.slot,
+            Occurrence.at,
+            reached.label("reached_at"),
+            Completion.partner_key,
+            Completion.action,
+            Completion.froze,
+        )
+        .outerjoin(Completion, Completion.occurrence_id == Occurrence.id)
+        .where(
+            Occurrence.household_id == bindparam("household"),
+            Occurrence.at >= bindparam("since"),
+            # Due; or skipped ahead (next Friday's date night: its freeze is taken now); or
+            # asked for (a DONE a few minutes early).
+            or_(
+                Occurrence.at <= bindparam("now"),
+                Occurrence.status == "skipped",
+                Occurrence.id.in_(bindparam("include", expanding=True)),
+            ),
+            Occurrence.status != "cancelled",
+        )
+        .order_by(Occurrence.at, Occurrence.id)
+    )
+
+
+_ENTRIES = _entries_statement()
+_ZONE = select(Household.timezone).where(Household.id == bindparam("household"))
+_PAUSES = select(PauseRow.starts_at, PauseRow.ends_at).where(
+    PauseRow.household_id == bindparam("household")
+)
+_CHECKPOINTS = select(
+    StreakCheckpoint.ritual_id,
+    StreakCheckpoint.recipient,
+    StreakCheckpoint.rules,
+    StreakCheckpoint.state,
+).where(StreakCheckpoint.household_id == bindparam("household"))
+
+
 def _entries(
     connection: Connection,
     household: str,
@@ -246,51 +286,26 @@ def _entries(
     include: Collection[int],
 ) -> dict[tuple[str, str], list[tuple[int, Entry]]]:
     """The household's due occurrences from `since`, per (ritual, recipient), by time."""
-    # A skip made ahead (next Friday's date night) takes its freeze now: judged already.
-    due = (Occurrence.at <= now) | (Occurrence.status == "skipped")
-    if include:
-        due = due | Occurrence.id.in_(list(include))
-    scope = (
-        (Occurrence.household_id == household)
-        & (Occurrence.at >= since)
-        & due
-        & (Occurrence.status != "cancelled")
-    )
-    reached = (
-        select(func.max(Delivery.sent_at))
-        .where(Delivery.occurrence_id == Occurrence.id, Delivery.status.in_(REACHED))
-        .scalar_subquery()
-    )
     rows = connection.execute(
-        select(
-            Occurrence.id,
-            Occurrence.ritual_id,
-            Occurrence.recipient,
-            Occurrence.slot,
-            Occurrence.at,
-            reached.label("reached_at"),
-        )
-        .where(scope)
-        .order_by(Occurrence.at, Occurrence.id)
+        _ENTRIES,
+        {"household": household, "since": since, "now": now, "include": list(include)},
     ).all()
     confirmed: dict[int, set[str]] = defaultdict(set)
     skipped: set[int] = set()
     froze: set[int] = set()
-    for done in connection.execute(
-        select(
-            Completion.occurrence_id, Completion.partner_key, Completion.action, Completion.froze
-        )
-        .join(Occurrence, Occurrence.id == Completion.occurrence_id)
-        .where(scope)
-    ):
-        if done.action == "confirm":
-            confirmed[done.occurrence_id].add(done.partner_key)
-        else:
-            skipped.add(done.occurrence_id)
-            if done.froze:
-                froze.add(done.occurrence_id)
-    found: dict[tuple[str, str], list[tuple[int, Entry]]] = defaultdict(list)
     for row in rows:
+        if row.action == "confirm":
+            confirmed[row.id].add(row.partner_key)
+        elif row.action == "skip":
+            skipped.add(row.id)
+            if row.froze:
+                froze.add(row.id)
+    found: dict[tuple[str, str], list[tuple[int, Entry]]] = defaultdict(list)
+    last = None
+    for row in rows:
+        if row.id == last:
+            continue  # the same occurrence again, with its next completion
+        last = row.id
         found[(row.ritual_id, row.recipient)].append(
             (
                 row.id,
