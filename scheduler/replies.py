@@ -40,7 +40,7 @@ from scheduler.models import (
 )
 from scheduler.models import Pause as PauseRow
 from scheduler.optouts import clear_opt_out, opted_out_at, record_opt_out
-from scheduler.streaks import SeriesStreak, household_streaks, rules_for
+from scheduler.streaks import REACHED, SeriesStreak, household_streaks, rules_for
 
 __all__ = [
     "RATE_LIMIT",
@@ -56,7 +56,6 @@ RATE_LIMIT = 20  # messages a sender may send in RATE_WINDOW before they are not
 RATE_WINDOW = timedelta(minutes=1)
 MAX_SNOOZES = 3  # per partner and occurrence
 MAX_BODY = 1600  # Twilio's longest SMS; anything longer is kept cut to this
-REACHED = ("sent", "delivered")
 # A reply to a message about an occurrence that has not happened yet (a plan-ahead nudge)
 # does not confirm it; a few minutes early is close enough.
 EARLY = timedelta(minutes=30)
@@ -477,7 +476,8 @@ class _Replier:
                 bool(streak and streak.unit == "weeks"),
                 streak.current if streak else 1,
             )
-        still = self._to_confirm()
+        # Only the target changed: still open is what was open, less it.
+        still = [t for t in open_ if t.occurrence != target.occurrence]
         if still:
             text += f" Still open: {self._listed(still, 'DONE')}"
         return text

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Select, bindparam, delete, func, or_, select
+from sqlalchemy import Connection, Select, bindparam, delete, func, or_, select, type_coerce
 
 from config.model import Ritual, RitualFile
 from notifiers.links import CONFIRM_MAX_AGE
@@ -39,12 +39,19 @@ from rituals.streaks import (
     summarize,
 )
 from scheduler.db import dialect_insert
-from scheduler.models import Completion, Delivery, Household, Occurrence, StreakCheckpoint
+from scheduler.models import (
+    Completion,
+    Delivery,
+    Household,
+    Occurrence,
+    StreakCheckpoint,
+    UTCDateTime,
+)
 from scheduler.models import Pause as PauseRow
 
-__all__ = ["SeriesStreak", "forget_settled", "household_streaks", "rules_for"]
+__all__ = ["REACHED", "SeriesStreak", "forget_settled", "household_streaks", "rules_for"]
 
-REACHED = ("sent", "delivered")
+REACHED = ("sent", "delivered")  # a message that reached its partner
 # A checkpoint moves on when at least this much more history has settled: one write a week
 # per streak, not one per read.
 ADVANCE_EVERY = timedelta(days=7)
@@ -231,10 +238,12 @@ def _save(
 def _entries_statement() -> Select[Any]:
     """One statement for a household's due occurrences and their completions (one row per
     completion, or one without), built once: the streak's hot path."""
-    reached = (
+    # MAX() of the column, typed as the column: an aware UTC instant, like the others.
+    reached = type_coerce(
         select(func.max(Delivery.sent_at))
         .where(Delivery.occurrence_id == Occurrence.id, Delivery.status.in_(REACHED))
-        .scalar_subquery()
+        .scalar_subquery(),
+        UTCDateTime(),
     )
     return (
         select(
@@ -315,18 +324,11 @@ def _entries(
                     confirmed_by=frozenset(confirmed.get(row.id, ())),
                     skipped=row.id in skipped,
                     froze=row.id in froze,
-                    reached_at=_aware(row.reached_at),
+                    reached_at=row.reached_at,
                 ),
             )
         )
     return found
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # A scalar subquery's MAX() comes back without the column type's conversion.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def forget_settled(

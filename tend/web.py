@@ -133,16 +133,10 @@ def page(title: str, text: str, *, status: int = 200, button: str | None = None)
     return HTMLResponse(_PAGE.render(title=title, text=text, button=button), status_code=status)
 
 
-async def _form(request: Request, limit: int) -> dict[str, str] | Response:
-    """The request's urlencoded form, or the error answer (too big, not a form)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        return PlainTextResponse("request body too large", status_code=413)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return PlainTextResponse("request body too large", status_code=413)
+async def _form(request: Request) -> dict[str, str] | Response:
+    """The request's urlencoded form, or the error answer (not a form). Its size is
+    :class:`BodyLimit`'s to refuse, before a route reads it."""
+    body = await request.body()
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         return PlainTextResponse("expected a form", status_code=415)
@@ -212,7 +206,7 @@ def create_app(
     async def twilio_sms(request: Request) -> Response:
         """An inbound SMS: checked, recorded once, applied, answered with TwiML."""
         route = "/twilio/sms"
-        form = await _form(request, TWILIO_MAX_BODY)
+        form = await _form(request)
         if isinstance(form, Response):
             return refused(route, FORM_REFUSALS.get(form.status_code, "malformed"), form)
         verdict = webhooks.check(
@@ -264,7 +258,7 @@ def create_app(
     @app.post("/twilio/status")
     async def twilio_status(request: Request) -> Response:
         """Twilio's delivery receipts for the SMS Tend sent (``status_callback``)."""
-        form = await _form(request, TWILIO_MAX_BODY)
+        form = await _form(request)
         if isinstance(form, Response):
             reason = FORM_REFUSALS.get(form.status_code, "malformed")
             WEBHOOKS_REJECTED.labels(route="/twilio/status", reason=reason).inc()
