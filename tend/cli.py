@@ -499,7 +499,10 @@ def worker(config: ConfigOption = None) -> None:
     _start(process)
     typer.echo(f"tend worker running on {_safe_url(settings)}; Ctrl-C stops it", err=True)
     try:
-        stop.wait()
+        # A timed wait, again and again: the kernel may hand SIGTERM to any thread, and then
+        # the main thread, blocked in an untimed lock wait, would never run the handler.
+        while not stop.wait(0.5):
+            pass
     finally:
         process.stop()
 

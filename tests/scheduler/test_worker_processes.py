@@ -317,6 +317,17 @@ def test_a_second_sqlite_worker_refuses_to_start(
     assert workers.stop_all()[0] == 0
 
 
+def threads_of(pid: int) -> str:
+    """Where each thread of a stuck process is, by py-spy (a dev dependency), for the report."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        return "(py-spy is not installed: no thread dump)\n"
+    dump = subprocess.run(
+        [str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30
+    )
+    return dump.stdout + dump.stderr + "\n"
+
+
 def _heartbeats(engine: Engine) -> int:
     try:
         with engine.connect() as connection:
@@ -345,7 +356,10 @@ def test_a_stop_signal_finishes_sends_in_flight_and_exits_0_within_10_s(
         wait_for(started_mark.exists, 30, "a send in flight", workers.logs)
         stop_at = time.monotonic()
         process.send_signal(signum)
-        code = process.wait(timeout=15)
+        try:
+            code = process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(threads_of(process.pid) + workers.logs()) from None
         took = time.monotonic() - stop_at
         assert code == 0, workers.logs()
         assert took < 10
@@ -355,3 +369,36 @@ def test_a_stop_signal_finishes_sends_in_flight_and_exits_0_within_10_s(
         assert after.get("pending", 0) > 0  # and no new claims were made after the signal
     finally:
         engine.dispose()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="tgkill is Linux's")
+def test_a_stop_signal_handed_to_another_thread_still_stops_the_worker(
+    tmp_path: Path, workers_factory: Callable[..., Workers]
+) -> None:
+    # The kernel may give a process's SIGTERM to any of its threads. The main thread must
+    # still notice it: an untimed wait there never did (seen in CI: a worker that ignored
+    # SIGTERM for 15 s). Here it is handed to a sender thread on purpose, with tgkill.
+    import ctypes
+
+    url = f"sqlite:///{tmp_path}/tend.db"
+    config = households_file(tmp_path / "tend.toml", 4, datetime.now(UTC) + timedelta(hours=1))
+    workers = workers_factory(url, config)
+    process = workers.start()
+    engine = make_engine(url)
+    try:
+        wait_for(
+            lambda: (tmp_path / "tend.db").exists() and _heartbeats(engine) > 0,
+            30,
+            "the worker's heartbeat",
+            workers.logs,
+        )
+    finally:
+        engine.dispose()
+    wait_for(lambda: "running on" in workers.logs(), 30, "the worker's start", workers.logs)
+    threads = sorted(int(t.name) for t in Path(f"/proc/{process.pid}/task").iterdir())
+    others = [t for t in threads if t != process.pid]
+    assert others, threads
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.tgkill(process.pid, others[-1], signal.SIGTERM) == 0, ctypes.get_errno()
+    assert process.wait(timeout=15) == 0, workers.logs()
+    assert "SIGTERM: stopping" in workers.logs()
