@@ -164,7 +164,9 @@ class QuietHours:
 
     @classmethod
     def of(cls, zone: tzinfo, windows: Sequence[tuple[TimeWindow | None, tzinfo]]) -> QuietHours:
-        return cls(zone, tuple((w, own) for w, own in windows if w is not None))
+        """One shared instance per zone and windows: households alike share the per-day
+        work (what each day's quiet hours leave), which is most of a random draw's cost."""
+        return _quiet_hours(zone, tuple((w, own) for w, own in windows if w is not None))
 
     def allows(self, slot: datetime) -> bool:
         """Whether the naive local `slot` is outside every recipient's quiet hours."""
@@ -221,6 +223,11 @@ class QuietHours:
                 found.append((window, int((theirs - home).total_seconds()) // 60))
             self._shifts[day] = tuple(found)
         return self._shifts[day]
+
+
+@lru_cache(maxsize=1024)
+def _quiet_hours(zone: tzinfo, windows: tuple[tuple[TimeWindow, tzinfo], ...]) -> QuietHours:
+    return QuietHours(zone, windows)
 
 
 @lru_cache(maxsize=4096)

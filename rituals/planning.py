@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 from rituals.clock import QuietHours, TimeWindow, resolve
 from rituals.decks import DEFAULT_DECKS, builtin_decks, item_at
 from rituals.schedule import FixedSchedule, RandomWindow
-from rituals.templates import default_message, render
+from rituals.templates import default_message, names_in, render
 
 if TYPE_CHECKING:
     from config.model import Household, Partner, Ritual, RitualFile
@@ -201,8 +202,11 @@ class Plan:
 
     # ------------------------------------------------------------------ deliveries
 
-    def deliveries(self, occurrence: Occurrence) -> list[Delivery]:
-        """Every message `occurrence` makes: plan-ahead, day-of or nudge, reminder."""
+    def deliveries(
+        self, occurrence: Occurrence, *, expired_before: datetime | None = None
+    ) -> list[Delivery]:
+        """Every message `occurrence` makes: plan-ahead, day-of or nudge, reminder; less,
+        with `expired_before`, those whose grace ended before it (not worth rendering)."""
         ctx = self._contexts[occurrence.household]
         ritual = self._rituals[occurrence.ritual]
         main: Role = (
@@ -211,18 +215,30 @@ class Plan:
             else "day_of"
         )
         audience = self._audience(ctx, ritual, occurrence.recipient)
-        made: list[Delivery] = []
+        made: list[Delivery | None] = []
         if ritual.plan_ahead is not None and occurrence.planners:
             due = _shift(occurrence.slot, -ritual.plan_ahead, ctx.zone)
             for partner_id in occurrence.planners:
-                made.append(self._delivery(ctx, ritual, occurrence, partner_id, "plan_ahead", due))
+                made.append(
+                    self._delivery(
+                        ctx, ritual, occurrence, partner_id, "plan_ahead", due, expired_before
+                    )
+                )
         for partner_id in audience:
-            made.append(self._delivery(ctx, ritual, occurrence, partner_id, main, occurrence.at))
+            made.append(
+                self._delivery(
+                    ctx, ritual, occurrence, partner_id, main, occurrence.at, expired_before
+                )
+            )
         if ritual.remind_after is not None:
             due = _shift(occurrence.slot, ritual.remind_after, ctx.zone)
             for partner_id in audience:
-                made.append(self._delivery(ctx, ritual, occurrence, partner_id, "reminder", due))
-        return made
+                made.append(
+                    self._delivery(
+                        ctx, ritual, occurrence, partner_id, "reminder", due, expired_before
+                    )
+                )
+        return [d for d in made if d is not None]
 
     def _delivery(
         self,
@@ -232,10 +248,13 @@ class Plan:
         partner_id: str,
         role: Role,
         due: datetime,
-    ) -> Delivery:
+        expired_before: datetime | None = None,
+    ) -> Delivery | None:
         partner = ctx.partners[partner_id]
         zone = ctx.zones[partner_id]
         due = after_quiet_hours(due, partner.quiet_hours, zone)
+        if expired_before is not None and due + ritual.grace < expired_before:
+            return None
         return Delivery(
             occurrence=occurrence,
             partner=partner_id,
@@ -253,20 +272,23 @@ class Plan:
             "plan_ahead": ritual.plan_ahead_message,
             "reminder": ritual.reminder_message,
         }.get(role, ritual.message) or default_message(role, ritual.kind)
-        local = occurrence.at.astimezone(ctx.zones[partner_id])
-        names = [p.name for p in ctx.household.partners]
-        planners = [ctx.partners[p].name for p in occurrence.planners]
-        values = {
-            "partner": ctx.partners[partner_id].name,
-            "partners": _join(names),
-            "planner": _join(planners) if planners else _join(names),
-            "when": f"{local:%a} {local.day} {local:%b} at {local:%H:%M}",
-            "date": f"{local:%a} {local.day} {local:%b}",
-            "time": f"{local:%H:%M}",
-            "item": occurrence.item or "",
-            "ritual": ritual.display_name,
-            "household": ctx.household.id,
-        }
+        # Only what the template uses: the planner renders every delivery it plans.
+        used = names_in(template)
+        values: dict[str, str] = {}
+        if used & _LOCAL_TIME:
+            local = occurrence.at.astimezone(ctx.zones[partner_id])
+            day = _day_text(local.date())
+            clock = f"{local.hour:02d}:{local.minute:02d}"
+            values.update(when=f"{day} at {clock}", date=day, time=clock)
+        if used & _NAMES:
+            names = [p.name for p in ctx.household.partners]
+            planners = [ctx.partners[p].name for p in occurrence.planners]
+            values["partners"] = _join(names)
+            values["planner"] = _join(planners) if planners else _join(names)
+        values["partner"] = ctx.partners[partner_id].name
+        values["item"] = occurrence.item or ""
+        values["ritual"] = ritual.display_name
+        values["household"] = ctx.household.id
         return render(template, values)
 
     def deliveries_between(
@@ -306,6 +328,16 @@ def _shift(slot: datetime, by: timedelta, zone: ZoneInfo) -> datetime:
     days = timedelta(days=by.days) if by >= timedelta() else -timedelta(days=(-by).days)
     rest = by - days
     return (resolve(slot + days, zone) + rest).astimezone(UTC)
+
+
+_LOCAL_TIME = frozenset({"when", "date", "time"})
+_NAMES = frozenset({"partners", "planner"})
+
+
+@lru_cache(maxsize=1024)
+def _day_text(day: date) -> str:
+    """'Fri 4 Dec' (English, as the messages are)."""
+    return f"{day:%a} {day.day} {day:%b}"
 
 
 def _join(names: Sequence[str]) -> str:

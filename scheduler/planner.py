@@ -346,10 +346,9 @@ def _candidates(
             for occurrence in plan.occurrences(household_id, ritual, first, after):
                 rows = []
                 main_in_time = False
-                for delivery in plan.deliveries(occurrence):
+                # Those past their grace were never planned in time to be sent: not planned.
+                for delivery in plan.deliveries(occurrence, expired_before=now):
                     expires = delivery.due_at + ritual.grace
-                    if expires < now:
-                        continue  # never planned in time to be sent: not planned at all
                     main_in_time |= delivery.role in ("day_of", "nudge")
                     rows.append(
                         {
@@ -499,28 +498,35 @@ def _write_chunk(
     if not chosen:
         return 0, 0
 
-    stmt = dialect_insert(connection, OCCURRENCE)
-    ex = stmt.excluded
-    revive = OCCURRENCE.c.status == "cancelled"
-    # No RETURNING: with it SQLAlchemy writes one huge multi-row INSERT per page, which
-    # psycopg then parses in Python (measured: 40% slower planning on PostgreSQL).
-    connection.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["household_id", "ritual_id", "slot", "recipient"],
-            set_={
-                "status": "open",
-                "kind": ex.kind,
-                "at": ex.at,
-                "item": ex.item,
-                "planners": ex.planners,
-                "generation": ex.generation,
-                "updated_at": ex.updated_at,
-            },
-            where=or_(revive, OCCURRENCE.c.status == "open") if changed else revive,
-        ),
-        [c.row for c in chosen],
-    )
-    ids = existing()
+    # Unless the file changed, a row that exists and is not cancelled would be left as it
+    # is by the upsert below: not sent at all (the hourly re-plan then writes only what is
+    # new). A cancelled one may be revived, so it goes.
+    upserted = [
+        c.row for c in chosen if changed or before.get(c.key, (0, "cancelled"))[1] == "cancelled"
+    ]
+    if upserted:
+        stmt = dialect_insert(connection, OCCURRENCE)
+        ex = stmt.excluded
+        revive = OCCURRENCE.c.status == "cancelled"
+        # No RETURNING: with it SQLAlchemy writes one huge multi-row INSERT per page, which
+        # psycopg then parses in Python (measured: 40% slower planning on PostgreSQL).
+        connection.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["household_id", "ritual_id", "slot", "recipient"],
+                set_={
+                    "status": "open",
+                    "kind": ex.kind,
+                    "at": ex.at,
+                    "item": ex.item,
+                    "planners": ex.planners,
+                    "generation": ex.generation,
+                    "updated_at": ex.updated_at,
+                },
+                where=or_(revive, OCCURRENCE.c.status == "open") if changed else revive,
+            ),
+            upserted,
+        )
+    ids = existing() if upserted else before
     written = sum(
         1 for c in chosen if c.key not in before or before[c.key][1] == "cancelled" or changed
     )
@@ -535,6 +541,8 @@ def _write_chunk(
                     continue  # sent already (by the channel the partner preferred then)
                 if made["due_at"] < now and not first_plan and message not in unsent:
                     continue  # overdue; unless it moves an unsent one to another channel
+            elif not changed:
+                continue  # the upsert would leave it as it is (see above)
             delivery_rows.append({**made, "occurrence_id": occurrence_id})
     if not delivery_rows:
         return written, 0

@@ -55,6 +55,7 @@ def _order(items: tuple[str, ...], seed: str, passes: int) -> tuple[int, ...]:
     return tuple(order)
 
 
+@lru_cache(maxsize=4096)  # each pass's order asks for the previous pass's shuffle too
 def _shuffled(size: int, seed: str, passes: int) -> tuple[int, ...]:
     key = hashlib.sha256(f"{seed}|{passes}".encode()).digest()
     order = list(range(size))
