@@ -11,9 +11,12 @@ A real HTTP/1.1 server (keep-alive) on ``127.0.0.1``, so the real ``twilio`` lib
 
 It answers the three Messages routes of API version 2010-04-01 (create, list, fetch) with
 Twilio's JSON shapes, status codes and error codes. Failures come on demand
-(:meth:`FakeTwilio.fail_next`, :meth:`FakeTwilio.stall_next`, :attr:`FakeTwilio.on_create`).
-Everything it saw can be inspected from the test's thread. Standard library only, and no
-pytest import: benchmark scripts use it too.
+(:meth:`FakeTwilio.fail_next`, :meth:`FakeTwilio.stall_next`, :attr:`FakeTwilio.on_create`)
+or at random (:meth:`FakeTwilio.flaky`: a seeded share of creates answered 500, 429 with
+``Retry-After``, or stalled past the client's timeout, with or without taking the message).
+Everything it saw can be inspected from the test's thread, each request with the clock's
+time when it arrived (:attr:`RequestRecord.at`). Standard library only, and no pytest
+import: benchmark scripts use it too.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ import contextlib
 import copy
 import json
 import math
+import random
 import re
 import secrets
 import socket
 import sys
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -43,8 +47,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 __all__ = [
     "DEFAULT_ACCOUNT_SID",
     "DEFAULT_AUTH_TOKEN",
+    "FAULTS",
     "FailureSpec",
     "FakeTwilio",
+    "Flakiness",
     "RequestRecord",
     "num_segments",
 ]
@@ -103,14 +109,69 @@ class FailureSpec:
     stall: float = 0.0
 
 
+# The faults of the random mode (FakeTwilio.flaky), as RequestRecord.fault names them:
+# "500" (Twilio error 20500), "429" (20429, with Retry-After), "timeout_taken" (the message
+# is recorded on arrival and answered 201 only after the stall: the client gave up, the
+# provider has it) and "timeout_lost" (nothing recorded; 503 after the stall).
+FAULTS = ("500", "429", "timeout_taken", "timeout_lost")
+
+
+@dataclass(frozen=True, slots=True)
+class Flakiness:
+    """The random-failure mode of :meth:`FakeTwilio.flaky`.
+
+    Each create is failed with probability ``rate``; the fault is drawn from ``weights``
+    (fault name -> relative weight, see :data:`FAULTS`); a 429's ``Retry-After`` from
+    ``retry_after`` (seconds); a timeout stalls ``stall`` seconds (longer than the client's
+    timeout). The draws come from ``seed``, the ``To`` number and how many creates that
+    number has had: the same for every run, whatever order concurrent requests arrive in.
+    """
+
+    rate: float
+    seed: int = 0
+    weights: tuple[tuple[str, float], ...] = (
+        ("500", 1.0),
+        ("429", 1.0),
+        ("timeout_taken", 0.5),
+        ("timeout_lost", 0.5),
+    )
+    retry_after: tuple[int, ...] = (1, 5, 30)
+    stall: float = 2.0
+
+    def draw(self, to: str, nth: int) -> tuple[str, FailureSpec] | None:
+        """The fault for the `nth` (0-based) create to `to`, or None (answer normally)."""
+        rng = random.Random(f"{self.seed}/{to}/{nth}")
+        if rng.random() >= self.rate:
+            return None
+        names = [name for name, _ in self.weights]
+        fault = rng.choices(names, weights=[weight for _, weight in self.weights])[0]
+        if fault == "500":
+            return fault, FailureSpec(500)
+        if fault == "429":
+            return fault, FailureSpec(429, retry_after=rng.choice(self.retry_after))
+        if fault == "timeout_taken":
+            return fault, FailureSpec(stall=self.stall)
+        if fault == "timeout_lost":
+            return fault, FailureSpec(503, stall=self.stall)
+        raise ValueError(f"unknown fault {fault!r}; the faults are {', '.join(FAULTS)}")
+
+
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
-    """One request the fake answered: form fields for POST, query parameters for GET."""
+    """One request the fake answered: form fields for POST, query parameters for GET.
+
+    ``at``: the fake's clock when the request arrived (before any latency or stall).
+    ``fault``: for a create the random mode failed, which fault (see :data:`FAULTS`);
+    ``retry_after``: the ``Retry-After`` seconds the answer carried, if any.
+    """
 
     method: str
     path: str
     params: dict[str, str]
     status: int
+    at: datetime | None = None
+    fault: str | None = None
+    retry_after: int | None = None
 
 
 @dataclass(slots=True)
@@ -118,6 +179,7 @@ class _Reply:
     status: int
     payload: Json
     headers: list[tuple[str, str]] = field(default_factory=list)
+    fault: str | None = None  # the random mode's fault, when it chose this answer
 
 
 class _Server(ThreadingHTTPServer):
@@ -229,9 +291,10 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeTwilio:
     """A fake of Twilio's Messages API on ``http://127.0.0.1:<port>``.
 
-    Public attributes a test may set at any time: ``opted_out`` and ``landlines`` (sets of
-    E.164 numbers that are refused with 21610 and 21614), ``on_create`` (a hook given each
-    create's form fields, returning a :class:`FailureSpec` or None) and ``latency``.
+    Public attributes a test may set at any time: ``opted_out``, ``landlines`` and
+    ``invalid`` (sets of E.164 numbers that are refused with 21610, 21614 and 21211),
+    ``on_create`` (a hook given each create's form fields, returning a :class:`FailureSpec`
+    or None) and ``latency``.
     """
 
     def __init__(
@@ -248,6 +311,7 @@ class FakeTwilio:
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.opted_out: set[str] = set()
         self.landlines: set[str] = set()
+        self.invalid: set[str] = set()
         # Answer errors as RFC 9457 problem details (type, title, detail) instead of the
         # classic body: twilio 9 raises TwilioServiceException for those.
         self.problem_details = False
@@ -261,6 +325,8 @@ class FakeTwilio:
         self._by_sid: dict[str, Json] = {}
         self._requests: list[RequestRecord] = []
         self._failures: deque[FailureSpec] = deque()
+        self._flakiness: Flakiness | None = None
+        self._creates_to: Counter[str] = Counter()  # creates per To, for the random mode
         self._errors: list[BaseException] = []
         self._connections = 0
         self._in_flight = 0
@@ -349,6 +415,43 @@ class FakeTwilio:
         with self._lock:
             self._failures.extend([spec] * times)
 
+    def flaky(
+        self,
+        rate: float,
+        *,
+        seed: int = 0,
+        weights: Mapping[str, float] | None = None,
+        retry_after: tuple[int, ...] = (1, 5, 30),
+        stall: float = 2.0,
+    ) -> Flakiness:
+        """Fail a seeded random share `rate` of creates from now on (see :class:`Flakiness`).
+
+        Queued failures (:meth:`fail_next`, :meth:`stall_next`) and ``on_create`` come
+        first. A number the fake refuses for good (``invalid``, ``opted_out``,
+        ``landlines``) is never flaky: its refusal is answered at once. ``rate=0`` (or
+        :meth:`steady`) ends the mode. Returns the mode in force.
+        """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate is a probability, between 0 and 1")
+        mode = Flakiness(
+            rate=rate,
+            seed=seed,
+            weights=tuple((weights or dict(Flakiness(0).weights)).items()),
+            retry_after=retry_after,
+            stall=stall,
+        )
+        unknown = {name for name, _ in mode.weights} - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}; the faults are {FAULTS}")
+        with self._lock:
+            self._flakiness = mode if rate > 0 else None
+        return mode
+
+    def steady(self) -> None:
+        """End the random mode: every create is answered normally again."""
+        with self._lock:
+            self._flakiness = None
+
     # --------------------------------------------------------------- introspection
 
     @property
@@ -385,6 +488,12 @@ class FakeTwilio:
             return self._max_in_flight
 
     @property
+    def injected(self) -> Counter[str]:
+        """How many creates the random mode failed, by fault (see :data:`FAULTS`)."""
+        with self._lock:
+            return Counter(r.fault for r in self._requests if r.fault is not None)
+
+    @property
     def server_errors(self) -> list[BaseException]:
         """Unexpected exceptions in connection threads (client disconnects are not kept)."""
         with self._lock:
@@ -415,17 +524,21 @@ class FakeTwilio:
             return copy.deepcopy(message)
 
     def reset(self) -> None:
-        """Forget messages, requests, queued failures, counters, opt-outs, landlines, hook."""
+        """Forget messages, requests, queued failures, counters, opt-outs, landlines,
+        invalid numbers, the hook and the random mode."""
         with self._lock:
             self._messages.clear()
             self._by_sid.clear()
             self._requests.clear()
             self._failures.clear()
+            self._flakiness = None
+            self._creates_to.clear()
             self._errors.clear()
             self._connections = 0
             self._max_in_flight = self._in_flight
         self.opted_out.clear()
         self.landlines.clear()
+        self.invalid.clear()
         self.on_create = None
 
     # ------------------------------------------------- called from connection threads
@@ -452,6 +565,7 @@ class FakeTwilio:
         return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
     def _dispatch(self, method: str, target: str, authorization: str | None, body: bytes) -> _Reply:
+        arrived = self._now()  # the test's clock when the request came in
         if self.latency > 0:
             self._stopping.wait(self.latency)
         split = urlsplit(target)
@@ -459,8 +573,12 @@ class FakeTwilio:
         raw = body.decode("utf-8", "replace") if method == "POST" else split.query
         params = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
         reply = self._route(method, path, authorization, params)
+        retry_after = next((int(v) for k, v in reply.headers if k == "Retry-After"), None)
+        record = RequestRecord(
+            method, path, params, reply.status, arrived, reply.fault, retry_after
+        )
         with self._lock:
-            self._requests.append(RequestRecord(method, path, params, reply.status))
+            self._requests.append(record)
         return reply
 
     def _route(
@@ -525,11 +643,13 @@ class FakeTwilio:
     # ---------------------------------------------------------------------- create
 
     def _create(self, form: dict[str, str]) -> _Reply:
-        spec = self._next_failure(form)
+        spec, fault = self._next_failure(form)
         if spec is not None and spec.status is not None:
             if spec.stall > 0:
                 self._stopping.wait(spec.stall)
-            return self._failure(spec)
+            reply = self._failure(spec)
+            reply.fault = fault
+            return reply
         reply = self._validate(form)
         if reply is None:
             reply = _Reply(201, self._record(form))
@@ -537,20 +657,31 @@ class FakeTwilio:
                 self.on_recorded(dict(reply.payload))
         if spec is not None and spec.stall > 0:
             self._stopping.wait(spec.stall)  # recorded first: the ambiguous case
+        reply.fault = fault
         return reply
 
-    def _next_failure(self, form: dict[str, str]) -> FailureSpec | None:
+    def _next_failure(self, form: dict[str, str]) -> tuple[FailureSpec | None, str | None]:
+        """What to do instead of answering at once, and the random mode's fault name."""
+        to = form.get("To", "")
         with self._lock:
+            nth = self._creates_to[to]
+            self._creates_to[to] += 1
             if self._failures:
-                return self._failures.popleft()
+                return self._failures.popleft(), None
+            mode = self._flakiness
         hook = self.on_create
-        if hook is None:
-            return None
-        try:
-            return hook(dict(form))
-        except Exception as error:
-            self._server_error(error)
-            return FailureSpec(500, message=f"on_create hook raised {error!r}")
+        if hook is not None:
+            try:
+                spec = hook(dict(form))
+            except Exception as error:
+                self._server_error(error)
+                return FailureSpec(500, message=f"on_create hook raised {error!r}"), None
+            if spec is not None:
+                return spec, None
+        if mode is None or to in self.invalid | self.opted_out | self.landlines:
+            return None, None
+        drawn = mode.draw(to, nth)
+        return (drawn[1], drawn[0]) if drawn is not None else (None, None)
 
     def _failure(self, spec: FailureSpec) -> _Reply:
         assert spec.status is not None
@@ -583,6 +714,8 @@ class FakeTwilio:
             return self._error(400, 21610, "Attempt to send to unsubscribed recipient")
         if to in self.landlines:
             return self._error(400, 21614, "'To' number is not a valid mobile number")
+        if to in self.invalid:
+            return self._error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         return None
 
     def _record(self, form: Mapping[str, str]) -> Json:
