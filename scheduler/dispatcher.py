@@ -184,18 +184,23 @@ class Dispatcher:
         """Atomically move up to `limit` due deliveries to ``sending`` under this worker."""
         if self.stopping:
             return []
+        # A MATERIALIZED CTE on PostgreSQL: as a plain subquery the planner may run it once
+        # per candidate row (a nested loop, chosen on a freshly planned ledger without
+        # statistics), so the LIMIT applies to each run and one claim took every due row.
         due = (
             select(Delivery.id)
             .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
             .order_by(Delivery.next_attempt_at, Delivery.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
+            .cte("due")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
         with self.engine.begin() as connection:
             ids = list(
                 connection.execute(
                     update(Delivery)
-                    .where(Delivery.id.in_(due.scalar_subquery()), Delivery.status == "pending")
+                    .where(Delivery.id.in_(select(due.c.id)), Delivery.status == "pending")
                     .values(
                         status="sending", claimed_by=self.worker_id, claimed_at=now, updated_at=now
                     )
