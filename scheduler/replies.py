@@ -19,12 +19,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import phonenumbers
-from sqlalchemy import Connection, Engine, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from config.model import Household as HouseholdModel
 from config.model import Ritual, RitualFile, mask_address
 from rituals.clock import TimeWindow
 from rituals.replies import HELP, Reply, day_text, in_a_row, parse, snooze_until
@@ -101,18 +104,19 @@ def handle_reply(
                     return earlier
                 answer = _handle(connection, file, sender, body, now, source)
                 connection.execute(
-                    insert(InboundMessage).values(
-                        provider_id=provider_id,
-                        idempotency_token=idempotency_token,
-                        channel=channel,
-                        sender=sender,
-                        household_id=answer.household,
-                        partner_key=answer.partner,
-                        body=body,
-                        answer=answer.text,
-                        command=answer.command,
-                        received_at=now,
-                    )
+                    _RECORD,
+                    {
+                        "provider_id": provider_id,
+                        "idempotency_token": idempotency_token,
+                        "channel": channel,
+                        "sender": sender,
+                        "household_id": answer.household,
+                        "partner_key": answer.partner,
+                        "body": body,
+                        "answer": answer.text,
+                        "command": answer.command,
+                        "received_at": now,
+                    },
                 )
             break
         except IntegrityError:
@@ -130,6 +134,7 @@ def handle_reply(
     return answer
 
 
+@lru_cache(maxsize=4096)  # phonenumbers parses in pure Python: a partner's number, once
 def normalize_number(sender: str) -> str:
     """E.164 when it is a phone number (``+1 555-123-0001`` -> ``+15551230001``)."""
     text = sender.strip()
@@ -140,20 +145,68 @@ def normalize_number(sender: str) -> str:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
+# The hot path's statements, built once with bind parameters: building a statement and its
+# cache key costs more than running it (see bench/webhook.py).
+_EARLIER_COLUMNS = select(
+    InboundMessage.answer,
+    InboundMessage.command,
+    InboundMessage.household_id,
+    InboundMessage.partner_key,
+).limit(1)
+_EARLIER = _EARLIER_COLUMNS.where(InboundMessage.provider_id == bindparam("provider_id"))
+_EARLIER_OR_TOKEN = _EARLIER_COLUMNS.where(
+    or_(
+        InboundMessage.provider_id == bindparam("provider_id"),
+        InboundMessage.idempotency_token == bindparam("token"),
+    )
+)
+_RECORD = insert(InboundMessage)
+_PARTNERS = select(Partner.household_id, Partner.key).where(
+    Partner.phone == bindparam("phone"), Partner.active.is_(True)
+)
+_RECENT = (
+    select(func.count())
+    .select_from(InboundMessage)
+    .where(
+        InboundMessage.sender == bindparam("sender"),
+        InboundMessage.received_at > bindparam("since"),
+    )
+)
+_TOLD = (
+    select(
+        Delivery.occurrence_id,
+        Delivery.sent_at,
+        Delivery.due_at,
+        Delivery.body,
+        Delivery.channel,
+        Delivery.subject,
+        Occurrence.ritual_id,
+        Occurrence.recipient,
+        Occurrence.slot,
+        Occurrence.at,
+        Occurrence.status,
+    )
+    .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
+    .where(
+        Delivery.household_id == bindparam("household"),
+        Delivery.partner_key == bindparam("partner"),
+        Delivery.sent_at >= bindparam("since"),
+        Delivery.status.in_(REACHED),
+    )
+    .order_by(Delivery.sent_at.desc(), Delivery.id.desc())
+    .limit(500)
+)
+_DONE_BY = select(Completion.occurrence_id, Completion.partner_key, Completion.action).where(
+    Completion.occurrence_id.in_(bindparam("occurrences", expanding=True))
+)
+
+
 def _earlier(connection: Connection, provider_id: str, token: str | None) -> Answer | None:
-    match = InboundMessage.provider_id == provider_id
     if token:
-        match = or_(match, InboundMessage.idempotency_token == token)
-    row = connection.execute(
-        select(
-            InboundMessage.answer,
-            InboundMessage.command,
-            InboundMessage.household_id,
-            InboundMessage.partner_key,
-        )
-        .where(match)
-        .limit(1)
-    ).first()
+        found = connection.execute(_EARLIER_OR_TOKEN, {"provider_id": provider_id, "token": token})
+    else:
+        found = connection.execute(_EARLIER, {"provider_id": provider_id})
+    row = found.first()
     if row is None:
         return None
     return Answer(
@@ -167,6 +220,53 @@ class _Partner:
     key: str
 
 
+class _Index:
+    """What replies look up in a ritual file, by key instead of by a scan of every
+    household: built once per file (see :func:`_index`), each household's part when first
+    asked for."""
+
+    def __init__(self, file: RitualFile) -> None:
+        self.file = file
+        self.households = {h.id: h for h in file.households}
+        self.known = {(h.id, p.id) for h in file.households for p in h.partners}
+        self._zones: dict[str, dict[str, ZoneInfo]] = {}
+        self._rituals: dict[str, dict[str, Ritual]] = {}
+
+    def zones(self, household: HouseholdModel) -> dict[str, ZoneInfo]:
+        """Each partner's zone."""
+        found = self._zones.get(household.id)
+        if found is None:
+            found = self._zones[household.id] = household.zones(self.file.timezone)[1]
+        return found
+
+    def rituals(self, household: str) -> dict[str, Ritual]:
+        """The rituals that apply to `household`, by id, in the file's order."""
+        found = self._rituals.get(household)
+        if found is None:
+            found = self._rituals[household] = {
+                r.id: r
+                for r in self.file.rituals
+                if r.households is None or household in r.households
+            }
+        return found
+
+
+_INDEXES: dict[int, _Index] = {}
+
+
+def _index(file: RitualFile) -> _Index:
+    """The file's index; the few latest files' are kept (the web judges replies by one
+    file at a time, changed only when the worker syncs a new one)."""
+    found = _INDEXES.get(id(file))
+    if found is not None and found.file is file:
+        return found
+    found = _Index(file)
+    if len(_INDEXES) >= 4:
+        _INDEXES.clear()
+    _INDEXES[id(file)] = found
+    return found
+
+
 def _handle(
     connection: Connection,
     file: RitualFile,
@@ -178,9 +278,7 @@ def _handle(
     found = _partner(connection, file, sender)
     reply = parse(body)
     recent = connection.execute(
-        select(func.count())
-        .select_from(InboundMessage)
-        .where(InboundMessage.sender == sender, InboundMessage.received_at > now - RATE_WINDOW)
+        _RECENT, {"sender": sender, "since": now - RATE_WINDOW}
     ).scalar_one()
     # An opt-out or opt-in always counts, however many messages came before it.
     if recent >= RATE_LIMIT and reply.command not in ("stop", "start"):
@@ -199,12 +297,8 @@ def _handle(
 def _partner(connection: Connection, file: RitualFile, sender: str) -> _Partner | None:
     """The partner with this number; with several (one person in two households), the one
     Tend texted last."""
-    known = {(h.id, p.id) for h in file.households for p in h.partners}
-    rows = connection.execute(
-        select(Partner.household_id, Partner.key).where(
-            Partner.phone == sender, Partner.active.is_(True)
-        )
-    ).all()
+    known = _index(file).known
+    rows = connection.execute(_PARTNERS, {"phone": sender}).all()
     candidates = [_Partner(r.household_id, r.key) for r in rows if (r.household_id, r.key) in known]
     if len(candidates) <= 1:
         return candidates[0] if candidates else None
@@ -267,19 +361,16 @@ class _Replier:
     ) -> None:
         self.c = connection
         self.file = file
-        self.household = next(h for h in file.households if h.id == partner.household)
+        index = _index(file)
+        self.household = index.households[partner.household]
         self.partner = next(p for p in self.household.partners if p.id == partner.key)
         self.sender = sender
         self.body = body
         self.now = now
         self.source = source  # recorded with a completion: sms, or cli for `tend reply`
         # The partner's own zone: what they read in answers, where their quiet hours are.
-        self.zone = self.household.zones(file.timezone)[1][self.partner.id]
-        self.rituals = {
-            r.id: r
-            for r in file.rituals
-            if r.households is None or self.household.id in r.households
-        }
+        self.zone = index.zones(self.household)[self.partner.id]
+        self.rituals = index.rituals(self.household.id)
 
     def answer(self, reply: Reply) -> str:
         if reply.problem:
@@ -322,28 +413,12 @@ class _Replier:
             return []
         longest = max(r.reply_window for r in self.rituals.values())
         rows = self.c.execute(
-            select(
-                Delivery.occurrence_id,
-                Delivery.sent_at,
-                Delivery.due_at,
-                Delivery.body,
-                Delivery.channel,
-                Delivery.subject,
-                Occurrence.ritual_id,
-                Occurrence.recipient,
-                Occurrence.slot,
-                Occurrence.at,
-                Occurrence.status,
-            )
-            .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
-            .where(
-                Delivery.household_id == self.household.id,
-                Delivery.partner_key == self.partner.id,
-                Delivery.sent_at >= self.now - longest,
-                Delivery.status.in_(REACHED),
-            )
-            .order_by(Delivery.sent_at.desc(), Delivery.id.desc())
-            .limit(500)
+            _TOLD,
+            {
+                "household": self.household.id,
+                "partner": self.partner.id,
+                "since": self.now - longest,
+            },
         ).all()
         latest: dict[int, Any] = {}
         for row in rows:
@@ -357,11 +432,7 @@ class _Replier:
             return []
         confirmed: dict[int, set[str]] = defaultdict(set)
         skipped: dict[int, set[str]] = defaultdict(set)
-        for done in self.c.execute(
-            select(Completion.occurrence_id, Completion.partner_key, Completion.action).where(
-                Completion.occurrence_id.in_(list(latest))
-            )
-        ):
+        for done in self.c.execute(_DONE_BY, {"occurrences": list(latest)}):
             (confirmed if done.action == "confirm" else skipped)[done.occurrence_id].add(
                 done.partner_key
             )

@@ -17,14 +17,18 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Select, bindparam, delete, func, or_, select, type_coerce
+from sqlalchemy.dialects import postgresql, sqlite
 
-from config.model import Ritual, RitualFile
+from config.model import Partner, Ritual, RitualFile
 from notifiers.links import CONFIRM_MAX_AGE
 from rituals.clock import get_zone, resolve
+from rituals.schedule import FixedSchedule, Schedule
 from rituals.streaks import (
     RATE_WEEKS,
     Entry,
@@ -38,7 +42,6 @@ from rituals.streaks import (
     judge,
     summarize,
 )
-from scheduler.db import dialect_insert
 from scheduler.models import (
     Completion,
     Delivery,
@@ -72,9 +75,39 @@ class SeriesStreak:
         return next((o for i, o in self.judged if i == occurrence), None)
 
 
+_PARTNERS: dict[int, tuple[RitualFile, dict[str, list[Partner]]]] = {}
+
+
+def _partners(file: RitualFile, household: str) -> list[Partner]:
+    """The partners of `household`, by a lookup kept for the few latest files rather than
+    a scan of every household (a web process answers many replies by one file)."""
+    found = _PARTNERS.get(id(file))
+    if found is None or found[0] is not file:
+        found = (file, {h.id: h.partners for h in file.households})
+        if len(_PARTNERS) >= 4:
+            _PARTNERS.clear()
+        _PARTNERS[id(file)] = found
+    partners = found[1].get(household)
+    if partners is None:  # not in the file: fails as a scan would
+        return next(h.partners for h in file.households if h.id == household)
+    return partners
+
+
+@lru_cache(maxsize=1024)
+def _fixed_frequency(schedule: FixedSchedule) -> Fraction:
+    return frequency_of(schedule)
+
+
+def _frequency(schedule: Schedule) -> Fraction:
+    """`frequency_of`, kept for fixed schedules: it counts a year of slots."""
+    if isinstance(schedule, FixedSchedule):
+        return _fixed_frequency(schedule)
+    return frequency_of(schedule)
+
+
 def rules_for(file: RitualFile, household: str, ritual: Ritual, recipient: str | None) -> Rules:
     """The streak rules of a ritual for one household (and recipient)."""
-    partners = next(h.partners for h in file.households if h.id == household)
+    partners = _partners(file, household)
     if recipient:
         audience = frozenset({recipient})
     elif ritual.to in ("both", "each"):
@@ -86,12 +119,12 @@ def rules_for(file: RitualFile, household: str, ritual: Ritual, recipient: str |
         audience=audience,
         freezes_per_month=ritual.freezes_per_month,
         reply_window=ritual.reply_window,
-        frequency=frequency_of(ritual.schedule),
+        frequency=_frequency(ritual.schedule),
     )
 
 
 def _series(file: RitualFile, household: str) -> list[tuple[Ritual, str | None]]:
-    partners = next(h.partners for h in file.households if h.id == household)
+    partners = _partners(file, household)
     found: list[tuple[Ritual, str | None]] = []
     for ritual in file.rituals:
         if ritual.households is not None and household not in ritual.households:
@@ -217,21 +250,28 @@ def _save(
     now: datetime,
 ) -> None:
     assert state.through is not None
-    values = {
-        "household_id": household,
-        "ritual_id": ritual,
-        "recipient": recipient,
-        "rules": fingerprint,
-        "through": state.through,
-        "state": json.dumps(state.to_json()),
-        "updated_at": now,
-    }
-    stmt = dialect_insert(connection, StreakCheckpoint.__table__).values(values)
     connection.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["household_id", "ritual_id", "recipient"],
-            set_={k: stmt.excluded[k] for k in ("rules", "through", "state", "updated_at")},
-        )
+        _upsert_checkpoint(connection.dialect.name),
+        {
+            "household_id": household,
+            "ritual_id": ritual,
+            "recipient": recipient,
+            "rules": fingerprint,
+            "through": state.through,
+            "state": json.dumps(state.to_json()),
+            "updated_at": now,
+        },
+    )
+
+
+@lru_cache(maxsize=4)
+def _upsert_checkpoint(dialect: str) -> Any:
+    """The checkpoint's upsert for a database (by its dialect's name), built once."""
+    table: Any = StreakCheckpoint.__table__
+    stmt = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=["household_id", "ritual_id", "recipient"],
+        set_={k: stmt.excluded[k] for k in ("rules", "through", "state", "updated_at")},
     )
 
 
@@ -337,10 +377,14 @@ def forget_settled(
     """An occurrence due at `at` changed (a confirmation, a skip): a checkpoint that had
     already settled it is thrown away, to be folded again."""
     connection.execute(
-        delete(StreakCheckpoint).where(
-            StreakCheckpoint.household_id == household,
-            StreakCheckpoint.ritual_id == ritual,
-            StreakCheckpoint.recipient == recipient,
-            StreakCheckpoint.through > at,
-        )
+        _FORGET,
+        {"household": household, "ritual": ritual, "recipient": recipient, "at": at},
     )
+
+
+_FORGET = delete(StreakCheckpoint).where(
+    StreakCheckpoint.household_id == bindparam("household"),
+    StreakCheckpoint.ritual_id == bindparam("ritual"),
+    StreakCheckpoint.recipient == bindparam("recipient"),
+    StreakCheckpoint.through > bindparam("at"),
+)

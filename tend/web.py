@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from jinja2 import Environment
@@ -48,7 +49,7 @@ from scheduler.metrics import (
 from scheduler.models import Occurrence, WorkerHeartbeat
 from scheduler.optouts import record_opt_out
 from scheduler.receipts import record_receipt
-from scheduler.replies import EARLY, handle_reply
+from scheduler.replies import EARLY, Answer, handle_reply
 from scheduler.streaks import rules_for
 
 __all__ = ["HEARTBEAT_STALE_SECONDS", "MAX_BODY", "BodyLimit", "create_app"]
@@ -168,6 +169,17 @@ def _needs(
     return rules_for(file, household, ritual, found.recipient or None).audience, at
 
 
+def _reply_threads(engine: Engine) -> int:
+    """How many replies are applied at once (see ``replying`` in :func:`create_app`)."""
+    if engine.dialect.name == "sqlite":
+        return 1
+    size = getattr(engine.pool, "size", None)
+    overflow = getattr(engine.pool, "_max_overflow", 0)
+    if not callable(size):
+        return 8
+    return max(1, int(size()) + max(0, int(overflow)))
+
+
 def create_app(
     engine: Engine,
     *,
@@ -202,6 +214,12 @@ def create_app(
         WEBHOOKS_REJECTED.labels(route=route, reason=reason).inc()
         return answer
 
+    # Replies are applied in worker threads, this many at once: SQLite has one writer at a
+    # time, and more threads would only poll its lock (the busy handler sleeps up to 100 ms
+    # between tries); PostgreSQL gets as many as the engine's pool has connections, so none
+    # waits for one. Measured in bench/webhook.py.
+    replying = CapacityLimiter(_reply_threads(engine))
+
     @app.post("/twilio/sms")
     async def twilio_sms(request: Request) -> Response:
         """An inbound SMS: checked, recorded once, applied, answered with TwiML."""
@@ -229,25 +247,33 @@ def create_app(
         if not sid or not sender or too_long or "\x00" in sid + sender:
             malformed = PlainTextResponse("MessageSid and From are required", status_code=400)
             return refused(route, "malformed", malformed)
-        file = ritual_file()
-        if file is None:
-            log.error("an inbound SMS arrived before any ritual file was synced: not applied")
-            return PlainTextResponse("no ritual file yet", status_code=503)
         token = request.headers.get("i-twilio-idempotency-token") or None
-        try:
-            answer = await run_in_threadpool(
-                handle_reply,
+        body = form.get("Body") or ""
+        arrived = now()  # not when a reply thread is free
+
+        def apply() -> Answer | None:
+            # The ritual file too: a look at the ledger every few seconds, never on the loop.
+            file = ritual_file()
+            if file is None:
+                return None
+            return handle_reply(
                 engine,
                 file,
                 sender=sender,
-                body=form.get("Body") or "",
+                body=body,
                 provider_id=sid,
                 idempotency_token=token[:128] if token else None,
-                now=now(),
+                now=arrived,
             )
+
+        try:
+            answer = await to_thread.run_sync(apply, limiter=replying)
         except SQLAlchemyError as exc:
             log.error("applying an inbound SMS failed: %s", type(exc).__name__)
             return PlainTextResponse("try again later", status_code=503)
+        if answer is None:
+            log.error("an inbound SMS arrived before any ritual file was synced: not applied")
+            return PlainTextResponse("no ritual file yet", status_code=503)
         if not answer.duplicate:
             INBOUND_REPLIES.labels(command=answer.command).inc()
         twiml = MessagingResponse()
