@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 CONFIG ?= examples/tend.toml
 PACKAGES := config rituals scheduler notifiers tend
 
-.PHONY: run test check format clean
+.PHONY: run test check format clean bench
 
 # (Re)install whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -21,6 +21,21 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# Benchmarks, not tests: each script prints a table with its baseline and the ratio
+# (docs/PERFORMANCE.md). PostgreSQL parts need TEND_BENCH_POSTGRES_URL, a database of their
+# own: they empty it. The full sizes take about an hour on two cores; for a quick look:
+# make bench BENCH_HOUSEHOLDS=1000 BENCH_DISPATCH=2000
+BENCH_HOUSEHOLDS ?= 1000,10000,100000
+BENCH_DISPATCH ?= 10000
+bench: $(STAMP)
+	$(BIN)/python bench/plan_ledger.py $(BENCH_HOUSEHOLDS) 7
+	$(BIN)/python bench/streaks.py
+	$(BIN)/python bench/dispatch.py $(TEND_BENCH_POSTGRES_URL) $(BENCH_DISPATCH)
+	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/memory.py $(subst $(comma), ,$(BENCH_HOUSEHOLDS))
+
+comma := ,
 
 check: $(STAMP)
 	$(BIN)/ruff check .
