@@ -18,6 +18,7 @@ machines these run on are shared.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -40,6 +41,16 @@ from scheduler.planner import plan_horizon, sync_file
 NOW = datetime(2027, 1, 4, 6, 0, tzinfo=UTC)
 RAW_SCHEMA = "bench_raw"
 BATCH = 20_000
+
+
+def database_urls(directory: str) -> list[str]:
+    """A SQLite file in `directory`, and ``TEND_BENCH_POSTGRES_URL`` when it is set."""
+    urls = [f"sqlite:///{directory}/bench.db"]
+    if os.environ.get("TEND_BENCH_POSTGRES_URL"):
+        urls.append(os.environ["TEND_BENCH_POSTGRES_URL"])
+    else:
+        print("(PostgreSQL skipped: set TEND_BENCH_POSTGRES_URL to a database of its own)")
+    return urls
 
 
 def fresh(url: str) -> Engine:
@@ -165,19 +176,11 @@ def run(url: str, plan: Plan, days: int, directory: str) -> None:
 
 
 def main() -> None:
-    import os
-
     args = sys.argv[1:]
     sizes = [int(s) for s in args[0].split(",")] if args else [1000]
     days = int(args[1]) if len(args) > 1 else 7
-    urls = args[2:]
     with tempfile.TemporaryDirectory() as directory:
-        if not urls:
-            urls = [f"sqlite:///{directory}/bench.db"]
-            if os.environ.get("TEND_BENCH_POSTGRES_URL"):
-                urls.append(os.environ["TEND_BENCH_POSTGRES_URL"])
-            else:
-                print("(PostgreSQL skipped: set TEND_BENCH_POSTGRES_URL to a database of its own)")
+        urls = args[2:] or database_urls(directory)
         for households in sizes:
             started = time.perf_counter()
             file = parse_ritual_file(ritual_file(households), name="bench", today=NOW).file

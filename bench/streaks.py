@@ -13,7 +13,6 @@ and the same call when every history is folded from the start (no checkpoint), a
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from sqlalchemy import Engine, delete, insert
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from plan_ledger import fresh
+from plan_ledger import database_urls, fresh
 
 from config.loader import parse_ritual_file
 from rituals.clock import resolve
@@ -169,15 +168,8 @@ def run(url: str, years: int, calls: int) -> None:
 def main() -> None:
     years = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     calls = int(sys.argv[2]) if len(sys.argv) > 2 else 500
-    urls = sys.argv[3:]
     with tempfile.TemporaryDirectory() as tmp:
-        if not urls:
-            urls = [f"sqlite:///{tmp}/bench.db"]
-            if os.environ.get("TEND_BENCH_POSTGRES_URL"):
-                urls.append(os.environ["TEND_BENCH_POSTGRES_URL"])
-            else:
-                print("(PostgreSQL skipped: set TEND_BENCH_POSTGRES_URL to a database of its own)")
-        for url in urls:
+        for url in sys.argv[3:] or database_urls(tmp):
             run(url, years, calls)
     print("goal: p99 at most 2 ms for 10 years of weekly history")
 
