@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     # `tend worker` serves its own counters (sends, their duration and lateness) here.
     metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="TEND_METRICS_PORT")
     horizon_days: int = Field(14, ge=1, le=366, validation_alias="TEND_HORIZON_DAYS")
-    senders: int = Field(8, ge=1, le=256, validation_alias="TEND_SENDERS")
+    senders: int = Field(32, ge=1, le=256, validation_alias="TEND_SENDERS")
     max_attempts: int = Field(5, ge=1, le=50, validation_alias="TEND_MAX_ATTEMPTS")
     claim_timeout_seconds: float = Field(300, gt=0, validation_alias="TEND_CLAIM_TIMEOUT_SECONDS")
     notifiers: Annotated[dict[str, str], NoDecode] = Field(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, exists, select
+from sqlalchemy import Connection, Engine, exists, select
 
 from notifiers.base import Message, Recipient
 from scheduler.db import dialect_insert
@@ -94,60 +94,69 @@ def read_claims(engine: Engine, ids: Sequence[int]) -> list[Claim]:
     """The claims (deliveries with what deciding about them needs) of `ids`; reads only."""
     if not ids:
         return []
-    query = (
-        select(
-            Delivery.id,
-            Delivery.occurrence_id,
-            Delivery.household_id,
-            Delivery.partner_key,
-            Delivery.role,
-            Delivery.channel,
-            Delivery.body,
-            Delivery.subject,
-            Delivery.due_at,
-            Delivery.expires_at,
-            Delivery.attempts,
-            Delivery.claimed_at,
-            Delivery.last_error,
-            Occurrence.status.label("occurrence_status"),
-            exists()
-            .where(
-                Completion.occurrence_id == Delivery.occurrence_id,
-                Completion.partner_key == Delivery.partner_key,
-                Completion.action == "confirm",
-            )
-            .label("partner_done"),
-            Occurrence.ritual_id,
-            Occurrence.slot,
-            Household.active.label("household_active"),
-            Household.paused_until,
-            Partner.name,
-            Partner.phone,
-            Partner.email,
-            Partner.channels,
-            Partner.timezone,
-            Partner.quiet_hours,
-            Partner.active.label("partner_active"),
-            Partner.sms_opted_out_at,
-            Partner.email_opted_out_at,
-        )
-        .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
-        .join(Household, Household.id == Delivery.household_id)
-        .join(
-            Partner,
-            (Partner.household_id == Delivery.household_id) & (Partner.key == Delivery.partner_key),
-        )
-        .where(Delivery.id.in_(ids))
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-    )
     with engine.connect() as connection:
-        rows = connection.execute(query).mappings().all()
+        return read_claims_on(connection, ids)
+
+
+def read_claims_on(connection: Connection, ids: Sequence[int]) -> list[Claim]:
+    """:func:`read_claims` on an open connection (the claim's own transaction)."""
+    if not ids:
+        return []
+    rows = connection.execute(_CLAIMS.where(Delivery.id.in_(ids))).mappings().all()
     claims = []
     for row in rows:
         values: dict[str, Any] = dict(row)
         values["channels"] = tuple(c for c in values["channels"].split(",") if c)
         claims.append(Claim(**values))
     return claims
+
+
+# Built once: the claim query is the dispatcher's most frequent read.
+_CLAIMS = (
+    select(
+        Delivery.id,
+        Delivery.occurrence_id,
+        Delivery.household_id,
+        Delivery.partner_key,
+        Delivery.role,
+        Delivery.channel,
+        Delivery.body,
+        Delivery.subject,
+        Delivery.due_at,
+        Delivery.expires_at,
+        Delivery.attempts,
+        Delivery.claimed_at,
+        Delivery.last_error,
+        Occurrence.status.label("occurrence_status"),
+        exists()
+        .where(
+            Completion.occurrence_id == Delivery.occurrence_id,
+            Completion.partner_key == Delivery.partner_key,
+            Completion.action == "confirm",
+        )
+        .label("partner_done"),
+        Occurrence.ritual_id,
+        Occurrence.slot,
+        Household.active.label("household_active"),
+        Household.paused_until,
+        Partner.name,
+        Partner.phone,
+        Partner.email,
+        Partner.channels,
+        Partner.timezone,
+        Partner.quiet_hours,
+        Partner.active.label("partner_active"),
+        Partner.sms_opted_out_at,
+        Partner.email_opted_out_at,
+    )
+    .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
+    .join(Household, Household.id == Delivery.household_id)
+    .join(
+        Partner,
+        (Partner.household_id == Delivery.household_id) & (Partner.key == Delivery.partner_key),
+    )
+    .order_by(Delivery.next_attempt_at, Delivery.id)
+)
 
 
 def fall_back(engine: Engine, claim: Claim, now: datetime) -> str | None:

@@ -6,6 +6,12 @@ the work without waiting on each other; a conditional UPDATE on SQLite, whose si
 is the only writer of claims). The provider call happens outside any transaction; its
 outcome is written afterwards, guarded by ``status = 'sending' AND claimed_by = me``.
 
+Sends that went out are recorded in batches by the thread that claims: while the senders
+work, it writes every outcome they have queued in one transaction, then claims the next
+batch before the last one is done, so the senders never wait for the database. A claim is
+renewed just before its send only when it has waited long enough that a reconciler could
+be near taking it.
+
 A crash between the provider call and the write leaves the row in ``sending``;
 :meth:`Dispatcher.reconcile` asks the notifier whether it was sent (Twilio can list
 messages) and records it, or, when the notifier cannot tell, returns it to pending:
@@ -15,12 +21,13 @@ at-least-once for those channels, never silently lost.
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,11 +46,11 @@ from notifiers.base import (
 from notifiers.registry import NotifierSet
 from rituals.clock import TimeWindow, get_zone
 from rituals.planning import after_quiet_hours
-from scheduler.claims import Claim, fall_back, read_claims
+from scheduler.claims import Claim, fall_back, read_claims, read_claims_on
 from scheduler.metrics import LATENESS, SEND_DURATION, SENDS
 from scheduler.models import Delivery, is_follow_up
 from scheduler.optouts import record_opt_out
-from scheduler.receipts import FAILED, apply_held, record_receipt
+from scheduler.receipts import FAILED, record_receipt, take_held
 
 __all__ = ["Claim", "Dispatcher", "RetryPolicy", "fall_back", "read_claims"]
 
@@ -86,6 +93,16 @@ class RetryPolicy:
         return timedelta(seconds=wait_for.total_seconds())
 
 
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A send that went out, waiting to be recorded."""
+
+    claim: Claim
+    values: dict[str, Any]
+    result: SendResult
+    has_receipts: bool
+
+
 class Dispatcher:
     """Sends due deliveries. One per worker process; safe to run in several processes."""
 
@@ -96,7 +113,7 @@ class Dispatcher:
         worker_id: str,
         *,
         clock: Clock,
-        senders: int = 8,
+        senders: int = 32,
         batch_size: int | None = None,
         retry: RetryPolicy | None = None,
         claim_timeout: timedelta = timedelta(minutes=5),
@@ -113,6 +130,7 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=senders, thread_name_prefix="tend-send")
+        self._sent: queue.SimpleQueue[_Sent] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._run_lock = threading.Lock()
 
@@ -134,25 +152,44 @@ class Dispatcher:
         self._pool.shutdown(wait=True)
 
     def run_until_idle(self) -> int:
-        """Claim and send batch after batch until nothing is due; return how many were claimed."""
+        """Claim and send until nothing is due; return how many were claimed.
+
+        The next batch is claimed as soon as no more than one batch is still in the
+        senders' hands, and the outcomes of finished sends are recorded between claims, so
+        the senders are kept busy. Returns once every claim is settled and recorded.
+        """
         total = 0
         with self._run_lock:  # one loop per process: the wake-up job and the poll coincide
-            while not self.stopping:
-                done = self.run_batch()
-                total += done
-                if done < self.batch_size:
-                    break
+            in_flight: set[Future[None]] = set()
+            more = True
+            try:
+                while True:
+                    if more and not self.stopping and len(in_flight) <= self.batch_size:
+                        claims = self._claim_due()
+                        total += len(claims)
+                        more = len(claims) == self.batch_size
+                        in_flight.update(self._pool.submit(self._process_safely, c) for c in claims)
+                    if not in_flight:
+                        break
+                    _, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    self.record_sent()
+            finally:
+                wait(in_flight)
+                self.record_sent()
         return total
 
     def run_batch(self) -> int:
         """Mark missed, claim one batch, send it on the pool, wait for every outcome."""
+        claims = self._claim_due()
+        if claims:
+            wait([self._pool.submit(self._process_safely, claim) for claim in claims])
+            self.record_sent()
+        return len(claims)
+
+    def _claim_due(self) -> list[Claim]:
         now = self.clock()
         self.mark_missed(now)
-        claims = self.claim(now, self.batch_size)
-        if claims:
-            futures = [self._pool.submit(self._process_safely, claim) for claim in claims]
-            wait(futures)
-        return len(claims)
+        return self.claim(now, self.batch_size)
 
     def next_due(self) -> datetime | None:
         with self.engine.connect() as connection:
@@ -207,10 +244,7 @@ class Dispatcher:
                     .returning(Delivery.id)
                 ).scalars()
             )
-        return self._claims(ids)
-
-    def _claims(self, ids: Sequence[int]) -> list[Claim]:
-        return read_claims(self.engine, ids)
+            return read_claims_on(connection, ids)
 
     # ------------------------------------------------------------------ one delivery
 
@@ -219,6 +253,9 @@ class Dispatcher:
             self.process(claim)
         except Exception:
             # A bug must not leave the row in `sending` until the reconciler: put it back.
+            # (Only a failure before the provider call comes here: once a send went out,
+            # `_send` queues its record before anything else can raise, and a record that
+            # cannot be written leaves the row to the reconciler, never to a blind resend.)
             log.exception("delivery %d: unexpected error", claim.id)
             attempts = claim.attempts + 1
             gave_up = attempts >= self.retry.max_attempts
@@ -313,6 +350,10 @@ class Dispatcher:
         provider); a reconciler may then have returned it to pending and another worker may
         hold it now. Sending without this check would send it twice.
         """
+        if now - claim.claimed_at < self.claim_timeout / 10:
+            # Too young for any reconciler (which takes claims older than the timeout) to
+            # have taken, with nine tenths of the timeout left for the send: no write.
+            return claim
         with self.engine.begin() as connection:
             result = connection.execute(self._still_held(claim).values(claimed_at=now))
         return replace(claim, claimed_at=now) if result.rowcount else None
@@ -342,21 +383,130 @@ class Dispatcher:
                 claim, NotifierError(f"{type(exc).__name__}: {exc}"), attempts, where
             )
         now = self.clock()
-        log.info("%s sent (%s)", where, result.provider_id)
-        SENDS.labels(channel=claim.channel, outcome="sent").inc()
-        late = (now - claim.due_at).total_seconds()  # retries and quiet hours included
-        LATENESS.labels(channel=claim.channel).observe(max(0.0, late))
         repeated = claim.last_error == MAY_REPEAT  # the ledger keeps saying so
-        status = self._finish(
-            claim,
-            status="sent",
-            attempts=attempts,
-            provider_id=result.provider_id,
-            sent_at=now,
-            last_error=SENT_AGAIN if repeated else None,
+        # Queued first, before anything that could raise: a send that went out is never put
+        # back to pending. The claiming thread writes it with others (`record_sent`).
+        self._sent.put(
+            _Sent(
+                claim,
+                {
+                    "status": "sent",
+                    "attempts": attempts,
+                    "provider_id": result.provider_id,
+                    "sent_at": now,
+                    "last_error": SENT_AGAIN if repeated else None,
+                },
+                result,
+                notifier.has_receipts,
+            )
         )
-        self._receipts(claim, notifier, result, now)
-        return status
+        try:
+            log.info("%s sent (%s)", where, result.provider_id)
+            SENDS.labels(channel=claim.channel, outcome="sent").inc()
+            late = (now - claim.due_at).total_seconds()  # retries and quiet hours included
+            LATENESS.labels(channel=claim.channel).observe(max(0.0, late))
+        except Exception:
+            log.exception("delivery %d: sent, but noting it in the metrics failed", claim.id)
+        return "sent"
+
+    def record_sent(self) -> int:
+        """Write the outcomes of the sends that went out since the last call, in one
+        transaction; return how many were recorded.
+
+        Each row is written only if the claim is still this worker's (the same guard as
+        :meth:`_finish`). If the database refuses even after a few tries, the rows stay in
+        ``sending`` and the reconciler settles them by asking the provider: a send that went
+        out is never returned to pending here.
+        """
+        batch: list[_Sent] = []
+        while True:
+            try:
+                batch.append(self._sent.get_nowait())
+            except queue.Empty:
+                break
+        if not batch:
+            return 0
+        now = self.clock()
+        recorded: list[_Sent] = []
+        for pause in (*RECORD_RETRIES, None):
+            try:
+                recorded = self._write_sent(batch, now)
+                break
+            except OperationalError as exc:
+                if pause is None:
+                    log.error(
+                        "recording %d sends failed (%s); they stay in 'sending' until the "
+                        "reconciler asks the provider",
+                        len(batch),
+                        type(exc.orig).__name__,
+                    )
+                    return 0
+                log.warning(
+                    "recording %d sends failed (%s); trying again",
+                    len(batch),
+                    type(exc.orig).__name__,
+                )
+                time.sleep(pause)
+        self._after_recorded(recorded, now)
+        return len(recorded)
+
+    def _write_sent(self, batch: Sequence[_Sent], now: datetime) -> list[_Sent]:
+        recorded = []
+        with self.engine.begin() as connection:
+            for item in batch:
+                statement = self._still_held(item.claim).values(
+                    updated_at=now, claimed_by=None, **item.values
+                )
+                if connection.execute(statement).rowcount:
+                    recorded.append(item)
+                else:
+                    log.warning(
+                        "delivery %d: outcome 'sent' not recorded: the claim was reconciled "
+                        "meanwhile",
+                        item.claim.id,
+                    )
+        return recorded
+
+    def _after_recorded(self, items: Sequence[_Sent], now: datetime) -> None:
+        """Now that these messages' ids are recorded: the provider's final word on them, if
+        it came first (a receipt held for that id, or a lookup that found it failed)."""
+        ours = [i for i in items if i.has_receipts and i.result.provider_id]
+        for item in ours:
+            if item.result.status in FAILED:
+                self._receipt(item, now)
+        self._held_receipts([i for i in ours if i.result.status not in FAILED], now)
+
+    def _receipt(self, item: _Sent, now: datetime) -> None:
+        try:
+            record_receipt(
+                self.engine,
+                channel=item.claim.channel,
+                provider_id=item.result.provider_id or "",
+                status=item.result.status or "",
+                error_code=None,
+                now=now,
+            )
+        except Exception:
+            log.exception("delivery %d: its provider status was not recorded", item.claim.id)
+
+    def _held_receipts(self, items: Sequence[_Sent], now: datetime) -> None:
+        wanted = [(i.claim.channel, i.result.provider_id or "") for i in items]
+        if not wanted:
+            return
+        try:
+            held = take_held(self.engine, wanted)
+            for channel, provider_id, status, error_code in held:
+                record_receipt(
+                    self.engine,
+                    channel=channel,
+                    provider_id=provider_id,
+                    status=status,
+                    error_code=error_code,
+                    now=now,
+                )
+        except Exception:
+            # The sends are recorded; a held receipt not applied stays held for a later look.
+            log.exception("held provider receipts were not applied")
 
     def _provider_call(self, claim: Claim) -> tuple[Notifier, SendResult]:
         """The notifier's send (or its record of an unsure earlier attempt), timed."""
@@ -366,25 +516,6 @@ class Dispatcher:
             return notifier, self._already_sent(claim, notifier) or notifier.send(claim.message())
         finally:
             SEND_DURATION.labels(channel=claim.channel).observe(time.perf_counter() - started)
-
-    def _receipts(
-        self, claim: Claim, notifier: Notifier, result: SendResult, now: datetime
-    ) -> None:
-        """Now that the message's id is recorded: the provider's final word on it, if it
-        came first (a receipt held for that id, or a lookup that found it failed)."""
-        if not notifier.has_receipts or not result.provider_id:
-            return
-        if result.status in FAILED:
-            record_receipt(
-                self.engine,
-                channel=claim.channel,
-                provider_id=result.provider_id,
-                status=result.status,
-                error_code=None,
-                now=now,
-            )
-        else:
-            apply_held(self.engine, channel=claim.channel, provider_id=result.provider_id, now=now)
 
     def _already_sent(self, claim: Claim, notifier: Notifier) -> SendResult | None:
         """After an attempt that timed out with the request out, the provider's record of
@@ -505,7 +636,7 @@ class Dispatcher:
         with self.engine.connect() as connection:
             ids = list(connection.execute(stale).scalars())
         settled = 0
-        for claim in self._claims(ids):
+        for claim in read_claims(self.engine, ids):
             settled += self._reconcile_one(claim, now)
         return settled
 
@@ -554,7 +685,7 @@ class Dispatcher:
                 )
         settled = self._settle(claim, now, **values)
         if found is not None and settled:
-            self._receipts(claim, notifier, found, now)
+            self._after_recorded([_Sent(claim, values, found, notifier.has_receipts)], now)
         return settled
 
     def _settle(self, claim: Claim, now: datetime, **values: Any) -> int:

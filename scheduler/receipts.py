@@ -14,17 +14,18 @@ held in ``provider_receipt`` and applied when the id is recorded (:func:`apply_h
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, or_, select, update
 
 from scheduler.claims import fall_back, read_claims
 from scheduler.db import dialect_insert
 from scheduler.models import Delivery, ProviderReceipt
 
-__all__ = ["FAILED", "FINAL", "Receipt", "apply_held", "record_receipt"]
+__all__ = ["FAILED", "FINAL", "Receipt", "apply_held", "record_receipt", "take_held"]
 
 log = logging.getLogger(__name__)
 
@@ -126,3 +127,35 @@ def apply_held(engine: Engine, *, channel: str, provider_id: str, now: datetime)
         error_code=error_code,
         now=now,
     )
+
+
+def take_held(
+    engine: Engine, messages: Sequence[tuple[str, str]]
+) -> list[tuple[str, str, str, str | None]]:
+    """Remove and return the receipts held for any of `messages` ((channel, provider id)
+    pairs just recorded as sent), as (channel, provider id, status, error code): one
+    statement for a whole batch of sends, where :func:`apply_held` takes one."""
+    if not messages:
+        return []
+    by_channel: dict[str, list[str]] = {}
+    for channel, provider_id in messages:
+        by_channel.setdefault(channel, []).append(provider_id)
+    with engine.begin() as connection:
+        rows = connection.execute(
+            delete(ProviderReceipt)
+            .where(
+                or_(
+                    *(
+                        (ProviderReceipt.channel == channel) & ProviderReceipt.provider_id.in_(ids)
+                        for channel, ids in by_channel.items()
+                    )
+                )
+            )
+            .returning(
+                ProviderReceipt.channel,
+                ProviderReceipt.provider_id,
+                ProviderReceipt.status,
+                ProviderReceipt.error_code,
+            )
+        ).all()
+    return [(row[0], row[1], row[2], row[3]) for row in rows]

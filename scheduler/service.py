@@ -93,7 +93,7 @@ class WorkerOptions:
         self,
         *,
         horizon_days: int = DEFAULT_HORIZON_DAYS,
-        senders: int = 8,
+        senders: int = 32,
         batch_size: int | None = None,
         retry: RetryPolicy | None = None,
         claim_timeout: timedelta = timedelta(minutes=5),

@@ -61,6 +61,9 @@ SENDER = "+15550001111"
 LATENCY = 0.003  # seconds the fake Twilio takes per request: kills land mid-request too
 ROUNDS = 20
 DELIVERIES = 2000
+# Messages a round's worker may send at most before its kill: spread over the rounds so that
+# the last worker still has work to do.
+ROUND_SENDS = 2 * DELIVERIES // (ROUNDS + 8)
 EARLY_KILLS = 0.2  # share of kills timed from the start, not from a message: start-up, plan
 DEADLINE = 240.0  # seconds for a whole drill before it fails with the logs (takes 30-50 s)
 MAX_HELD = DELIVERIES // 4  # claims a worker may hold at once: batches are far smaller
@@ -393,6 +396,13 @@ def statuses(engine: Engine, before: datetime) -> Counter[str]:
         return Counter(dict(connection.execute(query).tuples().all()))
 
 
+def wait_started(worker: Worker, deadline: float, workers: Workers) -> None:
+    while "started (leader" not in worker.log.read_text(errors="replace"):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the worker did not start\n{workers.logs()}")
+        time.sleep(0.05)
+
+
 def wait_all_sent(
     engine: Engine, started: datetime, count: int, deadline: float, workers: Workers, context: str
 ) -> None:
@@ -468,12 +478,14 @@ def kill_drill(
             round_started = time.monotonic()
             worker = workers.start()
             if rng.random() < EARLY_KILLS:
+                # Within `pause` of the start, or sooner if a round's worth of messages went
+                # out first: a fast worker would otherwise send most of the work in one
+                # early round and leave the later kills nothing to interrupt.
                 pause = rng.uniform(0.0, 1.5)
-                time.sleep(pause)
-                when = f"{pause:.2f}s after start"
+                provider.wait_for(min(before + ROUND_SENDS, DELIVERIES), pause)
+                when = f"{pause:.2f}s after start (or {ROUND_SENDS} messages)"
             else:
-                # Spread over the rounds so that the last worker still has work to do.
-                target = rng.randint(1, 2 * DELIVERIES // (ROUNDS + 8))
+                target = rng.randint(1, ROUND_SENDS)
                 extra = rng.uniform(0.0, 0.05)
                 left = max(1.0, deadline - time.monotonic())
                 if not provider.wait_for(min(before + target, DELIVERIES), left):
@@ -504,6 +516,9 @@ def kill_drill(
         final = workers.start()
         context = f"seed {seed}\n" + "\n".join(figures.rounds)
         wait_all_sent(engine, started, DELIVERIES, deadline, workers, context)
+        # The stop is graceful once the worker has started (its handlers are in place): the
+        # others may have sent everything before it got that far.
+        wait_started(final, deadline, workers)
         final.send_signal(signal.SIGTERM)
         assert final.wait(timeout=20) == 0, workers.logs()
         seconds = time.monotonic() - wall

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import logging
 import random
-import sys
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -19,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, event, select, update
+from sqlalchemy.exc import OperationalError
 
 from notifiers.base import Message, Notifier, NotifierError, SendResult
 from notifiers.registry import NotifierSet
@@ -1062,6 +1062,32 @@ def test_an_internal_error_counts_as_an_attempt_and_gives_up_at_the_maximum(
     assert row["attempts"] == dispatcher.retry.max_attempts
 
 
+class RefusedRecords:
+    """The database refusing, `times` times, the statements that record a send as sent
+    (the only UPDATE of a delivery that sets its provider id): what a dropped connection or
+    a locked file does between the provider call and its record."""
+
+    def __init__(self, engine: Engine, times: int) -> None:
+        self.left = times
+        self.refused = 0
+        self._lock = threading.Lock()
+        event.listen(engine, "before_cursor_execute", self._before)
+        self._engine = engine
+
+    def _before(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not (statement.startswith("UPDATE delivery ") and "provider_id" in statement):
+            return
+        with self._lock:
+            if self.left <= 0:
+                return
+            self.left -= 1
+            self.refused += 1
+        raise OperationalError(statement, {}, Exception("database is locked"))
+
+    def remove(self) -> None:
+        event.remove(self._engine, "before_cursor_execute", self._before)
+
+
 def test_a_database_hiccup_while_recording_a_send_is_retried_not_left_in_sending(
     engine: Engine,
     clock: FakeClock,
@@ -1069,29 +1095,110 @@ def test_a_database_hiccup_while_recording_a_send_is_retried_not_left_in_sending
     sms: FakeSms,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from sqlalchemy.exc import OperationalError
-
     import scheduler.dispatcher as module
 
     plan(engine, COUPLE, at(9))
     monkeypatch.setattr(module, "RECORD_RETRIES", (0.0, 0.0))
-    real_begin = engine.begin
-    failures = {"left": 2}
-
-    def flaky_begin() -> Any:
-        # The two records after the sends fail once each; claims and holds go through (with
-        # two sending threads, another thread's hold can come after the first send).
-        recording = sys._getframe(1).f_code.co_name == "_finish"
-        if recording and failures["left"] and any(sms.call_keys()):
-            failures["left"] -= 1
-            raise OperationalError("UPDATE delivery", {}, Exception("database is locked"))
-        return real_begin()
-
-    monkeypatch.setattr(dispatcher.engine, "begin", flaky_begin)
+    refused = RefusedRecords(engine, times=2)
     clock.set(at(12))
     dispatcher.run_until_idle()
+    refused.remove()
 
-    assert failures["left"] == 0
+    assert refused.refused == 2
     for partner in ("alex", "sam"):
         assert one(engine, partner_key=partner, due_at=at(12), channel="sms")["status"] == "sent"
     assert Counter(sms.call_keys()).most_common(1)[0][1] == 1
+
+
+@pytest.mark.parametrize("telling", [True, False], ids=["channel can tell", "cannot tell"])
+def test_a_send_whose_record_the_database_refuses_is_never_put_back_to_pending(
+    engine: Engine,
+    clock: FakeClock,
+    make_dispatcher: MakeDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    telling: bool,
+) -> None:
+    """The database refuses every try to record the sends, then recovers: the sends stay
+    in `sending` (not `pending`, which would send them again at once), and the reconciler
+    settles them: recorded as sent when the channel can tell, else resent and marked."""
+    import scheduler.dispatcher as module
+
+    sms = TellingSms(clock) if telling else FakeSms(clock)
+    dispatcher = make_dispatcher(engine, sms=sms)
+    plan(engine, COUPLE, at(9))
+    monkeypatch.setattr(module, "RECORD_RETRIES", (0.0, 0.0))
+    refused = RefusedRecords(engine, times=1000)
+    clock.set(at(12))
+    with caplog.at_level(logging.ERROR, logger="scheduler.dispatcher"):
+        dispatcher.run_until_idle()
+    refused.remove()
+
+    tries = len(module.RECORD_RETRIES) + 1
+    assert refused.refused in (tries, 2 * tries)  # one batch or two, each tried every time
+    assert "stay in 'sending' until the reconciler" in caplog.text
+    rows = [one(engine, partner_key=p, due_at=at(12), channel="sms") for p in ("alex", "sam")]
+    assert [row["status"] for row in rows] == ["sending", "sending"]
+    assert sorted(sms.call_keys()) == [key("alex"), key("sam")]
+
+    dispatcher.run_until_idle()  # the database is back: nothing is due, nothing is resent
+    assert len(sms.call_keys()) == 2
+
+    clock.set(at(12, 10))  # past the claim timeout
+    assert dispatcher.reconcile() == 2
+    dispatcher.run_until_idle()
+    rows = [one(engine, partner_key=p, due_at=at(12), channel="sms") for p in ("alex", "sam")]
+    assert [row["status"] for row in rows] == ["sent", "sent"]
+    if telling:
+        assert len(sms.call_keys()) == 2  # looked up, not sent again
+        assert [row["provider_id"] for row in rows] == [
+            sms.records[key("alex")].provider_id,
+            sms.records[key("sam")].provider_id,
+        ]
+    else:
+        assert len(sms.call_keys()) == 4  # at-least-once, and the ledger says so
+        assert all("may have arrived twice" in row["last_error"] for row in rows)
+
+
+def test_a_young_claim_is_sent_without_a_renewal_write_and_an_old_one_is_renewed_first(
+    engine: Engine, clock: FakeClock, dispatcher: Dispatcher, sms: FakeSms
+) -> None:
+    """The renewal before a send is a write per delivery; it is needed only once a claim is
+    old enough for a reconciler to be near taking it."""
+    plan(engine, COUPLE, at(9))
+    clock.set(at(12))
+    renewals: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("UPDATE delivery SET claimed_at"):
+            renewals.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        claims = {c.partner_key: c for c in dispatcher.claim(at(12), 10)}
+        clock.set(at(12, 0, 20))  # 20 s old: under a tenth of the 5 min timeout
+        assert dispatcher.process(claims["alex"]) == "sent"
+        assert renewals == []
+        clock.set(at(12, 1))  # Sam's claim has waited a minute: renewed, then sent
+        assert dispatcher.process(claims["sam"]) == "sent"
+        assert len(renewals) == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert dispatcher.record_sent() == 2
+    assert sorted(sms.call_keys()) == [key("alex"), key("sam")]
+    assert {r["partner_key"]: r["status"] for r in deliveries(engine, due_at=at(12))} == {
+        "alex": "sent",
+        "sam": "sent",
+    }
+
+
+def test_a_claim_reconciled_while_it_waited_long_for_a_sender_is_not_sent(
+    engine: Engine, clock: FakeClock, dispatcher: Dispatcher, sms: FakeSms
+) -> None:
+    plan(engine, COUPLE, at(9))
+    claims = dispatcher.claim(at(12), 10)
+    assert len(claims) == 2
+    clock.set(at(12, 6))  # past the timeout: a reconciler (another worker's) takes them back
+    assert dispatcher.reconcile() == 2
+    assert [dispatcher.process(c) for c in claims] == ["lost", "lost"]
+    assert sms.call_keys() == []
