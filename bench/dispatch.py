@@ -108,13 +108,8 @@ def _serve_fake(commands: Connection, latency: float) -> None:
     """The child process: a FakeTwilio that stamps each create with its arrival time."""
     import threading
 
-    import fake_twilio
     from fake_twilio import FakeTwilio
 
-    # socketserver listens with a backlog of 5: dozens of senders connecting at once would
-    # overflow it, and Linux then resets connections that had already sent their request
-    # (the sender sees "connection lost before the answer"). Twilio is not that small.
-    fake_twilio._Server.request_queue_size = 1024
     arrived = threading.local()
 
     class TimedFake(FakeTwilio):

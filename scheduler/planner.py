@@ -59,6 +59,7 @@ DEFAULT_HORIZON_DAYS = 14
 # later file makes them again (a delivery cancelled for another reason stays cancelled).
 CONFIG_CANCELLED = "cancelled: the ritual file no longer makes this delivery"
 CHUNK = 500  # households per transaction while planning
+IN_LIST = 500  # values per `IN (...)`: far under any database's limit on bound parameters
 REACHED = ("sending", "sent", "delivered")  # a delivery that (may have) reached its partner
 MAIN_ROLES = ("day_of", "nudge")  # an occurrence's own message (not plan-ahead, not reminder)
 
@@ -263,16 +264,33 @@ def _mirror(connection: Connection, file: RitualFile, now: datetime) -> None:
         ),
         partners,
     )
-    ids = [h.id for h in file.households]
-    connection.execute(
-        update(Household).where(Household.id.not_in(ids)).values(active=False, updated_at=now)
+    # Households and partners gone from the file: found by difference here, not by
+    # `NOT IN (every id in the file)`, which is one bound parameter per household (more than
+    # PostgreSQL's 65,535 at 100,000 households), or a statement per household.
+    in_file = {h.id for h in file.households}
+    gone = sorted(
+        set(connection.execute(select(Household.id).where(Household.active.is_(True))).scalars())
+        - in_file
     )
-    connection.execute(update(Partner).where(Partner.household_id.not_in(ids)).values(active=False))
-    for household in file.households:
-        keys = [p.id for p in household.partners]
+    partners_in_file = {(h.id, p.id) for h in file.households for p in h.partners}
+    active = connection.execute(
+        select(Partner.household_id, Partner.key).where(Partner.active.is_(True))
+    )
+    gone_partners = sorted({(h, k) for h, k in active} - partners_in_file)
+    for start in range(0, len(gone), IN_LIST):
+        connection.execute(
+            update(Household)
+            .where(Household.id.in_(gone[start : start + IN_LIST]))
+            .values(active=False, updated_at=now)
+        )
+    for start in range(0, len(gone_partners), IN_LIST):
         connection.execute(
             update(Partner)
-            .where(Partner.household_id == household.id, Partner.key.not_in(keys))
+            .where(
+                tuple_(Partner.household_id, Partner.key).in_(
+                    gone_partners[start : start + IN_LIST]
+                )
+            )
             .values(active=False)
         )
 

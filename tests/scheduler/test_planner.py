@@ -509,6 +509,45 @@ def test_removing_a_household_marks_it_inactive_and_cancels_its_pending_deliveri
     assert partners == {("alex", False), ("sam", False), ("kim", True)}
 
 
+def test_households_and_partners_gone_from_a_file_larger_than_the_parameter_limit(
+    sqlite_url: str,
+) -> None:
+    """Syncing never binds one parameter per household: PostgreSQL refuses more than 65,535
+    in a statement (100,000 households did), and SQLite builds before 3.32 more than 999.
+    Here SQLite's limit is lowered to 999 and the file has 1,200 households."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+
+    def low_limit(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+
+    event.listen(engine, "connect", low_limit)
+    engine.dispose()  # connections made from now on have the limit
+    try:
+        homes = [household(f"h{n:04d}", partner("a"), partner("b")) for n in range(1200)]
+        sync_file(engine, berlin_file(*homes, WEEKLY), NOW)
+        # h0000 leaves; h0001 loses partner b.
+        fewer = [household("h0001", partner("a")), *homes[2:]]
+        sync_file(engine, berlin_file(*fewer, WEEKLY), NOW + timedelta(hours=1))
+        with engine.connect() as connection:
+            inactive = set(
+                connection.execute(
+                    select(Partner.household_id, Partner.key).where(Partner.active.is_(False))
+                ).tuples()
+            )
+            households = connection.execute(
+                select(Household.active, func.count()).group_by(Household.active)
+            ).all()
+            assert {active: count for active, count in households} == {False: 1, True: 1199}
+        assert inactive == {("h0000", "a"), ("h0000", "b"), ("h0001", "b")}
+    finally:
+        engine.dispose()
+
+
 def test_comments_and_layout_are_not_a_change_of_the_file(engine: Engine) -> None:
     text = 'timezone = "Europe/Berlin"\n' + HOME + daily_at("19:00") + WEEKLY
     relaid = dedent(

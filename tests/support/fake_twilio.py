@@ -186,6 +186,10 @@ class _Server(ThreadingHTTPServer):
     """One thread per connection; tracks them so ``stop()`` can close and join them all."""
 
     daemon_threads = True  # a forgotten stop() never holds the interpreter at exit
+    # socketserver listens with a backlog of 5: a worker's 32 senders connecting at once
+    # would overflow it, and Linux then resets connections that had already sent their
+    # request (the sender sees "connection lost before the answer"). Twilio is not so small.
+    request_queue_size = 1024
 
     def __init__(self, fake: FakeTwilio) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
