@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Connection, exists, func, insert, select, update
+from sqlalchemy import Connection, bindparam, exists, func, insert, select, update
 
 from scheduler.models import Completion, Delivery, Occurrence, Partner
 from scheduler.models import Pause as PauseRow
@@ -33,37 +33,54 @@ def _locked(
     """Ritual, slot, status, recipient and instant of the occurrence, its row locked first
     (PostgreSQL), so two replies at once record one row."""
     found = connection.execute(
-        select(
-            Occurrence.ritual_id,
-            Occurrence.slot,
-            Occurrence.status,
-            Occurrence.recipient,
-            Occurrence.at,
-        )
-        .where(Occurrence.id == occurrence, Occurrence.household_id == household)
-        .with_for_update()
+        _LOCKED, {"occurrence": occurrence, "household": household}
     ).one_or_none()
     return None if found is None else tuple(found)
 
 
 def _known(connection: Connection, household: str, partner: str) -> bool:
     return bool(
-        connection.execute(
-            select(func.count())
-            .select_from(Partner)
-            .where(Partner.household_id == household, Partner.key == partner)
-        ).scalar_one()
+        connection.execute(_KNOWN, {"household": household, "partner": partner}).scalar_one()
     )
 
 
 def _by(connection: Connection, occurrence: int, action: str) -> frozenset[str]:
     return frozenset(
-        connection.execute(
-            select(Completion.partner_key).where(
-                Completion.occurrence_id == occurrence, Completion.action == action
-            )
-        ).scalars()
+        connection.execute(_BY, {"occurrence": occurrence, "action": action}).scalars()
     )
+
+
+# Built once: a reply's statements (a DONE runs each of these) cost more to build and to
+# find in SQLAlchemy's cache than to run, measured in bench/webhook.py.
+_LOCKED = (
+    select(
+        Occurrence.ritual_id,
+        Occurrence.slot,
+        Occurrence.status,
+        Occurrence.recipient,
+        Occurrence.at,
+    )
+    .where(
+        Occurrence.id == bindparam("occurrence"),
+        Occurrence.household_id == bindparam("household"),
+    )
+    .with_for_update()
+)
+_KNOWN = (
+    select(func.count())
+    .select_from(Partner)
+    .where(Partner.household_id == bindparam("household"), Partner.key == bindparam("partner"))
+)
+_BY = select(Completion.partner_key).where(
+    Completion.occurrence_id == bindparam("occurrence"),
+    Completion.action == bindparam("action"),
+)
+_RECORD = insert(Completion)
+_CONFIRMED = (
+    update(Occurrence)
+    .where(Occurrence.id == bindparam("occurrence"), Occurrence.status != "confirmed")
+    .values(status="confirmed", updated_at=bindparam("now"))
+)
 
 
 def confirm(
@@ -94,22 +111,19 @@ def confirm(
     if partner in before:
         return Confirmed("already", ritual, slot, before)
     connection.execute(
-        insert(Completion).values(
-            occurrence_id=occurrence,
-            partner_key=partner,
-            action="confirm",
-            at=at,
-            source=source,
-            raw_text=raw_text,
-        )
+        _RECORD,
+        {
+            "occurrence_id": occurrence,
+            "partner_key": partner,
+            "action": "confirm",
+            "at": at,
+            "source": source,
+            "raw_text": raw_text,
+        },
     )
     everyone = before | {partner}
     if set(needs) <= everyone:
-        connection.execute(
-            update(Occurrence)
-            .where(Occurrence.id == occurrence, Occurrence.status != "confirmed")
-            .values(status="confirmed", updated_at=at)
-        )
+        connection.execute(_CONFIRMED, {"occurrence": occurrence, "now": at})
     forget_settled(connection, household, ritual, recipient, due)
     return Confirmed("confirmed", ritual, slot, everyone)
 

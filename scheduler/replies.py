@@ -572,7 +572,12 @@ class _Replier:
 
     def _series(self, told: _Told, include: Sequence[int] = ()) -> SeriesStreak | None:
         for series in household_streaks(
-            self.c, self.file, self.household.id, self.now, include=include
+            self.c,
+            self.file,
+            self.household.id,
+            self.now,
+            include=include,
+            only=(told.ritual.id, told.recipient),
         ):
             if series.ritual.id == told.ritual.id and (series.recipient or "") == told.recipient:
                 return series

@@ -160,13 +160,18 @@ def household_streaks(
     *,
     include: Collection[int] = (),
     save: bool = True,
+    only: tuple[str, str] | None = None,
 ) -> list[SeriesStreak]:
     """Every streak of `household` at `now`, in the file's order of rituals.
 
     `include`: occurrences to judge although they are still to come (a skip of next
     Friday's date night uses a freeze now). `save`: write checkpoints that moved on.
+    `only`: just the streak of this (ritual, recipient; "" for the couple), as an answer
+    about one occurrence needs: the others are not folded.
     """
     series = _series(file, household)
+    if only is not None:
+        series = [(r, who) for r, who in series if (r.id, who or "") == only]
     if not series:
         return []
     zone_name = connection.execute(_ZONE, {"household": household}).scalar_one_or_none()

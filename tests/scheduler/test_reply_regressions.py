@@ -279,13 +279,16 @@ def test_streak_checkpoints_work_for_three_partners_with_64_character_ids(
 
     assert answer.text.startswith("Marked the check in (Sun 7 Jun) as done.")
     assert answer.partner == LONG_IDS[0]
+    # The answer folds only the streak it is about: the check-in's.
+    saved = rows_of(engine, StreakCheckpoint, StreakCheckpoint.household_id == "trio")
+    assert [(r["ritual_id"], r["recipient"]) for r in saved] == [("check-in", "")]
+    with engine.begin() as connection:
+        first = household_streaks(connection, file, "trio", now)
     saved = rows_of(engine, StreakCheckpoint, StreakCheckpoint.household_id == "trio")
     assert sorted((r["ritual_id"], r["recipient"]) for r in saved) == [
         ("appreciation", p) for p in LONG_IDS
     ] + [("check-in", "")]
     assert all(len(r["rules"]) == 64 for r in saved)  # a sha256, whatever the audience
-    with engine.begin() as connection:
-        first = household_streaks(connection, file, "trio", now)
     with engine.begin() as connection:
         again = household_streaks(connection, file, "trio", now)
     assert [s.streak for s in again] == [s.streak for s in first]
