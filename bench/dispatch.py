@@ -32,6 +32,9 @@ Setups, one after the other, in the same run, for each scenario:
   one date job per reminder, due when its delivery is (``misfire_grace_time=None``), each
   calling the same ``SmsNotifier.send``. The jobs are written to the store before T0, row
   for row what ``SQLAlchemyJobStore.add_job`` writes, in one transaction.
+- The send alone (burst only): the same notifier sending SIZE messages from 32 threads in a
+  loop, with no scheduler and no ledger: the floor under any scheduler. From its CPU per
+  message the script prints the most any scheduler could send per second on this machine.
 
 Per setup: deliveries, seconds from the first to the last create at the fake, deliveries/s,
 lateness (arrival at the fake minus the delivery's due time) p50/p99, the ratio of
@@ -80,6 +83,7 @@ ACCOUNT_SID = "AC" + "fa4e" * 8  # the fake's defaults
 AUTH_TOKEN = "70c3e7" + "0" * 20 + "fa4e70"
 PEER_TABLE = "bench_apscheduler_jobs"
 PEER_THREADS = 10  # APScheduler 3's default ThreadPoolExecutor
+SEND_ALONE_THREADS = 32  # as many as a worker's senders (TEND_SENDERS' default)
 GROUP_SECONDS = 0.1  # the paced scenario: a group of deliveries due every 100 ms
 LEAD = 1.0  # seconds between making deliveries due and the first due time
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
@@ -387,6 +391,23 @@ def print_tables(results: list[Result]) -> None:
                 f"goal >= {GOAL_RATIO:.0f} x the peer: {ratio:.1f} x: "
                 f"{'met' if ratio >= GOAL_RATIO else 'missed'}"
             )
+        alone = [r for r in results if r.setup.startswith("send alone")]
+        if alone and alone[0].deliveries:
+            a = alone[0]
+            floor = 1000 * (a.cpu["procs"] + a.fake["cpu"]) / a.deliveries
+            cores = os.cpu_count() or 1
+            line = (
+                f"the limit: the send alone costs {floor:.2f} ms of CPU per message (sender "
+                f"and fake), so {cores} cores send at most {1000 * cores / floor:,.0f}/s here "
+                f"whatever schedules them; measured {a.rate:,.0f}/s"
+            )
+            if peer:
+                need = GOAL_RATIO * peer.rate
+                line += (
+                    f"; {GOAL_RATIO:.0f} x the peer would be {need:,.0f}/s, "
+                    f"{need * floor / 1000:.1f} cores of sending alone"
+                )
+            print(line)
     for r in paced:
         p99 = r.percentile(0.99)
         print(
@@ -667,6 +688,32 @@ def peer(url: str, size: int, rate: float | None, fake: Fake, meter: CpuMeter) -
         engine.dispose()
 
 
+def send_alone(size: int, fake: Fake, meter: CpuMeter) -> Result:
+    """The floor under any scheduler: the same notifier sending `size` messages from
+    SEND_ALONE_THREADS threads as fast as it can, with no scheduler and no ledger at all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    notifier = SmsNotifier(
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        from_number=SENDER,
+        api_base_url=fake.base_url,
+        pool_size=SEND_ALONE_THREADS * 2,
+    )
+    try:
+        fake.ask("reset")
+        start = time.time()
+        due = {phone(n): start for n in range(size)}
+        meter.start([os.getpid()])
+        with ThreadPoolExecutor(SEND_ALONE_THREADS) as pool:
+            list(pool.map(lambda n: notifier.send(peer_message(n)), range(size)))
+        fake.wait_for(size, "the send alone")
+        cpu = meter.stop()
+        return measured("burst", f"send alone, {SEND_ALONE_THREADS} threads", fake, due, cpu)
+    finally:
+        notifier.close()
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -714,6 +761,8 @@ def main() -> int:
                 results.append(peer(url, size, pace, fake, meter))
                 took = time.perf_counter() - started
                 print(f"  {scenario_name(pace)}, APScheduler: {took:.0f} s")
+                if pace is None:
+                    results.append(send_alone(size, fake, meter))
     finally:
         fake.stop()
         meter.close()
