@@ -1202,3 +1202,34 @@ def test_a_claim_reconciled_while_it_waited_long_for_a_sender_is_not_sent(
     assert dispatcher.reconcile() == 2
     assert [dispatcher.process(c) for c in claims] == ["lost", "lost"]
     assert sms.call_keys() == []
+
+
+def test_a_batch_of_sends_records_only_the_claims_still_held(
+    engine: Engine,
+    clock: FakeClock,
+    dispatcher: Dispatcher,
+    sms: FakeSms,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Sends are recorded together; one whose claim a reconciler settled meanwhile is not
+    overwritten, and the log says which."""
+    plan(engine, COUPLE, at(9))
+    clock.set(at(12))
+    claims = {c.partner_key: c for c in dispatcher.claim(at(12), 10)}
+    assert [dispatcher.process(claims[p]) for p in ("alex", "sam")] == ["sent", "sent"]
+    set_delivery(engine, claims["sam"].id, status="pending", claimed_by=None)
+
+    with caplog.at_level(logging.WARNING, logger="scheduler.dispatcher"):
+        assert dispatcher.record_sent() == 1
+
+    alex = one(engine, partner_key="alex", due_at=at(12), channel="sms")
+    sam = one(engine, partner_key="sam", due_at=at(12), channel="sms")
+    assert (alex["status"], alex["provider_id"], alex["claimed_by"]) == (
+        "sent",
+        sms.records[key("alex")].provider_id,
+        None,
+    )
+    assert (sam["status"], sam["provider_id"]) == ("pending", None)
+    assert f"delivery {claims['sam'].id}: outcome 'sent' not recorded" in caplog.text
+    assert f"delivery {claims['alex'].id}: outcome" not in caplog.text
+    assert dispatcher.record_sent() == 0  # nothing left queued

@@ -541,8 +541,8 @@ def test_households_and_partners_gone_from_a_file_larger_than_the_parameter_limi
             )
             households = connection.execute(
                 select(Household.active, func.count()).group_by(Household.active)
-            ).all()
-            assert {active: count for active, count in households} == {False: 1, True: 1199}
+            ).tuples()
+            assert dict(households.all()) == {False: 1, True: 1199}
         assert inactive == {("h0000", "a"), ("h0000", "b"), ("h0001", "b")}
     finally:
         engine.dispose()
