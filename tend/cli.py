@@ -545,7 +545,10 @@ def _port(port: int | None, settings: Settings) -> int:
 def _listen(host: str, port: int) -> socket.socket:
     """Bind before anything starts, so a busy port is one clear line, not a late crash."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listening = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on connections whose
+    # socket says TCP, and without it each answer (headers, then body) waited for the
+    # client's delayed ACK: 40 ms added to every request, measured in bench/webhook.py.
+    listening = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listening.bind((host, port))

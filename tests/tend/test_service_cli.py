@@ -303,3 +303,36 @@ def test_a_notifier_override_for_an_unknown_channel_is_refused(
     )
     assert result.returncode == 2
     assert "'fax' is not a channel" in result.stderr
+
+
+def test_the_web_socket_gives_connections_tcp_nodelay() -> None:
+    """`tend web` binds its own socket (a busy port is one clear line). asyncio turns Nagle's
+    algorithm off only on connections whose socket says TCP; on one made with protocol 0,
+    every answer (headers, then body) waited 40 ms for the client's delayed ACK."""
+    import asyncio
+    import socket
+
+    from tend.cli import _listen
+
+    async def accepted_nodelay() -> int:
+        made: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                made.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        listening = _listen("127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listening)
+        try:
+            port = listening.getsockname()[1]
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                return await asyncio.wait_for(made, 5)
+            finally:
+                writer.close()
+        finally:
+            server.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0
