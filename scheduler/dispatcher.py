@@ -173,6 +173,7 @@ class Dispatcher:
     def close(self) -> None:
         self.stop()
         self._pool.shutdown(wait=True)
+        self.record_sent()  # whatever went out since the loop last wrote
 
     def run_until_idle(self) -> int:
         """Claim and send until nothing is due; return how many were claimed.
@@ -203,14 +204,6 @@ class Dispatcher:
                 wait(in_flight)
                 self.record_sent()
         return total
-
-    def run_batch(self) -> int:
-        """Mark missed, claim one batch, send it on the pool, wait for every outcome."""
-        claims = self._claim_due()
-        if claims:
-            wait([self._pool.submit(self._process_safely, claim) for claim in claims])
-            self.record_sent()
-        return len(claims)
 
     def _claim_due(self) -> list[Claim]:
         now = self.clock()
