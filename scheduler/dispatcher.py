@@ -21,7 +21,6 @@ at-least-once for those channels, never silently lost.
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import threading
 import time
@@ -50,7 +49,7 @@ from scheduler.claims import Claim, fall_back, read_claims, read_claims_on
 from scheduler.metrics import LATENESS, SEND_DURATION, SENDS
 from scheduler.models import Delivery, is_follow_up
 from scheduler.optouts import record_opt_out
-from scheduler.receipts import FAILED, record_receipt, take_held
+from scheduler.receipts import FAILED, apply_held, apply_matched, held_for, record_receipt
 
 __all__ = ["Claim", "Dispatcher", "RetryPolicy", "fall_back", "read_claims"]
 
@@ -126,6 +125,71 @@ class _Sent:
     has_receipts: bool
 
 
+class _Recorder:
+    """A thread of its own that writes the outcomes of sends as they come, a batch at a time:
+    what arrives within RECORD_EVERY of the first is written together. Not the claiming
+    thread, whose claim may wait on a lock (a long re-plan) while sends that went out would
+    wait unrecorded past the claim timeout, and be sent again by a reconciler."""
+
+    def __init__(self, write: Callable[[list[_Sent]], int]) -> None:
+        self._write = write
+        self._items: list[_Sent] = []
+        self._changed = threading.Condition()
+        self._queued = 0  # outcomes handed in, ever
+        self._handled = 0  # outcomes written (or given up on), ever
+        self._recorded = 0  # rows written, ever
+        self._hurry = 0  # flushes waiting: write at once, do not gather
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="tend-record", daemon=True)
+        self._thread.start()
+
+    def put(self, item: _Sent) -> None:
+        with self._changed:
+            self._items.append(item)
+            self._queued += 1
+            self._changed.notify_all()
+
+    def flush(self) -> int:
+        """Wait until everything handed in so far is written; return the rows written."""
+        with self._changed:
+            target, before = self._queued, self._recorded
+            self._hurry += 1
+            self._changed.notify_all()
+            try:
+                self._changed.wait_for(lambda: self._handled >= target or self._closed)
+            finally:
+                self._hurry -= 1
+            return self._recorded - before
+
+    def close(self) -> None:
+        """Write what is left, then stop the thread."""
+        self.flush()
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._items) or self._closed)
+                if not self._items:
+                    return  # closed, and nothing left
+                # Gather what else comes meanwhile, unless someone is waiting for it.
+                self._changed.wait_for(lambda: self._hurry > 0 or self._closed, RECORD_EVERY)
+                batch, self._items = self._items, []
+            written = 0
+            try:
+                written = self._write(batch)
+            except Exception:  # _write logs its own failures; this is a last resort
+                log.exception("recording %d sends failed", len(batch))
+            finally:
+                with self._changed:
+                    self._handled += len(batch)
+                    self._recorded += written
+                    self._changed.notify_all()
+
+
 class Dispatcher:
     """Sends due deliveries. One per worker process; safe to run in several processes."""
 
@@ -153,7 +217,7 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=senders, thread_name_prefix="tend-send")
-        self._sent: queue.SimpleQueue[_Sent] = queue.SimpleQueue()
+        self._recorder = _Recorder(self._record)
         self._stopping = threading.Event()
         self._run_lock = threading.Lock()
 
@@ -173,7 +237,7 @@ class Dispatcher:
     def close(self) -> None:
         self.stop()
         self._pool.shutdown(wait=True)
-        self.record_sent()  # whatever went out since the loop last wrote
+        self._recorder.close()  # whatever went out and is not written yet
 
     def run_until_idle(self) -> int:
         """Claim and send until nothing is due; return how many were claimed.
@@ -195,14 +259,12 @@ class Dispatcher:
                         in_flight.update(self._pool.submit(self._process_safely, c) for c in claims)
                     if not in_flight:
                         break
-                    # Until every send is done, or RECORD_EVERY has passed: the outcomes of
-                    # that time are written in one transaction (one each would be a commit
-                    # per message), and a claimed batch lasts the senders longer than that.
+                    # Until every send is done, or RECORD_EVERY has passed (a claimed batch
+                    # lasts the senders longer than that): then claim again if there is room.
                     _, in_flight = wait(in_flight, RECORD_EVERY, return_when=ALL_COMPLETED)
-                    self.record_sent()
             finally:
                 wait(in_flight)
-                self.record_sent()
+                self.record_sent()  # returns once every send of this run is written
         return total
 
     def _claim_due(self) -> list[Claim]:
@@ -404,8 +466,8 @@ class Dispatcher:
         now = self.clock()
         repeated = claim.last_error == MAY_REPEAT  # the ledger keeps saying so
         # Queued first, before anything that could raise: a send that went out is never put
-        # back to pending. The claiming thread writes it with others (`record_sent`).
-        self._sent.put(
+        # back to pending. The recorder's thread writes it with others.
+        self._recorder.put(
             _Sent(
                 claim,
                 {
@@ -429,22 +491,20 @@ class Dispatcher:
         return "sent"
 
     def record_sent(self) -> int:
-        """Write the outcomes of the sends that went out since the last call, in one
-        transaction; return how many were recorded.
+        """Wait until the outcomes of every send so far are written; return how many rows
+        that wrote."""
+        return self._recorder.flush()
+
+    def _record(self, batch: list[_Sent]) -> int:
+        """Write a batch of sends that went out, in one transaction; return how many rows.
 
         Each row is written only if the claim is still this worker's (the same guard as
-        :meth:`_finish`). If the database refuses even after a few tries, the rows stay in
-        ``sending`` and the reconciler settles them by asking the provider: a send that went
-        out is never returned to pending here.
+        :meth:`_finish`). A passing database error is tried again; a row the database will
+        not take (a value too long, say) is written apart from the others, so it cannot take
+        them down with it. What cannot be written stays in ``sending``, and the reconciler
+        settles it by asking the provider: a send that went out is never returned to
+        pending here.
         """
-        batch: list[_Sent] = []
-        while True:
-            try:
-                batch.append(self._sent.get_nowait())
-            except queue.Empty:
-                break
-        if not batch:
-            return 0
         now = self.clock()
         recorded: list[_Sent] = []
         for pause in (*RECORD_RETRIES, None):
@@ -466,6 +526,15 @@ class Dispatcher:
                     type(exc.orig).__name__,
                 )
                 time.sleep(pause)
+            except Exception:
+                if len(batch) == 1:
+                    log.exception(
+                        "delivery %d: sent, but its record was refused; it stays in 'sending' "
+                        "until the reconciler asks the provider",
+                        batch[0].claim.id,
+                    )
+                    return 0
+                return sum(self._record([item]) for item in batch)
         self._after_recorded(recorded, now)
         return len(recorded)
 
@@ -501,7 +570,7 @@ class Dispatcher:
             }
         recorded = []
         for item in batch:
-            if found.get(item.claim.id) == item.values["provider_id"]:
+            if item.claim.id in found and found[item.claim.id] == item.values["provider_id"]:
                 recorded.append(item)
             else:
                 log.warning(
@@ -533,23 +602,20 @@ class Dispatcher:
             log.exception("delivery %d: its provider status was not recorded", item.claim.id)
 
     def _held_receipts(self, items: Sequence[_Sent], now: datetime) -> None:
-        wanted = [(i.claim.channel, i.result.provider_id or "") for i in items]
-        if not wanted:
-            return
+        """Receipts held for any of these messages, found with one query, each applied on
+        its own (as :func:`apply_held` does), so one that fails does not lose the others."""
         try:
-            held = take_held(self.engine, wanted)
-            for channel, provider_id, status, error_code in held:
-                record_receipt(
-                    self.engine,
-                    channel=channel,
-                    provider_id=provider_id,
-                    status=status,
-                    error_code=error_code,
-                    now=now,
-                )
+            waiting = held_for(
+                self.engine, [(i.claim.channel, i.result.provider_id or "") for i in items]
+            )
         except Exception:
-            # The sends are recorded; a held receipt not applied stays held for a later look.
-            log.exception("held provider receipts were not applied")
+            log.exception("could not look for held provider receipts")
+            return
+        for channel, provider_id in waiting:
+            try:
+                apply_held(self.engine, channel=channel, provider_id=provider_id, now=now)
+            except Exception:  # held again by apply_held: the reconciler tries it later
+                log.exception("a held provider receipt was not applied")
 
     def _provider_call(self, claim: Claim) -> tuple[Notifier, SendResult]:
         """The notifier's send (or its record of an unsure earlier attempt), timed."""
@@ -680,7 +746,15 @@ class Dispatcher:
             ids = list(connection.execute(stale).scalars())
         settled = 0
         for claim in read_claims(self.engine, ids):
-            settled += self._reconcile_one(claim, now)
+            try:
+                settled += self._reconcile_one(claim, now)
+            except Exception:
+                # One row the database will not take must not keep the others in `sending`.
+                log.exception("delivery %d: could not be reconciled", claim.id)
+        try:
+            apply_matched(self.engine, now)
+        except Exception:
+            log.exception("held provider receipts were not looked at")
         return settled
 
     def _reconcile_one(self, claim: Claim, now: datetime) -> int:

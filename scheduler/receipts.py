@@ -25,7 +25,15 @@ from scheduler.claims import fall_back, read_claims
 from scheduler.db import dialect_insert
 from scheduler.models import Delivery, ProviderReceipt
 
-__all__ = ["FAILED", "FINAL", "Receipt", "apply_held", "record_receipt", "take_held"]
+__all__ = [
+    "FAILED",
+    "FINAL",
+    "Receipt",
+    "apply_held",
+    "apply_matched",
+    "held_for",
+    "record_receipt",
+]
 
 log = logging.getLogger(__name__)
 
@@ -119,31 +127,75 @@ def apply_held(engine: Engine, *, channel: str, provider_id: str, now: datetime)
     if held is None:
         return None
     status, error_code = held
-    return record_receipt(
-        engine,
-        channel=channel,
-        provider_id=provider_id,
-        status=status,
-        error_code=error_code,
-        now=now,
+    try:
+        return record_receipt(
+            engine,
+            channel=channel,
+            provider_id=provider_id,
+            status=status,
+            error_code=error_code,
+            now=now,
+        )
+    except Exception:
+        # Held again, for `apply_matched` to try later, rather than lost.
+        try:
+            with engine.begin() as connection:
+                connection.execute(
+                    dialect_insert(connection, ProviderReceipt)
+                    .values(
+                        provider_id=provider_id,
+                        channel=channel,
+                        status=status,
+                        error_code=error_code,
+                        received_at=now,
+                    )
+                    .on_conflict_do_nothing()
+                )
+        except Exception:
+            log.exception("%s receipt for a sent message could not be held again", channel)
+        raise
+
+
+def apply_matched(engine: Engine, now: datetime) -> int:
+    """Apply the held receipts whose message is recorded as sent by now; return how many.
+
+    The dispatcher applies a held receipt as it records the send; this catches the rest: a
+    receipt whose application failed and was held again, or one held by a transaction that
+    committed just after the send's record looked for it. Run with the reconciler."""
+    matched = (
+        select(ProviderReceipt.channel, ProviderReceipt.provider_id)
+        .join(
+            Delivery,
+            (Delivery.provider_id == ProviderReceipt.provider_id)
+            & (Delivery.channel == ProviderReceipt.channel),
+        )
+        .where(Delivery.status.in_(("sent", "failed")))
     )
+    with engine.connect() as connection:
+        found = connection.execute(matched).all()
+    applied = 0
+    for channel, provider_id in found:
+        try:
+            applied += (
+                apply_held(engine, channel=channel, provider_id=provider_id, now=now) is not None
+            )
+        except Exception:
+            log.exception("a held %s receipt was not applied; it is tried again later", channel)
+    return applied
 
 
-def take_held(
-    engine: Engine, messages: Sequence[tuple[str, str]]
-) -> list[tuple[str, str, str, str | None]]:
-    """Remove and return the receipts held for any of `messages` ((channel, provider id)
-    pairs just recorded as sent), as (channel, provider id, status, error code): one
-    statement for a whole batch of sends, where :func:`apply_held` takes one."""
+def held_for(engine: Engine, messages: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Which of `messages` ((channel, provider id) pairs just recorded as sent) have a
+    receipt held: one query for a whole batch of sends; each found is then applied with
+    :func:`apply_held`."""
     if not messages:
         return []
     by_channel: dict[str, list[str]] = {}
     for channel, provider_id in messages:
         by_channel.setdefault(channel, []).append(provider_id)
-    with engine.begin() as connection:
+    with engine.connect() as connection:
         rows = connection.execute(
-            delete(ProviderReceipt)
-            .where(
+            select(ProviderReceipt.channel, ProviderReceipt.provider_id).where(
                 or_(
                     *(
                         (ProviderReceipt.channel == channel) & ProviderReceipt.provider_id.in_(ids)
@@ -151,11 +203,5 @@ def take_held(
                     )
                 )
             )
-            .returning(
-                ProviderReceipt.channel,
-                ProviderReceipt.provider_id,
-                ProviderReceipt.status,
-                ProviderReceipt.error_code,
-            )
         ).all()
-    return [(row[0], row[1], row[2], row[3]) for row in rows]
+    return [(row[0], row[1]) for row in rows]

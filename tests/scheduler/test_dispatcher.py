@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import pytest
-from sqlalchemy import Engine, event, select, update
+from sqlalchemy import Engine, event, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from notifiers.base import Message, Notifier, NotifierError, SendResult
@@ -1233,3 +1233,187 @@ def test_a_batch_of_sends_records_only_the_claims_still_held(
     assert f"delivery {claims['sam'].id}: outcome 'sent' not recorded" in caplog.text
     assert f"delivery {claims['alex'].id}: outcome" not in caplog.text
     assert dispatcher.record_sent() == 0  # nothing left queued
+
+
+class LongIdSms(FakeSms):
+    """A provider (or plugin) whose ids for Alex are longer than the ledger's column."""
+
+    def _send(self, message: Message) -> SendResult:
+        result = super()._send(message)
+        if message.recipient.partner == "alex":
+            result = SendResult(provider_id="x" * 200)
+            with self._lock:
+                self.records[message.key] = result
+        return result
+
+
+class LongIdTellingSms(LongIdSms, TellingSms):
+    pass
+
+
+def test_a_send_the_database_will_not_take_does_not_take_the_batch_with_it(
+    pg_engine: Engine, clock: FakeClock, make_dispatcher: MakeDispatcher
+) -> None:
+    """PostgreSQL refuses Alex's 200-character id (a DataError, not a passing error): the
+    batch is written row by row, Sam's send is recorded and never sent again."""
+    sms = LongIdSms(clock)
+    dispatcher = make_dispatcher(pg_engine, sms=sms)
+    plan(pg_engine, COUPLE, at(9))
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+
+    rows = {r["partner_key"]: r["status"] for r in deliveries(pg_engine, due_at=at(12))}
+    assert rows == {"alex": "sending", "sam": "sent"}
+    clock.set(at(12, 10))
+    dispatcher.reconcile()
+    dispatcher.run_until_idle()
+    assert Counter(sms.call_keys())[key("sam")] == 1
+
+
+def test_one_row_that_cannot_be_settled_does_not_keep_the_others_in_sending(
+    pg_engine: Engine, clock: FakeClock, make_dispatcher: MakeDispatcher
+) -> None:
+    sms = LongIdTellingSms(clock)
+    dispatcher = make_dispatcher(pg_engine, sms=sms)
+    plan(pg_engine, COUPLE, at(9))
+    for partner in ("alex", "sam"):  # sent by a worker killed before it recorded them
+        row = one(pg_engine, partner_key=partner, due_at=at(12), channel="sms")
+        sms.send(Claim(**{**_claim_values(pg_engine, row["id"])}).message())
+        interrupt(pg_engine, row["id"], at(12))
+
+    clock.set(at(12, 10))
+    assert dispatcher.reconcile() == 1  # Sam's; Alex's id is refused, and logged
+
+    rows = {r["partner_key"]: r["status"] for r in deliveries(pg_engine, due_at=at(12))}
+    assert rows == {"alex": "sending", "sam": "sent"}
+    assert len(sms.call_keys()) == 2  # nothing sent again
+
+
+def _claim_values(engine: Engine, delivery_id: int) -> dict[str, Any]:
+    from scheduler.claims import read_claims
+
+    (claim,) = read_claims(engine, [delivery_id])
+    return dict(claim.__dict__)
+
+
+class ReceiptSms(FakeSms):
+    has_receipts = True
+
+
+def test_a_held_receipt_that_fails_to_apply_is_held_again_and_applied_later(
+    engine: Engine,
+    clock: FakeClock,
+    make_dispatcher: MakeDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Twilio's 'undelivered' callbacks for two messages come before their sends are
+    recorded, and are held. Applying the first fails once: the second is still applied, and
+    the first is applied by the next reconcile, not lost."""
+    import scheduler.receipts as receipts
+    from scheduler.receipts import record_receipt
+
+    sms = ReceiptSms(clock)
+    dispatcher = make_dispatcher(engine, sms=sms)
+    plan(engine, COUPLE, at(9))
+    clock.set(at(12))
+    claims = {c.partner_key: c for c in dispatcher.claim(at(12), 10)}
+    assert [dispatcher.process(claims[p]) for p in ("alex", "sam")] == ["sent", "sent"]
+    ids = {p: sms.records[key(p)].provider_id for p in ("alex", "sam")}
+    for partner in ("alex", "sam"):
+        held = record_receipt(
+            engine,
+            channel="sms",
+            provider_id=ids[partner],
+            status="undelivered",
+            error_code="30003",
+            now=at(12),
+        )
+        assert held.outcome == "held"
+    real = receipts.record_receipt
+    failures = {"left": 1}
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("UPDATE delivery", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(receipts, "record_receipt", flaky)
+    assert dispatcher.record_sent() == 2
+
+    def statuses() -> dict[str, tuple[str, str | None]]:
+        return {
+            r["partner_key"]: (r["status"], r["provider_status"])
+            for r in deliveries(engine, due_at=at(12), channel="sms")
+        }
+
+    assert failures["left"] == 0
+    assert sorted(statuses().values()) == [("failed", "undelivered"), ("sent", None)]
+    dispatcher.reconcile()
+    assert statuses() == {"alex": ("failed", "undelivered"), "sam": ("failed", "undelivered")}
+
+
+def waiting_on_lock(engine: Engine) -> None:
+    """Until a session of this database waits for a row lock (5 s at most)."""
+    deadline = time.monotonic() + 5
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            if connection.execute(query).scalar_one():
+                return
+        time.sleep(0.01)
+
+
+def test_sends_are_recorded_while_the_claiming_thread_waits_on_a_lock(
+    pg_engine: Engine, clock: FakeClock, make_dispatcher: MakeDispatcher
+) -> None:
+    """A transaction holding a lock on an overdue pending row (a long re-plan, say) makes
+    the claiming thread's `mark_missed` wait. Sends that finish meanwhile are recorded all
+    the same, by the recorder's own thread: otherwise they would sit in `sending` past the
+    claim timeout, and a reconciler would send them again."""
+    plan(pg_engine, COUPLE, at(9))
+    with pg_engine.begin() as connection:
+        overdue = connection.execute(
+            select(Delivery.id).where(
+                Delivery.partner_key == "sam", Delivery.due_at == at(12, day=1)
+            )
+        ).scalar_one()
+    # Tomorrow's message, made to expire a second after noon: past its grace from 12:00:02.
+    set_delivery(pg_engine, overdue, expires_at=at(12, 0, 1))
+    locker = pg_engine.connect()
+    locked = threading.Event()
+
+    class LockingSms(FakeSms):
+        def _send(self, message: Message) -> SendResult:
+            if message.recipient.partner == "alex" and not locked.is_set():
+                locker.execute(
+                    update(Delivery).where(Delivery.id == overdue).values(updated_at=at(9))
+                )
+                clock.set(at(12, 0, 2))  # the next claim's mark_missed wants that row
+                locked.set()
+                waiting_on_lock(pg_engine)  # this send finishes while the claimer waits
+            return super()._send(message)
+
+    sms = LockingSms(clock)
+    dispatcher = make_dispatcher(pg_engine, sms=sms, batch_size=1, senders=2)
+    clock.set(at(12))
+    runner = threading.Thread(target=dispatcher.run_until_idle)
+    runner.start()
+    try:
+        assert locked.wait(5)
+        deadline = time.monotonic() + 5
+        while one(pg_engine, partner_key="alex", due_at=at(12), channel="sms")["status"] != (
+            "sent"
+        ):
+            assert time.monotonic() < deadline, "Alex's send is not recorded"
+            time.sleep(0.02)
+        assert runner.is_alive()  # the claiming thread still waits on the lock
+    finally:
+        locker.rollback()
+        locker.close()
+        runner.join(10)
+    assert not runner.is_alive()
+    assert sms.call_keys().count(key("alex")) == 1
