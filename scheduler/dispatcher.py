@@ -49,7 +49,7 @@ from scheduler.claims import Claim, fall_back, read_claims, read_claims_on
 from scheduler.metrics import LATENESS, SEND_DURATION, SENDS
 from scheduler.models import Delivery, is_follow_up
 from scheduler.optouts import record_opt_out
-from scheduler.receipts import FAILED, apply_held, apply_matched, held_for, record_receipt
+from scheduler.receipts import FAILED, apply_matched, record_receipt
 
 __all__ = ["Claim", "Dispatcher", "RetryPolicy", "fall_back", "read_claims"]
 
@@ -602,20 +602,14 @@ class Dispatcher:
             log.exception("delivery %d: its provider status was not recorded", item.claim.id)
 
     def _held_receipts(self, items: Sequence[_Sent], now: datetime) -> None:
-        """Receipts held for any of these messages, found with one query, each applied on
-        its own (as :func:`apply_held` does), so one that fails does not lose the others."""
+        """Receipts held for messages whose ids are recorded by now: the same pass as the
+        reconciler's, each applied on its own, so one that fails does not lose the others."""
+        if not items:
+            return
         try:
-            waiting = held_for(
-                self.engine, [(i.claim.channel, i.result.provider_id or "") for i in items]
-            )
+            apply_matched(self.engine, now)
         except Exception:
             log.exception("could not look for held provider receipts")
-            return
-        for channel, provider_id in waiting:
-            try:
-                apply_held(self.engine, channel=channel, provider_id=provider_id, now=now)
-            except Exception:  # held again by apply_held: the reconciler tries it later
-                log.exception("a held provider receipt was not applied")
 
     def _provider_call(self, claim: Claim) -> tuple[Notifier, SendResult]:
         """The notifier's send (or its record of an unsure earlier attempt), timed."""

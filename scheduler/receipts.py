@@ -14,12 +14,11 @@ held in ``provider_receipt`` and applied when the id is recorded (:func:`apply_h
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Engine, delete, or_, select, update
+from sqlalchemy import Engine, delete, select, update
 
 from scheduler.claims import fall_back, read_claims
 from scheduler.db import dialect_insert
@@ -31,7 +30,6 @@ __all__ = [
     "Receipt",
     "apply_held",
     "apply_matched",
-    "held_for",
     "record_receipt",
 ]
 
@@ -182,26 +180,3 @@ def apply_matched(engine: Engine, now: datetime) -> int:
         except Exception:
             log.exception("a held %s receipt was not applied; it is tried again later", channel)
     return applied
-
-
-def held_for(engine: Engine, messages: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Which of `messages` ((channel, provider id) pairs just recorded as sent) have a
-    receipt held: one query for a whole batch of sends; each found is then applied with
-    :func:`apply_held`."""
-    if not messages:
-        return []
-    by_channel: dict[str, list[str]] = {}
-    for channel, provider_id in messages:
-        by_channel.setdefault(channel, []).append(provider_id)
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(ProviderReceipt.channel, ProviderReceipt.provider_id).where(
-                or_(
-                    *(
-                        (ProviderReceipt.channel == channel) & ProviderReceipt.provider_id.in_(ids)
-                        for channel, ids in by_channel.items()
-                    )
-                )
-            )
-        ).all()
-    return [(row[0], row[1]) for row in rows]

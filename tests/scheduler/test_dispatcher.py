@@ -25,7 +25,7 @@ from notifiers.base import Message, Notifier, NotifierError, SendResult
 from notifiers.registry import NotifierSet
 from rituals.clock import TimeWindow, get_zone
 from rituals.planning import Plan
-from scheduler.dispatcher import Claim, Dispatcher, RetryPolicy
+from scheduler.dispatcher import Claim, Dispatcher, RetryPolicy, read_claims
 from scheduler.models import Delivery, Occurrence, Partner
 from scheduler.planner import plan_horizon, sync_file
 from tests.scheduler.conftest import ritual_file
@@ -1278,7 +1278,8 @@ def test_one_row_that_cannot_be_settled_does_not_keep_the_others_in_sending(
     plan(pg_engine, COUPLE, at(9))
     for partner in ("alex", "sam"):  # sent by a worker killed before it recorded them
         row = one(pg_engine, partner_key=partner, due_at=at(12), channel="sms")
-        sms.send(Claim(**{**_claim_values(pg_engine, row["id"])}).message())
+        (claim,) = read_claims(pg_engine, [row["id"]])
+        sms.send(claim.message())
         interrupt(pg_engine, row["id"], at(12))
 
     clock.set(at(12, 10))
@@ -1287,13 +1288,6 @@ def test_one_row_that_cannot_be_settled_does_not_keep_the_others_in_sending(
     rows = {r["partner_key"]: r["status"] for r in deliveries(pg_engine, due_at=at(12))}
     assert rows == {"alex": "sending", "sam": "sent"}
     assert len(sms.call_keys()) == 2  # nothing sent again
-
-
-def _claim_values(engine: Engine, delivery_id: int) -> dict[str, Any]:
-    from scheduler.claims import read_claims
-
-    (claim,) = read_claims(engine, [delivery_id])
-    return dict(claim.__dict__)
 
 
 class ReceiptSms(FakeSms):
