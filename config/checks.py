@@ -13,6 +13,7 @@ from config.model import Household, Partner, Ritual
 from rituals.clock import QuietHours, format_duration, resolve
 from rituals.decks import DEFAULT_DECKS, builtin_decks
 from rituals.schedule import MIN_GAP, FixedSchedule, RandomWindow
+from rituals.sms import MAX_LENGTH as SMS_MAX_LENGTH
 from rituals.sms import count_segments, to_gsm7
 from rituals.templates import (
     SAMPLE_VALUES,
@@ -75,16 +76,29 @@ def check_file(
             problems += _zone_style(("households", i, "timezone"), household.timezone)
         for j, partner in enumerate(household.partners):
             problems += _partner(("households", i, "partners", j), partner)
+        problems += _shared_phones(i, household)
     if timezone is not None:
         problems += _zone_style(("timezone",), timezone)
     known_decks = set(builtin_decks()) | set(decks)
     deck_items = {**builtin_decks(), **(deck_items or {})}
     by_id = {h.id: h for _, h in households}
     for i, ritual in rituals:
-        problems += list(
-            _ritual(i, ritual, by_id, known_decks, deck_items, households_complete, timezone, today)
+        checks = _ritual(
+            i, ritual, by_id, known_decks, deck_items, households_complete, timezone, today
         )
+        problems += _guarded(("rituals", i), checks)
     return problems
+
+
+def _guarded(here: Loc, checks: Iterator[Problem]) -> list[Problem]:
+    """The problems `checks` finds; one that fails in a way no check foresaw (a rule that
+    overflows a date, a library's own exception) is a problem of this table, not a crash."""
+    found: list[Problem] = []
+    try:
+        found.extend(checks)
+    except Exception as exc:
+        found.append(Problem(here, f"cannot be checked: {type(exc).__name__}: {exc}"))
+    return found
 
 
 def _partner(here: Loc, partner: Partner) -> list[Problem]:
@@ -106,6 +120,25 @@ def _partner(here: Loc, partner: Partner) -> list[Problem]:
                 "warning",
             )
         )
+    return problems
+
+
+def _shared_phones(i: int, household: Household) -> list[Problem]:
+    """Two partners of a household on one number: a reply by SMS could not say whose it is."""
+    first: dict[str, Partner] = {}
+    problems = []
+    for j, partner in enumerate(household.partners):
+        if partner.phone is None:
+            continue
+        earlier = first.setdefault(partner.phone, partner)
+        if earlier is not partner:
+            problems.append(
+                Problem(
+                    ("households", i, "partners", j, "phone"),
+                    f"the same number as partner {earlier.id!r}: a reply by SMS could not tell "
+                    "whose it is (give each partner their own number, or leave one out)",
+                )
+            )
     return problems
 
 
@@ -164,7 +197,13 @@ def _ritual(
             f"unknown deck {ritual.deck!r} (known: {', '.join(sorted(known_decks))})",
         )
     names = sorted({p.name for h in targets for p in h.partners})
-    yield from _templates(here, ritual, deck, deck_items, names)
+    texted = any(
+        "sms" in p.channels
+        for h in targets
+        for p in h.partners
+        if ritual.to in ("both", "each", p.id)
+    )
+    yield from _templates(here, ritual, deck, deck_items, names, texted)
 
     if ritual.kind == "custom" and ritual.message is None:
         yield Problem((*here, "message"), "a custom ritual needs a message")
@@ -204,8 +243,10 @@ def _templates(
     deck: str | None,
     deck_items: Mapping[str, Sequence[str]],
     names: Collection[str],
+    texted: bool,
 ) -> Iterator[Problem]:
-    """Each template renders; an SMS of it, with this deck's longest item, fits 2 segments."""
+    """Each template renders; an SMS of it, with this deck's longest item, fits 2 segments,
+    and a message for a partner who gets texts is never longer than an SMS can be."""
     items = deck_items.get(deck) if deck else None
     # An unknown deck is reported once, at `deck`, not again at every {{ item }}.
     allowed = frozenset(SAMPLE_VALUES) - ({"item"} if deck is None else frozenset())
@@ -231,13 +272,23 @@ def _templates(
         variants = [{**SAMPLE_VALUES, "item": c} for c in candidates]
         variants += [{**SAMPLE_VALUES, "partner": n, "planner": n} for n in names]
         try:
-            segments, item = max(
-                ((count_segments(to_gsm7(render(template, v))), v["item"]) for v in variants),
-                key=lambda pair: (pair[0].count, pair[0].units),
-            )
+            texts = [(to_gsm7(render(template, v)), v["item"]) for v in variants]
         except TemplateProblem as exc:
             yield Problem((*here, name), f"{exc} (with this file's names and deck items)")
             continue
+        longest, item = max(texts, key=lambda pair: len(pair[0]))
+        detail = f" with the item {item[:40]!r}" if items else ""
+        if texted and len(longest) > SMS_MAX_LENGTH:
+            yield Problem(
+                (*here, name),
+                f"this message is {len(longest):,} characters{detail}: longer than one SMS "
+                f"can be ({SMS_MAX_LENGTH:,}; Twilio refuses it)",
+            )
+            continue
+        segments, item = max(
+            ((count_segments(text), i) for text, i in texts),
+            key=lambda pair: (pair[0].count, pair[0].units),
+        )
         if segments.count > 2:
             detail = f" with the item {item[:40]!r}" if items else ""
             yield Problem(

@@ -7,6 +7,7 @@ half-loaded. Lines come from :class:`config.positions.SourceMap`, since ``tomlli
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import tomllib
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from config.model import Deck, Household, Partner, Ritual, RitualFile
 from config.positions import SourceMap
 
 M = TypeVar("M", bound=BaseModel)
+
+log = logging.getLogger(__name__)
 
 __all__ = ["LoadedFile", "RitualFileError", "load_ritual_file", "parse_ritual_file"]
 
@@ -58,21 +61,54 @@ def load_ritual_file(path: Path | str, *, today: datetime) -> LoadedFile:
     """Read and validate the file at `path`; raise :class:`RitualFileError` with every problem."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise RitualFileError(
             name, [Problem((), "no such file (give --config FILE or set TEND_CONFIG)", line=1)]
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise RitualFileError(name, [Problem((), f"cannot read: {exc}", line=1)]) from None
-    return parse_ritual_file(text, name=name, today=today)
+    return parse_ritual_file(decode(raw, name), name=name, today=today)
+
+
+def decode(raw: bytes, name: str) -> str:
+    """The file's text: UTF-8, as TOML requires, with a byte-order mark (which some Windows
+    editors write) accepted; a byte that is not UTF-8 is reported at its own line."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        start = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        line = raw.count(b"\n", 0, start) + 1
+        column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
+        problem = Problem(
+            (),
+            f"not UTF-8: byte 0x{raw[start]:02x} at column {column}; save the file as UTF-8",
+            line=line,
+        )
+        raise RitualFileError(name, [problem]) from None
 
 
 _TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
 def parse_ritual_file(text: str, *, name: str, today: datetime) -> LoadedFile:
-    """Validate ritual-file `text` (named `name` in messages)."""
+    """Validate ritual-file `text` (named `name` in messages).
+
+    Raises :class:`RitualFileError` and nothing else, whatever the text: a check that fails
+    in a way nobody foresaw is reported as a problem of the file, never as a traceback, so
+    every caller's "keep the last good file" holds for it too.
+    """
+    try:
+        return _parse(text.removeprefix("\ufeff"), name, today)
+    except RitualFileError:
+        raise
+    except Exception as exc:
+        log.debug("checking %s failed unexpectedly", name, exc_info=True)
+        problem = Problem((), f"cannot be checked: {type(exc).__name__}: {exc}", line=1)
+        raise RitualFileError(name, [problem]) from None
+
+
+def _parse(text: str, name: str, today: datetime) -> LoadedFile:
     try:
         data = tomllib.loads(text)
     except RecursionError:

@@ -88,6 +88,12 @@ def _phone(value: str) -> str:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"not a phone number: {exc}") from exc
+    if number.extension:
+        # E.164 has no extensions, and a text cannot dial one: it would go to the main line.
+        raise ValueError(
+            f"has an extension ({number.extension}); a text cannot reach an extension: "
+            "give the partner's own mobile number"
+        )
     # "possible" (right length for its country) rather than "valid": the fictional 555
     # numbers of examples are allowed; Twilio refuses unassigned numbers at send time.
     reason = phonenumbers.is_possible_number_with_reason(number)
@@ -149,6 +155,8 @@ def _schedule(value: Any) -> Schedule:
         return parse_schedule(value)
     except ScheduleError as exc:
         raise ValueError(str(exc)) from exc
+    except Exception as exc:  # a rule no check foresaw must still be a FILE:LINE error
+        raise ValueError(f"cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
 ScheduleField = Annotated[
@@ -293,7 +301,11 @@ class Ritual(_Table):
         "either", description="Kept when either partner confirms, or only when both do."
     )
     freezes_per_month: int = Field(
-        1, ge=0, le=31, description="Skips a month that keep the streak (SKIP uses one)."
+        1,
+        ge=0,
+        le=31,
+        strict=True,  # `true` is not 1 freeze
+        description="Skips a month that keep the streak (SKIP uses one).",
     )
     reply_window: Duration = Field(
         timedelta(days=3),

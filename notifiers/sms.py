@@ -39,7 +39,7 @@ from twilio.rest import Client
 
 from config.model import mask_address
 from notifiers.base import Message, Notifier, NotifierError, SendResult
-from rituals.sms import count_segments, to_gsm7
+from rituals.sms import MAX_LENGTH, count_segments, to_gsm7
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -49,7 +49,7 @@ __all__ = ["SEND_TIMEOUT", "SmsNotifier", "classify"]
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT = 15.0  # seconds for one API call: connect + answer
-MAX_BODY = 1600  # Twilio refuses longer bodies (error 21617)
+MAX_BODY = MAX_LENGTH  # Twilio refuses longer bodies (error 21617)
 
 OPT_OUT = frozenset({21610})
 PERMANENT = frozenset({21211, 21614, 21408, 21612, 21617, 21635})

@@ -50,6 +50,10 @@ EPOCH = datetime(2024, 1, 1)
 FIRST_YEAR, LAST_YEAR = 2000, 2099
 
 _BOUND = datetime(LAST_YEAR + 1, 1, 1)
+# A rule's period (FREQ times INTERVAL) in hours, roughly, and the longest one a ritual may
+# have: INTERVAL=1000000 weeks would put its second round past any date Python can hold.
+_PERIOD_HOURS = {du.YEARLY: 366 * 24, du.MONTHLY: 31 * 24, du.WEEKLY: 7 * 24, du.DAILY: 24}
+MAX_PERIOD_YEARS = 10
 
 #: Rituals are not alarms: a schedule may fire at most once an hour.
 MIN_GAP = timedelta(hours=1)
@@ -162,6 +166,8 @@ def _rebased(rule: du.rrule, start: datetime) -> du.rrule:
     if freq in (du.DAILY, du.WEEKLY):
         step = timedelta(days=interval * (7 if freq == du.WEEKLY else 1))
         periods = (start - dtstart) // step - 1
+        if periods < 1:  # a period longer than the way to `start`: nothing to skip
+            return rule
         moved = dtstart + step * periods
     elif freq in (du.MONTHLY, du.YEARLY) and dtstart.day <= 28:
         months = (start.year - dtstart.year) * 12 + start.month - dtstart.month
@@ -449,10 +455,17 @@ def parse_rrule(text: str, *, source: str) -> RRuleSchedule:
         )
     if not has_start and "COUNT=" in text.upper():
         raise ScheduleError("rrule: COUNT needs a DTSTART to count from")
-    if rule._interval < 1:  # type: ignore[attr-defined]
+    interval: int = rule._interval  # type: ignore[attr-defined]
+    if interval < 1:
         raise ScheduleError("rrule: INTERVAL must be at least 1")
     if dtstart is not None and not FIRST_YEAR <= dtstart.year <= LAST_YEAR:
         raise ScheduleError(f"rrule: DTSTART must be in the years {FIRST_YEAR}-{LAST_YEAR}")
+    hours = interval * _PERIOD_HOURS.get(rule._freq, 1)  # type: ignore[attr-defined]
+    if hours > MAX_PERIOD_YEARS * 366 * 24:
+        raise ScheduleError(
+            f"rrule: INTERVAL={interval} puts about {hours / 24 / 365.25:,.0f} years between "
+            f"rounds; a ritual comes round at least every {MAX_PERIOD_YEARS} years"
+        )
     rule = _bounded(rule)
     start: datetime = rule._dtstart  # type: ignore[attr-defined]
     try:

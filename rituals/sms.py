@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Segments", "count_segments", "is_gsm7", "to_gsm7"]
+__all__ = ["MAX_LENGTH", "Segments", "count_segments", "is_gsm7", "to_gsm7"]
+
+MAX_LENGTH = 1600  # characters in one message: Twilio refuses longer bodies (error 21617)
 
 # GSM 03.38 basic character set and its extension table (each extension char costs two).
 _GSM_BASIC = frozenset(

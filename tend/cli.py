@@ -416,7 +416,10 @@ def _service_file(config: Path | None) -> tuple[Settings, LoadedFile, Engine]:
     """Settings, the ritual file (or the ledger's last good one) and the ledger's engine."""
     settings = _settings()
     engine = _engine(settings)
-    _, loaded = _load(config, errors_to_stdout=False, settings=settings, fallback=engine)
+    # With no SQLite file yet there is no last good file to fall back on, and looking for one
+    # would leave an empty database behind.
+    fallback = None if _no_sqlite_file(engine) else engine
+    _, loaded = _load(config, errors_to_stdout=False, settings=settings, fallback=fallback)
     return settings, loaded, engine
 
 

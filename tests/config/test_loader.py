@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
+import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import tomli_w
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from config.loader import LoadedFile, RitualFileError, load_ritual_file
+from config.loader import LoadedFile, RitualFileError, load_ritual_file, parse_ritual_file
 
 TODAY = datetime(2026, 11, 25, tzinfo=UTC)
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tend.toml"
@@ -670,6 +675,173 @@ MALFORMED = [
         [Expected(1, "timezone", "unknown time zone 'Mars/Olympus_Mons'")],
         id="an unknown default time zone once at its own line",
     ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat", phone = "+15551230001" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "custom"
+        schedule = "weekly on sun at 19:30"
+        message = "Talk, {{ partner }}."
+        plan_ahead_message = "{{ partner | nofilter }}"
+        planner = "p"
+        plan_ahead = "1d"
+        """,
+        [Expected(11, "rituals.0.plan_ahead_message", "No filter named 'nofilter'")],
+        id="an unknown Jinja filter",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat", phone = "+15551230001" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "custom"
+        schedule = "weekly on sun at 19:30"
+        message = "{{ lipsum(10**8) }}"
+        """,
+        [Expected(10, "rituals.0.message", "undefined variable 'lipsum'")],
+        id="lipsum, which writes a book",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat", phone = "+15551230001" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "custom"
+        schedule = "weekly on sun at 19:30"
+        message = "{% for i in range(5000) %}{% for j in range(5000) %}{% endfor %}{% endfor %}"
+        """,
+        [Expected(10, "rituals.0.message", "too much work for a message")],
+        id="loops that would run for hours",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat", phone = "+15551230001" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "custom"
+        schedule = "weekly on sun at 19:30"
+        message = "{{ 'x'*16*16*16*16*16*16 }}"
+        """,
+        [Expected(10, "rituals.0.message", "too large for a message")],
+        id="a repetition that builds 16 million characters",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat", phone = "+15551230001" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "custom"
+        schedule = "weekly on sun at 19:30"
+        message = "{% for i in range(500) %}{{ partner }} {% endfor %}"
+        """,
+        [Expected(10, "rituals.0.message", "longer than one SMS can be")],
+        id="a message longer than an SMS can be",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat", phone = "+15551230001" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "custom"
+        schedule = "weekly on sun at 19:30"
+        message = "Hi"
+        freezes_per_month = true
+        """,
+        [Expected(11, "rituals.0.freezes_per_month", "valid integer")],
+        id="a number of freezes written as true",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat", phone = "+15551230001" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "custom"
+        schedule = "rrule: FREQ=WEEKLY;INTERVAL=1000000;BYDAY=MO;BYHOUR=9;BYMINUTE=0"
+        message = "Hi"
+        """,
+        [Expected(9, "rituals.0.schedule", "years between rounds")],
+        id="an rrule interval past any date Python can hold",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat", phone = "+15551230001" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "custom"
+        schedule = "rrule: FREQ=DAILY;INTERVAL=999999999;BYHOUR=9;BYMINUTE=0"
+        message = "Hi"
+        """,
+        [Expected(9, "rituals.0.schedule", "years between rounds")],
+        id="a daily rrule interval of a billion days",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [
+          { id = "p", name = "Pat", phone = "+15551230001" },
+          { id = "q", name = "Quinn", phone = "+1 555 123 0001" },
+        ]
+
+        [[rituals]]
+        id = "talk"
+        kind = "custom"
+        schedule = "weekly on sun at 19:30"
+        message = "Hi"
+        """,
+        [Expected(6, "households.0.partners.1.phone", "the same number as partner 'p'")],
+        id="two partners of a household on one number",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "p", name = "Pat", phone = "+15551230002x5" }]
+
+        [[rituals]]
+        id = "talk"
+        kind = "custom"
+        schedule = "weekly on sun at 19:30"
+        message = "Hi"
+        """,
+        [Expected(4, "households.0.partners.0.phone", "has an extension (5)")],
+        id="a phone number with an extension",
+    ),
 ]
 
 
@@ -1043,3 +1215,74 @@ def test_a_name_with_an_emoji_sequence_is_fine(tmp_path: Path) -> None:
     text = EXAMPLE.read_text().replace('name = "Sam"', f'name = "{name}"', 1)
     file = load_ritual_file(write(tmp_path, text), today=TODAY).file
     assert file.households[0].partners[1].name == name
+
+
+def test_a_byte_order_mark_at_the_start_is_accepted(tmp_path: Path) -> None:
+    # Notepad and some other Windows editors write one before UTF-8 text.
+    path = tmp_path / "tend.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + EXAMPLE.read_bytes())
+    loaded = load_ritual_file(path, today=TODAY)
+    assert loaded.file == load_ritual_file(EXAMPLE, today=TODAY).file
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_a_byte_that_is_not_utf8_is_reported_at_its_own_line(tmp_path: Path, bom: bytes) -> None:
+    path = tmp_path / "tend.toml"
+    text = EXAMPLE.read_bytes().replace(b'name = "Sam"', b'name = "S\xe9m"')  # Latin-1
+    path.write_bytes(bom + text)
+    line = text[: text.index(b"S\xe9m")].count(b"\n") + 1
+    [problem] = problems_of(path).lines()
+    assert problem == (
+        f"{path}:{line}: (file): not UTF-8: byte 0xe9 at column 12; save the file as UTF-8"
+    )
+
+
+# Any value in any field: the loader reports problems, and never raises anything else.
+_VALUES = st.one_of(
+    st.text(max_size=60),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.booleans(),
+    st.floats(allow_nan=True),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.builds(
+        lambda n, f: f"rrule: FREQ={f};INTERVAL={n};BYHOUR=9;BYMINUTE=0",
+        st.integers(min_value=-5, max_value=10**18),
+        st.sampled_from(["YEARLY", "MONTHLY", "WEEKLY", "DAILY", "HOURLY"]),
+    ),
+    st.builds(lambda s: "{{ " + s + " }}", st.text(max_size=30)),
+)
+_FIELDS = [
+    ("rituals", 0, "schedule"),
+    ("rituals", 0, "message"),
+    ("rituals", 0, "plan_ahead"),
+    ("rituals", 0, "grace"),
+    ("rituals", 0, "freezes_per_month"),
+    ("rituals", 0, "reply_window"),
+    ("rituals", 2, "schedule"),
+    ("households", 0, "timezone"),
+    ("households", 0, "partners", 0, "phone"),
+    ("households", 0, "partners", 0, "quiet_hours"),
+    ("households", 0, "partners", 1, "timezone"),
+    ("decks", "reunion-prompts", "items"),
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.lists(st.tuples(st.sampled_from(_FIELDS), _VALUES), min_size=1, max_size=3))
+def test_whatever_a_field_holds_the_loader_reports_problems_and_never_crashes(
+    changes: list[tuple[tuple[str | int, ...], object]],
+) -> None:
+    data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    for path, value in changes:
+        table = data
+        for part in path[:-1]:
+            table = table[part]
+        table[path[-1]] = value
+    try:
+        text = tomli_w.dumps(data)
+    except (TypeError, ValueError):  # a value TOML cannot hold (NaN is fine, None is not)
+        return
+    try:
+        parse_ritual_file(text, name="tend.toml", today=TODAY)
+    except RitualFileError as exc:
+        assert all(re.match(r"tend\.toml:\d+: ", line) for line in exc.lines())

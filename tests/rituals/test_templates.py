@@ -61,3 +61,73 @@ def test_it_refuses_item_where_there_is_no_deck() -> None:
 def test_it_counts_segments(body: str, encoding: str, segments: int) -> None:
     counted = count_segments(body)
     assert (counted.encoding, counted.count) == (encoding, segments)
+
+
+# Templates are user code run by the worker for every delivery it plans: whatever they say,
+# a rendering stops within its budget with a TemplateProblem that says why.
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ lipsum(10**8) }}", "undefined variable 'lipsum'"),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "too large for a message",
+        ),
+        (
+            "{% for i in range(5000) %}{% for j in range(5000) %}{% endfor %}{% endfor %}",
+            "too much work for a message",
+        ),
+        ("{% for i in 'abc' recursive %}{{ loop(i) }}{% endfor %}", "recursive loops"),
+        (
+            "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}"
+            "{{ f(40) }}",
+            "too much work for a message",
+        ),
+        ("{{ 'x'*16*16*16*16*16*16 }}", "too large for a message"),
+        ("{% set a = partner %}" + "{% set a = a ~ a %}" * 40 + "{{ a }}", "too large"),
+        ("{% set a = partner %}" + "{% set a = a.replace('A', a) %}" * 40 + "{{ a }}", "too large"),
+        ("{% set a = partner %}" + "{% set a = a + a %}" * 40 + "{{ a }}", "too large"),
+        ("{{ '%0999999999d' % 1 }}", "too large for a message"),
+        ("{{ '%0999999999d' | format(1) }}", "too large for a message"),
+        ("{{ '{:>999999999}'.format(1) }}", "too large for a message"),
+        ("{{ '{:{w}}'.format(1, w=999999999) }}", "nested format fields"),
+        ("{{ 'x'.ljust(999999999) }}", "too large for a message"),
+        ("{{ partner | center(999999999) }}", "too large for a message"),
+        ("{{ range(9999) | list | join(partner * 16) }}", "too large for a message"),
+        ("{% set x = 10**64 %}{% set x = x**64 %}{% set x = x**64 %}{{ x }}", "number too large"),
+        ("{% set x = 3**60 %}" + "{% set x = x*x %}" * 30 + "{{ x }}", "number too large"),
+        ("{{" + "(" * 2000 + "1" + ")" * 2000 + "}}", "template syntax"),
+        ("{{ partner | nofilter }}", "No filter named 'nofilter'"),
+        ("x" * 10_001, "at most 10,000 characters"),
+    ],
+)
+def test_a_template_that_would_run_long_or_build_a_huge_value_is_refused(
+    template: str, message: str
+) -> None:
+    with pytest.raises(TemplateProblem) as caught:
+        check_template(template)
+    assert message in str(caught.value)
+
+
+def test_a_message_longer_than_the_longest_a_notifier_takes_is_refused_while_it_renders() -> None:
+    # 900 times 159 characters: within every step and value limit, but the output is not.
+    long = "{% for i in range(900) %}{{ item * 3 }}{% endfor %}"
+    with pytest.raises(TemplateProblem, match="longer than 100,000 characters"):
+        render(long, SAMPLE_VALUES)
+
+
+def test_loops_filters_and_formatting_a_message_may_use_still_work() -> None:
+    template = (
+        "{% for name in partners.split(' and ') %}{{ name | upper }}{{ ', ' if not loop.last }}"
+        "{% endfor %}: {{ '%s!' % partner }} {{ '{}?'.format(ritual) }} {{ item | truncate(9) }}"
+        " {{ '-' * 3 }} {{ partner ~ '/' ~ household }}"
+    )
+    assert render(template, SAMPLE_VALUES) == (
+        "ALEX, SAM: Alex! date night? Cook... --- Alex/alex-sam"
+    )
+
+
+def test_the_budget_is_per_rendering_so_one_heavy_template_does_not_starve_the_next() -> None:
+    heavy = "{% for i in range(900) %}.{% endfor %}"
+    for _ in range(3):
+        assert render(heavy, SAMPLE_VALUES) == "." * 900

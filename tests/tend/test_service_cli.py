@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -336,3 +338,126 @@ def test_the_web_socket_gives_connections_tcp_nodelay() -> None:
             server.close()
 
     assert asyncio.run(accepted_nodelay()) != 0
+
+
+# Ways a ritual file broke `tend run` from outside (issue: an adversarial trial). Each is an
+# edit a person could make; a long-running process must keep going on the last good file.
+HOSTILE = {
+    "an rrule interval past any date": (
+        'schedule = "daily at',
+        'schedule = "rrule: FREQ=WEEKLY;INTERVAL=1000000;BYDAY=MO;BYHOUR=9;BYMINUTE=0"\n'
+        '# was "daily at',
+        "rituals.0.schedule",
+    ),
+    "an unknown Jinja filter": ("{{ partner }}", "{{ partner | nofilter }}", "rituals.0.message"),
+    "a template that loops for hours": (
+        "{{ partner }}",
+        "{% for i in range(5000) %}{% for j in range(5000) %}{% endfor %}{% endfor %}",
+        "rituals.0.message",
+    ),
+}
+
+
+def hostile(soon_file: Path, case: str) -> None:
+    old, new, _where = HOSTILE[case]
+    text = soon_file.read_text()
+    assert old in text
+    soon_file.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_tend_check_reports_a_hostile_file_at_its_line_and_never_crashes_or_hangs(
+    tmp_path: Path, soon_file: Path, case: str
+) -> None:
+    hostile(soon_file, case)
+    result = tend("check", "--config", str(soon_file), cwd=tmp_path, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert re.search(
+        rf"^{re.escape(str(soon_file))}:\d+: {HOSTILE[case][2]}: ", result.stdout, re.M
+    )
+
+
+def test_tend_run_on_a_broken_file_with_no_ledger_leaves_no_empty_database_behind(
+    tmp_path: Path, soon_file: Path
+) -> None:
+    hostile(soon_file, "an unknown Jinja filter")
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/tend.db"}
+    result = tend("run", "--config", str(soon_file), "--port", "0", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "rituals.0.message" in result.stderr
+    assert not (tmp_path / "tend.db").exists()
+
+
+def test_tend_run_restarted_on_a_file_with_an_unknown_filter_runs_on_the_last_good_one(
+    tmp_path: Path, soon_file: Path
+) -> None:
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/tend.db"}
+    port = free_port()
+    command = [sys.executable, "-m", "tend", "run", "--config", str(soon_file), "--port", str(port)]
+    first = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_healthy(port, first)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=15)
+    hostile(soon_file, "an unknown Jinja filter")
+    again = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_healthy(port, again)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        _out, err = again.communicate(timeout=15)
+    assert again.returncode == 0, err
+    assert "No filter named 'nofilter'" in err
+    assert "starting on the last good ritual file" in err
+    assert "Traceback" not in err
+
+
+class Lines:
+    """A running process's stderr, read as it comes, so a test waits for a line instead of
+    sleeping for a guessed time."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        assert process.stderr is not None
+        stream = process.stderr
+        self.reader = threading.Thread(target=lambda: self.lines.extend(stream), daemon=True)
+        self.reader.start()
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if time.monotonic() > deadline:
+                pytest.fail(f"never logged {text!r}: {''.join(self.lines)}")
+            time.sleep(0.05)
+
+    def text(self) -> str:
+        self.reader.join(timeout=15)
+        return "".join(self.lines)
+
+
+def test_a_running_worker_survives_a_hanging_template_edit_then_takes_the_fix_and_stops(
+    tmp_path: Path, running: tuple[subprocess.Popen[str], int], soon_file: Path
+) -> None:
+    process, port = running
+    wait_healthy(port, process)
+    log = Lines(process)
+    good = soon_file.read_text()
+    hostile(soon_file, "a template that loops for hours")
+    # The worker checks the file every 5 s: it reports the edit and keeps the last good file.
+    log.wait_for("too much work for a message")
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    soon_file.write_text(good.replace("time for", "it is time for"))
+    log.wait_for("the ritual file is good again")
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=15)
+    err = log.text()
+    process.communicate()  # closes the pipes
+    assert process.returncode == 0, err
+    assert f"{soon_file}:15: rituals.0.message: " in err  # FILE:LINE, not a traceback
+    assert "Traceback" not in err
