@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Request, Response
@@ -169,6 +170,19 @@ def _needs(
     if ritual is None or ritual.streak != "both":
         return frozenset(), at
     return rules_for(file, household, ritual, found.recipient or None).audience, at
+
+
+def _zone(file: RitualFile | None, household: str, partner: str) -> ZoneInfo:
+    """The partner's zone: their own, else the household's, else the file's default; UTC
+    without a ritual file or with a household no longer in it."""
+    found = next((h for h in file.households if h.id == household), None) if file else None
+    if file is None or found is None:
+        return ZoneInfo("UTC")
+    try:
+        zone, partners = found.zones(file.timezone)
+    except ValueError:  # a default that is no zone: `tend check` reports it
+        return ZoneInfo("UTC")
+    return partners.get(partner, zone)
 
 
 def _reply_threads(engine: Engine) -> int:
@@ -366,10 +380,12 @@ def create_app(
             return page("Link not valid", "This confirm link is not valid.", status=400)
         needs, at = _needs(connection, file, found.household, found.occurrence)
         if at is not None and at > moment + EARLY:
-            # A plan-ahead e-mail's link: nothing to confirm before it happens.
+            # A plan-ahead e-mail's link: nothing to confirm before it happens. When, in
+            # the time the partner lives by (with the zone's name: they may be travelling).
+            local = at.astimezone(_zone(file, found.household, found.partner))
             return page(
                 "Not yet",
-                f"This happens on {at:%A %-d %B} ({at:%H:%M} UTC). Come back to this "
+                f"This happens on {local:%A %-d %B} ({local:%H:%M %Z}). Come back to this "
                 "link after it. Nothing was recorded.",
             )
         return seen, needs

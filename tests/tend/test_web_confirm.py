@@ -348,3 +348,55 @@ def test_a_both_ritual_is_confirmed_by_the_second_partners_link(engine: Engine) 
         completions, statuses = state(engine)
         assert [c[1] for c in completions] == ["sam", "alex"]
         assert statuses[ids["open"]] == "confirmed"
+
+
+ZONES = """
+timezone = "UTC"
+
+[[households]]
+id = "alex-sam"
+timezone = "America/New_York"
+
+  [[households.partners]]
+  id = "alex"
+  name = "Alex"
+  email = "alex@example.com"
+
+  [[households.partners]]
+  id = "sam"
+  name = "Sam"
+  email = "sam@example.com"
+  timezone = "Europe/Berlin"
+
+[[rituals]]
+id = "date-night"
+kind = "date_night"
+schedule = "weekly on fri at 19:00"
+"""
+
+
+def test_not_yet_says_when_in_the_partners_own_zone(engine: Engine) -> None:
+    fill(engine)
+    # Friday 11 December, 19:00 in New York: 01:00 on the Saturday in Berlin.
+    ahead = add_occurrence(engine, datetime(2026, 12, 12, 0, tzinfo=UTC))
+    file = ritual_file(ZONES, NOW)
+    app = create_app(engine, clock=lambda: NOW, links=LINKS, rituals=lambda: file)
+    with TestClient(app) as client:
+        for method in ("GET", "POST"):
+            alex = client.request(method, path("alex-sam", ahead, "alex"))
+            sam = client.request(method, path("alex-sam", ahead, "sam"))
+
+            assert "Not yet" in alex.text
+            assert "Friday 11 December (19:00 EST)" in alex.text  # the household's zone
+            assert "Saturday 12 December (01:00 CET)" in sam.text  # Sam's own
+            assert "UTC" not in alex.text + sam.text
+    assert state(engine)[0] == []
+
+
+def test_not_yet_without_the_ritual_file_falls_back_to_utc(
+    client: TestClient, engine: Engine
+) -> None:
+    fill(engine)
+    ahead = add_occurrence(engine, datetime(2026, 12, 12, 0, tzinfo=UTC))
+    answer = client.get(path("alex-sam", ahead, "sam"))
+    assert "Saturday 12 December (00:00 UTC)" in answer.text
