@@ -14,7 +14,9 @@
 - ``GET /healthz`` (is the database reachable, how old is the newest worker heartbeat) and
   ``GET /metrics`` (Prometheus).
 
-Every request body is limited to :data:`MAX_BODY`.
+Every request body is limited to :data:`MAX_BODY`; a request that has not fully arrived
+within ``TEND_REQUEST_TIMEOUT_SECONDS`` is closed by the server's protocol
+(:mod:`tend.timeouts`), before it reaches the app.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from jinja2 import Environment
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -140,7 +143,12 @@ def page(title: str, text: str, *, status: int = 200, button: str | None = None)
 async def _form(request: Request) -> dict[str, str] | Response:
     """The request's urlencoded form, or the error answer (not a form). Its size is
     :class:`BodyLimit`'s to refuse, before a route reads it."""
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:
+        # Gone before its body was in (or closed by the request timeout, tend/timeouts.py):
+        # nobody reads this answer, and the log needs no traceback of it.
+        return PlainTextResponse("request body incomplete", status_code=400)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         return PlainTextResponse("expected a form", status_code=415)
