@@ -406,7 +406,7 @@ def create_app(
         )
         when = f"{what} on {done.slot:%A %-d %B}" if done.slot else what
         if done.outcome == "open":
-            return page("Done it?", f"Mark the {when} as done?", button="Yes, we did it")
+            return page("Done it?", f"Mark the {when} as done?", button="Yes, mark it done")
         if done.outcome == "cancelled":
             return page("Called off", f"The {when} was called off; there is nothing to confirm.")
         if done.outcome == "already":
