@@ -159,7 +159,9 @@ def test_the_emails_confirm_link_opens_the_button_page(client: TestClient, engin
     text = mail.get_body(("plain",))
     assert text is not None
     [url] = re.findall(r"https://tend\.example\.com/confirm/[A-Za-z0-9_.-]+", text.get_content())
-    assert url == LINKS.confirm_url("alex-sam", ids["open"], "sam")
+    # The token carries when it was signed: what it names is compared, not its text.
+    found = LINKS.read_confirm(url.rsplit("/", 1)[1])
+    assert (found.household, found.occurrence, found.partner) == ("alex-sam", ids["open"], "sam")
     local = url.removeprefix(LINKS.public_url)
     assert '<form method="post">' in client.get(local).text
     assert state(engine)[0] == []
