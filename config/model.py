@@ -33,6 +33,8 @@ from rituals.clock import TimeWindow, format_duration, get_zone, parse_duration
 from rituals.schedule import Schedule, ScheduleError, parse_schedule
 
 __all__ = [
+    "ID_MAX_LENGTH",
+    "ID_PATTERN",
     "Channel",
     "Deck",
     "Household",
@@ -46,9 +48,13 @@ __all__ = [
 Channel = Literal["sms", "email", "console"]
 Kind = Literal["date_night", "check_in", "appreciation", "custom"]
 
+# What an id of the file may be; signed links hold such ids and are read by the same rule.
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+ID_MAX_LENGTH = 64
+
 Id = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64),
+    StringConstraints(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH),
     Field(description="Lower-case letters, digits, '-' and '_'; unique in its list."),
 ]
 

@@ -10,7 +10,11 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "without_password"]
+__all__ = ["REQUEST_TIMEOUT_SECONDS", "Settings", "without_password"]
+
+# How long `tend web` waits for a whole request, headers and body (see tend/timeouts.py):
+# a webhook's form or a browser's GET arrives in well under a second.
+REQUEST_TIMEOUT_SECONDS = 10.0
 
 
 class Settings(BaseSettings):
@@ -49,6 +53,9 @@ class Settings(BaseSettings):
     senders: int = Field(32, ge=1, le=256, validation_alias="TEND_SENDERS")
     max_attempts: int = Field(5, ge=1, le=50, validation_alias="TEND_MAX_ATTEMPTS")
     claim_timeout_seconds: float = Field(300, gt=0, validation_alias="TEND_CLAIM_TIMEOUT_SECONDS")
+    request_timeout_seconds: float = Field(
+        REQUEST_TIMEOUT_SECONDS, gt=0, validation_alias="TEND_REQUEST_TIMEOUT_SECONDS"
+    )
     notifiers: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         validation_alias="TEND_NOTIFIERS",

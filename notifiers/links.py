@@ -11,11 +11,14 @@ occurrences be read; changing ``TEND_SECRET_KEY`` revokes every calendar URL at 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
+
+from config.model import ID_MAX_LENGTH, ID_PATTERN
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -29,6 +32,14 @@ __all__ = [
 ]
 
 CONFIRM_MAX_AGE = timedelta(days=7)
+
+# A payload signed with the right key is still read strictly: only what Links writes is a
+# link. Ids are the ritual file's ids (anything else names nothing and could reach the
+# database as text it refuses, a NUL say), an occurrence a positive number a BIGINT holds
+# (a larger one overflows SQLite's driver and PostgreSQL's column alike).
+_ID = re.compile(ID_PATTERN)
+_OCCURRENCE_LIMIT = 2**63
+_Field = Literal["id", "occurrence"]
 
 
 class BadLink(ValueError):
@@ -85,16 +96,18 @@ class Links:
         return f"{self.public_url}/calendar/{token}.ics"
 
     def read_confirm(self, token: str, *, max_age: timedelta = CONFIRM_MAX_AGE) -> ConfirmLink:
-        household, occurrence, partner = self._load(self._confirm, token, max_age, (str, int, str))
+        household, occurrence, partner = self._load(
+            self._confirm, token, max_age, ("id", "occurrence", "id")
+        )
         return ConfirmLink(household, occurrence, partner)
 
     def read_unsubscribe(self, token: str) -> UnsubscribeLink:
-        household, partner, channel = self._load(self._unsubscribe, token, None, (str, str, str))
+        household, partner, channel = self._load(self._unsubscribe, token, None, ("id",) * 3)
         return UnsubscribeLink(household, partner, channel)
 
     def read_calendar(self, token: str) -> str:
         """The household a calendar token names (without the ``.ics``); BadLink if forged."""
-        (household,) = self._load(self._calendar, token, None, (str,))
+        (household,) = self._load(self._calendar, token, None, ("id",))
         return str(household)
 
     @staticmethod
@@ -102,19 +115,28 @@ class Links:
         serializer: URLSafeTimedSerializer,
         token: str,
         max_age: timedelta | None,
-        shape: tuple[type, ...],
+        shape: tuple[_Field, ...],
     ) -> list[Any]:
         try:
             seconds = None if max_age is None else int(max_age.total_seconds())
             payload = serializer.loads(token, max_age=seconds)
         except SignatureExpired as exc:
             raise BadLink("this link has expired", expired=True) from exc
-        except (BadSignature, UnicodeError, ValueError) as exc:
+        except (BadData, UnicodeError, ValueError) as exc:
+            # BadData, not only BadSignature: a rightly signed payload that is not JSON (or
+            # not zlib when it says so) is a BadPayload, and as bad a link as a forged one.
             raise BadLink("this link is not valid") from exc
         if (
             not isinstance(payload, list)
             or len(payload) != len(shape)
-            or not all(type(v) is t for v, t in zip(payload, shape, strict=True))
+            or not all(_fits(v, f) for v, f in zip(payload, shape, strict=True))
         ):
             raise BadLink("this link is not valid")
         return payload
+
+
+def _fits(value: object, field: _Field) -> bool:
+    if field == "occurrence":
+        # type() and not isinstance(): JSON's true is a bool, and a bool is an int.
+        return type(value) is int and 0 < value < _OCCURRENCE_LIMIT
+    return type(value) is str and len(value) <= ID_MAX_LENGTH and _ID.fullmatch(value) is not None

@@ -14,9 +14,18 @@ from scheduler.models import Completion, Delivery, Occurrence, Partner
 from scheduler.models import Pause as PauseRow
 from scheduler.streaks import forget_settled
 
-__all__ = ["Confirmed", "Skipped", "confirm", "freezes_used", "skip", "unpaused"]
+__all__ = [
+    "Confirmed",
+    "Skipped",
+    "confirm",
+    "freezes_used",
+    "look_before_confirming",
+    "skip",
+    "unpaused",
+]
 
-Outcome = Literal["confirmed", "already", "unknown", "cancelled"]
+# "open": what look_before_confirming says when confirm would record (confirm never does).
+Outcome = Literal["confirmed", "open", "already", "unknown", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,10 @@ _LOCKED = (
         Occurrence.household_id == bindparam("household"),
     )
     .with_for_update()
+)
+_FOUND = select(Occurrence.ritual_id, Occurrence.slot, Occurrence.status).where(
+    Occurrence.id == bindparam("occurrence"),
+    Occurrence.household_id == bindparam("household"),
 )
 _KNOWN = (
     select(func.count())
@@ -126,6 +139,26 @@ def confirm(
         connection.execute(_CONFIRMED, {"occurrence": occurrence, "now": at})
     forget_settled(connection, household, ritual, recipient, due)
     return Confirmed("confirmed", ritual, slot, everyone)
+
+
+def look_before_confirming(
+    connection: Connection, *, household: str, occurrence: int, partner: str
+) -> Confirmed:
+    """What :func:`confirm` would answer now, reading only (nothing locked, nothing written):
+    the page a confirm link opens on, which link scanners fetch too. ``open``: it would
+    record this partner's confirmation; the other outcomes as :func:`confirm` gives them."""
+    found = connection.execute(
+        _FOUND, {"occurrence": occurrence, "household": household}
+    ).one_or_none()
+    if found is None or not _known(connection, household, partner):
+        return Confirmed("unknown")
+    ritual, slot, status = found
+    if status == "cancelled":
+        return Confirmed("cancelled", ritual, slot)
+    before = _by(connection, occurrence, "confirm")
+    if partner in before:
+        return Confirmed("already", ritual, slot, before)
+    return Confirmed("open", ritual, slot, before)
 
 
 SkipOutcome = Literal["skipped", "already", "done", "unknown", "cancelled"]

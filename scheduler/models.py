@@ -24,11 +24,13 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "SNOOZE_ROLE",
+    "STRANGER_ANSWERED",
     "Base",
     "Completion",
     "ConfigState",
@@ -243,13 +245,30 @@ class Completion(Base):
     raw_text: Mapped[str | None] = mapped_column(Text)
 
 
+# Which inbound messages came from a number Tend did not know and got an answer: literal
+# SQL, since a partial index is used only by a query that repeats its condition (a bound
+# parameter in its place would not match it).
+STRANGER_ANSWERED = text("household_id IS NULL AND answer <> ''")
+
+
 class InboundMessage(Base):
     """A reply as received; unique on the provider's id (and on Twilio's idempotency token
     when it sent one), so a retried webhook is one row, answered the same way again."""
 
     __tablename__ = "inbound_message"
-    # The rate limit counts a sender's recent messages.
-    __table_args__ = (Index("ix_inbound_message_sender_received_at", "sender", "received_at"),)
+    # The rate limit counts a sender's recent messages. A stranger is answered once a day:
+    # the partial index holds only the messages from unknown numbers that were answered,
+    # so finding the last one is one seek however many unanswered ones a flood left.
+    __table_args__ = (
+        Index("ix_inbound_message_sender_received_at", "sender", "received_at"),
+        Index(
+            "ix_inbound_message_stranger_answered",
+            "sender",
+            "received_at",
+            sqlite_where=STRANGER_ANSWERED,
+            postgresql_where=STRANGER_ANSWERED,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     provider_id: Mapped[str] = mapped_column(String(128), unique=True)

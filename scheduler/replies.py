@@ -4,9 +4,10 @@ and ``tend reply``.
 Each inbound message is recorded once, by the provider's id (and Twilio's idempotency token
 when it sent one): a retried webhook finds the first answer and gets it again, with nothing
 applied twice. The sender's number finds the partner; an unknown number gets a short answer
-that says nothing about any household. A sender over :data:`RATE_LIMIT` messages a minute
-is answered once, politely, and then not at all until the minute has passed; those messages
-are recorded but not applied.
+that says nothing about any household, once a day (every answer is an SMS someone pays for;
+its messages after it are recorded, unanswered). A sender over :data:`RATE_LIMIT` messages
+a minute is answered once, politely, and then not at all until the minute has passed; those
+messages are recorded but not applied.
 
 What a reply applies to: the occurrences a message reached this partner about within the
 ritual's reply window, the one the last message was about first, then the most recent.
@@ -34,6 +35,7 @@ from rituals.replies import HELP, Reply, day_text, in_a_row, parse, snooze_until
 from scheduler.completions import confirm, skip, unpaused
 from scheduler.models import (
     SNOOZE_ROLE,
+    STRANGER_ANSWERED,
     Completion,
     Delivery,
     Household,
@@ -49,6 +51,7 @@ __all__ = [
     "RATE_LIMIT",
     "RATE_WINDOW",
     "STRANGER",
+    "STRANGER_WINDOW",
     "Answer",
     "handle_reply",
 ]
@@ -57,6 +60,7 @@ log = logging.getLogger(__name__)
 
 RATE_LIMIT = 20  # messages a sender may send in RATE_WINDOW before they are not applied
 RATE_WINDOW = timedelta(minutes=1)
+STRANGER_WINDOW = timedelta(days=1)  # an unknown number is answered once in this long
 MAX_SNOOZES = 3  # per partner and occurrence
 MAX_BODY = 1600  # Twilio's longest SMS; anything longer is kept cut to this
 # A reply to a message about an occurrence that has not happened yet (a plan-ahead nudge)
@@ -172,6 +176,16 @@ _RECENT = (
         InboundMessage.received_at > bindparam("since"),
     )
 )
+# Spelled as the partial index ix_inbound_message_stranger_answered is, so it is the one used.
+_STRANGER_ANSWERED = (
+    select(InboundMessage.id)
+    .where(
+        InboundMessage.sender == bindparam("sender"),
+        InboundMessage.received_at > bindparam("since"),
+        STRANGER_ANSWERED,
+    )
+    .limit(1)
+)
 _TOLD = (
     select(
         Delivery.occurrence_id,
@@ -286,12 +300,19 @@ def _handle(
         # answer is an SMS someone pays for, a stranger's too).
         said = LIMITED if recent == RATE_LIMIT else ""
         if found is None:
-            return Answer(said, "limited")
+            return Answer(said if _may_answer(connection, sender, now) else "", "limited")
         return Answer(said, "limited", household=found.household, partner=found.key)
     if found is None:
-        return Answer(STRANGER, "stranger")
+        return Answer(STRANGER if _may_answer(connection, sender, now) else "", "stranger")
     text = _Replier(connection, file, found, sender, body, now, source).answer(reply)
     return Answer(text, reply.command, household=found.household, partner=found.key)
+
+
+def _may_answer(connection: Connection, sender: str, now: datetime) -> bool:
+    """Whether an unknown number may be answered: not when it was in the last day."""
+    since = now - STRANGER_WINDOW
+    answered = connection.execute(_STRANGER_ANSWERED, {"sender": sender, "since": since})
+    return answered.first() is None
 
 
 def _partner(connection: Connection, file: RitualFile, sender: str) -> _Partner | None:

@@ -569,13 +569,19 @@ def _serve(
 ) -> None:
     import uvicorn
 
+    from tend.timeouts import with_request_timeout
+
     web_app = create_app(
         engine,
         links=Links.from_settings(settings),
         twilio=TwilioWebhooks.from_settings(settings),
         rituals=SyncedFile(engine, fallback=file),
     )
-    server = uvicorn.Server(uvicorn.Config(web_app, log_level="info", access_log=False))
+    # uvicorn's own h11 protocol never times out a request still arriving: this one does.
+    protocol = with_request_timeout(settings.request_timeout_seconds)
+    server = uvicorn.Server(
+        uvicorn.Config(web_app, log_level="info", access_log=False, http=protocol)
+    )
     try:
         server.run(sockets=[listening])
     finally:

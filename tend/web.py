@@ -4,7 +4,9 @@
   recorded once by ``MessageSid``, applied by :func:`scheduler.replies.handle_reply` and
   answered with TwiML;
 - ``POST /twilio/status``: Twilio's delivery receipts for the SMS Tend sent;
-- ``GET /confirm/{token}``: the e-mail's confirm link (signed, valid for 7 days);
+- ``GET /confirm/{token}`` shows what the e-mail's confirm link (signed, valid for 7 days)
+  confirms, with a button; ``POST`` (the button) records it: a ``GET`` never writes, since
+  link scanners and previews fetch every link;
 - ``GET /unsubscribe/{token}`` shows a button, ``POST`` unsubscribes: one-click unsubscribe
   per RFC 8058, which mail providers call with ``List-Unsubscribe=One-Click``; a ``GET``
   alone never unsubscribes, since link scanners fetch every link;
@@ -12,7 +14,9 @@
 - ``GET /healthz`` (is the database reachable, how old is the newest worker heartbeat) and
   ``GET /metrics`` (Prometheus).
 
-Every request body is limited to :data:`MAX_BODY`.
+Every request body is limited to :data:`MAX_BODY`; a request that has not fully arrived
+within ``TEND_REQUEST_TIMEOUT_SECONDS`` is closed by the server's protocol
+(:mod:`tend.timeouts`), before it reaches the app.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Request, Response
@@ -30,15 +35,16 @@ from jinja2 import Environment
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from twilio.twiml.messaging_response import MessagingResponse
 
 from config.model import RitualFile
-from notifiers.links import BadLink, Links
+from notifiers.links import BadLink, ConfirmLink, Links
 from notifiers.twilio_webhooks import MAX_BODY as TWILIO_MAX_BODY
 from notifiers.twilio_webhooks import TwilioWebhooks, Verdict
 from scheduler.calendar import household_calendar
-from scheduler.completions import confirm
+from scheduler.completions import Confirmed, confirm, look_before_confirming
 from scheduler.metrics import (
     FORM_REFUSALS,
     INBOUND_REPLIES,
@@ -137,7 +143,12 @@ def page(title: str, text: str, *, status: int = 200, button: str | None = None)
 async def _form(request: Request) -> dict[str, str] | Response:
     """The request's urlencoded form, or the error answer (not a form). Its size is
     :class:`BodyLimit`'s to refuse, before a route reads it."""
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:
+        # Gone before its body was in (or closed by the request timeout, tend/timeouts.py):
+        # nobody reads this answer, and the log needs no traceback of it.
+        return PlainTextResponse("request body incomplete", status_code=400)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         return PlainTextResponse("expected a form", status_code=415)
@@ -167,6 +178,19 @@ def _needs(
     if ritual is None or ritual.streak != "both":
         return frozenset(), at
     return rules_for(file, household, ritual, found.recipient or None).audience, at
+
+
+def _zone(file: RitualFile | None, household: str, partner: str) -> ZoneInfo:
+    """The partner's zone: their own, else the household's, else the file's default; UTC
+    without a ritual file or with a household no longer in it."""
+    found = next((h for h in file.households if h.id == household), None) if file else None
+    if file is None or found is None:
+        return ZoneInfo("UTC")
+    try:
+        zone, partners = found.zones(file.timezone)
+    except ValueError:  # a default that is no zone: `tend check` reports it
+        return ZoneInfo("UTC")
+    return partners.get(partner, zone)
 
 
 def _reply_threads(engine: Engine) -> int:
@@ -335,13 +359,11 @@ def create_app(
             return page("Link not valid", "This unsubscribe link is not valid.", status=400)
         return found.household, found.partner
 
-    @app.get("/confirm/{token}")
-    def confirm_link(token: str) -> HTMLResponse:
-        """The e-mail's "Done it?" link: confirms the occurrence for that partner."""
+    def read_confirm(token: str) -> ConfirmLink | HTMLResponse:
         if links is None:
             return page("Not available", "This Tend has no secret key set.", status=404)
         try:
-            found = links.read_confirm(token)
+            return links.read_confirm(token)
         except BadLink as exc:
             if exc.expired:
                 return page(
@@ -350,18 +372,84 @@ def create_app(
                     status=410,
                 )
             return page("Link not valid", "This confirm link is not valid.", status=400)
+
+    def confirmable(
+        connection: Connection, file: RitualFile | None, found: ConfirmLink, moment: datetime
+    ) -> tuple[Confirmed, frozenset[str]] | HTMLResponse:
+        """What the link would confirm and who must confirm it, or the page that says why
+        there is nothing to confirm now (no such occurrence or partner, or not yet)."""
+        seen = look_before_confirming(
+            connection,
+            household=found.household,
+            occurrence=found.occurrence,
+            partner=found.partner,
+        )
+        if seen.outcome == "unknown":
+            return page("Link not valid", "This confirm link is not valid.", status=400)
+        needs, at = _needs(connection, file, found.household, found.occurrence)
+        if at is not None and at > moment + EARLY:
+            # A plan-ahead e-mail's link: nothing to confirm before it happens. When, in
+            # the time the partner lives by (with the zone's name: they may be travelling).
+            local = at.astimezone(_zone(file, found.household, found.partner))
+            return page(
+                "Not yet",
+                f"This happens on {local:%A %-d %B} ({local:%H:%M %Z}). Come back to this "
+                "link after it. Nothing was recorded.",
+            )
+        return seen, needs
+
+    def answer(file: RitualFile | None, done: Confirmed, needs: frozenset[str]) -> HTMLResponse:
+        """The page for `done`: what the button did (or, ``open``, would do)."""
+        titles = {r.id: r.display_name for r in file.rituals} if file else {}
+        what = titles.get(done.ritual or "") or (done.ritual or "").replace("-", " ").replace(
+            "_", " "
+        )
+        when = f"{what} on {done.slot:%A %-d %B}" if done.slot else what
+        if done.outcome == "open":
+            return page("Done it?", f"Mark the {when} as done?", button="Yes, mark it done")
+        if done.outcome == "cancelled":
+            return page("Called off", f"The {when} was called off; there is nothing to confirm.")
+        if done.outcome == "already":
+            return page("Already done", f"You had marked the {when} as done. Thank you!")
+        if not set(needs) <= done.confirmed_by:
+            return page(
+                "Done, for you",
+                f"Marked the {when} as done for you. It counts for your streak when your "
+                "partner confirms it too.",
+            )
+        return page("Done!", f"Marked the {when} as done. Thank you!")
+
+    @app.get("/confirm/{token}")
+    def confirm_page(token: str) -> HTMLResponse:
+        """The e-mail's "Done it?" link: says what it confirms, with a button. Reads only:
+        mail scanners and link previews fetch every link, and nobody did the ritual then."""
+        found = read_confirm(token)
+        if isinstance(found, HTMLResponse):
+            return found
+        file = ritual_file()
+        try:
+            with engine.connect() as connection:
+                seen = confirmable(connection, file, found, now())
+        except SQLAlchemyError:
+            return page("Try again later", "Tend could not read that just now.", status=503)
+        if isinstance(seen, HTMLResponse):
+            return seen
+        return answer(file, *seen)
+
+    @app.post("/confirm/{token}")
+    def confirm_link(token: str) -> HTMLResponse:
+        """The confirm page's button: confirms the occurrence for that partner, once."""
+        found = read_confirm(token)
+        if isinstance(found, HTMLResponse):
+            return found
         file = ritual_file()
         moment = now()
         try:
             with engine.begin() as connection:
-                needs, at = _needs(connection, file, found.household, found.occurrence)
-                if at is not None and at > moment + EARLY:
-                    # A plan-ahead e-mail's link: nothing to confirm before it happens.
-                    return page(
-                        "Not yet",
-                        f"This happens on {at:%A %-d %B} ({at:%H:%M} UTC). Come back to this "
-                        "link after it. Nothing was recorded.",
-                    )
+                seen = confirmable(connection, file, found, moment)
+                if isinstance(seen, HTMLResponse):
+                    return seen
+                needs = seen[1]
                 done = confirm(
                     connection,
                     household=found.household,
@@ -375,22 +463,7 @@ def create_app(
             return page("Try again later", "Tend could not record that just now.", status=503)
         if done.outcome == "unknown":
             return page("Link not valid", "This confirm link is not valid.", status=400)
-        titles = {r.id: r.display_name for r in file.rituals} if file else {}
-        what = titles.get(done.ritual or "") or (done.ritual or "").replace("-", " ").replace(
-            "_", " "
-        )
-        when = f"{what} on {done.slot:%A %-d %B}" if done.slot else what
-        if done.outcome == "cancelled":
-            return page("Called off", f"The {when} was called off; there is nothing to confirm.")
-        if done.outcome == "already":
-            return page("Already done", f"You had marked the {when} as done. Thank you!")
-        if not set(needs) <= done.confirmed_by:
-            return page(
-                "Done, for you",
-                f"Marked the {when} as done for you. It counts for your streak when your "
-                "partner confirms it too.",
-            )
-        return page("Done!", f"Marked the {when} as done. Thank you!")
+        return answer(file, done, needs)
 
     @app.get("/unsubscribe/{token}")
     def unsubscribe_page(token: str) -> HTMLResponse:

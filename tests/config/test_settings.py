@@ -24,6 +24,7 @@ READ = [
     "TEND_PUBLIC_URL",
     "TEND_SECRET_KEY",
     "PORT",
+    "TEND_REQUEST_TIMEOUT_SECONDS",
 ]
 
 AUTH_TOKEN = "twilio-auth-token-4f9a1c"
@@ -123,6 +124,15 @@ def test_the_environment_wins_over_the_dotenv_file(
 def test_a_port_out_of_range_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "70000")
     with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_the_request_timeout_is_ten_seconds_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().request_timeout_seconds == 10
+    monkeypatch.setenv("TEND_REQUEST_TIMEOUT_SECONDS", "2.5")
+    assert Settings().request_timeout_seconds == 2.5
+    monkeypatch.setenv("TEND_REQUEST_TIMEOUT_SECONDS", "0")
+    with pytest.raises(ValidationError, match="greater than 0"):
         Settings()
 
 

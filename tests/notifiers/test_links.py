@@ -96,3 +96,60 @@ def test_a_signed_payload_of_the_wrong_shape_is_refused() -> None:
 def test_no_secret_no_links() -> None:
     with pytest.raises(ValueError, match="secret"):
         Links("https://x.example", "")
+
+
+class _Text:
+    """Signs a text payload as it is: not JSON."""
+
+    @staticmethod
+    def dumps(value: str) -> str:
+        return value
+
+    @staticmethod
+    def loads(value: str) -> str:
+        return value
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        ["h", 10**30, "p"],  # more than a BIGINT holds
+        ["h", 2**63, "p"],
+        ["h", 0, "p"],
+        ["h", True, "p"],  # JSON's true is a Python int too
+        ["h\x00", 1, "p"],
+        ["h\n", 1, "p"],  # a regex's $ would let the newline through
+        ["H", 1, "p"],
+        ["h", 1, "p" * 65],
+        {"household": "h"},
+        None,
+    ],
+)
+def test_a_rightly_signed_payload_unlike_any_id_is_refused(payload: object) -> None:
+    from itsdangerous import URLSafeTimedSerializer
+
+    odd = URLSafeTimedSerializer(SECRET, salt="tend.confirm").dumps(payload)
+    with pytest.raises(BadLink) as caught:
+        Links("https://x.example", SECRET).read_confirm(odd)
+    assert not caught.value.expired
+
+
+def test_a_rightly_signed_payload_that_is_not_json_is_refused() -> None:
+    from itsdangerous import URLSafeTimedSerializer
+
+    links = Links("https://x.example", SECRET)
+    for salt, read in (
+        ("tend.confirm", links.read_confirm),
+        ("tend.unsubscribe", links.read_unsubscribe),
+        ("tend.calendar", links.read_calendar),
+    ):
+        odd = URLSafeTimedSerializer(SECRET, salt=salt, serializer=_Text).dumps("not json {")
+        with pytest.raises(BadLink):
+            read(odd)
+
+
+def test_the_largest_ids_a_link_may_hold_read_back() -> None:
+    links = Links("https://x.example", SECRET)
+    longest = "a" * 63 + "_"
+    found = links.read_confirm(token_of(links.confirm_url(longest, 2**63 - 1, "0-p")))
+    assert (found.household, found.occurrence, found.partner) == (longest, 2**63 - 1, "0-p")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, insert, inspect, text
 
 from scheduler.db import BUSY_TIMEOUT_MS, make_engine
 from scheduler.migrate import (
@@ -18,7 +19,8 @@ from scheduler.migrate import (
     head_revision,
     upgrade,
 )
-from scheduler.models import Base
+from scheduler.models import Base, InboundMessage
+from scheduler.replies import _STRANGER_ANSWERED
 from tests.scheduler.conftest import reset_postgres
 
 TABLES = set(Base.metadata.tables)
@@ -146,3 +148,39 @@ def test_make_engine_accepts_a_sqlite_file(tmp_path: Path) -> None:
     finally:
         engine.dispose()
     assert (tmp_path / "tend.db").exists()
+
+
+def test_the_strangers_answered_query_seeks_its_partial_index(engine: Engine) -> None:
+    # An unknown number's flood leaves many unanswered rows under its number; whether it was
+    # answered today must not read them (scheduler.replies, STRANGER_WINDOW).
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    flood = "+15559990000"
+    with engine.begin() as connection:
+        connection.execute(
+            insert(InboundMessage),
+            [
+                {
+                    "provider_id": f"SM{i:032d}",
+                    "channel": "sms",
+                    "sender": flood if i % 2 else f"+1555{i:07d}",
+                    "body": "hello",
+                    "answer": "" if i > 1 else "Tend does not know this number",
+                    "command": "stranger",
+                    "received_at": start + timedelta(seconds=i),
+                }
+                for i in range(5000)
+            ],
+        )
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("ANALYZE inbound_message"))
+    compiled = _STRANGER_ANSWERED.compile(engine)
+    values = compiled.construct_params({"sender": flood, "since": start.replace(tzinfo=None)})
+    explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+    with engine.connect() as connection:
+        found = connection.execute(_STRANGER_ANSWERED, {"sender": flood, "since": start}).all()
+        plan = connection.exec_driver_sql(
+            explain + str(compiled),
+            tuple(values[k] for k in compiled.positiontup) if compiled.positiontup else values,
+        ).all()
+    assert len(found) == 1
+    assert "ix_inbound_message_stranger_answered" in " ".join(str(r[-1]) for r in plan)

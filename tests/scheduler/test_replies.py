@@ -991,6 +991,44 @@ def test_a_number_in_two_households_replies_to_the_one_texted_last(engine: Engin
         assert list(households) == ["alex-sam", "alex-kim"]
 
 
+def test_an_unknown_number_is_answered_at_most_once_a_day(engine: Engine) -> None:
+    file = plan(engine, rituals())
+    replies = Replies(engine, file)
+    stranger = "+15550009999"
+    first = ny(6, 7, 20)
+    assert replies(stranger, "DONE", first) == Answer(STRANGER, "stranger")
+    assert replies(stranger, "DONE", first + timedelta(hours=1)) == Answer("", "stranger")
+    assert replies(stranger, "STOP", first + timedelta(hours=23)) == Answer("", "stranger")
+    assert replies(stranger, "hi", first + timedelta(hours=24)) == Answer(STRANGER, "stranger")
+    # Answered in the same words however it writes the number.
+    assert replies("+1 555-000-9999", "x", first + timedelta(hours=25)) == Answer("", "stranger")
+    with engine.connect() as connection:
+        answers = connection.execute(
+            select(InboundMessage.answer, InboundMessage.command).order_by(InboundMessage.id)
+        ).all()
+    assert [tuple(a) for a in answers] == [
+        (STRANGER, "stranger"),
+        ("", "stranger"),
+        ("", "stranger"),
+        (STRANGER, "stranger"),
+        ("", "stranger"),
+    ]
+    assert completions(engine) == []
+
+
+def test_a_number_that_was_a_partners_is_answered_as_a_stranger_once_removed(
+    engine: Engine,
+) -> None:
+    # What it was answered as a partner is not the stranger's answer of the day.
+    file = plan(engine, rituals())
+    replies = Replies(engine, file)
+    assert replies(SAM, "STREAK", ny(6, 7, 20)).text
+    with engine.begin() as connection:
+        connection.execute(update(Partner).where(Partner.phone == SAM).values(phone=None))
+    answer = replies(SAM, "DONE", ny(6, 7, 21))
+    assert answer == Answer(STRANGER, "stranger")
+
+
 def test_an_unknown_number_gets_the_stranger_answer_and_nothing_else(engine: Engine) -> None:
     file = plan(engine, rituals())
     answer = Replies(engine, file)("+15550009999", "DONE", ny(6, 7, 20))

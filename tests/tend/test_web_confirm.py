@@ -1,8 +1,11 @@
-"""The e-mail's confirm link: a signed token, valid for 7 days, confirms the occurrence for
-that partner once; a bad, expired or foreign link records nothing."""
+"""The e-mail's confirm link: a signed token, valid for 7 days. Opening it (GET) shows what it
+confirms and a button, and records nothing (mail scanners and previews fetch every link); the
+button (POST to the same URL) confirms the occurrence for that partner once. A bad, expired
+or foreign link records nothing."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +15,8 @@ import time_machine
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select
 
+from notifiers.base import Message, Recipient
+from notifiers.email import compose
 from notifiers.links import Links
 from scheduler.completions import confirm
 from scheduler.db import make_engine
@@ -87,20 +92,81 @@ def state(engine: Engine) -> tuple[list[tuple[int, str, str, str]], dict[int, st
     return completions, statuses  # type: ignore[return-value]
 
 
-def test_a_confirm_link_confirms_once(client: TestClient, engine: Engine) -> None:
+def test_a_confirm_links_button_confirms_once(client: TestClient, engine: Engine) -> None:
     ids = fill(engine)
-    answer = client.get(path("alex-sam", ids["open"], "sam"))
+    answer = client.post(path("alex-sam", ids["open"], "sam"))
     assert answer.status_code == 200
     assert "Marked the date night on Saturday 5 December as done" in answer.text
-    again = client.get(path("alex-sam", ids["open"], "sam"))  # a second click
+    again = client.post(path("alex-sam", ids["open"], "sam"))  # a second click
     assert again.status_code == 200
     assert "had marked" in again.text
     completions, statuses = state(engine)
     assert completions == [(ids["open"], "sam", "confirm", "email")]
     assert statuses[ids["open"]] == "confirmed"
     # The other partner's own link records their own completion.
-    assert client.get(path("alex-sam", ids["open"], "alex")).status_code == 200
+    assert client.post(path("alex-sam", ids["open"], "alex")).status_code == 200
     assert [c[1] for c in state(engine)[0]] == ["sam", "alex"]
+
+
+def test_opening_a_confirm_link_shows_a_button_and_records_nothing(
+    client: TestClient, engine: Engine
+) -> None:
+    ids = fill(engine)
+    url = path("alex-sam", ids["open"], "sam")
+    for _ in range(3):  # a scanner, a preview, the partner: none of them records
+        answer = client.get(url)
+        assert answer.status_code == 200
+        assert "date night on Saturday 5 December" in answer.text
+        assert '<form method="post">' in answer.text
+        assert '<button type="submit"' in answer.text
+        assert "Marked" not in answer.text
+    completions, statuses = state(engine)
+    assert completions == []
+    assert statuses[ids["open"]] == "open"
+
+    assert "Marked the date night" in client.post(url).text
+    assert state(engine)[0] == [(ids["open"], "sam", "confirm", "email")]
+    # Opened again after the button: it says so, and offers no button.
+    after = client.get(url)
+    assert after.status_code == 200
+    assert "Already done" in after.text
+    assert "<form" not in after.text
+    assert state(engine)[0] == [(ids["open"], "sam", "confirm", "email")]
+
+
+def test_two_posts_of_the_button_record_one_completion(client: TestClient, engine: Engine) -> None:
+    ids = fill(engine)
+    url = path("alex-sam", ids["open"], "sam")
+    first, second = client.post(url), client.post(url)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert "Done!" in first.text
+    assert "Already done" in second.text
+    assert state(engine)[0] == [(ids["open"], "sam", "confirm", "email")]
+
+
+def test_the_emails_confirm_link_opens_the_button_page(client: TestClient, engine: Engine) -> None:
+    # What notifiers/email.py puts in the e-mail is this route: old e-mails keep working.
+    ids = fill(engine)
+    message = Message(
+        recipient=Recipient(household="alex-sam", partner="sam", name="Sam", email="s@x.org"),
+        channel="email",
+        body="Date night tonight.",
+        key="alex-sam/date-night/2026-12-05T19:00/sam/day_of/email",
+        ritual="date-night",
+        occurrence=ids["open"],
+    )
+    mail = compose(message, sender="Tend <tend@example.com>", links=LINKS, now=NOW)
+    text = mail.get_body(("plain",))
+    assert text is not None
+    [url] = re.findall(r"https://tend\.example\.com/confirm/[A-Za-z0-9_.-]+", text.get_content())
+    # The token carries when it was signed: what it names is compared, not its text.
+    found = LINKS.read_confirm(url.rsplit("/", 1)[1])
+    assert (found.household, found.occurrence, found.partner) == ("alex-sam", ids["open"], "sam")
+    local = url.removeprefix(LINKS.public_url)
+    assert '<form method="post">' in client.get(local).text
+    assert state(engine)[0] == []
+    assert "Done!" in client.post(local).text
+    assert state(engine)[0] == [(ids["open"], "sam", "confirm", "email")]
 
 
 @pytest.mark.parametrize(
@@ -121,12 +187,16 @@ def test_a_confirm_link_confirms_once(client: TestClient, engine: Engine) -> Non
         ),
     ],
 )
-def test_a_bad_link_records_nothing(client: TestClient, engine: Engine, make: object) -> None:
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_bad_link_records_nothing(
+    client: TestClient, engine: Engine, make: object, method: str
+) -> None:
     ids = fill(engine)
     assert callable(make)
-    answer = client.get(make(ids))
+    answer = client.request(method, make(ids))
     assert answer.status_code == 400
     assert "not valid" in answer.text
+    assert "<form" not in answer.text
     completions, statuses = state(engine)
     assert completions == []
     assert set(statuses.values()) == {"open", "cancelled"}
@@ -139,19 +209,24 @@ def test_a_link_older_than_seven_days_has_expired(client: TestClient, engine: En
     with time_machine.travel(NOW - timedelta(days=6, hours=23), tick=False):
         recent = path("alex-sam", ids["open"], "alex")
     with time_machine.travel(NOW, tick=False):
-        expired = client.get(old)
-        fine = client.get(recent)
-    assert expired.status_code == 410
-    assert "expired" in expired.text
+        opened = client.get(old)
+        expired = client.post(old)
+        fine = client.post(recent)
+    for answer in (opened, expired):
+        assert answer.status_code == 410
+        assert "Link expired" in answer.text
+        assert "<form" not in answer.text
     assert fine.status_code == 200
     assert [c[1] for c in state(engine)[0]] == ["alex"]
 
 
 def test_a_called_off_ritual_records_nothing(client: TestClient, engine: Engine) -> None:
     ids = fill(engine)
-    answer = client.get(path("alex-sam", ids["cancelled"], "sam"))
-    assert answer.status_code == 200
-    assert "called off" in answer.text
+    for method in ("GET", "POST"):
+        answer = client.request(method, path("alex-sam", ids["cancelled"], "sam"))
+        assert answer.status_code == 200
+        assert "called off" in answer.text
+        assert "<form" not in answer.text
     assert state(engine)[0] == []
 
 
@@ -217,11 +292,13 @@ def test_a_link_to_a_date_night_still_to_come_records_nothing(
     ids = fill(engine)
     ahead = add_occurrence(engine, NOW + timedelta(minutes=31))  # a plan-ahead e-mail's link
 
-    answer = client.get(path("alex-sam", ahead, "sam"))
+    for method in ("GET", "POST"):
+        answer = client.request(method, path("alex-sam", ahead, "sam"))
 
-    assert answer.status_code == 200
-    assert "Not yet" in answer.text
-    assert "Nothing was recorded" in answer.text
+        assert answer.status_code == 200
+        assert "Not yet" in answer.text
+        assert "Nothing was recorded" in answer.text
+        assert "<form" not in answer.text
     completions, statuses = state(engine)
     assert completions == []
     assert statuses[ahead] == "open"
@@ -257,7 +334,7 @@ def test_a_both_ritual_is_confirmed_by_the_second_partners_link(engine: Engine) 
     file = ritual_file(BOTH, NOW)
     app = create_app(engine, clock=lambda: NOW, links=LINKS, rituals=lambda: file)
     with TestClient(app) as client:
-        first = client.get(path("alex-sam", ids["open"], "sam"))
+        first = client.post(path("alex-sam", ids["open"], "sam"))
 
         assert first.status_code == 200
         assert "Done, for you" in first.text
@@ -265,7 +342,7 @@ def test_a_both_ritual_is_confirmed_by_the_second_partners_link(engine: Engine) 
         assert completions == [(ids["open"], "sam", "confirm", "email")]
         assert statuses[ids["open"]] == "open"
 
-        second = client.get(path("alex-sam", ids["open"], "alex"))
+        second = client.post(path("alex-sam", ids["open"], "alex"))
 
         assert second.status_code == 200
         assert "Done, for you" not in second.text
@@ -273,3 +350,55 @@ def test_a_both_ritual_is_confirmed_by_the_second_partners_link(engine: Engine) 
         completions, statuses = state(engine)
         assert [c[1] for c in completions] == ["sam", "alex"]
         assert statuses[ids["open"]] == "confirmed"
+
+
+ZONES = """
+timezone = "UTC"
+
+[[households]]
+id = "alex-sam"
+timezone = "America/New_York"
+
+  [[households.partners]]
+  id = "alex"
+  name = "Alex"
+  email = "alex@example.com"
+
+  [[households.partners]]
+  id = "sam"
+  name = "Sam"
+  email = "sam@example.com"
+  timezone = "Europe/Berlin"
+
+[[rituals]]
+id = "date-night"
+kind = "date_night"
+schedule = "weekly on fri at 19:00"
+"""
+
+
+def test_not_yet_says_when_in_the_partners_own_zone(engine: Engine) -> None:
+    fill(engine)
+    # Friday 11 December, 19:00 in New York: 01:00 on the Saturday in Berlin.
+    ahead = add_occurrence(engine, datetime(2026, 12, 12, 0, tzinfo=UTC))
+    file = ritual_file(ZONES, NOW)
+    app = create_app(engine, clock=lambda: NOW, links=LINKS, rituals=lambda: file)
+    with TestClient(app) as client:
+        for method in ("GET", "POST"):
+            alex = client.request(method, path("alex-sam", ahead, "alex"))
+            sam = client.request(method, path("alex-sam", ahead, "sam"))
+
+            assert "Not yet" in alex.text
+            assert "Friday 11 December (19:00 EST)" in alex.text  # the household's zone
+            assert "Saturday 12 December (01:00 CET)" in sam.text  # Sam's own
+            assert "UTC" not in alex.text + sam.text
+    assert state(engine)[0] == []
+
+
+def test_not_yet_without_the_ritual_file_falls_back_to_utc(
+    client: TestClient, engine: Engine
+) -> None:
+    fill(engine)
+    ahead = add_occurrence(engine, datetime(2026, 12, 12, 0, tzinfo=UTC))
+    answer = client.get(path("alex-sam", ahead, "sam"))
+    assert "Saturday 12 December (00:00 UTC)" in answer.text

@@ -420,6 +420,48 @@ def test_a_stranger_learns_nothing_about_any_household(
     assert commands(engine) == ["stranger"]
 
 
+def test_a_stranger_is_answered_once_a_day_and_every_message_is_recorded(
+    engine: Engine, client: TestClient, clock: Clock
+) -> None:
+    # Each answer is an SMS Tend pays for: an unknown number gets one a day, whatever it sends.
+    assert messages(post(client, inbound(STRANGER_NUMBER, "DONE"))) == [STRANGER]
+    clock.now = NOW + timedelta(minutes=5)
+    assert messages(post(client, inbound(STRANGER_NUMBER, "HELP"))) == []
+    clock.now = NOW + timedelta(hours=23, minutes=59)
+    assert messages(post(client, inbound(STRANGER_NUMBER, "hello?"))) == []
+    # Another unknown number has its own day; a partner is answered as ever.
+    assert messages(post(client, inbound("+15559990001", "DONE"))) == [STRANGER]
+    assert len(messages(post(client, inbound(ALEX, "STREAK")))) == 1
+
+    clock.now = NOW + timedelta(hours=24, seconds=1)
+    assert messages(post(client, inbound(STRANGER_NUMBER, "DONE"))) == [STRANGER]
+
+    assert commands(engine) == ["stranger"] * 4 + ["streak", "stranger"]
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(InboundMessage.sender, InboundMessage.answer, InboundMessage.household_id)
+            .where(InboundMessage.sender != ALEX)
+            .order_by(InboundMessage.id)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (STRANGER_NUMBER, STRANGER, None),
+        (STRANGER_NUMBER, "", None),
+        (STRANGER_NUMBER, "", None),
+        ("+15559990001", STRANGER, None),
+        (STRANGER_NUMBER, STRANGER, None),
+    ]
+    assert completions(engine) == []
+
+
+def test_a_strangers_flood_gets_no_answer_beyond_the_first(
+    engine: Engine, client: TestClient, clock: Clock
+) -> None:
+    # The rate limit's "wait a minute" would be a second answer of the day: not sent.
+    answers = [messages(post(client, inbound(STRANGER_NUMBER, "DONE"))) for _ in range(25)]
+    assert answers == [[STRANGER]] + [[]] * 24
+    assert commands(engine) == ["stranger"] * RATE_LIMIT + ["limited"] * 5
+
+
 # ---------------------------------------------------------------------------- once only
 
 
