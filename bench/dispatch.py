@@ -72,9 +72,9 @@ from config.loader import load_ritual_file  # noqa: E402
 from notifiers.base import Message, Recipient  # noqa: E402
 from notifiers.sms import SmsNotifier  # noqa: E402
 from rituals.planning import Plan  # noqa: E402
-from scheduler.db import make_engine  # noqa: E402
-from scheduler.migrate import upgrade  # noqa: E402
-from scheduler.models import Delivery  # noqa: E402
+from scheduler.ledger.engine import make_engine  # noqa: E402
+from scheduler.ledger.rows import DeliveryRow  # noqa: E402
+from scheduler.ledger.schema import upgrade  # noqa: E402
 from scheduler.planner import plan_horizon, sync_file  # noqa: E402
 
 LATENCY = 0.020  # seconds the fake takes to answer a create
@@ -561,7 +561,9 @@ def make_due(engine: Engine, size: int, t0: datetime, rate: float | None) -> dic
 def sent_count(engine: Engine) -> int:
     with engine.connect() as connection:
         return int(
-            connection.execute(select(func.count()).where(Delivery.status == "sent")).scalar_one()
+            connection.execute(
+                select(func.count()).where(DeliveryRow.status == "sent")
+            ).scalar_one()
         )
 
 

@@ -33,9 +33,15 @@ from plan_pure import ritual_file
 
 from config.loader import parse_ritual_file
 from rituals.planning import Plan
-from scheduler.db import make_engine
-from scheduler.migrate import upgrade
-from scheduler.models import Base, Delivery, Household, Occurrence, Partner
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import (
+    Base,
+    DeliveryRow,
+    HouseholdRow,
+    OccurrenceRow,
+    PartnerRow,
+)
+from scheduler.ledger.schema import upgrade
 from scheduler.planner import plan_horizon, sync_file
 
 NOW = datetime(2027, 1, 4, 6, 0, tzinfo=UTC)
@@ -86,12 +92,12 @@ def copy_rows(source: Engine, target: Engine) -> tuple[float, float, int, int]:
     wall = cpu = 0.0
     counts = []
     with source.connect() as reading, target.begin() as writing:
-        for parent in (Household, Partner):  # what the rows refer to: copied, not timed
+        for parent in (HouseholdRow, PartnerRow):  # what the rows refer to: copied, not timed
             table = parent.__table__
             writing.execute(
                 insert(table), [dict(r) for r in reading.execute(select(table)).mappings()]
             )
-        for model in (Occurrence, Delivery):
+        for model in (OccurrenceRow, DeliveryRow):
             table = model.__table__
             rows = 0
             result = reading.execution_options(yield_per=BATCH).execute(
@@ -116,14 +122,14 @@ def copy_rows_dbapi(source: Engine, target: Engine) -> tuple[float, float]:
     driver read (no SQLAlchemy per row). Emptied tables first (not timed)."""
     wall = cpu = 0.0
     with target.begin() as writing:
-        writing.execute(Delivery.__table__.delete())
-        writing.execute(Occurrence.__table__.delete())
+        writing.execute(DeliveryRow.__table__.delete())
+        writing.execute(OccurrenceRow.__table__.delete())
     marker = "?" if source.dialect.name == "sqlite" else "%s"
     with source.connect() as reading, target.begin() as writing:
         cursor = writing.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         if target.dialect.name == "postgresql":
             cursor.execute(f"SET search_path TO {RAW_SCHEMA}")
-        for model in (Occurrence, Delivery):
+        for model in (OccurrenceRow, DeliveryRow):
             table = model.__table__
             names = [c.name for c in table.columns]
             columns = ", ".join(f'"{n}"' for n in names)

@@ -29,7 +29,12 @@ from plan_ledger import database_urls, fresh
 from config.loader import parse_ritual_file
 from rituals.clock import resolve
 from rituals.planning import Plan
-from scheduler.models import Completion, Delivery, Occurrence, StreakCheckpoint
+from scheduler.ledger.rows import (
+    CompletionRow,
+    DeliveryRow,
+    OccurrenceRow,
+    StreakCheckpointRow,
+)
 from scheduler.planner import sync_file
 from scheduler.streaks import household_streaks
 
@@ -109,9 +114,9 @@ def history(engine: Engine, years: int, now: datetime) -> None:
             )
         slot += timedelta(days=7)
     with engine.begin() as connection:
-        connection.execute(insert(Occurrence), occurrences)
-        connection.execute(insert(Delivery), deliveries)
-        connection.execute(insert(Completion), completions)
+        connection.execute(insert(OccurrenceRow), occurrences)
+        connection.execute(insert(DeliveryRow), deliveries)
+        connection.execute(insert(CompletionRow), completions)
     print(f"  history: {len(occurrences)} occurrences, {len(completions)} completions")
 
 
@@ -124,7 +129,7 @@ def timed(
     with engine.connect() as connection:
         for _ in range(calls):
             if not checkpoint:
-                connection.execute(delete(StreakCheckpoint))
+                connection.execute(delete(StreakCheckpointRow))
             started, started_cpu = time.perf_counter(), time.thread_time()
             household_streaks(connection, file, "h", now, save=checkpoint)  # type: ignore[arg-type]
             times.append((time.perf_counter() - started) * 1000)

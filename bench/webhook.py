@@ -112,7 +112,7 @@ def build_ledger(url: str, text: str, now: datetime, last: datetime) -> tuple[in
 
     from config.loader import parse_ritual_file
     from rituals.planning import Plan
-    from scheduler.models import Delivery
+    from scheduler.ledger.rows import DeliveryRow
     from scheduler.planner import plan_horizon, sync_file
 
     engine = fresh(url)
@@ -129,9 +129,9 @@ def build_ledger(url: str, text: str, now: datetime, last: datetime) -> tuple[in
     )
     with engine.begin() as connection:
         sent = connection.execute(
-            update(Delivery)
-            .where(Delivery.due_at <= now)
-            .values(status="sent", sent_at=Delivery.due_at, attempts=1)
+            update(DeliveryRow)
+            .where(DeliveryRow.due_at <= now)
+            .values(status="sent", sent_at=DeliveryRow.due_at, attempts=1)
         ).rowcount
     engine.dispose()
     return report.occurrences, int(sent or 0)
@@ -140,17 +140,19 @@ def build_ledger(url: str, text: str, now: datetime, last: datetime) -> tuple[in
 def ledger_counts(url: str) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from scheduler.db import make_engine
-    from scheduler.models import Completion, InboundMessage
+    from scheduler.ledger.engine import make_engine
+    from scheduler.ledger.rows import CompletionRow, InboundMessageRow
 
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
             inbound = connection.execute(
-                select(InboundMessage.command, func.count()).group_by(InboundMessage.command)
+                select(InboundMessageRow.command, func.count()).group_by(InboundMessageRow.command)
             ).all()
             done = connection.execute(
-                select(func.count()).select_from(Completion).where(Completion.action == "confirm")
+                select(func.count())
+                .select_from(CompletionRow)
+                .where(CompletionRow.action == "confirm")
             ).scalar_one()
     finally:
         engine.dispose()
@@ -172,47 +174,55 @@ def least_work(
     it adds completions of its own to partners that have not replied yet."""
     from sqlalchemy import bindparam, func, insert, select, update
 
-    from scheduler.db import make_engine
-    from scheduler.models import Completion, Delivery, InboundMessage, Occurrence, Partner
+    from scheduler.ledger.engine import make_engine
+    from scheduler.ledger.rows import (
+        CompletionRow,
+        DeliveryRow,
+        InboundMessageRow,
+        OccurrenceRow,
+        PartnerRow,
+    )
 
-    is_new = select(InboundMessage.id).where(InboundMessage.provider_id == bindparam("sid"))
-    sender = select(Partner.household_id, Partner.key).where(
-        Partner.phone == bindparam("phone"), Partner.active.is_(True)
+    is_new = select(InboundMessageRow.id).where(InboundMessageRow.provider_id == bindparam("sid"))
+    sender = select(PartnerRow.household_id, PartnerRow.key).where(
+        PartnerRow.phone == bindparam("phone"), PartnerRow.active.is_(True)
     )
     recent = (
         select(func.count())
-        .select_from(InboundMessage)
+        .select_from(InboundMessageRow)
         .where(
-            InboundMessage.sender == bindparam("phone"),
-            InboundMessage.received_at > bindparam("minute"),
+            InboundMessageRow.sender == bindparam("phone"),
+            InboundMessageRow.received_at > bindparam("minute"),
         )
     )
     told = (
-        select(Delivery.occurrence_id, Completion.partner_key)
-        .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
-        .outerjoin(Completion, Completion.occurrence_id == Occurrence.id)
+        select(DeliveryRow.occurrence_id, CompletionRow.partner_key)
+        .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
+        .outerjoin(CompletionRow, CompletionRow.occurrence_id == OccurrenceRow.id)
         .where(
-            Delivery.household_id == bindparam("household"),
-            Delivery.partner_key == bindparam("partner"),
-            Delivery.sent_at >= bindparam("window"),
-            Delivery.status.in_(("sent", "delivered")),
+            DeliveryRow.household_id == bindparam("household"),
+            DeliveryRow.partner_key == bindparam("partner"),
+            DeliveryRow.sent_at >= bindparam("window"),
+            DeliveryRow.status.in_(("sent", "delivered")),
         )
-        .order_by(Delivery.sent_at.desc())
+        .order_by(DeliveryRow.sent_at.desc())
         .limit(500)
     )
-    lock = select(Occurrence.status).where(Occurrence.id == bindparam("o")).with_for_update()
-    done = insert(Completion)
-    mark = update(Occurrence).where(Occurrence.id == bindparam("o")).values(status="confirmed")
-    history = (
-        select(Occurrence.id, Occurrence.at, Completion.partner_key)
-        .outerjoin(Completion, Completion.occurrence_id == Occurrence.id)
-        .where(
-            Occurrence.household_id == bindparam("household"),
-            Occurrence.at >= bindparam("weeks"),
-        )
-        .order_by(Occurrence.at)
+    lock = select(OccurrenceRow.status).where(OccurrenceRow.id == bindparam("o")).with_for_update()
+    done = insert(CompletionRow)
+    mark = (
+        update(OccurrenceRow).where(OccurrenceRow.id == bindparam("o")).values(status="confirmed")
     )
-    record = insert(InboundMessage)
+    history = (
+        select(OccurrenceRow.id, OccurrenceRow.at, CompletionRow.partner_key)
+        .outerjoin(CompletionRow, CompletionRow.occurrence_id == OccurrenceRow.id)
+        .where(
+            OccurrenceRow.household_id == bindparam("household"),
+            OccurrenceRow.at >= bindparam("weeks"),
+        )
+        .order_by(OccurrenceRow.at)
+    )
+    record = insert(InboundMessageRow)
     numbers = senders(households)
     engine = make_engine(url)
 

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from icalendar import Calendar, Event, vDuration
 from sqlalchemy import Connection, select
 
-from scheduler.models import Household, Occurrence, Partner
+from scheduler.ledger.rows import HouseholdRow, OccurrenceRow, PartnerRow
 
 __all__ = [
     "DAYS_BACK",
@@ -83,9 +83,9 @@ def household_calendar(
     spaces). None when the ledger has no such household.
     """
     people = connection.execute(
-        select(Household.timezone, Partner.key, Partner.name)
-        .outerjoin(Partner, Partner.household_id == Household.id)
-        .where(Household.id == household_id)
+        select(HouseholdRow.timezone, PartnerRow.key, PartnerRow.name)
+        .outerjoin(PartnerRow, PartnerRow.household_id == HouseholdRow.id)
+        .where(HouseholdRow.id == household_id)
     ).all()
     if not people:
         return None
@@ -95,22 +95,24 @@ def household_calendar(
     # (household_id, ritual_id, slot, recipient).
     rows = connection.execute(
         select(
-            Occurrence.ritual_id,
-            Occurrence.slot,
-            Occurrence.recipient,
-            Occurrence.kind,
-            Occurrence.at,
-            Occurrence.status,
-            Occurrence.item,
-            Occurrence.planners,
-            Occurrence.updated_at,
+            OccurrenceRow.ritual_id,
+            OccurrenceRow.slot,
+            OccurrenceRow.recipient,
+            OccurrenceRow.kind,
+            OccurrenceRow.at,
+            OccurrenceRow.status,
+            OccurrenceRow.item,
+            OccurrenceRow.planners,
+            OccurrenceRow.updated_at,
         )
         .where(
-            Occurrence.household_id == household_id,
-            Occurrence.at >= now - timedelta(days=DAYS_BACK),
-            Occurrence.status != "cancelled",
+            OccurrenceRow.household_id == household_id,
+            OccurrenceRow.at >= now - timedelta(days=DAYS_BACK),
+            OccurrenceRow.status != "cancelled",
         )
-        .order_by(Occurrence.at.desc(), Occurrence.ritual_id.desc(), Occurrence.recipient.desc())
+        .order_by(
+            OccurrenceRow.at.desc(), OccurrenceRow.ritual_id.desc(), OccurrenceRow.recipient.desc()
+        )
         .limit(MAX_EVENTS)
     ).all()
     calendar = new_calendar(f"Tend: {household_id}")

@@ -12,8 +12,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine, exists, select
 
 from notifiers.base import Message, Recipient
-from scheduler.db import dialect_insert
-from scheduler.models import Completion, Delivery, Household, Occurrence, Partner
+from scheduler.ledger.engine import dialect_insert
+from scheduler.ledger.rows import (
+    CompletionRow,
+    DeliveryRow,
+    HouseholdRow,
+    OccurrenceRow,
+    PartnerRow,
+)
 
 __all__ = ["Claim", "fall_back", "read_claims"]
 
@@ -102,7 +108,7 @@ def read_claims_on(connection: Connection, ids: Sequence[int]) -> list[Claim]:
     """:func:`read_claims` on an open connection (the claim's own transaction)."""
     if not ids:
         return []
-    rows = connection.execute(_CLAIMS.where(Delivery.id.in_(ids))).mappings().all()
+    rows = connection.execute(_CLAIMS.where(DeliveryRow.id.in_(ids))).mappings().all()
     claims = []
     for row in rows:
         values: dict[str, Any] = dict(row)
@@ -114,48 +120,49 @@ def read_claims_on(connection: Connection, ids: Sequence[int]) -> list[Claim]:
 # Built once: the claim query is the dispatcher's most frequent read.
 _CLAIMS = (
     select(
-        Delivery.id,
-        Delivery.occurrence_id,
-        Delivery.household_id,
-        Delivery.partner_key,
-        Delivery.role,
-        Delivery.channel,
-        Delivery.body,
-        Delivery.subject,
-        Delivery.due_at,
-        Delivery.expires_at,
-        Delivery.attempts,
-        Delivery.claimed_at,
-        Delivery.last_error,
-        Occurrence.status.label("occurrence_status"),
+        DeliveryRow.id,
+        DeliveryRow.occurrence_id,
+        DeliveryRow.household_id,
+        DeliveryRow.partner_key,
+        DeliveryRow.role,
+        DeliveryRow.channel,
+        DeliveryRow.body,
+        DeliveryRow.subject,
+        DeliveryRow.due_at,
+        DeliveryRow.expires_at,
+        DeliveryRow.attempts,
+        DeliveryRow.claimed_at,
+        DeliveryRow.last_error,
+        OccurrenceRow.status.label("occurrence_status"),
         exists()
         .where(
-            Completion.occurrence_id == Delivery.occurrence_id,
-            Completion.partner_key == Delivery.partner_key,
-            Completion.action == "confirm",
+            CompletionRow.occurrence_id == DeliveryRow.occurrence_id,
+            CompletionRow.partner_key == DeliveryRow.partner_key,
+            CompletionRow.action == "confirm",
         )
         .label("partner_done"),
-        Occurrence.ritual_id,
-        Occurrence.slot,
-        Household.active.label("household_active"),
-        Household.paused_until,
-        Partner.name,
-        Partner.phone,
-        Partner.email,
-        Partner.channels,
-        Partner.timezone,
-        Partner.quiet_hours,
-        Partner.active.label("partner_active"),
-        Partner.sms_opted_out_at,
-        Partner.email_opted_out_at,
+        OccurrenceRow.ritual_id,
+        OccurrenceRow.slot,
+        HouseholdRow.active.label("household_active"),
+        HouseholdRow.paused_until,
+        PartnerRow.name,
+        PartnerRow.phone,
+        PartnerRow.email,
+        PartnerRow.channels,
+        PartnerRow.timezone,
+        PartnerRow.quiet_hours,
+        PartnerRow.active.label("partner_active"),
+        PartnerRow.sms_opted_out_at,
+        PartnerRow.email_opted_out_at,
     )
-    .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
-    .join(Household, Household.id == Delivery.household_id)
+    .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
+    .join(HouseholdRow, HouseholdRow.id == DeliveryRow.household_id)
     .join(
-        Partner,
-        (Partner.household_id == Delivery.household_id) & (Partner.key == Delivery.partner_key),
+        PartnerRow,
+        (PartnerRow.household_id == DeliveryRow.household_id)
+        & (PartnerRow.key == DeliveryRow.partner_key),
     )
-    .order_by(Delivery.next_attempt_at, Delivery.id)
+    .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
 )
 
 
@@ -169,7 +176,7 @@ def fall_back(engine: Engine, claim: Claim, now: datetime) -> str | None:
         if claim.opted_out(channel) or not claim.address(channel):
             continue
         with engine.begin() as connection:
-            insert = dialect_insert(connection, Delivery)
+            insert = dialect_insert(connection, DeliveryRow)
             connection.execute(
                 insert.values(
                     occurrence_id=claim.occurrence_id,

@@ -10,8 +10,13 @@ from typing import Literal
 
 from sqlalchemy import Connection, bindparam, exists, func, insert, select, update
 
-from scheduler.models import Completion, Delivery, Occurrence, Partner
-from scheduler.models import Pause as PauseRow
+from scheduler.ledger.rows import (
+    CompletionRow,
+    DeliveryRow,
+    OccurrenceRow,
+    PartnerRow,
+    PauseRow,
+)
 from scheduler.streaks import forget_settled
 
 __all__ = [
@@ -63,35 +68,37 @@ def _by(connection: Connection, occurrence: int, action: str) -> frozenset[str]:
 # find in SQLAlchemy's cache than to run, measured in bench/webhook.py.
 _LOCKED = (
     select(
-        Occurrence.ritual_id,
-        Occurrence.slot,
-        Occurrence.status,
-        Occurrence.recipient,
-        Occurrence.at,
+        OccurrenceRow.ritual_id,
+        OccurrenceRow.slot,
+        OccurrenceRow.status,
+        OccurrenceRow.recipient,
+        OccurrenceRow.at,
     )
     .where(
-        Occurrence.id == bindparam("occurrence"),
-        Occurrence.household_id == bindparam("household"),
+        OccurrenceRow.id == bindparam("occurrence"),
+        OccurrenceRow.household_id == bindparam("household"),
     )
     .with_for_update()
 )
-_FOUND = select(Occurrence.ritual_id, Occurrence.slot, Occurrence.status).where(
-    Occurrence.id == bindparam("occurrence"),
-    Occurrence.household_id == bindparam("household"),
+_FOUND = select(OccurrenceRow.ritual_id, OccurrenceRow.slot, OccurrenceRow.status).where(
+    OccurrenceRow.id == bindparam("occurrence"),
+    OccurrenceRow.household_id == bindparam("household"),
 )
 _KNOWN = (
     select(func.count())
-    .select_from(Partner)
-    .where(Partner.household_id == bindparam("household"), Partner.key == bindparam("partner"))
+    .select_from(PartnerRow)
+    .where(
+        PartnerRow.household_id == bindparam("household"), PartnerRow.key == bindparam("partner")
+    )
 )
-_BY = select(Completion.partner_key).where(
-    Completion.occurrence_id == bindparam("occurrence"),
-    Completion.action == bindparam("action"),
+_BY = select(CompletionRow.partner_key).where(
+    CompletionRow.occurrence_id == bindparam("occurrence"),
+    CompletionRow.action == bindparam("action"),
 )
-_RECORD = insert(Completion)
+_RECORD = insert(CompletionRow)
 _CONFIRMED = (
-    update(Occurrence)
-    .where(Occurrence.id == bindparam("occurrence"), Occurrence.status != "confirmed")
+    update(OccurrenceRow)
+    .where(OccurrenceRow.id == bindparam("occurrence"), OccurrenceRow.status != "confirmed")
     .values(status="confirmed", updated_at=bindparam("now"))
 )
 
@@ -217,7 +224,7 @@ def skip(
         connection, household, ritual, recipient, occurrence, slot, freezes_per_month
     )
     connection.execute(
-        insert(Completion).values(
+        insert(CompletionRow).values(
             occurrence_id=occurrence,
             partner_key=partner,
             action="skip",
@@ -228,13 +235,13 @@ def skip(
         )
     )
     connection.execute(
-        update(Occurrence)
-        .where(Occurrence.id == occurrence, Occurrence.status == "open")
+        update(OccurrenceRow)
+        .where(OccurrenceRow.id == occurrence, OccurrenceRow.status == "open")
         .values(status="skipped", updated_at=at)
     )
     dropped = connection.execute(
-        update(Delivery)
-        .where(Delivery.occurrence_id == occurrence, Delivery.status == "pending")
+        update(DeliveryRow)
+        .where(DeliveryRow.occurrence_id == occurrence, DeliveryRow.status == "pending")
         .values(status="cancelled", last_error=f"skipped by {partner}", updated_at=at)
     )
     forget_settled(connection, household, ritual, recipient, due)
@@ -255,11 +262,11 @@ def _freeze(
     month's is left."""
     already = connection.execute(
         select(func.count())
-        .select_from(Completion)
+        .select_from(CompletionRow)
         .where(
-            Completion.occurrence_id == occurrence,
-            Completion.action == "skip",
-            Completion.froze.is_(True),
+            CompletionRow.occurrence_id == occurrence,
+            CompletionRow.action == "skip",
+            CompletionRow.froze.is_(True),
         )
     ).scalar_one()
     if already:
@@ -275,22 +282,22 @@ def freezes_used(
     first = slot.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     following = (first + timedelta(days=32)).replace(day=1)
     paused = exists().where(
-        PauseRow.household_id == Occurrence.household_id,
-        PauseRow.starts_at <= Occurrence.at,
-        PauseRow.ends_at > Occurrence.at,
+        PauseRow.household_id == OccurrenceRow.household_id,
+        PauseRow.starts_at <= OccurrenceRow.at,
+        PauseRow.ends_at > OccurrenceRow.at,
     )
     used: int = connection.execute(
-        select(func.count(func.distinct(Completion.occurrence_id)))
-        .join(Occurrence, Occurrence.id == Completion.occurrence_id)
+        select(func.count(func.distinct(CompletionRow.occurrence_id)))
+        .join(OccurrenceRow, OccurrenceRow.id == CompletionRow.occurrence_id)
         .where(
-            Completion.action == "skip",
-            Completion.froze.is_(True),
-            Occurrence.household_id == household,
-            Occurrence.ritual_id == ritual,
-            Occurrence.recipient == recipient,
-            Occurrence.slot >= first,
-            Occurrence.slot < following,
-            Occurrence.status != "confirmed",
+            CompletionRow.action == "skip",
+            CompletionRow.froze.is_(True),
+            OccurrenceRow.household_id == household,
+            OccurrenceRow.ritual_id == ritual,
+            OccurrenceRow.recipient == recipient,
+            OccurrenceRow.slot >= first,
+            OccurrenceRow.slot < following,
+            OccurrenceRow.status != "confirmed",
             ~paused,
         )
     ).scalar_one()
@@ -308,22 +315,22 @@ def unpaused(
     it no longer covers, get the freeze they did not need while paused, when one is left."""
     skipped = connection.execute(
         select(
-            Completion.id,
-            Occurrence.id.label("occurrence"),
-            Occurrence.ritual_id,
-            Occurrence.recipient,
-            Occurrence.slot,
+            CompletionRow.id,
+            OccurrenceRow.id.label("occurrence"),
+            OccurrenceRow.ritual_id,
+            OccurrenceRow.recipient,
+            OccurrenceRow.slot,
         )
-        .join(Occurrence, Occurrence.id == Completion.occurrence_id)
+        .join(OccurrenceRow, OccurrenceRow.id == CompletionRow.occurrence_id)
         .where(
-            Occurrence.household_id == household,
-            Occurrence.at >= start,
-            Occurrence.at < end,
-            Occurrence.status == "skipped",
-            Completion.action == "skip",
-            Completion.froze.is_(False),
+            OccurrenceRow.household_id == household,
+            OccurrenceRow.at >= start,
+            OccurrenceRow.at < end,
+            OccurrenceRow.status == "skipped",
+            CompletionRow.action == "skip",
+            CompletionRow.froze.is_(False),
         )
-        .order_by(Completion.at, Completion.id)
+        .order_by(CompletionRow.at, CompletionRow.id)
     ).all()
     for row in skipped:
         froze = _freeze(
@@ -336,4 +343,6 @@ def unpaused(
             freezes_per_month(row.ritual_id),
         )
         if froze:
-            connection.execute(update(Completion).where(Completion.id == row.id).values(froze=True))
+            connection.execute(
+                update(CompletionRow).where(CompletionRow.id == row.id).values(froze=True)
+            )

@@ -46,8 +46,8 @@ from notifiers.registry import NotifierSet
 from rituals.clock import TimeWindow, get_zone
 from rituals.planning import after_quiet_hours
 from scheduler.claims import Claim, fall_back, read_claims, read_claims_on
+from scheduler.ledger.rows import DeliveryRow, is_follow_up
 from scheduler.metrics import LATENESS, SEND_DURATION, SENDS
-from scheduler.models import Delivery, is_follow_up
 from scheduler.optouts import record_opt_out
 from scheduler.receipts import FAILED, apply_matched, record_receipt
 
@@ -96,21 +96,21 @@ class RetryPolicy:
 # The record of a send, guarded as `_still_held` is: written only while the claim is as it
 # was read (still `sending`, claimed at the same instant, by this worker).
 _RECORD_SENT = (
-    update(Delivery)
+    update(DeliveryRow)
     .where(
-        Delivery.id == bindparam("b_id"),
-        Delivery.status == "sending",
-        Delivery.claimed_at == bindparam("b_claimed_at"),
-        Delivery.claimed_by == bindparam("b_worker"),
+        DeliveryRow.id == bindparam("b_id"),
+        DeliveryRow.status == "sending",
+        DeliveryRow.claimed_at == bindparam("b_claimed_at"),
+        DeliveryRow.claimed_by == bindparam("b_worker"),
     )
     .values(
         status="sent",
         claimed_by=None,
-        updated_at=bindparam("b_now", type_=Delivery.updated_at.type),
-        attempts=bindparam("b_attempts", type_=Delivery.attempts.type),
-        provider_id=bindparam("b_provider_id", type_=Delivery.provider_id.type),
-        sent_at=bindparam("b_sent_at", type_=Delivery.sent_at.type),
-        last_error=bindparam("b_last_error", type_=Delivery.last_error.type),
+        updated_at=bindparam("b_now", type_=DeliveryRow.updated_at.type),
+        attempts=bindparam("b_attempts", type_=DeliveryRow.attempts.type),
+        provider_id=bindparam("b_provider_id", type_=DeliveryRow.provider_id.type),
+        sent_at=bindparam("b_sent_at", type_=DeliveryRow.sent_at.type),
+        last_error=bindparam("b_last_error", type_=DeliveryRow.last_error.type),
     )
 )
 
@@ -275,7 +275,7 @@ class Dispatcher:
     def next_due(self) -> datetime | None:
         with self.engine.connect() as connection:
             value: datetime | None = connection.execute(
-                select(func.min(Delivery.next_attempt_at)).where(Delivery.status == "pending")
+                select(func.min(DeliveryRow.next_attempt_at)).where(DeliveryRow.status == "pending")
             ).scalar_one()
             return value
 
@@ -285,8 +285,8 @@ class Dispatcher:
         """Pending deliveries past their grace are missed: never sent late (DESIGN.md)."""
         with self.engine.begin() as connection:
             result = connection.execute(
-                update(Delivery)
-                .where(Delivery.status == "pending", Delivery.expires_at < now)
+                update(DeliveryRow)
+                .where(DeliveryRow.status == "pending", DeliveryRow.expires_at < now)
                 .values(
                     status="missed",
                     last_error="not sent within the ritual's grace",
@@ -306,9 +306,9 @@ class Dispatcher:
         # per candidate row (a nested loop, chosen on a freshly planned ledger without
         # statistics), so the LIMIT applies to each run and one claim took every due row.
         due = (
-            select(Delivery.id)
-            .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
-            .order_by(Delivery.next_attempt_at, Delivery.id)
+            select(DeliveryRow.id)
+            .where(DeliveryRow.status == "pending", DeliveryRow.next_attempt_at <= now)
+            .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
             .cte("due")
@@ -317,12 +317,12 @@ class Dispatcher:
         with self.engine.begin() as connection:
             ids = list(
                 connection.execute(
-                    update(Delivery)
-                    .where(Delivery.id.in_(select(due.c.id)), Delivery.status == "pending")
+                    update(DeliveryRow)
+                    .where(DeliveryRow.id.in_(select(due.c.id)), DeliveryRow.status == "pending")
                     .values(
                         status="sending", claimed_by=self.worker_id, claimed_at=now, updated_at=now
                     )
-                    .returning(Delivery.id)
+                    .returning(DeliveryRow.id)
                 ).scalars()
             )
             return read_claims_on(connection, ids)
@@ -417,12 +417,12 @@ class Dispatcher:
         """An UPDATE of `claim`'s row that matches only while the claim is as it was read:
         still `sending`, claimed at the same instant (and by this worker, unless
         `by_anyone`, for the reconciler)."""
-        statement = update(Delivery).where(
-            Delivery.id == claim.id,
-            Delivery.status == "sending",
-            Delivery.claimed_at == claim.claimed_at,
+        statement = update(DeliveryRow).where(
+            DeliveryRow.id == claim.id,
+            DeliveryRow.status == "sending",
+            DeliveryRow.claimed_at == claim.claimed_at,
         )
-        return statement if by_anyone else statement.where(Delivery.claimed_by == self.worker_id)
+        return statement if by_anyone else statement.where(DeliveryRow.claimed_by == self.worker_id)
 
     def _hold(self, claim: Claim, now: datetime) -> Claim | None:
         """Renew the claim just before the provider call; None if it is no longer ours.
@@ -562,9 +562,9 @@ class Dispatcher:
             found: dict[int, str | None] = {
                 row.id: row.provider_id
                 for row in connection.execute(
-                    select(Delivery.id, Delivery.provider_id).where(
-                        Delivery.id.in_([item.claim.id for item in batch]),
-                        Delivery.status == "sent",
+                    select(DeliveryRow.id, DeliveryRow.provider_id).where(
+                        DeliveryRow.id.in_([item.claim.id for item in batch]),
+                        DeliveryRow.status == "sent",
                     )
                 )
             }
@@ -733,9 +733,9 @@ class Dispatcher:
         up with the notifier: sent -> recorded as sent; not sent, or cannot tell -> pending.
         """
         now = self.clock()
-        stale = select(Delivery.id).where(Delivery.status == "sending")
+        stale = select(DeliveryRow.id).where(DeliveryRow.status == "sending")
         if not everything:
-            stale = stale.where(Delivery.claimed_at < now - self.claim_timeout)
+            stale = stale.where(DeliveryRow.claimed_at < now - self.claim_timeout)
         with self.engine.connect() as connection:
             ids = list(connection.execute(stale).scalars())
         settled = 0

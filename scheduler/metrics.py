@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from scheduler.models import Delivery, DeliveryStatus, WorkerHeartbeat
+from scheduler.ledger.rows import DeliveryRow, DeliveryStatus, WorkerHeartbeatRow
 
 __all__ = [
     "FORM_REFUSALS",
@@ -129,13 +129,13 @@ class LedgerCollector:
         try:
             with self.engine.connect() as connection:
                 rows = connection.execute(
-                    select(Delivery.status, Delivery.channel, func.count()).group_by(
-                        Delivery.status, Delivery.channel
+                    select(DeliveryRow.status, DeliveryRow.channel, func.count()).group_by(
+                        DeliveryRow.status, DeliveryRow.channel
                     )
                 ).all()
                 last = connection.execute(
-                    select(func.max(WorkerHeartbeat.beat_at)).where(
-                        WorkerHeartbeat.stopped_at.is_(None)
+                    select(func.max(WorkerHeartbeatRow.beat_at)).where(
+                        WorkerHeartbeatRow.stopped_at.is_(None)
                     )
                 ).scalar_one()
         except SQLAlchemyError as exc:

@@ -8,18 +8,18 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Connection, and_, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
-from scheduler.models import Partner
+from scheduler.ledger.rows import PartnerRow
 
 __all__ = ["clear_opt_out", "opted_out_at", "record_opt_out"]
 
 _COLUMNS: dict[str, InstrumentedAttribute[datetime | None]] = {
-    "sms": Partner.sms_opted_out_at,
-    "email": Partner.email_opted_out_at,
+    "sms": PartnerRow.sms_opted_out_at,
+    "email": PartnerRow.email_opted_out_at,
 }
 
 
 def _partner(household: str, partner: str) -> ColumnElement[bool]:
-    return and_(Partner.household_id == household, Partner.key == partner)
+    return and_(PartnerRow.household_id == household, PartnerRow.key == partner)
 
 
 def opted_out_at(
@@ -45,13 +45,13 @@ def record_opt_out(
     if column is None:
         return False
     connection.execute(
-        update(Partner)
+        update(PartnerRow)
         .where(_partner(household, partner), column.is_(None))
         .values({column.key: at})
     )
     return bool(
         connection.execute(
-            select(func.count()).select_from(Partner).where(_partner(household, partner))
+            select(func.count()).select_from(PartnerRow).where(_partner(household, partner))
         ).scalar_one()
     )
 
@@ -62,7 +62,7 @@ def clear_opt_out(connection: Connection, household: str, partner: str, channel:
     if column is None:
         return False
     done = connection.execute(
-        update(Partner)
+        update(PartnerRow)
         .where(_partner(household, partner), column.is_not(None))
         .values({column.key: None})
     )

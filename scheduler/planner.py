@@ -37,8 +37,15 @@ from sqlalchemy import (
 from config.loader import RitualFileError, parse_ritual_file
 from config.model import RitualFile
 from rituals.planning import Plan
-from scheduler.db import dialect_insert
-from scheduler.models import SNOOZE_ROLE, ConfigState, Delivery, Household, Occurrence, Partner
+from scheduler.ledger.engine import dialect_insert
+from scheduler.ledger.rows import (
+    SNOOZE_ROLE,
+    ConfigStateRow,
+    DeliveryRow,
+    HouseholdRow,
+    OccurrenceRow,
+    PartnerRow,
+)
 
 __all__ = [
     "CONFIG_CANCELLED",
@@ -63,8 +70,8 @@ IN_LIST = 500  # values per `IN (...)`: far under any database's limit on bound 
 REACHED = ("sending", "sent", "delivered")  # a delivery that (may have) reached its partner
 MAIN_ROLES = ("day_of", "nudge")  # an occurrence's own message (not plan-ahead, not reminder)
 
-OCCURRENCE = Occurrence.__table__
-DELIVERY = Delivery.__table__
+OCCURRENCE = OccurrenceRow.__table__
+DELIVERY = DeliveryRow.__table__
 
 
 def file_hash(file: RitualFile) -> str:
@@ -96,8 +103,8 @@ def sync_file(
     digest = file_hash(file)
     with engine.begin() as connection:
         state = connection.execute(
-            select(ConfigState.generation, ConfigState.file_hash)
-            .where(ConfigState.id == 1)
+            select(ConfigStateRow.generation, ConfigStateRow.file_hash)
+            .where(ConfigStateRow.id == 1)
             .with_for_update()
         ).first()
         if state is not None and state.file_hash == digest:
@@ -105,7 +112,7 @@ def sync_file(
         generation = 1 if state is None else state.generation + 1
         if state is None:
             connection.execute(
-                dialect_insert(connection, ConfigState.__table__)
+                dialect_insert(connection, ConfigStateRow.__table__)
                 .values(
                     id=1, file_hash=digest, generation=generation, synced_at=now, file_text=text
                 )
@@ -113,8 +120,8 @@ def sync_file(
             )
         else:
             connection.execute(
-                update(ConfigState)
-                .where(ConfigState.id == 1)
+                update(ConfigStateRow)
+                .where(ConfigStateRow.id == 1)
                 .values(file_hash=digest, generation=generation, synced_at=now, file_text=text)
             )
         _mirror(connection, file, now)
@@ -126,7 +133,7 @@ def last_good_file(engine: Engine) -> tuple[str, datetime] | None:
     """The text of the last ritual file the ledger synced, and when; None if there is none."""
     with engine.connect() as connection:
         row = connection.execute(
-            select(ConfigState.file_text, ConfigState.synced_at).where(ConfigState.id == 1)
+            select(ConfigStateRow.file_text, ConfigStateRow.synced_at).where(ConfigStateRow.id == 1)
         ).first()
     if row is None or not row.file_text:
         return None
@@ -167,8 +174,10 @@ class SyncedFile:
             with self.engine.connect() as connection:
                 row = connection.execute(
                     select(
-                        ConfigState.generation, ConfigState.file_text, ConfigState.synced_at
-                    ).where(ConfigState.id == 1)
+                        ConfigStateRow.generation,
+                        ConfigStateRow.file_text,
+                        ConfigStateRow.synced_at,
+                    ).where(ConfigStateRow.id == 1)
                 ).first()
             if row is None or not row.file_text:
                 return self.fallback
@@ -214,7 +223,7 @@ def _mirror(connection: Connection, file: RitualFile, now: datetime) -> None:
                     "active": True,
                 }
             )
-    stmt = dialect_insert(connection, Household.__table__)
+    stmt = dialect_insert(connection, HouseholdRow.__table__)
     connection.execute(
         stmt.on_conflict_do_update(
             index_elements=["id"],
@@ -222,8 +231,8 @@ def _mirror(connection: Connection, file: RitualFile, now: datetime) -> None:
         ),
         households,
     )
-    stmt = dialect_insert(connection, Partner.__table__)
-    table = Partner.__table__.c
+    stmt = dialect_insert(connection, PartnerRow.__table__)
+    table = PartnerRow.__table__.c
     # An opt-out belongs to the address it came from: a new number or e-mail address in the
     # file starts without it (an unchanged one keeps it, whatever else changes).
     # Case does not make another mailbox, and an address removed and written back is the
@@ -269,25 +278,29 @@ def _mirror(connection: Connection, file: RitualFile, now: datetime) -> None:
     # PostgreSQL's 65,535 at 100,000 households), or a statement per household.
     in_file = {h.id for h in file.households}
     gone = sorted(
-        set(connection.execute(select(Household.id).where(Household.active.is_(True))).scalars())
+        set(
+            connection.execute(
+                select(HouseholdRow.id).where(HouseholdRow.active.is_(True))
+            ).scalars()
+        )
         - in_file
     )
     partners_in_file = {(h.id, p.id) for h in file.households for p in h.partners}
     active = connection.execute(
-        select(Partner.household_id, Partner.key).where(Partner.active.is_(True))
+        select(PartnerRow.household_id, PartnerRow.key).where(PartnerRow.active.is_(True))
     )
     gone_partners = sorted({(h, k) for h, k in active} - partners_in_file)
     for start in range(0, len(gone), IN_LIST):
         connection.execute(
-            update(Household)
-            .where(Household.id.in_(gone[start : start + IN_LIST]))
+            update(HouseholdRow)
+            .where(HouseholdRow.id.in_(gone[start : start + IN_LIST]))
             .values(active=False, updated_at=now)
         )
     for start in range(0, len(gone_partners), IN_LIST):
         connection.execute(
-            update(Partner)
+            update(PartnerRow)
             .where(
-                tuple_(Partner.household_id, Partner.key).in_(
+                tuple_(PartnerRow.household_id, PartnerRow.key).in_(
                     gone_partners[start : start + IN_LIST]
                 )
             )
@@ -423,19 +436,19 @@ def _write_chunk(
     # skipped) keeps the instant of an earlier file, and a changed zone moves a slot's instant
     # by up to 26 hours (UTC-12 to UTC+14): look that much further back.
     earliest = min(c.row["at"] for c in candidates) - timedelta(days=2)
-    in_chunk = and_(Occurrence.household_id.in_(household_ids), Occurrence.at >= earliest)
+    in_chunk = and_(OccurrenceRow.household_id.in_(household_ids), OccurrenceRow.at >= earliest)
 
     def existing() -> dict[tuple[str, str, datetime, str], tuple[int, str]]:
         return {
             (row.household_id, row.ritual_id, row.slot, row.recipient): (row.id, row.status)
             for row in connection.execute(
                 select(
-                    Occurrence.id,
-                    Occurrence.status,
-                    Occurrence.household_id,
-                    Occurrence.ritual_id,
-                    Occurrence.slot,
-                    Occurrence.recipient,
+                    OccurrenceRow.id,
+                    OccurrenceRow.status,
+                    OccurrenceRow.household_id,
+                    OccurrenceRow.ritual_id,
+                    OccurrenceRow.slot,
+                    OccurrenceRow.recipient,
                 ).where(in_chunk)
             )
         }
@@ -450,16 +463,16 @@ def _write_chunk(
     reached: set[tuple[str, str, date, str]] = set()
     for found in connection.execute(
         select(
-            Delivery.occurrence_id,
-            Delivery.partner_key,
-            Delivery.role,
-            Delivery.channel,
-            Delivery.status,
-            Occurrence.household_id,
-            Occurrence.ritual_id,
-            Occurrence.slot,
+            DeliveryRow.occurrence_id,
+            DeliveryRow.partner_key,
+            DeliveryRow.role,
+            DeliveryRow.channel,
+            DeliveryRow.status,
+            OccurrenceRow.household_id,
+            OccurrenceRow.ritual_id,
+            OccurrenceRow.slot,
         )
-        .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
+        .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
         .where(in_chunk)
     ):
         message = (found.occurrence_id, found.partner_key, found.role)
@@ -623,17 +636,17 @@ def _keep_days(
     if not keep:
         return
     still_sendable = exists().where(
-        Delivery.occurrence_id == Occurrence.id,
-        Delivery.status == "pending",
-        Delivery.expires_at >= now,
+        DeliveryRow.occurrence_id == OccurrenceRow.id,
+        DeliveryRow.status == "pending",
+        DeliveryRow.expires_at >= now,
     )
-    future = and_(Occurrence.id.in_(keep), or_(Occurrence.at >= now, still_sendable))
-    connection.execute(update(Occurrence).where(future).values(generation=generation))
+    future = and_(OccurrenceRow.id.in_(keep), or_(OccurrenceRow.at >= now, still_sendable))
+    connection.execute(update(OccurrenceRow).where(future).values(generation=generation))
     connection.execute(
-        update(Delivery)
+        update(DeliveryRow)
         .where(
-            Delivery.occurrence_id.in_(select(Occurrence.id).where(future)),
-            Delivery.status == "pending",
+            DeliveryRow.occurrence_id.in_(select(OccurrenceRow.id).where(future)),
+            DeliveryRow.status == "pending",
         )
         .values(generation=generation)
     )
@@ -644,17 +657,17 @@ def _unfinished(connection: Connection, file: RitualFile, now: datetime, generat
     ritual_ids = [r.id for r in file.rituals]
     stale = or_(
         exists().where(
-            Occurrence.at >= _lookback(file, now),
-            Occurrence.generation < generation,
-            Occurrence.status == "open",
-            or_(Occurrence.at >= now, Occurrence.ritual_id.not_in(ritual_ids)),
+            OccurrenceRow.at >= _lookback(file, now),
+            OccurrenceRow.generation < generation,
+            OccurrenceRow.status == "open",
+            or_(OccurrenceRow.at >= now, OccurrenceRow.ritual_id.not_in(ritual_ids)),
         ),
         exists().where(
-            Delivery.generation < generation,
-            Delivery.status == "pending",
-            Delivery.fallback_of.is_(None),
-            Delivery.role.not_like(f"{SNOOZE_ROLE}%"),
-            Delivery.expires_at >= now,
+            DeliveryRow.generation < generation,
+            DeliveryRow.status == "pending",
+            DeliveryRow.fallback_of.is_(None),
+            DeliveryRow.role.not_like(f"{SNOOZE_ROLE}%"),
+            DeliveryRow.expires_at >= now,
         ),
     )
     return bool(connection.execute(select(stale)).scalar())
@@ -675,36 +688,40 @@ def _cancel_stale(
     judge: it is kept unless its ritual, household or partner is gone. Deliveries already
     past their grace are left to be marked missed.
     """
-    occurrence_scope = Occurrence.household_id.in_(households) if households else true()
-    delivery_scope = Delivery.household_id.in_(households) if households else true()
+    occurrence_scope = OccurrenceRow.household_id.in_(households) if households else true()
+    delivery_scope = DeliveryRow.household_id.in_(households) if households else true()
     ritual_ids = [r.id for r in file.rituals]
     # Rituals gone from the file, or no longer for this household (`households = [...]`).
     gone = or_(
-        Occurrence.ritual_id.not_in(ritual_ids),
+        OccurrenceRow.ritual_id.not_in(ritual_ids),
         *(
-            and_(Occurrence.ritual_id == r.id, Occurrence.household_id.not_in(r.households))
+            and_(OccurrenceRow.ritual_id == r.id, OccurrenceRow.household_id.not_in(r.households))
             for r in file.rituals
             if r.households is not None
         ),
     )
-    gone_partners = select(Partner.household_id, Partner.key).where(Partner.active.is_(False))
+    gone_partners = select(PartnerRow.household_id, PartnerRow.key).where(
+        PartnerRow.active.is_(False)
+    )
     result = connection.execute(
-        update(Delivery)
+        update(DeliveryRow)
         .where(
             delivery_scope,
-            Delivery.status == "pending",  # few rows: the horizon's, and the overdue
-            Delivery.generation < generation,
+            DeliveryRow.status == "pending",  # few rows: the horizon's, and the overdue
+            DeliveryRow.generation < generation,
             or_(
                 # Not made again; the expired are left to be marked missed. A snoozed
                 # nudge is the partner's, not the file's: kept.
                 and_(
-                    Delivery.fallback_of.is_(None),
-                    Delivery.role.not_like(f"{SNOOZE_ROLE}%"),
-                    Delivery.expires_at >= now,
+                    DeliveryRow.fallback_of.is_(None),
+                    DeliveryRow.role.not_like(f"{SNOOZE_ROLE}%"),
+                    DeliveryRow.expires_at >= now,
                 ),
-                Delivery.occurrence_id.in_(select(Occurrence.id).where(gone)),
-                Delivery.household_id.in_(select(Household.id).where(Household.active.is_(False))),
-                tuple_(Delivery.household_id, Delivery.partner_key).in_(gone_partners),
+                DeliveryRow.occurrence_id.in_(select(OccurrenceRow.id).where(gone)),
+                DeliveryRow.household_id.in_(
+                    select(HouseholdRow.id).where(HouseholdRow.active.is_(False))
+                ),
+                tuple_(DeliveryRow.household_id, DeliveryRow.partner_key).in_(gone_partners),
             ),
         )
         .values(status="cancelled", last_error=CONFIG_CANCELLED, updated_at=now)
@@ -712,20 +729,20 @@ def _cancel_stale(
     # An occurrence goes with its deliveries: cancelled when the file no longer makes it and
     # it is still to come, or its ritual is gone, or everything it would have sent was just
     # cancelled (one that reached someone stays open for their reply).
-    mine = Delivery.occurrence_id == Occurrence.id
+    mine = DeliveryRow.occurrence_id == OccurrenceRow.id
     connection.execute(
-        update(Occurrence)
+        update(OccurrenceRow)
         .where(
             occurrence_scope,
-            Occurrence.at >= _lookback(file, now),  # the planner's reach: older ones stay
-            Occurrence.generation < generation,
-            Occurrence.status == "open",
+            OccurrenceRow.at >= _lookback(file, now),  # the planner's reach: older ones stay
+            OccurrenceRow.generation < generation,
+            OccurrenceRow.status == "open",
             or_(
-                Occurrence.at >= now,
+                OccurrenceRow.at >= now,
                 gone,
                 and_(
-                    exists().where(mine, Delivery.last_error == CONFIG_CANCELLED),
-                    ~exists().where(mine, Delivery.status != "cancelled"),
+                    exists().where(mine, DeliveryRow.last_error == CONFIG_CANCELLED),
+                    ~exists().where(mine, DeliveryRow.status != "cancelled"),
                 ),
             ),
         )

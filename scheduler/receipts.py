@@ -21,8 +21,8 @@ from typing import Literal
 from sqlalchemy import Engine, delete, select, update
 
 from scheduler.claims import fall_back, read_claims
-from scheduler.db import dialect_insert
-from scheduler.models import Delivery, ProviderReceipt
+from scheduler.ledger.engine import dialect_insert
+from scheduler.ledger.rows import DeliveryRow, ProviderReceiptRow
 
 __all__ = [
     "FAILED",
@@ -62,13 +62,13 @@ def record_receipt(
     status = status.lower()
     if status not in FINAL:  # queued, sending, sent, accepted, scheduled, read...
         return Receipt("not final")
-    ours = select(Delivery.id).where(
-        Delivery.provider_id == provider_id, Delivery.channel == channel
+    ours = select(DeliveryRow.id).where(
+        DeliveryRow.provider_id == provider_id, DeliveryRow.channel == channel
     )
     with engine.begin() as connection:
         found = connection.execute(ours).scalar()
         if found is None:
-            insert = dialect_insert(connection, ProviderReceipt)
+            insert = dialect_insert(connection, ProviderReceiptRow)
             connection.execute(
                 insert.values(
                     provider_id=provider_id,
@@ -79,7 +79,7 @@ def record_receipt(
                 ).on_conflict_do_nothing()  # the first final word counts
             )
             connection.execute(
-                delete(ProviderReceipt).where(ProviderReceipt.received_at < now - HOLD_FOR)
+                delete(ProviderReceiptRow).where(ProviderReceiptRow.received_at < now - HOLD_FOR)
             )
             # The id may have been recorded (and the held receipts looked at) in the
             # meantime: PostgreSQL shows this statement what committed since the last one.
@@ -87,7 +87,7 @@ def record_receipt(
             if found is None:
                 return Receipt("held")
             connection.execute(
-                delete(ProviderReceipt).where(ProviderReceipt.provider_id == provider_id)
+                delete(ProviderReceiptRow).where(ProviderReceiptRow.provider_id == provider_id)
             )
         values: dict[str, object] = {"provider_status": status, "updated_at": now}
         if status in FAILED:
@@ -96,11 +96,11 @@ def record_receipt(
                 last_error=f"{status} (provider error {error_code or 'not given'})",
             )
         changed = connection.execute(
-            update(Delivery)
+            update(DeliveryRow)
             .where(
-                Delivery.id == found,
-                Delivery.provider_status.is_(None),
-                Delivery.status == "sent",
+                DeliveryRow.id == found,
+                DeliveryRow.provider_status.is_(None),
+                DeliveryRow.status == "sent",
             )
             .values(values)
         ).rowcount
@@ -118,9 +118,11 @@ def apply_held(engine: Engine, *, channel: str, provider_id: str, now: datetime)
     """Apply a receipt that came before `provider_id` was recorded as sent, if one did."""
     with engine.begin() as connection:
         held = connection.execute(
-            delete(ProviderReceipt)
-            .where(ProviderReceipt.provider_id == provider_id, ProviderReceipt.channel == channel)
-            .returning(ProviderReceipt.status, ProviderReceipt.error_code)
+            delete(ProviderReceiptRow)
+            .where(
+                ProviderReceiptRow.provider_id == provider_id, ProviderReceiptRow.channel == channel
+            )
+            .returning(ProviderReceiptRow.status, ProviderReceiptRow.error_code)
         ).one_or_none()
     if held is None:
         return None
@@ -139,7 +141,7 @@ def apply_held(engine: Engine, *, channel: str, provider_id: str, now: datetime)
         try:
             with engine.begin() as connection:
                 connection.execute(
-                    dialect_insert(connection, ProviderReceipt)
+                    dialect_insert(connection, ProviderReceiptRow)
                     .values(
                         provider_id=provider_id,
                         channel=channel,
@@ -161,13 +163,13 @@ def apply_matched(engine: Engine, now: datetime) -> int:
     receipt whose application failed and was held again, or one held by a transaction that
     committed just after the send's record looked for it. Run with the reconciler."""
     matched = (
-        select(ProviderReceipt.channel, ProviderReceipt.provider_id)
+        select(ProviderReceiptRow.channel, ProviderReceiptRow.provider_id)
         .join(
-            Delivery,
-            (Delivery.provider_id == ProviderReceipt.provider_id)
-            & (Delivery.channel == ProviderReceipt.channel),
+            DeliveryRow,
+            (DeliveryRow.provider_id == ProviderReceiptRow.provider_id)
+            & (DeliveryRow.channel == ProviderReceiptRow.channel),
         )
-        .where(Delivery.status.in_(("sent", "failed")))
+        .where(DeliveryRow.status.in_(("sent", "failed")))
     )
     with engine.connect() as connection:
         found = connection.execute(matched).all()

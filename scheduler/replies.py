@@ -33,17 +33,17 @@ from config.model import Ritual, RitualFile, mask_address
 from rituals.clock import TimeWindow
 from rituals.replies import HELP, Reply, day_text, in_a_row, parse, snooze_until
 from scheduler.completions import confirm, skip, unpaused
-from scheduler.models import (
+from scheduler.ledger.rows import (
     SNOOZE_ROLE,
     STRANGER_ANSWERED,
-    Completion,
-    Delivery,
-    Household,
-    InboundMessage,
-    Occurrence,
-    Partner,
+    CompletionRow,
+    DeliveryRow,
+    HouseholdRow,
+    InboundMessageRow,
+    OccurrenceRow,
+    PartnerRow,
+    PauseRow,
 )
-from scheduler.models import Pause as PauseRow
 from scheduler.optouts import clear_opt_out, opted_out_at, record_opt_out
 from scheduler.streaks import REACHED, SeriesStreak, household_streaks, rules_for
 
@@ -152,67 +152,67 @@ def normalize_number(sender: str) -> str:
 # The hot path's statements, built once with bind parameters: building a statement and its
 # cache key costs more than running it (see bench/webhook.py).
 _EARLIER_COLUMNS = select(
-    InboundMessage.answer,
-    InboundMessage.command,
-    InboundMessage.household_id,
-    InboundMessage.partner_key,
+    InboundMessageRow.answer,
+    InboundMessageRow.command,
+    InboundMessageRow.household_id,
+    InboundMessageRow.partner_key,
 ).limit(1)
-_EARLIER = _EARLIER_COLUMNS.where(InboundMessage.provider_id == bindparam("provider_id"))
+_EARLIER = _EARLIER_COLUMNS.where(InboundMessageRow.provider_id == bindparam("provider_id"))
 _EARLIER_OR_TOKEN = _EARLIER_COLUMNS.where(
     or_(
-        InboundMessage.provider_id == bindparam("provider_id"),
-        InboundMessage.idempotency_token == bindparam("token"),
+        InboundMessageRow.provider_id == bindparam("provider_id"),
+        InboundMessageRow.idempotency_token == bindparam("token"),
     )
 )
-_RECORD = insert(InboundMessage)
-_PARTNERS = select(Partner.household_id, Partner.key).where(
-    Partner.phone == bindparam("phone"), Partner.active.is_(True)
+_RECORD = insert(InboundMessageRow)
+_PARTNERS = select(PartnerRow.household_id, PartnerRow.key).where(
+    PartnerRow.phone == bindparam("phone"), PartnerRow.active.is_(True)
 )
 _RECENT = (
     select(func.count())
-    .select_from(InboundMessage)
+    .select_from(InboundMessageRow)
     .where(
-        InboundMessage.sender == bindparam("sender"),
-        InboundMessage.received_at > bindparam("since"),
+        InboundMessageRow.sender == bindparam("sender"),
+        InboundMessageRow.received_at > bindparam("since"),
     )
 )
 # Spelled as the partial index ix_inbound_message_stranger_answered is, so it is the one used.
 _STRANGER_ANSWERED = (
-    select(InboundMessage.id)
+    select(InboundMessageRow.id)
     .where(
-        InboundMessage.sender == bindparam("sender"),
-        InboundMessage.received_at > bindparam("since"),
+        InboundMessageRow.sender == bindparam("sender"),
+        InboundMessageRow.received_at > bindparam("since"),
         STRANGER_ANSWERED,
     )
     .limit(1)
 )
 _TOLD = (
     select(
-        Delivery.occurrence_id,
-        Delivery.sent_at,
-        Delivery.due_at,
-        Delivery.body,
-        Delivery.channel,
-        Delivery.subject,
-        Occurrence.ritual_id,
-        Occurrence.recipient,
-        Occurrence.slot,
-        Occurrence.at,
-        Occurrence.status,
+        DeliveryRow.occurrence_id,
+        DeliveryRow.sent_at,
+        DeliveryRow.due_at,
+        DeliveryRow.body,
+        DeliveryRow.channel,
+        DeliveryRow.subject,
+        OccurrenceRow.ritual_id,
+        OccurrenceRow.recipient,
+        OccurrenceRow.slot,
+        OccurrenceRow.at,
+        OccurrenceRow.status,
     )
-    .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
+    .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
     .where(
-        Delivery.household_id == bindparam("household"),
-        Delivery.partner_key == bindparam("partner"),
-        Delivery.sent_at >= bindparam("since"),
-        Delivery.status.in_(REACHED),
+        DeliveryRow.household_id == bindparam("household"),
+        DeliveryRow.partner_key == bindparam("partner"),
+        DeliveryRow.sent_at >= bindparam("since"),
+        DeliveryRow.status.in_(REACHED),
     )
-    .order_by(Delivery.sent_at.desc(), Delivery.id.desc())
+    .order_by(DeliveryRow.sent_at.desc(), DeliveryRow.id.desc())
     .limit(500)
 )
-_DONE_BY = select(Completion.occurrence_id, Completion.partner_key, Completion.action).where(
-    Completion.occurrence_id.in_(bindparam("occurrences", expanding=True))
-)
+_DONE_BY = select(
+    CompletionRow.occurrence_id, CompletionRow.partner_key, CompletionRow.action
+).where(CompletionRow.occurrence_id.in_(bindparam("occurrences", expanding=True)))
 
 
 def _earlier(connection: Connection, provider_id: str, token: str | None) -> Answer | None:
@@ -327,20 +327,21 @@ def _partner(connection: Connection, file: RitualFile, sender: str) -> _Partner 
         (r.household_id, r.partner_key): r.last
         for r in connection.execute(
             select(
-                Delivery.household_id,
-                Delivery.partner_key,
-                func.max(Delivery.sent_at).label("last"),
+                DeliveryRow.household_id,
+                DeliveryRow.partner_key,
+                func.max(DeliveryRow.sent_at).label("last"),
             )
             .where(
                 or_(
                     *(
-                        (Delivery.household_id == c.household) & (Delivery.partner_key == c.key)
+                        (DeliveryRow.household_id == c.household)
+                        & (DeliveryRow.partner_key == c.key)
                         for c in candidates
                     )
                 ),
-                Delivery.channel == "sms",
+                DeliveryRow.channel == "sms",
             )
-            .group_by(Delivery.household_id, Delivery.partner_key)
+            .group_by(DeliveryRow.household_id, DeliveryRow.partner_key)
         )
     }
     return max(candidates, key=lambda c: str(last.get((c.household, c.key)) or ""))
@@ -702,10 +703,10 @@ class _Replier:
             )
         roles = list(
             self.c.execute(
-                select(Delivery.id, Delivery.role, Delivery.status).where(
-                    Delivery.occurrence_id == target.occurrence,
-                    Delivery.partner_key == self.partner.id,
-                    Delivery.role.like(f"{SNOOZE_ROLE}%"),
+                select(DeliveryRow.id, DeliveryRow.role, DeliveryRow.status).where(
+                    DeliveryRow.occurrence_id == target.occurrence,
+                    DeliveryRow.partner_key == self.partner.id,
+                    DeliveryRow.role.like(f"{SNOOZE_ROLE}%"),
                 )
             )
         )
@@ -717,7 +718,9 @@ class _Replier:
             "updated_at": self.now,
         }
         if waiting:
-            self.c.execute(update(Delivery).where(Delivery.id == waiting[0].id).values(values))
+            self.c.execute(
+                update(DeliveryRow).where(DeliveryRow.id == waiting[0].id).values(values)
+            )
         elif len(roles) >= MAX_SNOOZES:
             return (
                 f"You have snoozed the {target.label} {MAX_SNOOZES} times. "
@@ -725,7 +728,7 @@ class _Replier:
             )
         else:
             self.c.execute(
-                insert(Delivery).values(
+                insert(DeliveryRow).values(
                     occurrence_id=target.occurrence,
                     household_id=self.household.id,
                     partner_key=self.partner.id,
@@ -781,15 +784,17 @@ class _Replier:
         return [
             (r.household_id, r.key)
             for r in self.c.execute(
-                select(Partner.household_id, Partner.key).where(Partner.phone == self.sender)
+                select(PartnerRow.household_id, PartnerRow.key).where(
+                    PartnerRow.phone == self.sender
+                )
             )
         ]
 
     def _pause(self, length: timedelta) -> str:
         end = self.now + length
         paused_until = self.c.execute(
-            select(Household.paused_until)
-            .where(Household.id == self.household.id)
+            select(HouseholdRow.paused_until)
+            .where(HouseholdRow.id == self.household.id)
             .with_for_update()
         ).scalar_one_or_none()
         if paused_until is not None and paused_until > self.now:
@@ -811,8 +816,8 @@ class _Replier:
                 )
             )
         self.c.execute(
-            update(Household)
-            .where(Household.id == self.household.id)
+            update(HouseholdRow)
+            .where(HouseholdRow.id == self.household.id)
             .values(paused_until=end, updated_at=self.now)
         )
         return (
@@ -833,8 +838,8 @@ class _Replier:
 
     def _resume(self) -> str:
         paused_until = self.c.execute(
-            select(Household.paused_until)
-            .where(Household.id == self.household.id)
+            select(HouseholdRow.paused_until)
+            .where(HouseholdRow.id == self.household.id)
             .with_for_update()
         ).scalar_one_or_none()
         if paused_until is None or paused_until <= self.now:
@@ -845,8 +850,8 @@ class _Replier:
             .values(ends_at=self.now)
         )
         self.c.execute(
-            update(Household)
-            .where(Household.id == self.household.id)
+            update(HouseholdRow)
+            .where(HouseholdRow.id == self.household.id)
             .values(paused_until=None, updated_at=self.now)
         )
         self._unpaused(self.now, paused_until)

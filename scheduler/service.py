@@ -39,10 +39,10 @@ from config.loader import RitualFileError, load_ritual_file, parse_ritual_file
 from config.model import RitualFile
 from notifiers.registry import NotifierSet
 from rituals.planning import Plan
-from scheduler.db import dialect_insert, is_postgres, is_sqlite
 from scheduler.dispatcher import Dispatcher, RetryPolicy
-from scheduler.migrate import ensure_schema
-from scheduler.models import WorkerHeartbeat
+from scheduler.ledger.engine import dialect_insert, is_postgres, is_sqlite
+from scheduler.ledger.rows import WorkerHeartbeatRow
+from scheduler.ledger.schema import ensure_schema
 from scheduler.planner import (
     DEFAULT_HORIZON_DAYS,
     file_hash,
@@ -201,8 +201,8 @@ class Worker:
         try:
             with self.engine.begin() as connection:
                 connection.execute(
-                    update(WorkerHeartbeat)
-                    .where(WorkerHeartbeat.worker_id == self.worker_id)
+                    update(WorkerHeartbeatRow)
+                    .where(WorkerHeartbeatRow.worker_id == self.worker_id)
                     .values(stopped_at=self.clock(), leader=False)
                 )
         except Exception:  # the database may be what went away
@@ -333,7 +333,7 @@ class Worker:
             "leader": self.leader,
         }
         with self.engine.begin() as connection:
-            insert = dialect_insert(connection, WorkerHeartbeat)
+            insert = dialect_insert(connection, WorkerHeartbeatRow)
             connection.execute(
                 insert.values(values).on_conflict_do_update(
                     index_elements=["worker_id"], set_={"beat_at": now, "leader": self.leader}

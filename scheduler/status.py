@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from scheduler.migrate import check_schema
-from scheduler.models import Delivery, Occurrence, WorkerHeartbeat
+from scheduler.ledger.rows import DeliveryRow, OccurrenceRow, WorkerHeartbeatRow
+from scheduler.ledger.schema import check_schema
 
 __all__ = ["LedgerStatus", "ledger_status"]
 
@@ -28,35 +28,35 @@ def ledger_status(engine: Engine, now: datetime, *, limit: int = 10) -> LedgerSt
         workers = list(
             connection.execute(
                 select(
-                    WorkerHeartbeat.worker_id,
-                    WorkerHeartbeat.beat_at,
-                    WorkerHeartbeat.stopped_at,
-                    WorkerHeartbeat.leader,
+                    WorkerHeartbeatRow.worker_id,
+                    WorkerHeartbeatRow.beat_at,
+                    WorkerHeartbeatRow.stopped_at,
+                    WorkerHeartbeatRow.leader,
                 )
-                .order_by(WorkerHeartbeat.beat_at.desc())
+                .order_by(WorkerHeartbeatRow.beat_at.desc())
                 .limit(10)
             )
         )
         counts = {
             status: int(count)
             for status, count in connection.execute(
-                select(Delivery.status, func.count()).group_by(Delivery.status)
+                select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)
             )
         }
         next_due = list(
             connection.execute(
                 select(
-                    Delivery.next_attempt_at,
-                    Delivery.household_id,
-                    Occurrence.ritual_id,
-                    Delivery.partner_key,
-                    Delivery.role,
-                    Delivery.channel,
-                    Delivery.status,
+                    DeliveryRow.next_attempt_at,
+                    DeliveryRow.household_id,
+                    OccurrenceRow.ritual_id,
+                    DeliveryRow.partner_key,
+                    DeliveryRow.role,
+                    DeliveryRow.channel,
+                    DeliveryRow.status,
                 )
-                .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
-                .where(Delivery.status.in_(("pending", "sending")))
-                .order_by(Delivery.next_attempt_at)
+                .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
+                .where(DeliveryRow.status.in_(("pending", "sending")))
+                .order_by(DeliveryRow.next_attempt_at)
                 .limit(limit)
             )
         )

@@ -3,7 +3,7 @@ them to the pure maths in :mod:`rituals.streaks`, and keeps a checkpoint per str
 
 The cost stays flat as history grows. A streak's settled history (occurrences older than
 the reply window plus the life of a confirm link, so nothing can change them any more) is
-folded once into a :class:`~scheduler.models.StreakCheckpoint`; each computation then reads
+folded once into a :class:`~scheduler.ledger.rows.StreakCheckpoint`; each computation then reads
 only what came after it, or the last 12 weeks for the completion rate, whichever reaches
 further back: an indexed, bounded query. A completion recorded for an occurrence older than
 the checkpoint (a late confirm link) throws the checkpoint away; so does a change of the
@@ -42,15 +42,15 @@ from rituals.streaks import (
     judge,
     summarize,
 )
-from scheduler.models import (
-    Completion,
-    Delivery,
-    Household,
-    Occurrence,
-    StreakCheckpoint,
+from scheduler.ledger.rows import (
+    CompletionRow,
+    DeliveryRow,
+    HouseholdRow,
+    OccurrenceRow,
+    PauseRow,
+    StreakCheckpointRow,
     UTCDateTime,
 )
-from scheduler.models import Pause as PauseRow
 
 __all__ = ["REACHED", "SeriesStreak", "forget_settled", "household_streaks", "rules_for"]
 
@@ -272,7 +272,7 @@ def _save(
 @lru_cache(maxsize=4)
 def _upsert_checkpoint(dialect: str) -> Any:
     """The checkpoint's upsert for a database (by its dialect's name), built once."""
-    table: Any = StreakCheckpoint.__table__
+    table: Any = StreakCheckpointRow.__table__
     stmt = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     return stmt.on_conflict_do_update(
         index_elements=["household_id", "ritual_id", "recipient"],
@@ -285,51 +285,51 @@ def _entries_statement() -> Select[Any]:
     completion, or one without), built once: the streak's hot path."""
     # MAX() of the column, typed as the column: an aware UTC instant, like the others.
     reached = type_coerce(
-        select(func.max(Delivery.sent_at))
-        .where(Delivery.occurrence_id == Occurrence.id, Delivery.status.in_(REACHED))
+        select(func.max(DeliveryRow.sent_at))
+        .where(DeliveryRow.occurrence_id == OccurrenceRow.id, DeliveryRow.status.in_(REACHED))
         .scalar_subquery(),
         UTCDateTime(),
     )
     return (
         select(
-            Occurrence.id,
-            Occurrence.ritual_id,
-            Occurrence.recipient,
-            Occurrence.slot,
-            Occurrence.at,
+            OccurrenceRow.id,
+            OccurrenceRow.ritual_id,
+            OccurrenceRow.recipient,
+            OccurrenceRow.slot,
+            OccurrenceRow.at,
             reached.label("reached_at"),
-            Completion.partner_key,
-            Completion.action,
-            Completion.froze,
+            CompletionRow.partner_key,
+            CompletionRow.action,
+            CompletionRow.froze,
         )
-        .outerjoin(Completion, Completion.occurrence_id == Occurrence.id)
+        .outerjoin(CompletionRow, CompletionRow.occurrence_id == OccurrenceRow.id)
         .where(
-            Occurrence.household_id == bindparam("household"),
-            Occurrence.at >= bindparam("since"),
+            OccurrenceRow.household_id == bindparam("household"),
+            OccurrenceRow.at >= bindparam("since"),
             # Due; or skipped ahead (next Friday's date night: its freeze is taken now); or
             # asked for (a DONE a few minutes early).
             or_(
-                Occurrence.at <= bindparam("now"),
-                Occurrence.status == "skipped",
-                Occurrence.id.in_(bindparam("include", expanding=True)),
+                OccurrenceRow.at <= bindparam("now"),
+                OccurrenceRow.status == "skipped",
+                OccurrenceRow.id.in_(bindparam("include", expanding=True)),
             ),
-            Occurrence.status != "cancelled",
+            OccurrenceRow.status != "cancelled",
         )
-        .order_by(Occurrence.at, Occurrence.id)
+        .order_by(OccurrenceRow.at, OccurrenceRow.id)
     )
 
 
 _ENTRIES = _entries_statement()
-_ZONE = select(Household.timezone).where(Household.id == bindparam("household"))
+_ZONE = select(HouseholdRow.timezone).where(HouseholdRow.id == bindparam("household"))
 _PAUSES = select(PauseRow.starts_at, PauseRow.ends_at).where(
     PauseRow.household_id == bindparam("household")
 )
 _CHECKPOINTS = select(
-    StreakCheckpoint.ritual_id,
-    StreakCheckpoint.recipient,
-    StreakCheckpoint.rules,
-    StreakCheckpoint.state,
-).where(StreakCheckpoint.household_id == bindparam("household"))
+    StreakCheckpointRow.ritual_id,
+    StreakCheckpointRow.recipient,
+    StreakCheckpointRow.rules,
+    StreakCheckpointRow.state,
+).where(StreakCheckpointRow.household_id == bindparam("household"))
 
 
 def _entries(
@@ -387,9 +387,9 @@ def forget_settled(
     )
 
 
-_FORGET = delete(StreakCheckpoint).where(
-    StreakCheckpoint.household_id == bindparam("household"),
-    StreakCheckpoint.ritual_id == bindparam("ritual"),
-    StreakCheckpoint.recipient == bindparam("recipient"),
-    StreakCheckpoint.through > bindparam("at"),
+_FORGET = delete(StreakCheckpointRow).where(
+    StreakCheckpointRow.household_id == bindparam("household"),
+    StreakCheckpointRow.ritual_id == bindparam("ritual"),
+    StreakCheckpointRow.recipient == bindparam("recipient"),
+    StreakCheckpointRow.through > bindparam("at"),
 )

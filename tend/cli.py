@@ -39,9 +39,9 @@ from rituals.planning import Delivery, Occurrence, Plan
 from rituals.schedule import FIRST_YEAR, LAST_YEAR
 from rituals.templates import TemplateProblem
 from scheduler.calendar import event_length, new_calendar
-from scheduler.db import make_engine
 from scheduler.dispatcher import RetryPolicy
-from scheduler.migrate import SchemaBehind, current_revision, ensure_schema, upgrade
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.schema import SchemaBehind, current_revision, ensure_schema, upgrade
 from scheduler.optouts import clear_opt_out, opted_out_at, record_opt_out
 from scheduler.planner import SyncedFile, last_good_file
 from scheduler.replies import handle_reply

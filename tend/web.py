@@ -45,6 +45,7 @@ from notifiers.twilio_webhooks import MAX_BODY as TWILIO_MAX_BODY
 from notifiers.twilio_webhooks import TwilioWebhooks, Verdict
 from scheduler.calendar import household_calendar
 from scheduler.completions import Confirmed, confirm, look_before_confirming
+from scheduler.ledger.rows import OccurrenceRow, WorkerHeartbeatRow
 from scheduler.metrics import (
     FORM_REFUSALS,
     INBOUND_REPLIES,
@@ -52,7 +53,6 @@ from scheduler.metrics import (
     LedgerCollector,
     render,
 )
-from scheduler.models import Occurrence, WorkerHeartbeat
 from scheduler.optouts import record_opt_out
 from scheduler.receipts import record_receipt
 from scheduler.replies import EARLY, Answer, handle_reply
@@ -165,9 +165,9 @@ def _needs(
     """Who must confirm `occurrence` before it counts (a ``streak = "both"`` ritual), and
     when it happens (None: no such occurrence, or one called off)."""
     found = connection.execute(
-        select(Occurrence.ritual_id, Occurrence.recipient, Occurrence.at, Occurrence.status).where(
-            Occurrence.id == occurrence
-        )
+        select(
+            OccurrenceRow.ritual_id, OccurrenceRow.recipient, OccurrenceRow.at, OccurrenceRow.status
+        ).where(OccurrenceRow.id == occurrence)
     ).first()
     if found is None:
         return frozenset(), None
@@ -534,8 +534,8 @@ def create_app(
         try:
             with engine.connect() as connection:
                 last = connection.execute(
-                    select(func.max(WorkerHeartbeat.beat_at)).where(
-                        WorkerHeartbeat.stopped_at.is_(None)
+                    select(func.max(WorkerHeartbeatRow.beat_at)).where(
+                        WorkerHeartbeatRow.stopped_at.is_(None)
                     )
                 ).scalar_one()
         except SQLAlchemyError as exc:

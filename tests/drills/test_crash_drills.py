@@ -51,9 +51,9 @@ import pytest
 from fake_twilio import FakeTwilio
 from sqlalchemy import Engine, func, select
 
-from scheduler.db import make_engine
-from scheduler.migrate import upgrade
-from scheduler.models import Delivery, Partner
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import DeliveryRow, PartnerRow
+from scheduler.ledger.schema import upgrade
 from tests.scheduler.conftest import reset_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -361,12 +361,19 @@ def workers_made() -> Iterator[list[Workers]]:
 def due_rows(engine: Engine, before: datetime) -> list[Any]:
     """Every delivery due by `before`, with its status, recipient's phone and provider id."""
     query = (
-        select(Delivery.id, Delivery.status, Partner.phone, Delivery.body, Delivery.provider_id)
-        .join(
-            Partner,
-            (Partner.household_id == Delivery.household_id) & (Partner.key == Delivery.partner_key),
+        select(
+            DeliveryRow.id,
+            DeliveryRow.status,
+            PartnerRow.phone,
+            DeliveryRow.body,
+            DeliveryRow.provider_id,
         )
-        .where(Delivery.due_at <= before)
+        .join(
+            PartnerRow,
+            (PartnerRow.household_id == DeliveryRow.household_id)
+            & (PartnerRow.key == DeliveryRow.partner_key),
+        )
+        .where(DeliveryRow.due_at <= before)
     )
     with engine.connect() as connection:
         return list(connection.execute(query).all())
@@ -375,12 +382,13 @@ def due_rows(engine: Engine, before: datetime) -> list[Any]:
 def left_sending(engine: Engine, pid: int) -> list[Any]:
     """(phone, body) of the deliveries the worker `pid` left in `sending`."""
     query = (
-        select(Partner.phone, Delivery.body)
+        select(PartnerRow.phone, DeliveryRow.body)
         .join(
-            Partner,
-            (Partner.household_id == Delivery.household_id) & (Partner.key == Delivery.partner_key),
+            PartnerRow,
+            (PartnerRow.household_id == DeliveryRow.household_id)
+            & (PartnerRow.key == DeliveryRow.partner_key),
         )
-        .where(Delivery.status == "sending", Delivery.claimed_by.like(f"%:{pid}:%"))
+        .where(DeliveryRow.status == "sending", DeliveryRow.claimed_by.like(f"%:{pid}:%"))
     )
     with engine.connect() as connection:
         return list(connection.execute(query).all())
@@ -388,9 +396,9 @@ def left_sending(engine: Engine, pid: int) -> list[Any]:
 
 def statuses(engine: Engine, before: datetime) -> Counter[str]:
     query = (
-        select(Delivery.status, func.count())
-        .where(Delivery.due_at <= before)
-        .group_by(Delivery.status)
+        select(DeliveryRow.status, func.count())
+        .where(DeliveryRow.due_at <= before)
+        .group_by(DeliveryRow.status)
     )
     with engine.connect() as connection:
         return Counter(dict(connection.execute(query).tuples().all()))

@@ -59,18 +59,18 @@ from notifiers.registry import NotifierSet
 from notifiers.sms import SmsNotifier
 from notifiers.twilio_webhooks import TwilioWebhooks
 from rituals.planning import Plan
-from scheduler.db import make_engine
 from scheduler.dispatcher import UNSURE, Dispatcher, RetryPolicy
-from scheduler.metrics import REGISTRY
-from scheduler.migrate import upgrade
-from scheduler.models import (
-    Completion,
-    Delivery,
-    InboundMessage,
-    Occurrence,
-    Partner,
-    ProviderReceipt,
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import (
+    CompletionRow,
+    DeliveryRow,
+    InboundMessageRow,
+    OccurrenceRow,
+    PartnerRow,
+    ProviderReceiptRow,
 )
+from scheduler.ledger.schema import upgrade
+from scheduler.metrics import REGISTRY
 from scheduler.planner import SyncedFile, plan_horizon, sync_file
 from scheduler.service import Worker, WorkerOptions
 from tend.web import create_app
@@ -135,14 +135,17 @@ def plan_file(engine: Engine, path: Path, now: datetime, days: int) -> None:
 def rows(engine: Engine, *where: Any) -> list[dict[str, Any]]:
     """Delivery rows with their ritual and partner's phone and e-mail, by id."""
     query = (
-        select(*Delivery.__table__.c, Occurrence.ritual_id, Partner.phone, Partner.email)
-        .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
+        select(
+            *DeliveryRow.__table__.c, OccurrenceRow.ritual_id, PartnerRow.phone, PartnerRow.email
+        )
+        .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
         .join(
-            Partner,
-            (Partner.household_id == Delivery.household_id) & (Partner.key == Delivery.partner_key),
+            PartnerRow,
+            (PartnerRow.household_id == DeliveryRow.household_id)
+            & (PartnerRow.key == DeliveryRow.partner_key),
         )
         .where(*where)
-        .order_by(Delivery.id)
+        .order_by(DeliveryRow.id)
     )
     with engine.connect() as connection:
         found = [dict(r) for r in connection.execute(query).mappings()]
@@ -771,20 +774,20 @@ def state(engine: Engine) -> dict[str, Any]:
     with engine.connect() as connection:
         deliveries = connection.execute(
             select(
-                Delivery.id,
-                Delivery.channel,
-                Delivery.status,
-                Delivery.provider_status,
-                Delivery.fallback_of,
-            ).order_by(Delivery.id)
+                DeliveryRow.id,
+                DeliveryRow.channel,
+                DeliveryRow.status,
+                DeliveryRow.provider_status,
+                DeliveryRow.fallback_of,
+            ).order_by(DeliveryRow.id)
         ).all()
         occurrences = connection.execute(
-            select(Occurrence.id, Occurrence.status).order_by(Occurrence.id)
+            select(OccurrenceRow.id, OccurrenceRow.status).order_by(OccurrenceRow.id)
         ).all()
     return {
-        "inbound": count(engine, InboundMessage),
-        "completions": count(engine, Completion),
-        "receipts": count(engine, ProviderReceipt),
+        "inbound": count(engine, InboundMessageRow),
+        "completions": count(engine, CompletionRow),
+        "receipts": count(engine, ProviderReceiptRow),
         "deliveries": [tuple(r) for r in deliveries],
         "occurrences": [tuple(r) for r in occurrences],
     }
@@ -801,16 +804,16 @@ def test_forged_webhooks_are_refused_and_replays_are_applied_once(
     plan_file(engine, path, WEB_PLANNED, days=3)
     with engine.begin() as connection:  # what was due went out: the partners wait on it
         connection.execute(
-            update(Delivery)
-            .where(Delivery.due_at <= WEB_NOW)
-            .values(status="sent", sent_at=Delivery.due_at, attempts=1)
+            update(DeliveryRow)
+            .where(DeliveryRow.due_at <= WEB_NOW)
+            .values(status="sent", sent_at=DeliveryRow.due_at, attempts=1)
         )
         for delivery_id in connection.execute(
-            select(Delivery.id).where(Delivery.status == "sent")
+            select(DeliveryRow.id).where(DeliveryRow.status == "sent")
         ).scalars():
             connection.execute(
-                update(Delivery)
-                .where(Delivery.id == delivery_id)
+                update(DeliveryRow)
+                .where(DeliveryRow.id == delivery_id)
                 .values(provider_id=f"SM{delivery_id:032x}")
             )
     sent = [r for r in rows(engine) if r["status"] == "sent"]
@@ -924,11 +927,13 @@ def test_forged_webhooks_are_refused_and_replays_are_applied_once(
         assert body.startswith(b"<?xml") and body.count(b"<Message>") == 1, body
     with engine.connect() as connection:
         inbound = connection.execute(
-            select(InboundMessage.provider_id, InboundMessage.answer, InboundMessage.command)
+            select(
+                InboundMessageRow.provider_id, InboundMessageRow.answer, InboundMessageRow.command
+            )
         ).all()
         done = connection.execute(
-            select(Occurrence.household_id, Completion.partner_key, Occurrence.at).join(
-                Occurrence, Occurrence.id == Completion.occurrence_id
+            select(OccurrenceRow.household_id, CompletionRow.partner_key, OccurrenceRow.at).join(
+                OccurrenceRow, OccurrenceRow.id == CompletionRow.occurrence_id
             )
         ).all()
     assert sorted(r.provider_id for r in inbound) == sorted(reply_answers)
@@ -952,7 +957,7 @@ def test_forged_webhooks_are_refused_and_replays_are_applied_once(
     assert sorted(r["fallback_of"] for r in fallbacks) == sorted(
         by_sid[sid]["id"] for sid in undelivered
     )
-    assert count(engine, ProviderReceipt) == 0
+    assert count(engine, ProviderReceiptRow) == 0
     wall = time.perf_counter() - started
     print(
         f"\nwebhooks[{engine.dialect.name}]: forged_sms={FORGED_SMS} "

@@ -10,8 +10,8 @@ from sqlalchemy import Engine, text
 
 from config.loader import parse_ritual_file
 from config.model import RitualFile
-from scheduler.db import make_engine
-from scheduler.migrate import upgrade
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.schema import upgrade
 
 
 def reset_postgres(engine: Engine) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, select
 
-from scheduler.models import Occurrence
+from scheduler.ledger.rows import OccurrenceRow
 from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
     COUPLE,
     SOLO,
@@ -275,7 +275,7 @@ def test_reordering_partners_after_the_plan_ahead_nudge_keeps_the_planner(
 
     with engine.connect() as connection:
         planners = connection.execute(
-            select(Occurrence.planners).where(Occurrence.slot == datetime(2026, 1, 16, 19))
+            select(OccurrenceRow.planners).where(OccurrenceRow.slot == datetime(2026, 1, 16, 19))
         ).scalar_one()
     day_of = [d["body"] for d in deliveries(engine, role="day_of", status="sent")]
     assert planners == told, f"{told} was told to plan Friday, the ledger now says {planners}"

@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from notifiers.sms import SmsNotifier
 from scheduler.dispatcher import UNSURE, Dispatcher
-from scheduler.models import Partner
+from scheduler.ledger.rows import PartnerRow
 from scheduler.receipts import apply_held, record_receipt
 from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
     ALEX_MASKED,
@@ -512,7 +512,7 @@ def test_a_partner_who_opted_out_is_logged_when_the_message_moves(
     plan(engine, SOLO, at(9))
     with engine.begin() as connection:
         connection.execute(
-            update(Partner).where(Partner.key == "alex").values(sms_opted_out_at=at(8))
+            update(PartnerRow).where(PartnerRow.key == "alex").values(sms_opted_out_at=at(8))
         )
     clock.set(at(12))
     dispatcher.run_until_idle()

@@ -26,7 +26,7 @@ from notifiers.registry import NotifierSet
 from rituals.clock import TimeWindow, get_zone
 from rituals.planning import Plan
 from scheduler.dispatcher import Claim, Dispatcher, RetryPolicy, read_claims
-from scheduler.models import Delivery, Occurrence, Partner
+from scheduler.ledger.rows import DeliveryRow, OccurrenceRow, PartnerRow
 from scheduler.planner import plan_horizon, sync_file
 from tests.scheduler.conftest import ritual_file
 
@@ -149,18 +149,18 @@ def plan(engine: Engine, text: str, now: datetime, *, days: int = 2) -> None:
 
 def deliveries(engine: Engine, **where: Any) -> list[dict[str, Any]]:
     """Delivery rows (with their occurrence's ritual and status) matching column=value."""
-    table = Delivery.__table__
+    table = DeliveryRow.__table__
     query = (
         select(
             *table.c,
-            Occurrence.ritual_id,
-            Occurrence.status.label("occurrence_status"),
+            OccurrenceRow.ritual_id,
+            OccurrenceRow.status.label("occurrence_status"),
         )
-        .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
-        .order_by(Delivery.id)
+        .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
+        .order_by(DeliveryRow.id)
     )
     for name, value in where.items():
-        column = Occurrence.ritual_id if name == "ritual_id" else table.c[name]
+        column = OccurrenceRow.ritual_id if name == "ritual_id" else table.c[name]
         query = query.where(column == value)
     with engine.connect() as connection:
         return [dict(row) for row in connection.execute(query).mappings()]
@@ -174,7 +174,9 @@ def one(engine: Engine, **where: Any) -> dict[str, Any]:
 
 def set_delivery(engine: Engine, delivery_id: int, **values: Any) -> None:
     with engine.begin() as connection:
-        connection.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+        connection.execute(
+            update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(**values)
+        )
 
 
 def interrupt(engine: Engine, delivery_id: int, claimed_at: datetime) -> None:
@@ -186,7 +188,7 @@ def interrupt(engine: Engine, delivery_id: int, claimed_at: datetime) -> None:
 
 def partner(engine: Engine, key: str) -> dict[str, Any]:
     with engine.connect() as connection:
-        row = connection.execute(select(*Partner.__table__.c).where(Partner.key == key)).one()
+        row = connection.execute(select(*PartnerRow.__table__.c).where(PartnerRow.key == key)).one()
         return dict(row._mapping)
 
 
@@ -651,8 +653,8 @@ def test_an_opt_out_is_recorded_and_the_partners_messages_go_by_their_next_chann
 def confirm(engine: Engine, slot: datetime) -> None:
     with engine.begin() as connection:
         connection.execute(
-            update(Occurrence)
-            .where(Occurrence.ritual_id == "check-in", Occurrence.slot == slot)
+            update(OccurrenceRow)
+            .where(OccurrenceRow.ritual_id == "check-in", OccurrenceRow.slot == slot)
             .values(status="confirmed")
         )
 
@@ -849,7 +851,7 @@ def test_a_claim_on_postgresql_skips_deliveries_another_worker_holds_locked(
     claimed: list[Claim] = []
 
     with pg_engine.connect() as other:  # another worker in the middle of its claim
-        other.execute(select(Delivery.id).where(Delivery.id == alex["id"]).with_for_update())
+        other.execute(select(DeliveryRow.id).where(DeliveryRow.id == alex["id"]).with_for_update())
         claimer = threading.Thread(target=lambda: claimed.extend(dispatcher.claim(at(12), 10)))
         claimer.start()
         claimer.join(5)
@@ -1371,8 +1373,8 @@ def test_sends_are_recorded_while_the_claiming_thread_waits_on_a_lock(
     plan(pg_engine, COUPLE, at(9))
     with pg_engine.begin() as connection:
         overdue = connection.execute(
-            select(Delivery.id).where(
-                Delivery.partner_key == "sam", Delivery.due_at == at(12, day=1)
+            select(DeliveryRow.id).where(
+                DeliveryRow.partner_key == "sam", DeliveryRow.due_at == at(12, day=1)
             )
         ).scalar_one()
     # Tomorrow's message, made to expire a second after noon: past its grace from 12:00:02.
@@ -1384,7 +1386,7 @@ def test_sends_are_recorded_while_the_claiming_thread_waits_on_a_lock(
         def _send(self, message: Message) -> SendResult:
             if message.recipient.partner == "alex" and not locked.is_set():
                 locker.execute(
-                    update(Delivery).where(Delivery.id == overdue).values(updated_at=at(9))
+                    update(DeliveryRow).where(DeliveryRow.id == overdue).values(updated_at=at(9))
                 )
                 clock.set(at(12, 0, 2))  # the next claim's mark_missed wants that row
                 locked.set()

@@ -20,10 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, insert, update
 from tend_recording import read_record
 
-from scheduler.db import make_engine
 from scheduler.dispatcher import RetryPolicy
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import DeliveryRow, WorkerHeartbeatRow
 from scheduler.metrics import REGISTRY, LedgerCollector, render
-from scheduler.models import Delivery, WorkerHeartbeat
 from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
     COUPLE,
     OPT_OUT,
@@ -155,7 +155,7 @@ def test_a_transient_failure_is_counted_each_time_and_the_last_as_given_up(
 def beat(engine: Engine, worker: str, at_: datetime, *, stopped: bool = False) -> None:
     with engine.begin() as connection:
         connection.execute(
-            insert(WorkerHeartbeat).values(
+            insert(WorkerHeartbeatRow).values(
                 worker_id=worker,
                 hostname="test",
                 pid=1,
@@ -218,7 +218,7 @@ def test_the_ledger_is_read_at_most_once_per_cache_period(engine: Engine, clock:
     assert pending > 0
 
     with engine.begin() as connection:
-        connection.execute(update(Delivery).values(status="cancelled"))
+        connection.execute(update(DeliveryRow).values(status="cancelled"))
     seconds[0] += 4.9
     assert value(scrape(ledger), "tend_deliveries", status="pending", channel="sms") == pending
 

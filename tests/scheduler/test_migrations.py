@@ -10,8 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, insert, inspect, text
 
-from scheduler.db import BUSY_TIMEOUT_MS, make_engine
-from scheduler.migrate import (
+from scheduler.ledger.engine import BUSY_TIMEOUT_MS, make_engine
+from scheduler.ledger.rows import Base, InboundMessageRow
+from scheduler.ledger.schema import (
     SchemaBehind,
     current_revision,
     downgrade,
@@ -19,7 +20,6 @@ from scheduler.migrate import (
     head_revision,
     upgrade,
 )
-from scheduler.models import Base, InboundMessage
 from scheduler.replies import _STRANGER_ANSWERED
 from tests.scheduler.conftest import reset_postgres
 
@@ -157,7 +157,7 @@ def test_the_strangers_answered_query_seeks_its_partial_index(engine: Engine) ->
     flood = "+15559990000"
     with engine.begin() as connection:
         connection.execute(
-            insert(InboundMessage),
+            insert(InboundMessageRow),
             [
                 {
                     "provider_id": f"SM{i:032d}",

@@ -22,9 +22,14 @@ from sqlalchemy import Engine, Row, Table, func, select, update
 from config.model import RitualFile
 from rituals.clock import resolve
 from rituals.planning import Plan
-from scheduler.db import make_engine
-from scheduler.migrate import upgrade
-from scheduler.models import Delivery, Household, Occurrence, Partner
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import (
+    DeliveryRow,
+    HouseholdRow,
+    OccurrenceRow,
+    PartnerRow,
+)
+from scheduler.ledger.schema import upgrade
 from scheduler.planner import (
     CONFIG_CANCELLED,
     PlanReport,
@@ -38,8 +43,8 @@ from tests.scheduler.conftest import ritual_file
 BERLIN = ZoneInfo("Europe/Berlin")
 # Monday 1 June 2026, 12:00 in Berlin: no DST change within weeks either side.
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
-OCCURRENCES: Table = Occurrence.__table__  # type: ignore[assignment]
-DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
+OCCURRENCES: Table = OccurrenceRow.__table__  # type: ignore[assignment]
+DELIVERIES: Table = DeliveryRow.__table__  # type: ignore[assignment]
 
 
 def partner(key: str, extra: str = "") -> str:
@@ -97,21 +102,21 @@ def deliveries(engine: Engine) -> list[Row[Any]]:
     """Every delivery with what identifies its occurrence."""
     query = (
         select(
-            Delivery.id,
-            Delivery.household_id,
-            Delivery.partner_key,
-            Delivery.role,
-            Delivery.status,
-            Delivery.last_error,
-            Delivery.due_at,
-            Delivery.expires_at,
-            Occurrence.ritual_id,
-            Occurrence.slot,
-            Occurrence.at,
-            Occurrence.status.label("occurrence_status"),
+            DeliveryRow.id,
+            DeliveryRow.household_id,
+            DeliveryRow.partner_key,
+            DeliveryRow.role,
+            DeliveryRow.status,
+            DeliveryRow.last_error,
+            DeliveryRow.due_at,
+            DeliveryRow.expires_at,
+            OccurrenceRow.ritual_id,
+            OccurrenceRow.slot,
+            OccurrenceRow.at,
+            OccurrenceRow.status.label("occurrence_status"),
         )
-        .join(Occurrence, Delivery.occurrence_id == Occurrence.id)
-        .order_by(Delivery.id)
+        .join(OccurrenceRow, DeliveryRow.occurrence_id == OccurrenceRow.id)
+        .order_by(DeliveryRow.id)
     )
     with engine.connect() as connection:
         return list(connection.execute(query))
@@ -119,7 +124,7 @@ def deliveries(engine: Engine) -> list[Row[Any]]:
 
 def occurrences(engine: Engine) -> list[Row[Any]]:
     with engine.connect() as connection:
-        return list(connection.execute(select(Occurrence).order_by(Occurrence.id)))
+        return list(connection.execute(select(OccurrenceRow).order_by(OccurrenceRow.id)))
 
 
 def occurrence_keys(engine: Engine) -> list[tuple[str, str, datetime, str]]:
@@ -135,8 +140,8 @@ def delivery_keys(engine: Engine) -> list[tuple[Any, ...]]:
 def set_status(engine: Engine, delivery_id: int, status: str, at: datetime) -> None:
     with engine.begin() as connection:
         connection.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery_id)
+            update(DeliveryRow)
+            .where(DeliveryRow.id == delivery_id)
             .values(status=status, sent_at=at, provider_id=f"test-{delivery_id}")
         )
 
@@ -232,7 +237,7 @@ def test_two_planners_at_once_on_postgres_make_each_row_once(
     assert sorted(delivery_keys(pg_engine)) == expected
     assert Counter(d.status for d in deliveries(pg_engine)) == expected_statuses
     with pg_engine.connect() as connection:
-        assert connection.execute(select(func.count()).select_from(Occurrence)).scalar_one() == (
+        assert connection.execute(select(func.count()).select_from(OccurrenceRow)).scalar_one() == (
             len(occurrences(sqlite_engine))
         )
 
@@ -371,8 +376,8 @@ def test_a_household_that_moves_zones_is_planned_again_around_a_skipped_occurren
     plan(engine, berlin_file(HOME, daily_at("19:00")), NOW)
     with engine.begin() as connection:  # tonight's is skipped in advance
         connection.execute(
-            update(Occurrence)
-            .where(Occurrence.slot == datetime(2026, 6, 1, 19))
+            update(OccurrenceRow)
+            .where(OccurrenceRow.slot == datetime(2026, 6, 1, 19))
             .values(status="skipped")
         )
     moved = ritual_file('timezone = "America/New_York"\n' + HOME + daily_at("19:00"))
@@ -398,14 +403,14 @@ def test_a_changed_message_updates_pending_deliveries_and_keeps_sent_ones(engine
     set_status(engine, first.id, "sent", NOW)
     with engine.connect() as connection:
         sent_body = connection.execute(
-            select(Delivery.body).where(Delivery.id == first.id)
+            select(DeliveryRow.body).where(DeliveryRow.id == first.id)
         ).scalar_one()
 
     changed = ritual("check-in", "daily at 19:00", extra='message = "How are you two?"')
     plan(engine, berlin_file(HOME, changed), NOW + timedelta(hours=1))
 
     with engine.connect() as connection:
-        bodies = dict(connection.execute(select(Delivery.id, Delivery.body)).tuples().all())
+        bodies = dict(connection.execute(select(DeliveryRow.id, DeliveryRow.body)).tuples().all())
     assert bodies.pop(first.id) == sent_body != "How are you two?"
     assert set(bodies.values()) == {"How are you two?"}
     assert len(deliveries(engine)) == len(bodies) + 1  # updated in place, none added
@@ -425,8 +430,11 @@ def test_removing_a_ritual_cancels_its_pending_deliveries_and_keeps_its_history(
     assert len(sent) == len(overdue) == 2
     with engine.begin() as connection:  # and the couple confirmed Monday's
         connection.execute(
-            update(Occurrence)
-            .where(Occurrence.ritual_id == "check-in", Occurrence.slot == datetime(2026, 6, 1, 19))
+            update(OccurrenceRow)
+            .where(
+                OccurrenceRow.ritual_id == "check-in",
+                OccurrenceRow.slot == datetime(2026, 6, 1, 19),
+            )
             .values(status="confirmed")
         )
 
@@ -477,7 +485,7 @@ def test_removing_a_partner_cancels_their_pending_deliveries_and_marks_them_inac
     assert {d.status for d in alex} == {"pending"}
     assert {d.occurrence_status for d in alex if d.at >= later} == {"open"}
     with engine.connect() as connection:
-        active = dict(connection.execute(select(Partner.key, Partner.active)).tuples().all())
+        active = dict(connection.execute(select(PartnerRow.key, PartnerRow.active)).tuples().all())
     assert active == {"alex": True, "sam": False}
 
 
@@ -503,8 +511,10 @@ def test_removing_a_household_marks_it_inactive_and_cancels_its_pending_deliveri
     assert report.cancelled == len(cancelled)
     assert {d.status for d in after.values() if d.household_id == "other"} == {"pending"}
     with engine.connect() as connection:
-        households = dict(connection.execute(select(Household.id, Household.active)).tuples().all())
-        partners = set(connection.execute(select(Partner.key, Partner.active)).tuples().all())
+        households = dict(
+            connection.execute(select(HouseholdRow.id, HouseholdRow.active)).tuples().all()
+        )
+        partners = set(connection.execute(select(PartnerRow.key, PartnerRow.active)).tuples().all())
     assert households == {"home": False, "other": True}
     assert partners == {("alex", False), ("sam", False), ("kim", True)}
 
@@ -536,11 +546,13 @@ def test_households_and_partners_gone_from_a_file_larger_than_the_parameter_limi
         with engine.connect() as connection:
             inactive = set(
                 connection.execute(
-                    select(Partner.household_id, Partner.key).where(Partner.active.is_(False))
+                    select(PartnerRow.household_id, PartnerRow.key).where(
+                        PartnerRow.active.is_(False)
+                    )
                 ).tuples()
             )
             households = connection.execute(
-                select(Household.active, func.count()).group_by(Household.active)
+                select(HouseholdRow.active, func.count()).group_by(HouseholdRow.active)
             ).tuples()
             assert dict(households.all()) == {False: 1, True: 1199}
         assert inactive == {("h0000", "a"), ("h0000", "b"), ("h0001", "b")}
@@ -658,7 +670,7 @@ def test_reminders_and_plan_ahead_nudges_are_due_at_the_right_times(engine: Engi
     }
     with engine.connect() as connection:
         planners = connection.execute(
-            select(Occurrence.planners).where(Occurrence.ritual_id == "date-night")
+            select(OccurrenceRow.planners).where(OccurrenceRow.ritual_id == "date-night")
         ).scalar_one()
     assert planners == planner
 
@@ -684,7 +696,7 @@ def test_a_delivery_due_in_quiet_hours_waits_for_their_end(engine: Engine) -> No
     }
     with engine.connect() as connection:
         nexts = connection.execute(
-            select(Delivery.due_at, Delivery.next_attempt_at, Delivery.expires_at)
+            select(DeliveryRow.due_at, DeliveryRow.next_attempt_at, DeliveryRow.expires_at)
         ).all()
     assert all(n == d and e == d + timedelta(hours=2) for d, n, e in nexts)
 
@@ -835,17 +847,17 @@ def test_a_fallback_delivery_survives_a_change_of_the_file(engine: Engine) -> No
     original = next(d for d in deliveries(engine) if d.at > NOW + timedelta(days=1))
     with engine.begin() as connection:
         connection.execute(
-            update(Delivery).where(Delivery.id == original.id).values(status="failed")
+            update(DeliveryRow).where(DeliveryRow.id == original.id).values(status="failed")
         )
         row = dict(
-            connection.execute(select(Delivery.__table__).where(Delivery.id == original.id))
+            connection.execute(select(DeliveryRow.__table__).where(DeliveryRow.id == original.id))
             .mappings()
             .one()
         )
         row.update(channel="email", status="pending", fallback_of=original.id)
         del row["id"]
         fallback = connection.execute(
-            Delivery.__table__.insert().values(**row).returning(Delivery.id)
+            DeliveryRow.__table__.insert().values(**row).returning(DeliveryRow.id)
         ).scalar_one()
 
     _, report = plan(

@@ -26,9 +26,9 @@ from sqlalchemy import Engine, text
 from config.settings import Settings
 from notifiers.base import Message, Notifier, SendResult
 from notifiers.registry import NotifierSet
-from scheduler.db import make_engine
 from scheduler.dispatcher import Claim
-from scheduler.migrate import upgrade
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.schema import upgrade
 from scheduler.planner import sync_file
 from scheduler.service import Worker
 from tests.scheduler.conftest import ritual_file
@@ -392,13 +392,13 @@ def test_an_opt_out_belongs_to_the_address_and_a_new_address_starts_without_it(
 ) -> None:
     from sqlalchemy import select, update
 
-    from scheduler.models import Partner
+    from scheduler.ledger.rows import PartnerRow
 
     def opted() -> tuple[object, object]:
         with engine.connect() as connection:
             row = connection.execute(
-                select(Partner.sms_opted_out_at, Partner.email_opted_out_at).where(
-                    Partner.key == "alex"
+                select(PartnerRow.sms_opted_out_at, PartnerRow.email_opted_out_at).where(
+                    PartnerRow.key == "alex"
                 )
             ).one()
         return row[0], row[1]
@@ -406,8 +406,8 @@ def test_an_opt_out_belongs_to_the_address_and_a_new_address_starts_without_it(
     plan(engine, SOLO, at(9))
     with engine.begin() as connection:
         connection.execute(
-            update(Partner)
-            .where(Partner.key == "alex")
+            update(PartnerRow)
+            .where(PartnerRow.key == "alex")
             .values(sms_opted_out_at=at(9), email_opted_out_at=at(9))
         )
     # Any other change keeps both opt-outs.
@@ -430,18 +430,18 @@ def test_an_opt_out_survives_a_change_of_case_or_the_address_removed_and_written
 ) -> None:
     from sqlalchemy import select, update
 
-    from scheduler.models import Partner
+    from scheduler.ledger.rows import PartnerRow
 
     def email_opted() -> object:
         with engine.connect() as connection:
             return connection.execute(
-                select(Partner.email_opted_out_at).where(Partner.key == "alex")
+                select(PartnerRow.email_opted_out_at).where(PartnerRow.key == "alex")
             ).scalar_one()
 
     plan(engine, SOLO, at(9))
     with engine.begin() as connection:
         connection.execute(
-            update(Partner).where(Partner.key == "alex").values(email_opted_out_at=at(9))
+            update(PartnerRow).where(PartnerRow.key == "alex").values(email_opted_out_at=at(9))
         )
     plan(engine, SOLO.replace("alex@example.com", "Alex@Example.com"), at(10))
     assert email_opted() == at(9)

@@ -19,15 +19,15 @@ from sqlalchemy import Engine, func, insert, select, update
 from config.model import RitualFile
 from rituals.planning import Plan
 from scheduler.completions import confirm
-from scheduler.models import (
-    Completion,
-    Delivery,
-    Household,
-    InboundMessage,
-    Occurrence,
-    Partner,
-    Pause,
-    StreakCheckpoint,
+from scheduler.ledger.rows import (
+    CompletionRow,
+    DeliveryRow,
+    HouseholdRow,
+    InboundMessageRow,
+    OccurrenceRow,
+    PartnerRow,
+    PauseRow,
+    StreakCheckpointRow,
     is_follow_up,
 )
 from scheduler.planner import plan_horizon, sync_file
@@ -151,22 +151,26 @@ def send_due(engine: Engine, before: datetime) -> None:
         due = [
             (row.id, row.role, row.occurrence_status)
             for row in connection.execute(
-                select(Delivery.id, Delivery.role, Occurrence.status.label("occurrence_status"))
-                .join(Occurrence, Occurrence.id == Delivery.occurrence_id)
-                .where(Delivery.status == "pending", Delivery.due_at < before)
+                select(
+                    DeliveryRow.id,
+                    DeliveryRow.role,
+                    OccurrenceRow.status.label("occurrence_status"),
+                )
+                .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
+                .where(DeliveryRow.status == "pending", DeliveryRow.due_at < before)
             )
         ]
         chased = [i for i, role, status in due if is_follow_up(role) and status != "open"]
         sent = [i for i, *_ in due if i not in chased]
         if chased:
             connection.execute(
-                update(Delivery).where(Delivery.id.in_(chased)).values(status="cancelled")
+                update(DeliveryRow).where(DeliveryRow.id.in_(chased)).values(status="cancelled")
             )
         if sent:
             connection.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(sent))
-                .values(status="sent", sent_at=Delivery.due_at)
+                update(DeliveryRow)
+                .where(DeliveryRow.id.in_(sent))
+                .values(status="sent", sent_at=DeliveryRow.due_at)
             )
 
 
@@ -190,10 +194,10 @@ def occurrence(
     """The household alex-sam's occurrence of `ritual` on local day `day`."""
     with engine.connect() as connection:
         rows = connection.execute(
-            select(*Occurrence.__table__.c).where(
-                Occurrence.household_id == HOUSEHOLD,
-                Occurrence.ritual_id == ritual,
-                Occurrence.recipient == recipient,
+            select(*OccurrenceRow.__table__.c).where(
+                OccurrenceRow.household_id == HOUSEHOLD,
+                OccurrenceRow.ritual_id == ritual,
+                OccurrenceRow.recipient == recipient,
             )
         ).mappings()
         found = [dict(r) for r in rows if (r["slot"].month, r["slot"].day) == (month, day)]
@@ -203,9 +207,9 @@ def occurrence(
 
 def completions(engine: Engine, occurrence_id: int | None = None) -> list[tuple[str, str]]:
     """(partner, action) of the completions, of one occurrence or all, in order."""
-    query = select(Completion.partner_key, Completion.action).order_by(Completion.id)
+    query = select(CompletionRow.partner_key, CompletionRow.action).order_by(CompletionRow.id)
     if occurrence_id is not None:
-        query = query.where(Completion.occurrence_id == occurrence_id)
+        query = query.where(CompletionRow.occurrence_id == occurrence_id)
     with engine.connect() as connection:
         return [(r.partner_key, r.action) for r in connection.execute(query)]
 
@@ -218,7 +222,7 @@ def rows_of(engine: Engine, table: Any, *where: Any) -> list[dict[str, Any]]:
 
 
 def snoozes(engine: Engine) -> list[dict[str, Any]]:
-    return rows_of(engine, Delivery, Delivery.role.like("snooze%"))
+    return rows_of(engine, DeliveryRow, DeliveryRow.role.like("snooze%"))
 
 
 def streak_of(
@@ -282,7 +286,7 @@ def test_done_confirms_what_the_last_message_was_about_and_done_2_the_second_lis
     assert occurrence(engine, "appreciation", 7, recipient="alex")["status"] == "open"
     with engine.connect() as connection:
         raw = connection.execute(
-            select(Completion.raw_text).where(Completion.occurrence_id == date_night["id"])
+            select(CompletionRow.raw_text).where(CompletionRow.occurrence_id == date_night["id"])
         ).scalar_one()
     assert raw == "done 2"
 
@@ -434,14 +438,17 @@ def test_skip_with_a_reason_uses_the_months_freeze_and_a_second_skip_breaks_the_
     assert answer.command == "skip"
     with engine.connect() as connection:
         skipped = connection.execute(
-            select(Completion.partner_key, Completion.action, Completion.raw_text).where(
-                Completion.occurrence_id == check_in["id"]
+            select(CompletionRow.partner_key, CompletionRow.action, CompletionRow.raw_text).where(
+                CompletionRow.occurrence_id == check_in["id"]
             )
         ).all()
     assert [tuple(r) for r in skipped] == [("alex", "skip", "Sam is sick today")]
     assert occurrence(engine, "check-in", 14)["status"] == "skipped"
     reminders = rows_of(
-        engine, Delivery, Delivery.occurrence_id == check_in["id"], Delivery.role == "reminder"
+        engine,
+        DeliveryRow,
+        DeliveryRow.occurrence_id == check_in["id"],
+        DeliveryRow.role == "reminder",
     )
     assert {r["partner_key"]: r["status"] for r in reminders} == {
         "alex": "cancelled",
@@ -474,10 +481,10 @@ def test_snooze_makes_one_pending_copy_of_the_message_and_a_second_snooze_moves_
     check_in = occurrence(engine, "check-in", 7)
     (day_of,) = rows_of(
         engine,
-        Delivery,
-        Delivery.occurrence_id == check_in["id"],
-        Delivery.partner_key == "alex",
-        Delivery.role == "day_of",
+        DeliveryRow,
+        DeliveryRow.occurrence_id == check_in["id"],
+        DeliveryRow.partner_key == "alex",
+        DeliveryRow.role == "day_of",
     )
 
     answer = reply(ALEX, "SNOOZE 2h", now)
@@ -644,9 +651,9 @@ def test_pause_cancels_the_nudges_it_covers_holds_the_streak_and_resume_ends_it(
         "Reply RESUME to start again sooner."
     )
     assert answer.command == "pause"
-    (household,) = rows_of(engine, Household, Household.id == HOUSEHOLD)
+    (household,) = rows_of(engine, HouseholdRow, HouseholdRow.id == HOUSEHOLD)
     assert household["paused_until"] == paused_at + timedelta(weeks=2)
-    (pause,) = rows_of(engine, Pause)
+    (pause,) = rows_of(engine, PauseRow)
     assert (pause["starts_at"], pause["ends_at"], pause["partner_key"]) == (
         paused_at,
         paused_at + timedelta(weeks=2),
@@ -667,7 +674,7 @@ def test_pause_cancels_the_nudges_it_covers_holds_the_streak_and_resume_ends_it(
         dispatcher.run_until_idle()
     assert sms.sent == []
     paused = rows_of(
-        engine, Delivery, Delivery.due_at > paused_at, Delivery.due_at <= ny(6, 21, 21, 30)
+        engine, DeliveryRow, DeliveryRow.due_at > paused_at, DeliveryRow.due_at <= ny(6, 21, 21, 30)
     )
     assert len(paused) == 9
     assert {(d["status"], d["last_error"]) for d in paused} == {("cancelled", "household paused")}
@@ -682,9 +689,9 @@ def test_pause_cancels_the_nudges_it_covers_holds_the_streak_and_resume_ends_it(
     answer = reply(ALEX, "RESUME", resumed_at)
 
     assert answer.text == "Welcome back! Nudges start again, and your streaks go on from here."
-    (household,) = rows_of(engine, Household, Household.id == HOUSEHOLD)
+    (household,) = rows_of(engine, HouseholdRow, HouseholdRow.id == HOUSEHOLD)
     assert household["paused_until"] is None
-    (pause,) = rows_of(engine, Pause)
+    (pause,) = rows_of(engine, PauseRow)
     assert pause["ends_at"] == resumed_at
     assert reply(ALEX, "RESUME", resumed_at + timedelta(minutes=1)).text == (
         "Tend is not paused. Reply PAUSE 2w for a break of two weeks."
@@ -716,7 +723,8 @@ def test_stop_opts_the_number_out_everywhere_and_start_or_yes_opt_it_back_in(
 
     def opted_out() -> dict[tuple[str, str], datetime | None]:
         return {
-            (p["household_id"], p["key"]): p["sms_opted_out_at"] for p in rows_of(engine, Partner)
+            (p["household_id"], p["key"]): p["sms_opted_out_at"]
+            for p in rows_of(engine, PartnerRow)
         }
 
     answer = reply(ALEX, "STOP", now)
@@ -792,7 +800,7 @@ def weekly_history(
             at = slot.replace(tzinfo=NEW_YORK).astimezone(UTC)
             status = "skipped" if week in skipped else "open" if week in missed else "confirmed"
             connection.execute(
-                insert(Occurrence).values(
+                insert(OccurrenceRow).values(
                     household_id=HOUSEHOLD,
                     ritual_id="check-in",
                     slot=slot,
@@ -806,16 +814,18 @@ def weekly_history(
             )
         ids = list(
             connection.execute(
-                select(Occurrence.id)
-                .where(Occurrence.household_id == HOUSEHOLD, Occurrence.ritual_id == "check-in")
-                .order_by(Occurrence.at)
+                select(OccurrenceRow.id)
+                .where(
+                    OccurrenceRow.household_id == HOUSEHOLD, OccurrenceRow.ritual_id == "check-in"
+                )
+                .order_by(OccurrenceRow.at)
             ).scalars()
         )
         occurrences = connection.execute(
-            select(Occurrence.id, Occurrence.at).where(Occurrence.id.in_(ids))
+            select(OccurrenceRow.id, OccurrenceRow.at).where(OccurrenceRow.id.in_(ids))
         ).all()
         connection.execute(
-            insert(Delivery),
+            insert(DeliveryRow),
             [
                 {
                     "occurrence_id": o.id,
@@ -848,12 +858,12 @@ def weekly_history(
             for week in range(weeks)
             if week not in missed
         ]
-        connection.execute(insert(Completion), done)
+        connection.execute(insert(CompletionRow), done)
     return ids
 
 
 def checkpoint(engine: Engine) -> dict[str, Any] | None:
-    found = rows_of(engine, StreakCheckpoint, StreakCheckpoint.ritual_id == "check-in")
+    found = rows_of(engine, StreakCheckpointRow, StreakCheckpointRow.ritual_id == "check-in")
     return found[0] if found else None
 
 
@@ -947,8 +957,8 @@ def test_the_same_provider_id_twice_gets_the_first_answer_and_applies_nothing_ag
     assert not first.duplicate
     assert again == Answer(first.text, "confirm", True, HOUSEHOLD, "alex")
     assert completions(engine) == [("alex", "confirm")]
-    assert [c["source"] for c in rows_of(engine, Completion)] == ["sms"]
-    inbound = rows_of(engine, InboundMessage)
+    assert [c["source"] for c in rows_of(engine, CompletionRow)] == ["sms"]
+    inbound = rows_of(engine, InboundMessageRow)
     assert len(inbound) == 1
     assert (inbound[0]["provider_id"], inbound[0]["answer"]) == (sid, first.text)
 
@@ -979,14 +989,14 @@ def test_a_number_in_two_households_replies_to_the_one_texted_last(engine: Engin
     assert (answer.household, answer.partner) == ("alex-kim", "alex")
     with engine.connect() as connection:
         done = connection.execute(
-            select(Occurrence.household_id, Occurrence.ritual_id)
-            .join(Completion, Completion.occurrence_id == Occurrence.id)
-            .order_by(Completion.id)
+            select(OccurrenceRow.household_id, OccurrenceRow.ritual_id)
+            .join(CompletionRow, CompletionRow.occurrence_id == OccurrenceRow.id)
+            .order_by(CompletionRow.id)
         ).all()
     assert [tuple(r) for r in done] == [("alex-sam", "appreciation"), ("alex-kim", "check-in")]
     with engine.connect() as connection:
         households = connection.execute(
-            select(InboundMessage.household_id).order_by(InboundMessage.id)
+            select(InboundMessageRow.household_id).order_by(InboundMessageRow.id)
         ).scalars()
         assert list(households) == ["alex-sam", "alex-kim"]
 
@@ -1004,7 +1014,9 @@ def test_an_unknown_number_is_answered_at_most_once_a_day(engine: Engine) -> Non
     assert replies("+1 555-000-9999", "x", first + timedelta(hours=25)) == Answer("", "stranger")
     with engine.connect() as connection:
         answers = connection.execute(
-            select(InboundMessage.answer, InboundMessage.command).order_by(InboundMessage.id)
+            select(InboundMessageRow.answer, InboundMessageRow.command).order_by(
+                InboundMessageRow.id
+            )
         ).all()
     assert [tuple(a) for a in answers] == [
         (STRANGER, "stranger"),
@@ -1024,7 +1036,7 @@ def test_a_number_that_was_a_partners_is_answered_as_a_stranger_once_removed(
     replies = Replies(engine, file)
     assert replies(SAM, "STREAK", ny(6, 7, 20)).text
     with engine.begin() as connection:
-        connection.execute(update(Partner).where(Partner.phone == SAM).values(phone=None))
+        connection.execute(update(PartnerRow).where(PartnerRow.phone == SAM).values(phone=None))
     answer = replies(SAM, "DONE", ny(6, 7, 21))
     assert answer == Answer(STRANGER, "stranger")
 
@@ -1035,4 +1047,4 @@ def test_an_unknown_number_gets_the_stranger_answer_and_nothing_else(engine: Eng
     assert answer == Answer(STRANGER, "stranger")
     assert completions(engine) == []
     with engine.connect() as connection:
-        assert connection.execute(select(func.count()).select_from(InboundMessage)).scalar() == 1
+        assert connection.execute(select(func.count()).select_from(InboundMessageRow)).scalar() == 1

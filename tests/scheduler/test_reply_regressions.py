@@ -16,14 +16,14 @@ from config.loader import parse_ritual_file
 from config.model import RitualFile
 from rituals.planning import Plan
 from rituals.streaks import Outcome
-from scheduler.models import (
-    Completion,
-    Delivery,
-    Household,
-    InboundMessage,
-    Occurrence,
-    Partner,
-    StreakCheckpoint,
+from scheduler.ledger.rows import (
+    CompletionRow,
+    DeliveryRow,
+    HouseholdRow,
+    InboundMessageRow,
+    OccurrenceRow,
+    PartnerRow,
+    StreakCheckpointRow,
 )
 from scheduler.planner import SyncedFile, plan_horizon, sync_file
 from scheduler.replies import LIMITED, NOTHING_OPEN, Answer, handle_reply
@@ -74,9 +74,9 @@ def date_nights(engine: Engine, month: int, day: int) -> list[dict[str, Any]]:
     """Every date-night occurrence of alex-sam on local day `day`, cancelled ones too."""
     found = rows_of(
         engine,
-        Occurrence,
-        Occurrence.household_id == HOUSEHOLD,
-        Occurrence.ritual_id == "date-night",
+        OccurrenceRow,
+        OccurrenceRow.household_id == HOUSEHOLD,
+        OccurrenceRow.ritual_id == "date-night",
     )
     return sorted(
         (o for o in found if (o["slot"].month, o["slot"].day) == (month, day)),
@@ -85,7 +85,9 @@ def date_nights(engine: Engine, month: int, day: int) -> list[dict[str, Any]]:
 
 
 def opted_out(engine: Engine, partner: str) -> datetime | None:
-    (row,) = rows_of(engine, Partner, Partner.household_id == HOUSEHOLD, Partner.key == partner)
+    (row,) = rows_of(
+        engine, PartnerRow, PartnerRow.household_id == HOUSEHOLD, PartnerRow.key == partner
+    )
     found: datetime | None = row["sms_opted_out_at"]
     return found
 
@@ -119,7 +121,12 @@ def test_a_skipped_date_night_does_not_come_back_when_the_ritual_moves_later_tha
     ]
     friday = [o["id"] for o in date_nights(engine, 6, 19)]
     assert (
-        rows_of(engine, Delivery, Delivery.occurrence_id.in_(friday), Delivery.status == "pending")
+        rows_of(
+            engine,
+            DeliveryRow,
+            DeliveryRow.occurrence_id.in_(friday),
+            DeliveryRow.status == "pending",
+        )
         == []
     )
     # The next one did move.
@@ -188,7 +195,7 @@ def test_a_freeze_promised_when_skipping_ahead_holds_and_a_later_skip_of_an_earl
     assert (series.streak.current, series.streak.longest) == (0, 1)
     froze = {
         r["occurrence_id"]: (r["partner_key"], r["froze"])
-        for r in rows_of(engine, Completion, Completion.action == "skip")
+        for r in rows_of(engine, CompletionRow, CompletionRow.action == "skip")
     }
     assert froze == {twelfth: ("sam", False), nineteenth: ("alex", True)}
 
@@ -220,17 +227,19 @@ def test_a_pending_snooze_is_cancelled_when_the_ritual_no_longer_applies_to_the_
     # The check-in still applies to alex-kim.
     assert rows_of(
         engine,
-        Delivery,
-        Delivery.household_id == "alex-kim",
-        Delivery.status == "pending",
-        Delivery.occurrence_id.in_(select(Occurrence.id).where(Occurrence.ritual_id == "check-in")),
+        DeliveryRow,
+        DeliveryRow.household_id == "alex-kim",
+        DeliveryRow.status == "pending",
+        DeliveryRow.occurrence_id.in_(
+            select(OccurrenceRow.id).where(OccurrenceRow.ritual_id == "check-in")
+        ),
     )
 
     # Everything else pending out of the way: the dispatcher at the snooze's time sends nothing.
     with engine.begin() as connection:
         connection.execute(
-            update(Delivery)
-            .where(Delivery.status == "pending", Delivery.role.not_like("snooze%"))
+            update(DeliveryRow)
+            .where(DeliveryRow.status == "pending", DeliveryRow.role.not_like("snooze%"))
             .values(status="cancelled")
         )
     clock.set(ny(6, 8, 19, 31))
@@ -280,11 +289,11 @@ def test_streak_checkpoints_work_for_three_partners_with_64_character_ids(
     assert answer.text.startswith("Marked the check in (Sun 7 Jun) as done.")
     assert answer.partner == LONG_IDS[0]
     # The answer folds only the streak it is about: the check-in's.
-    saved = rows_of(engine, StreakCheckpoint, StreakCheckpoint.household_id == "trio")
+    saved = rows_of(engine, StreakCheckpointRow, StreakCheckpointRow.household_id == "trio")
     assert [(r["ritual_id"], r["recipient"]) for r in saved] == [("check-in", "")]
     with engine.begin() as connection:
         first = household_streaks(connection, file, "trio", now)
-    saved = rows_of(engine, StreakCheckpoint, StreakCheckpoint.household_id == "trio")
+    saved = rows_of(engine, StreakCheckpointRow, StreakCheckpointRow.household_id == "trio")
     assert sorted((r["ritual_id"], r["recipient"]) for r in saved) == [
         ("appreciation", p) for p in LONG_IDS
     ] + [("check-in", "")]
@@ -293,7 +302,7 @@ def test_streak_checkpoints_work_for_three_partners_with_64_character_ids(
         again = household_streaks(connection, file, "trio", now)
     assert [s.streak for s in again] == [s.streak for s in first]
     assert first[0].streak.current == 1
-    assert rows_of(engine, StreakCheckpoint, StreakCheckpoint.household_id == "trio") == saved
+    assert rows_of(engine, StreakCheckpointRow, StreakCheckpointRow.household_id == "trio") == saved
 
 
 # ---------------------------------------------------------------------------- 5-7. words
@@ -357,7 +366,7 @@ def test_a_confirm_word_followed_by_a_denial_records_nothing(engine: Engine, bod
     assert occurrence(engine, "check-in", 7)["status"] == "open"
     assert opted_out(engine, "alex") is None
     assert snoozes(engine) == []
-    (inbound,) = rows_of(engine, InboundMessage)
+    (inbound,) = rows_of(engine, InboundMessageRow)
     assert (inbound["body"], inbound["partner_key"]) == (body, "alex")
 
 
@@ -410,7 +419,9 @@ def test_a_household_time_zone_change_invalidates_streak_checkpoints(engine: Eng
         text.replace('timezone = "America/New_York"', 'timezone = "Asia/Tokyo"'),
         later,
     )
-    assert rows_of(engine, Household, Household.id == HOUSEHOLD)[0]["timezone"] == "Asia/Tokyo"
+    assert (
+        rows_of(engine, HouseholdRow, HouseholdRow.id == HOUSEHOLD)[0]["timezone"] == "Asia/Tokyo"
+    )
 
     with engine.begin() as connection:
         incremental = household_streaks(connection, tokyo, HOUSEHOLD, later)
@@ -419,7 +430,7 @@ def test_a_household_time_zone_change_invalidates_streak_checkpoints(engine: Eng
     assert after is not None
     assert after["rules"] != before["rules"]
     with engine.begin() as connection:
-        connection.execute(delete(StreakCheckpoint))
+        connection.execute(delete(StreakCheckpointRow))
         scratch = household_streaks(connection, tokyo, HOUSEHOLD, later, save=False)
     assert [(s.ritual.id, s.recipient) for s in incremental] == [
         (s.ritual.id, s.recipient) for s in scratch
@@ -486,7 +497,7 @@ def test_two_different_snoozes_from_one_partner_at_once_both_answer_and_make_one
         mine = [s for s in snoozes(engine) if s["partner_key"] == partner]
         assert [(s["role"], s["status"]) for s in mine] == [("snooze-1", "pending")]
     with engine.connect() as connection:
-        assert connection.execute(select(func.count()).select_from(InboundMessage)).scalar() == 4
+        assert connection.execute(select(func.count()).select_from(InboundMessageRow)).scalar() == 4
 
 
 # ---------------------------------------------------------------------------- a new user's trial
@@ -555,13 +566,13 @@ def test_a_skip_made_while_paused_gets_a_freeze_when_the_pause_no_longer_covers_
         "Skipped the date night (Fri 19 Jun). You are paused, so the streak holds."
     )
     nineteenth = occurrence(engine, "date-night", 19)["id"]
-    (skipped,) = rows_of(engine, Completion, Completion.action == "skip")
+    (skipped,) = rows_of(engine, CompletionRow, CompletionRow.action == "skip")
     assert (skipped["occurrence_id"], skipped["froze"]) == (nineteenth, False)
 
     # Thu 18 Jun: back before the date night (RESUME, or a pause of a day from now).
     assert reply(SAM, ends, ny(6, 18, 9)).text.startswith(answer)
 
-    (skipped,) = rows_of(engine, Completion, Completion.action == "skip")
+    (skipped,) = rows_of(engine, CompletionRow, CompletionRow.action == "skip")
     assert (skipped["occurrence_id"], skipped["froze"]) == (nineteenth, True)
     after = ny(6, 25, 12)
     send_due(engine, after)
@@ -602,7 +613,7 @@ def test_a_freeze_used_skipping_ahead_is_given_back_when_a_pause_covers_that_dat
     twenty_sixth = occurrence(engine, "date-night", 26)["id"]
     froze = {
         r["occurrence_id"]: r["froze"]
-        for r in rows_of(engine, Completion, Completion.action == "skip")
+        for r in rows_of(engine, CompletionRow, CompletionRow.action == "skip")
     }
     assert froze[nineteenth] is True
     after = ny(7, 1, 12)

@@ -14,7 +14,12 @@ from sqlalchemy import Engine, func, select
 
 from notifiers.base import Message, Notifier, SendResult
 from notifiers.registry import NotifierSet
-from scheduler.models import ConfigState, Delivery, Occurrence, WorkerHeartbeat
+from scheduler.ledger.rows import (
+    ConfigStateRow,
+    DeliveryRow,
+    OccurrenceRow,
+    WorkerHeartbeatRow,
+)
 from scheduler.service import AlreadyRunning, Worker
 
 FILE = """\
@@ -80,7 +85,7 @@ def test_one_worker_of_two_on_postgres_plans_and_another_takes_over_when_it_stop
     assert (first.leader, second.leader) == (True, False)
     with pg_engine.connect() as connection:
         leaders = connection.execute(
-            select(WorkerHeartbeat.worker_id).where(WorkerHeartbeat.leader.is_(True))
+            select(WorkerHeartbeatRow.worker_id).where(WorkerHeartbeatRow.leader.is_(True))
         ).scalars()
         assert list(leaders) == [first.worker_id]
 
@@ -108,14 +113,14 @@ def test_an_edited_ritual_file_is_planned_again_and_a_broken_edit_keeps_the_last
 
     def generation() -> int:
         with sqlite_engine.connect() as connection:
-            return int(connection.execute(select(ConfigState.generation)).scalar_one())
+            return int(connection.execute(select(ConfigStateRow.generation)).scalar_one())
 
     def pending_hours() -> set[int]:
         with sqlite_engine.connect() as connection:
             slots = connection.execute(
-                select(Occurrence.slot)
-                .join(Delivery, Delivery.occurrence_id == Occurrence.id)
-                .where(Delivery.status == "pending")
+                select(OccurrenceRow.slot)
+                .join(DeliveryRow, DeliveryRow.occurrence_id == OccurrenceRow.id)
+                .where(DeliveryRow.status == "pending")
             ).scalars()
             return {slot.hour for slot in slots}
 
@@ -139,7 +144,7 @@ def test_an_edited_ritual_file_is_planned_again_and_a_broken_edit_keeps_the_last
     assert pending_hours() == {4}
     with sqlite_engine.connect() as connection:
         cancelled = connection.execute(
-            select(func.count()).where(Delivery.status == "cancelled")
+            select(func.count()).where(DeliveryRow.status == "cancelled")
         ).scalar_one()
     assert cancelled > 0
 

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import Engine, func, inspect, select, text
 from tend_recording import read_record
 
-from scheduler.db import make_engine
-from scheduler.models import Delivery, WorkerHeartbeat
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import DeliveryRow, WorkerHeartbeatRow
 from tests.scheduler.conftest import reset_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,7 +154,9 @@ def counts(engine: Engine) -> dict[str, int]:
         return {}
     with engine.connect() as connection:
         return dict(
-            connection.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
+            connection.execute(
+                select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)
+            )
             .tuples()
             .all()
         )
@@ -211,7 +213,7 @@ def test_three_workers_on_postgres_send_2000_due_deliveries_exactly_once(
         assert len(senders) >= 2, f"only one worker sent: {senders}"
         with engine.connect() as connection:
             leaders = connection.execute(
-                select(func.count()).where(WorkerHeartbeat.leader.is_(True))
+                select(func.count()).where(WorkerHeartbeatRow.leader.is_(True))
             ).scalar_one()
         assert leaders == 0  # each stopped worker gave up the planner role
     finally:
@@ -332,7 +334,7 @@ def _heartbeats(engine: Engine) -> int:
     try:
         with engine.connect() as connection:
             return int(
-                connection.execute(select(func.count(WorkerHeartbeat.worker_id))).scalar_one()
+                connection.execute(select(func.count(WorkerHeartbeatRow.worker_id))).scalar_one()
             )
     except Exception:
         return 0  # not migrated yet

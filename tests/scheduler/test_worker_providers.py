@@ -17,8 +17,8 @@ from smtp_server import SmtpServer
 from sqlalchemy import select
 
 from notifiers.links import Links
-from scheduler.db import make_engine
-from scheduler.models import Delivery, Partner
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import DeliveryRow, PartnerRow
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "worker-provider-test-secret"
@@ -138,10 +138,15 @@ def test_a_worker_texts_one_partner_and_emails_the_one_who_opted_out_of_sms(
         with engine.connect() as connection:
             rows = connection.execute(
                 select(
-                    Delivery.partner_key, Delivery.channel, Delivery.status, Delivery.provider_id
-                ).where(Delivery.due_at <= now)  # not tomorrow's
+                    DeliveryRow.partner_key,
+                    DeliveryRow.channel,
+                    DeliveryRow.status,
+                    DeliveryRow.provider_id,
+                ).where(DeliveryRow.due_at <= now)  # not tomorrow's
             ).all()
-            opted = dict(connection.execute(select(Partner.key, Partner.sms_opted_out_at)).all())
+            opted = dict(
+                connection.execute(select(PartnerRow.key, PartnerRow.sms_opted_out_at)).all()
+            )
     finally:
         engine.dispose()
     outcome = {(p, c): (s, pid) for p, c, s, pid in rows}

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert
 
-from scheduler.db import make_engine
-from scheduler.migrate import upgrade
-from scheduler.models import Household, Partner
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import HouseholdRow, PartnerRow
+from scheduler.ledger.schema import upgrade
 
 
 @pytest.fixture
@@ -29,11 +29,13 @@ def add_household(
     """A household and its partners (key -> column values beyond the required ones)."""
     with engine.begin() as connection:
         connection.execute(
-            insert(Household).values(id=household, timezone="UTC", created_at=now, updated_at=now)
+            insert(HouseholdRow).values(
+                id=household, timezone="UTC", created_at=now, updated_at=now
+            )
         )
         for key, values in partners.items():
             connection.execute(
-                insert(Partner).values(
+                insert(PartnerRow).values(
                     {
                         "household_id": household,
                         "key": key,

@@ -23,9 +23,9 @@ from config.model import RitualFile
 from notifiers.links import Links
 from rituals.planning import Plan
 from scheduler.calendar import DAYS_BACK, household_calendar
-from scheduler.db import make_engine
-from scheduler.migrate import upgrade
-from scheduler.models import Occurrence
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import OccurrenceRow
+from scheduler.ledger.schema import upgrade
 from scheduler.planner import plan_horizon, sync_file
 from tend.cli import app as cli
 from tend.web import create_app
@@ -96,10 +96,10 @@ def plan(engine: Engine, now: datetime = NOW) -> None:
 def occurrence_at(engine: Engine, household: str, ritual: str, slot: datetime) -> int:
     with engine.connect() as connection:
         found: int = connection.execute(
-            select(Occurrence.id).where(
-                Occurrence.household_id == household,
-                Occurrence.ritual_id == ritual,
-                Occurrence.slot == slot,
+            select(OccurrenceRow.id).where(
+                OccurrenceRow.household_id == household,
+                OccurrenceRow.ritual_id == ritual,
+                OccurrenceRow.slot == slot,
             )
         ).scalar_one()
     return found
@@ -108,7 +108,7 @@ def occurrence_at(engine: Engine, household: str, ritual: str, slot: datetime) -
 def set_status(engine: Engine, occurrence: int, status: str) -> None:
     with engine.begin() as connection:
         connection.execute(
-            update(Occurrence).where(Occurrence.id == occurrence).values(status=status)
+            update(OccurrenceRow).where(OccurrenceRow.id == occurrence).values(status=status)
         )
 
 
@@ -117,7 +117,7 @@ def add_occurrence(
 ) -> None:
     with engine.begin() as connection:
         connection.execute(
-            insert(Occurrence).values(
+            insert(OccurrenceRow).values(
                 household_id=household,
                 ritual_id=ritual,
                 slot=slot,
@@ -195,8 +195,8 @@ def test_the_feed_has_one_event_per_planned_occurrence_of_the_household(
     assert calendar["x-published-ttl"].to_ical() == b"PT1H"
     with engine.connect() as connection:
         planned = connection.execute(
-            select(Occurrence.ritual_id, Occurrence.slot, Occurrence.recipient).where(
-                Occurrence.household_id == "alex-sam"
+            select(OccurrenceRow.ritual_id, OccurrenceRow.slot, OccurrenceRow.recipient).where(
+                OccurrenceRow.household_id == "alex-sam"
             )
         ).all()
     found = events(calendar)
@@ -322,8 +322,8 @@ def test_a_household_with_nothing_planned_has_an_empty_calendar(
     plan(engine)
     with engine.begin() as connection:
         connection.execute(
-            update(Occurrence)
-            .where(Occurrence.household_id == "kim-lee")
+            update(OccurrenceRow)
+            .where(OccurrenceRow.household_id == "kim-lee")
             .values(status="cancelled")
         )
     calendar = fetch(client, "kim-lee")

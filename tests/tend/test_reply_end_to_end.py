@@ -26,9 +26,9 @@ from fake_twilio import FakeTwilio
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from scheduler.db import make_engine
-from scheduler.migrate import upgrade
-from scheduler.models import Delivery
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import DeliveryRow
+from scheduler.ledger.schema import upgrade
 from tests.scheduler.conftest import reset_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,8 +120,8 @@ def reached(database: str, partner: str) -> bool:
     try:
         with engine.connect() as connection:
             status = connection.execute(
-                select(Delivery.status).where(
-                    Delivery.partner_key == partner, Delivery.sent_at.is_not(None)
+                select(DeliveryRow.status).where(
+                    DeliveryRow.partner_key == partner, DeliveryRow.sent_at.is_not(None)
                 )
             ).scalar()
     finally:

@@ -129,8 +129,8 @@ def test_unknown_partner_or_missing_address_is_one_clear_line(tmp_path: Path) ->
 
 def ledger_with_the_couple(tmp_path: Path) -> str:
     """The example's couple in a ledger; Sam unsubscribed from e-mail on 1 November."""
-    from scheduler.db import make_engine
-    from scheduler.migrate import upgrade
+    from scheduler.ledger.engine import make_engine
+    from scheduler.ledger.schema import upgrade
 
     url = f"sqlite:///{tmp_path / 'tend.db'}"
     engine = make_engine(url)
@@ -153,14 +153,14 @@ def ledger_with_the_couple(tmp_path: Path) -> str:
 def sms_opted_out_at(url: str) -> object:
     from sqlalchemy import select
 
-    from scheduler.db import make_engine
-    from scheduler.models import Partner
+    from scheduler.ledger.engine import make_engine
+    from scheduler.ledger.rows import PartnerRow
 
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
             return connection.execute(
-                select(Partner.sms_opted_out_at).where(Partner.key == "sam")
+                select(PartnerRow.sms_opted_out_at).where(PartnerRow.key == "sam")
             ).scalar_one()
     finally:
         engine.dispose()

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scheduler.migrate import head_revision
+from scheduler.ledger.schema import head_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 

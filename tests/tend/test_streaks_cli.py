@@ -15,9 +15,9 @@ import time_machine
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner, Result
 
-from scheduler.db import make_engine
-from scheduler.migrate import upgrade
-from scheduler.models import Completion, InboundMessage, Occurrence
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import CompletionRow, InboundMessageRow, OccurrenceRow
+from scheduler.ledger.schema import upgrade
 from scheduler.replies import STRANGER, handle_reply
 from tend import cli
 from tests.scheduler.conftest import reset_postgres
@@ -191,7 +191,7 @@ def inbound(engine: Engine) -> list[dict[str, Any]]:
         return [
             dict(r)
             for r in connection.execute(
-                select(*InboundMessage.__table__.c).order_by(InboundMessage.id)
+                select(*InboundMessageRow.__table__.c).order_by(InboundMessageRow.id)
             ).mappings()
         ]
 
@@ -223,9 +223,9 @@ def test_reply_applies_a_done_as_the_webhook_would_and_prints_the_answer(
     assert message["received_at"] == now
     with ledger.connect() as connection:
         done = connection.execute(
-            select(Occurrence.ritual_id, Occurrence.status, Completion.partner_key)
-            .join(Completion, Completion.occurrence_id == Occurrence.id)
-            .where(Completion.action == "confirm", Completion.source == "cli")
+            select(OccurrenceRow.ritual_id, OccurrenceRow.status, CompletionRow.partner_key)
+            .join(CompletionRow, CompletionRow.occurrence_id == OccurrenceRow.id)
+            .where(CompletionRow.action == "confirm", CompletionRow.source == "cli")
         ).all()
     assert [tuple(r) for r in done] == [("check-in", "confirmed", "alex")]
 

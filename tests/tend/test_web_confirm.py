@@ -19,9 +19,9 @@ from notifiers.base import Message, Recipient
 from notifiers.email import compose
 from notifiers.links import Links
 from scheduler.completions import confirm
-from scheduler.db import make_engine
-from scheduler.migrate import upgrade
-from scheduler.models import Completion, Occurrence
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import CompletionRow, OccurrenceRow
+from scheduler.ledger.schema import upgrade
 from tend.web import create_app
 from tests.scheduler.conftest import reset_postgres, ritual_file
 from tests.tend.conftest import add_household
@@ -43,7 +43,7 @@ def fill(engine: Engine) -> dict[str, int]:
         ):
             slot = datetime(2026, 12, day, 19)
             ids[name] = connection.execute(
-                insert(Occurrence)
+                insert(OccurrenceRow)
                 .values(
                     household_id=household,
                     ritual_id="date-night",
@@ -55,7 +55,7 @@ def fill(engine: Engine) -> dict[str, int]:
                     created_at=NOW,
                     updated_at=NOW,
                 )
-                .returning(Occurrence.id)
+                .returning(OccurrenceRow.id)
             ).scalar_one()
     return ids
 
@@ -81,14 +81,16 @@ def state(engine: Engine) -> tuple[list[tuple[int, str, str, str]], dict[int, st
             tuple(row)
             for row in connection.execute(
                 select(
-                    Completion.occurrence_id,
-                    Completion.partner_key,
-                    Completion.action,
-                    Completion.source,
-                ).order_by(Completion.id)
+                    CompletionRow.occurrence_id,
+                    CompletionRow.partner_key,
+                    CompletionRow.action,
+                    CompletionRow.source,
+                ).order_by(CompletionRow.id)
             )
         ]
-        statuses = dict(connection.execute(select(Occurrence.id, Occurrence.status)).tuples().all())
+        statuses = dict(
+            connection.execute(select(OccurrenceRow.id, OccurrenceRow.status)).tuples().all()
+        )
     return completions, statuses  # type: ignore[return-value]
 
 
@@ -269,7 +271,7 @@ def add_occurrence(engine: Engine, at: datetime) -> int:
     slot = at.replace(tzinfo=None)
     with engine.begin() as connection:
         found: int = connection.execute(
-            insert(Occurrence)
+            insert(OccurrenceRow)
             .values(
                 household_id="alex-sam",
                 ritual_id="date-night",
@@ -281,7 +283,7 @@ def add_occurrence(engine: Engine, at: datetime) -> int:
                 created_at=NOW,
                 updated_at=NOW,
             )
-            .returning(Occurrence.id)
+            .returning(OccurrenceRow.id)
         ).scalar_one()
     return found
 

@@ -16,8 +16,8 @@ from sqlalchemy import Engine, insert
 from twilio.request_validator import RequestValidator
 
 from notifiers.twilio_webhooks import MAX_BODY, TwilioWebhooks
-from scheduler.db import make_engine
-from scheduler.models import WorkerHeartbeat
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import WorkerHeartbeatRow
 from tend.web import create_app
 from tests.scheduler.test_metrics import Samples, delta, parse, value
 from tests.tend.test_web_twilio_status import (  # noqa: F401 - fixtures
@@ -41,7 +41,7 @@ def scrape(client: TestClient) -> Samples:
 def test_metrics_shows_the_ledgers_deliveries_and_the_workers_heartbeat(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(
-            insert(WorkerHeartbeat).values(
+            insert(WorkerHeartbeatRow).values(
                 worker_id="w",
                 hostname="test",
                 pid=1,

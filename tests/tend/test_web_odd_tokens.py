@@ -16,9 +16,9 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import Engine, insert, select
 
 from notifiers.links import Links
-from scheduler.db import make_engine
-from scheduler.migrate import upgrade
-from scheduler.models import Completion, Occurrence, Partner
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import CompletionRow, OccurrenceRow, PartnerRow
+from scheduler.ledger.schema import upgrade
 from tend.web import create_app
 from tests.scheduler.conftest import reset_postgres
 from tests.tend.conftest import add_household
@@ -160,7 +160,7 @@ def fill(engine: Engine) -> None:
     slot = datetime(2026, 12, 5, 19)
     with engine.begin() as connection:
         connection.execute(
-            insert(Occurrence).values(
+            insert(OccurrenceRow).values(
                 household_id="alex-sam",
                 ritual_id="date-night",
                 slot=slot,
@@ -184,11 +184,11 @@ def client(engine: Engine) -> Iterator[TestClient]:
 
 def untouched(engine: Engine) -> bool:
     with engine.connect() as connection:
-        completions = connection.execute(select(Completion.id)).all()
+        completions = connection.execute(select(CompletionRow.id)).all()
         opted_out = connection.execute(
-            select(Partner.key).where(Partner.email_opted_out_at.is_not(None))
+            select(PartnerRow.key).where(PartnerRow.email_opted_out_at.is_not(None))
         ).all()
-        statuses = connection.execute(select(Occurrence.status)).scalars().all()
+        statuses = connection.execute(select(OccurrenceRow.status)).scalars().all()
     return completions == [] and opted_out == [] and statuses == ["open"]
 
 

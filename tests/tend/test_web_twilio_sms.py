@@ -31,10 +31,16 @@ from config.loader import load_ritual_file
 from config.model import RitualFile
 from notifiers.twilio_webhooks import TwilioWebhooks
 from rituals.planning import Plan
-from scheduler.db import make_engine
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import (
+    CompletionRow,
+    DeliveryRow,
+    InboundMessageRow,
+    OccurrenceRow,
+    PartnerRow,
+)
+from scheduler.ledger.schema import upgrade
 from scheduler.metrics import REGISTRY
-from scheduler.migrate import upgrade
-from scheduler.models import Completion, Delivery, InboundMessage, Occurrence, Partner
 from scheduler.planner import plan_horizon, sync_file
 from scheduler.replies import LIMITED, RATE_LIMIT, RATE_WINDOW, STRANGER
 from tend.web import MAX_BODY, create_app
@@ -152,9 +158,9 @@ def rituals(engine: Engine, tmp_path: Path) -> RitualFile:
     )
     with engine.begin() as connection:
         connection.execute(
-            update(Delivery)
-            .where(Delivery.due_at <= NOW)
-            .values(status="sent", sent_at=Delivery.due_at)
+            update(DeliveryRow)
+            .where(DeliveryRow.due_at <= NOW)
+            .values(status="sent", sent_at=DeliveryRow.due_at)
         )
     return file
 
@@ -244,7 +250,7 @@ def count(engine: Engine, table: Any) -> int:
 
 def recorded(engine: Engine) -> tuple[int, int]:
     """How many inbound messages and completions the ledger holds."""
-    return count(engine, InboundMessage), count(engine, Completion)
+    return count(engine, InboundMessageRow), count(engine, CompletionRow)
 
 
 def completions(engine: Engine) -> list[tuple[str, str, str, datetime]]:
@@ -254,13 +260,13 @@ def completions(engine: Engine) -> list[tuple[str, str, str, datetime]]:
             (r.household_id, r.partner_key, r.action, r.at.replace(tzinfo=UTC))
             for r in connection.execute(
                 select(
-                    Occurrence.household_id,
-                    Completion.partner_key,
-                    Completion.action,
-                    Occurrence.at,
+                    OccurrenceRow.household_id,
+                    CompletionRow.partner_key,
+                    CompletionRow.action,
+                    OccurrenceRow.at,
                 )
-                .join(Occurrence, Occurrence.id == Completion.occurrence_id)
-                .order_by(Completion.id)
+                .join(OccurrenceRow, OccurrenceRow.id == CompletionRow.occurrence_id)
+                .order_by(CompletionRow.id)
             )
         ]
 
@@ -268,7 +274,7 @@ def completions(engine: Engine) -> list[tuple[str, str, str, datetime]]:
 def commands(engine: Engine) -> list[str | None]:
     with engine.connect() as connection:
         return list(
-            connection.execute(select(InboundMessage.command).order_by(InboundMessage.id))
+            connection.execute(select(InboundMessageRow.command).order_by(InboundMessageRow.id))
             .scalars()
             .all()
         )
@@ -279,7 +285,7 @@ def opted_out(engine: Engine) -> dict[tuple[str, str], datetime | None]:
         return {
             (r.household_id, r.key): r.sms_opted_out_at
             for r in connection.execute(
-                select(Partner.household_id, Partner.key, Partner.sms_opted_out_at)
+                select(PartnerRow.household_id, PartnerRow.key, PartnerRow.sms_opted_out_at)
             )
         }
 
@@ -439,9 +445,11 @@ def test_a_stranger_is_answered_once_a_day_and_every_message_is_recorded(
     assert commands(engine) == ["stranger"] * 4 + ["streak", "stranger"]
     with engine.connect() as connection:
         rows = connection.execute(
-            select(InboundMessage.sender, InboundMessage.answer, InboundMessage.household_id)
-            .where(InboundMessage.sender != ALEX)
-            .order_by(InboundMessage.id)
+            select(
+                InboundMessageRow.sender, InboundMessageRow.answer, InboundMessageRow.household_id
+            )
+            .where(InboundMessageRow.sender != ALEX)
+            .order_by(InboundMessageRow.id)
         ).all()
     assert [tuple(r) for r in rows] == [
         (STRANGER_NUMBER, STRANGER, None),
@@ -632,7 +640,7 @@ def test_any_body_gets_a_well_formed_answer_and_leaves_the_ledger_whole(
     engine: Engine, client: TestClient, body: str
 ) -> None:
     form = inbound(ALEX, body)
-    planned = count(engine, Partner), count(engine, Occurrence), count(engine, Delivery)
+    planned = count(engine, PartnerRow), count(engine, OccurrenceRow), count(engine, DeliveryRow)
 
     texts = messages(post(client, form))
 
@@ -640,12 +648,16 @@ def test_any_body_gets_a_well_formed_answer_and_leaves_the_ledger_whole(
     assert not any("evil" in text for text in texts)
     with engine.connect() as connection:
         row = connection.execute(
-            select(InboundMessage.body, InboundMessage.sender, InboundMessage.provider_id)
+            select(InboundMessageRow.body, InboundMessageRow.sender, InboundMessageRow.provider_id)
         ).one()
     assert row == (body[:1600], ALEX, form["MessageSid"])
     # Every table the bodies name is still there and still answers.
-    assert count(engine, Completion) <= 1
-    assert (count(engine, Partner), count(engine, Occurrence), count(engine, Delivery)) == planned
+    assert count(engine, CompletionRow) <= 1
+    assert (
+        count(engine, PartnerRow),
+        count(engine, OccurrenceRow),
+        count(engine, DeliveryRow),
+    ) == planned
 
 
 def test_a_nul_in_the_body_is_dropped_and_the_reply_applied(
@@ -656,7 +668,7 @@ def test_a_nul_in_the_body_is_dropped_and_the_reply_applied(
 
     assert text.startswith("Marked the check in (Tue 13 Jan) as done.")
     with engine.connect() as connection:
-        assert connection.execute(select(InboundMessage.body)).scalar_one() == "DONE"
+        assert connection.execute(select(InboundMessageRow.body)).scalar_one() == "DONE"
     assert completions(engine) == [("alex-sam", "alex", "confirm", TUESDAY)]
 
 

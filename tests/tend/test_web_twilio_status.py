@@ -14,7 +14,7 @@ from sqlalchemy import Engine, insert, select
 from twilio.request_validator import RequestValidator
 
 from notifiers.twilio_webhooks import TwilioWebhooks
-from scheduler.models import Delivery, Occurrence
+from scheduler.ledger.rows import DeliveryRow, OccurrenceRow
 from tend.web import create_app
 from tests.tend.conftest import add_household
 
@@ -32,7 +32,7 @@ def engine(ledger: Engine) -> Engine:
     slot = datetime(2026, 12, 5, 19)
     with ledger.begin() as connection:
         occurrence = connection.execute(
-            insert(Occurrence)
+            insert(OccurrenceRow)
             .values(
                 household_id="h",
                 ritual_id="date-night",
@@ -42,11 +42,11 @@ def engine(ledger: Engine) -> Engine:
                 created_at=NOW,
                 updated_at=NOW,
             )
-            .returning(Occurrence.id)
+            .returning(OccurrenceRow.id)
         ).scalar_one()
         due = slot.replace(tzinfo=UTC)
         connection.execute(
-            insert(Delivery).values(
+            insert(DeliveryRow).values(
                 occurrence_id=occurrence,
                 household_id="h",
                 partner_key="sam",
@@ -98,8 +98,11 @@ def rows(engine: Engine) -> list[tuple[str, str, str | None, str | None]]:
             tuple(r)  # type: ignore[misc]
             for r in connection.execute(
                 select(
-                    Delivery.channel, Delivery.status, Delivery.provider_status, Delivery.last_error
-                ).order_by(Delivery.id)
+                    DeliveryRow.channel,
+                    DeliveryRow.status,
+                    DeliveryRow.provider_status,
+                    DeliveryRow.last_error,
+                ).order_by(DeliveryRow.id)
             )
         ]
 

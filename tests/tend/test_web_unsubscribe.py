@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from notifiers.links import Links
-from scheduler.models import Partner
+from scheduler.ledger.rows import PartnerRow
 from tend.web import create_app
 from tests.tend.conftest import add_household
 
@@ -33,7 +33,7 @@ def client(engine: Engine) -> Iterator[TestClient]:
 
 def opted_out(engine: Engine) -> dict[str, datetime | None]:
     with engine.connect() as connection:
-        rows = connection.execute(select(Partner.key, Partner.email_opted_out_at))
+        rows = connection.execute(select(PartnerRow.key, PartnerRow.email_opted_out_at))
         return dict(rows.tuples().all())
 
 

@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from scheduler.db import is_sqlite
+from scheduler.ledger.engine import is_sqlite
 
 __all__ = [
     "SchemaBehind",
@@ -33,7 +33,7 @@ class SchemaBehind(RuntimeError):
 
 def _config() -> Config:
     config = Config()
-    config.set_main_option("script_location", "scheduler:migrations")
+    config.set_main_option("script_location", "scheduler.ledger:migrations")
     return config
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from scheduler.models import Base
+from scheduler.ledger.rows import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - always run through scheduler.migrate

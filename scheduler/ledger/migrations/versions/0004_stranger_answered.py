@@ -16,7 +16,7 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-# As scheduler.models.STRANGER_ANSWERED at this revision (a migration does not follow later
+# As scheduler.ledger.rows.STRANGER_ANSWERED at this revision (a migration does not follow later
 # changes of the models).
 _ANSWERED = sa.text("household_id IS NULL AND answer <> ''")
 

@@ -32,20 +32,20 @@ __all__ = [
     "SNOOZE_ROLE",
     "STRANGER_ANSWERED",
     "Base",
-    "Completion",
-    "ConfigState",
-    "Delivery",
+    "CompletionRow",
+    "ConfigStateRow",
+    "DeliveryRow",
     "DeliveryStatus",
-    "Household",
-    "InboundMessage",
-    "Occurrence",
+    "HouseholdRow",
+    "InboundMessageRow",
+    "OccurrenceRow",
     "OccurrenceStatus",
-    "Partner",
-    "Pause",
-    "ProviderReceipt",
-    "StreakCheckpoint",
+    "PartnerRow",
+    "PauseRow",
+    "ProviderReceiptRow",
+    "StreakCheckpointRow",
     "UTCDateTime",
-    "WorkerHeartbeat",
+    "WorkerHeartbeatRow",
     "is_follow_up",
 ]
 
@@ -98,7 +98,7 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
-class ConfigState(Base):
+class ConfigStateRow(Base):
     """The ritual file last synced: its hash and a generation that counts the changes."""
 
     __tablename__ = "config_state"
@@ -111,7 +111,7 @@ class ConfigState(Base):
     file_text: Mapped[str | None] = mapped_column(Text)
 
 
-class Household(Base):
+class HouseholdRow(Base):
     __tablename__ = "household"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -122,7 +122,7 @@ class Household(Base):
     updated_at: Mapped[datetime]
 
 
-class Partner(Base):
+class PartnerRow(Base):
     """A partner as the file has them, plus what only the ledger knows: opt-outs."""
 
     __tablename__ = "partner"
@@ -146,7 +146,7 @@ class Partner(Base):
     email_opted_out_at: Mapped[datetime | None]
 
 
-class Occurrence(Base):
+class OccurrenceRow(Base):
     """One time a ritual happens for a household: unique on household, ritual, local slot."""
 
     __tablename__ = "occurrence"
@@ -172,7 +172,7 @@ class Occurrence(Base):
     updated_at: Mapped[datetime]
 
 
-class Delivery(Base):
+class DeliveryRow(Base):
     """One message to one partner about one occurrence, on one channel."""
 
     __tablename__ = "delivery"
@@ -214,7 +214,7 @@ class Delivery(Base):
     updated_at: Mapped[datetime]
 
 
-class ProviderReceipt(Base):
+class ProviderReceiptRow(Base):
     """A provider's final word on a message Tend has not recorded the id of yet: Twilio can
     call back before the worker has written the id its create call returned (a slow
     database, a send that timed out, a crash). Applied when the id is recorded."""
@@ -228,7 +228,7 @@ class ProviderReceipt(Base):
     received_at: Mapped[datetime]
 
 
-class Completion(Base):
+class CompletionRow(Base):
     """A partner did the ritual (or skipped it): from a reply, a link or the CLI."""
 
     __tablename__ = "completion"
@@ -251,7 +251,7 @@ class Completion(Base):
 STRANGER_ANSWERED = text("household_id IS NULL AND answer <> ''")
 
 
-class InboundMessage(Base):
+class InboundMessageRow(Base):
     """A reply as received; unique on the provider's id (and on Twilio's idempotency token
     when it sent one), so a retried webhook is one row, answered the same way again."""
 
@@ -285,7 +285,7 @@ class InboundMessage(Base):
     received_at: Mapped[datetime]
 
 
-class Pause(Base):
+class PauseRow(Base):
     """A household's vacation (PAUSE 2w): no nudges, and streaks frozen, from start to end.
     RESUME ends it early; ``Household.paused_until`` is the end of the pause in force."""
 
@@ -300,7 +300,7 @@ class Pause(Base):
     created_at: Mapped[datetime]
 
 
-class StreakCheckpoint(Base):
+class StreakCheckpointRow(Base):
     """A streak's state folded over its settled history (rituals.streaks.State as JSON), so
     computing a streak reads only the recent occurrences: the cost stays flat as years go
     by. Thrown away when the ritual's streak rules change or an old occurrence changes."""
@@ -316,7 +316,7 @@ class StreakCheckpoint(Base):
     updated_at: Mapped[datetime]
 
 
-class WorkerHeartbeat(Base):
+class WorkerHeartbeatRow(Base):
     """One row per worker process; `tend status` and ``/healthz`` read the newest beat."""
 
     __tablename__ = "worker_heartbeat"
