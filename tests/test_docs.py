@@ -1,0 +1,122 @@
+"""The README and docs/ stay true: their links resolve and their ritual files load."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from config.loader import load_ritual_file
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+FENCE = re.compile(r"^```.*?^```[ \t]*$", re.MULTILINE | re.DOTALL)
+CODE_SPAN = re.compile(r"`[^`\n]+`")
+# [text](target) or ![alt](target), with an optional "title"; the text may span lines.
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+
+
+def prose(text: str) -> str:
+    """The page without fenced code blocks and inline code, where brackets are not links."""
+    return CODE_SPAN.sub("", FENCE.sub("", text))
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    """Every heading's anchor in a markdown page, numbered as GitHub numbers repeats."""
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    for line in FENCE.sub("", page.read_text(encoding="utf-8")).splitlines():
+        heading = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not heading:
+            continue
+        base = slug(heading[1])
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        found.add(base if count == 0 else f"{base}-{count}")
+    return found
+
+
+def broken_links(page: Path) -> list[str]:
+    """The relative links in `page` whose file, or whose heading in a markdown file, is missing."""
+    broken: list[str] = []
+    for target in LINK.findall(prose(page.read_text(encoding="utf-8"))):
+        if SCHEME.match(target):
+            continue  # http:, https:, mailto: are not the repository's to check
+        path_part, _, fragment = target.partition("#")
+        linked = (page.parent / path_part).resolve() if path_part else page
+        if not linked.exists():
+            broken.append(f"{target}: no such file")
+        elif fragment and linked.suffix == ".md" and fragment not in anchors(linked):
+            broken.append(f"{target}: no heading with the anchor #{fragment}")
+    return broken
+
+
+def toml_blocks(page: Path) -> list[str]:
+    return re.findall(
+        r"^```toml[ \t]*\n(.*?)^```[ \t]*$",
+        page.read_text(encoding="utf-8"),
+        re.MULTILINE | re.DOTALL,
+    )
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.relative_to(ROOT).as_posix())
+def test_every_relative_link_points_at_a_file_and_heading_that_exist(page: Path) -> None:
+    assert broken_links(page) == []
+
+
+def test_the_link_check_sees_the_readme_links_to_the_reference() -> None:
+    targets = LINK.findall(prose((ROOT / "README.md").read_text(encoding="utf-8")))
+    assert "docs/ritual-file.md" in targets
+    assert any("#" in target for target in targets)
+
+
+def test_a_missing_file_or_heading_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "other.md").write_text("# Other page\n\n## E-mail (SMTP)\n", encoding="utf-8")
+    page = tmp_path / "page.md"
+    page.write_text(
+        "[ok](other.md#e-mail-smtp) [gone](missing.md) [no heading](other.md#nope)\n"
+        "[here](#a-title) [web](https://example.com/x) `[code](missing.md)`\n\n# A title\n",
+        encoding="utf-8",
+    )
+    assert broken_links(page) == [
+        "missing.md: no such file",
+        "other.md#nope: no heading with the anchor #nope",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("heading", "anchor"),
+    [
+        ("What `tend plan` shows", "what-tend-plan-shows"),
+        ("E-mail (SMTP)", "e-mail-smtp"),
+        ("Try it with a ritual due in a minute", "try-it-with-a-ritual-due-in-a-minute"),
+        ("Procfile and PostgreSQL", "procfile-and-postgresql"),
+    ],
+)
+def test_headings_get_githubs_anchors(heading: str, anchor: str) -> None:
+    assert slug(heading) == anchor
+
+
+@pytest.mark.parametrize(
+    "page", [ROOT / "README.md", ROOT / "docs" / "ritual-file.md"], ids=["README", "ritual-file"]
+)
+def test_the_example_ritual_file_loads_without_errors_or_warnings(
+    page: Path, tmp_path: Path
+) -> None:
+    (block,) = toml_blocks(page)
+    path = tmp_path / "tend.toml"
+    path.write_text(block, encoding="utf-8")
+    loaded = load_ritual_file(path, today=datetime.now(UTC))  # raises RitualFileError on errors
+    assert loaded.warning_lines() == []
+    assert loaded.file.households
+    assert loaded.file.rituals
