@@ -25,10 +25,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
-from scheduler.ledger.rows import DeliveryRow, DeliveryStatus, WorkerHeartbeatRow
+from scheduler.ledger import Ledger, LedgerError
+from scheduler.ledger.rows import DeliveryStatus
 
 __all__ = [
     "FORM_REFUSALS",
@@ -102,13 +101,13 @@ class LedgerCollector:
 
     def __init__(
         self,
-        engine: Engine,
+        ledger: Ledger,
         clock: Callable[[], datetime],
         *,
         cache_seconds: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.engine = engine
+        self.ledger = ledger
         self.clock = clock
         self.cache_seconds = cache_seconds
         self._monotonic = monotonic
@@ -127,21 +126,12 @@ class LedgerCollector:
 
     def _query(self) -> _Reading:
         try:
-            with self.engine.connect() as connection:
-                rows = connection.execute(
-                    select(DeliveryRow.status, DeliveryRow.channel, func.count()).group_by(
-                        DeliveryRow.status, DeliveryRow.channel
-                    )
-                ).all()
-                last = connection.execute(
-                    select(func.max(WorkerHeartbeatRow.beat_at)).where(
-                        WorkerHeartbeatRow.stopped_at.is_(None)
-                    )
-                ).scalar_one()
-        except SQLAlchemyError as exc:
+            counts = self.ledger.reports.counts_by_channel()
+            last = self.ledger.workers.newest_beat()
+        except LedgerError as exc:
             log.warning("metrics: cannot read the ledger: %s", type(exc).__name__)
             return _Reading(None, None)
-        return _Reading({(status, channel): n for status, channel, n in rows}, last)
+        return _Reading(counts, last)
 
     def collect(self) -> Iterator[Metric]:
         reading = self._read()

@@ -86,7 +86,7 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def dialect_insert(connection: Connection, target: Any) -> Any:
+def dialect_insert(connection: Connection | Engine, target: Any) -> Any:
     """``INSERT`` with ``ON CONFLICT`` support for this connection's database.
 
     PostgreSQL and SQLite both have ``ON CONFLICT DO NOTHING / DO UPDATE ... WHERE``; their

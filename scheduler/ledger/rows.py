@@ -29,9 +29,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "MAY_HAVE_REACHED",
+    "REACHED",
     "SNOOZE_ROLE",
     "STRANGER_ANSWERED",
     "Base",
+    "CompletionAction",
     "CompletionRow",
     "ConfigStateRow",
     "DeliveryRow",
@@ -62,6 +65,13 @@ def is_follow_up(role: str) -> bool:
 
 
 DeliveryStatus = Literal["pending", "sending", "sent", "delivered", "failed", "missed", "cancelled"]
+CompletionAction = Literal["confirm", "skip"]
+
+#: A delivery whose message reached its partner: what streaks and replies go by.
+REACHED: tuple[DeliveryStatus, ...] = ("sent", "delivered")
+#: A delivery whose message reached its partner or may have (one being sent): what the
+#: planner goes by, which must never make a message again that may be on its way.
+MAY_HAVE_REACHED: tuple[DeliveryStatus, ...] = ("sending", *REACHED)
 
 # Names every constraint, so Alembic migrations can refer to them on both databases.
 NAMING = {
@@ -164,7 +174,7 @@ class OccurrenceRow(Base):
     recipient: Mapped[str] = mapped_column(String(64), default="")
     kind: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime]  # the slot resolved to UTC
-    status: Mapped[str] = mapped_column(String(16), default="open")
+    status: Mapped[OccurrenceStatus] = mapped_column(String(16), default="open")
     item: Mapped[str | None] = mapped_column(Text)
     planners: Mapped[str] = mapped_column(String(200), default="")  # "alex" or "alex,sam"
     generation: Mapped[int] = mapped_column(Integer, default=0)
@@ -192,7 +202,7 @@ class DeliveryRow(Base):
     partner_key: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(16))  # plan_ahead | day_of | reminder | nudge
     channel: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[DeliveryStatus] = mapped_column(String(16), default="pending")
     due_at: Mapped[datetime]  # when the plan wants it sent (after quiet hours)
     next_attempt_at: Mapped[datetime]  # due_at, or later after a transient failure
     expires_at: Mapped[datetime]  # due_at + the ritual's grace: later than this is missed
@@ -237,7 +247,7 @@ class CompletionRow(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     occurrence_id: Mapped[int] = mapped_column(ForeignKey("occurrence.id"))
     partner_key: Mapped[str] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(16), default="confirm")  # confirm | skip
+    action: Mapped[CompletionAction] = mapped_column(String(16), default="confirm")
     # A skip that used one of the month's freezes: decided when made, as the partner was told.
     froze: Mapped[bool] = mapped_column(default=False, server_default=false())
     at: Mapped[datetime]

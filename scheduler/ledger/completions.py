@@ -1,5 +1,6 @@
-"""Recording what a partner did about an occurrence: confirmed it (a DONE text, the e-mail's
-confirm link, ``tend reply``) or skipped it (SKIP)."""
+"""What a partner did about an occurrence: confirmed it (a DONE text, the e-mail's confirm
+link, ``tend reply``) or skipped it (SKIP); and the household's pauses (PAUSE 2w, RESUME),
+which decide whether a skip needs a freeze."""
 
 from __future__ import annotations
 
@@ -10,24 +11,18 @@ from typing import Literal
 
 from sqlalchemy import Connection, bindparam, exists, func, insert, select, update
 
+from scheduler.ledger.base import Bound
 from scheduler.ledger.rows import (
     CompletionRow,
     DeliveryRow,
+    HouseholdRow,
     OccurrenceRow,
     PartnerRow,
     PauseRow,
 )
-from scheduler.streaks import forget_settled
+from scheduler.ledger.streaks import forget_settled
 
-__all__ = [
-    "Confirmed",
-    "Skipped",
-    "confirm",
-    "freezes_used",
-    "look_before_confirming",
-    "skip",
-    "unpaused",
-]
+__all__ = ["Completions", "Confirmed", "Skipped"]
 
 # "open": what look_before_confirming says when confirm would record (confirm never does).
 Outcome = Literal["confirmed", "open", "already", "unknown", "cancelled"]
@@ -103,7 +98,7 @@ _CONFIRMED = (
 )
 
 
-def confirm(
+def _confirm(
     connection: Connection,
     *,
     household: str,
@@ -148,7 +143,7 @@ def confirm(
     return Confirmed("confirmed", ritual, slot, everyone)
 
 
-def look_before_confirming(
+def _look_before_confirming(
     connection: Connection, *, household: str, occurrence: int, partner: str
 ) -> Confirmed:
     """What :func:`confirm` would answer now, reading only (nothing locked, nothing written):
@@ -182,7 +177,7 @@ class Skipped:
     freezes_left: int = 0  # in the occurrence's month, after this skip
 
 
-def skip(
+def _skip(
     connection: Connection,
     *,
     household: str,
@@ -245,7 +240,7 @@ def skip(
         .values(status="cancelled", last_error=f"skipped by {partner}", updated_at=at)
     )
     forget_settled(connection, household, ritual, recipient, due)
-    left = freezes_per_month - freezes_used(connection, household, ritual, recipient, slot)
+    left = freezes_per_month - _freezes_used(connection, household, ritual, recipient, slot)
     return Skipped("skipped", ritual, slot, int(dropped.rowcount or 0), froze, paused, max(0, left))
 
 
@@ -271,10 +266,10 @@ def _freeze(
     ).scalar_one()
     if already:
         return True
-    return freezes_used(connection, household, ritual, recipient, slot) < per_month
+    return _freezes_used(connection, household, ritual, recipient, slot) < per_month
 
 
-def freezes_used(
+def _freezes_used(
     connection: Connection, household: str, ritual: str, recipient: str, slot: datetime
 ) -> int:
     """Freezes used in the (local) month of `slot`: occurrences skipped with a freeze that
@@ -304,7 +299,7 @@ def freezes_used(
     return used
 
 
-def unpaused(
+def _unpaused(
     connection: Connection,
     household: str,
     start: datetime,
@@ -345,4 +340,132 @@ def unpaused(
         if froze:
             connection.execute(
                 update(CompletionRow).where(CompletionRow.id == row.id).values(froze=True)
+            )
+
+
+_PAUSED_UNTIL = (
+    select(HouseholdRow.paused_until)
+    .where(HouseholdRow.id == bindparam("household"))
+    .with_for_update()
+)
+
+
+class Completions(Bound):
+    """Completions (confirm, skip) and the household's pauses."""
+
+    __slots__ = ()
+
+    def confirm(
+        self,
+        *,
+        household: str,
+        occurrence: int,
+        partner: str,
+        at: datetime,
+        source: str,
+        raw_text: str | None = None,
+        needs: Collection[str] = (),
+    ) -> Confirmed:
+        """Record that `partner` of `household` did `occurrence`, once.
+
+        The occurrence becomes ``confirmed`` when everyone in `needs` has confirmed it (a
+        ``streak = "both"`` ritual), or at the first confirmation when `needs` is empty.
+        ``unknown``: no such occurrence in that household, or no such partner;
+        ``cancelled``: the ritual was called off, nothing recorded; ``already``: this
+        partner had confirmed it."""
+        with self._writing() as connection:
+            return _confirm(
+                connection,
+                household=household,
+                occurrence=occurrence,
+                partner=partner,
+                at=at,
+                source=source,
+                raw_text=raw_text,
+                needs=needs,
+            )
+
+    def look_before_confirming(self, *, household: str, occurrence: int, partner: str) -> Confirmed:
+        """What :meth:`confirm` would answer now, reading only (see the function)."""
+        with self._reading() as connection:
+            return _look_before_confirming(
+                connection, household=household, occurrence=occurrence, partner=partner
+            )
+
+    def skip(
+        self,
+        *,
+        household: str,
+        occurrence: int,
+        partner: str,
+        at: datetime,
+        source: str,
+        reason: str | None = None,
+        freezes_per_month: int = 0,
+    ) -> Skipped:
+        """Record that `partner` skips `occurrence` (see :func:`_skip`)."""
+        with self._writing() as connection:
+            return _skip(
+                connection,
+                household=household,
+                occurrence=occurrence,
+                partner=partner,
+                at=at,
+                source=source,
+                reason=reason,
+                freezes_per_month=freezes_per_month,
+            )
+
+    def freezes_used(self, household: str, ritual: str, recipient: str, slot: datetime) -> int:
+        with self._reading() as connection:
+            return _freezes_used(connection, household, ritual, recipient, slot)
+
+    def unpaused(
+        self,
+        household: str,
+        start: datetime,
+        end: datetime,
+        freezes_per_month: Callable[[str], int],
+    ) -> None:
+        """Skips in ``[start, end)``, which a pause no longer covers (see :func:`_unpaused`)."""
+        with self._writing() as connection:
+            _unpaused(connection, household, start, end, freezes_per_month)
+
+    # ------------------------------------------------------------------ pauses
+
+    def paused_until(self, household: str) -> datetime | None:
+        """The end of the pause in force (or of the last one), its row locked for a change."""
+        with self._writing() as connection:
+            until: datetime | None = connection.execute(
+                _PAUSED_UNTIL, {"household": household}
+            ).scalar_one_or_none()
+            return until
+
+    def extend_pause(self, household: str, now: datetime, end: datetime) -> None:
+        """The pause in force now ends at `end` (later, or sooner)."""
+        with self._writing() as connection:
+            connection.execute(
+                update(PauseRow)
+                .where(PauseRow.household_id == household, PauseRow.ends_at > now)
+                .values(ends_at=end)
+            )
+
+    def start_pause(self, household: str, partner: str, now: datetime, end: datetime) -> None:
+        with self._writing() as connection:
+            connection.execute(
+                insert(PauseRow).values(
+                    household_id=household,
+                    starts_at=now,
+                    ends_at=end,
+                    partner_key=partner,
+                    created_at=now,
+                )
+            )
+
+    def set_paused_until(self, household: str, until: datetime | None, now: datetime) -> None:
+        with self._writing() as connection:
+            connection.execute(
+                update(HouseholdRow)
+                .where(HouseholdRow.id == household)
+                .values(paused_until=until, updated_at=now)
             )

@@ -16,14 +16,16 @@ out, as if never planned.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar import Calendar, Event, vDuration
-from sqlalchemy import Connection, select
 
-from scheduler.ledger.rows import HouseholdRow, OccurrenceRow, PartnerRow
+from config.model import RitualFile
+from rituals.planning import Delivery, Occurrence
+from scheduler.ledger import Records
+from scheduler.ledger.reports import CalendarEntry
 
 __all__ = [
     "DAYS_BACK",
@@ -33,6 +35,7 @@ __all__ = [
     "household_calendar",
     "new_calendar",
     "occurrence_uid",
+    "plan_calendar",
 ]
 
 DAYS_BACK = 60
@@ -72,7 +75,7 @@ def occurrence_uid(household: str, ritual: str, slot: datetime, recipient: str |
 
 
 def household_calendar(
-    connection: Connection,
+    ledger: Records,
     household_id: str,
     now: datetime,
     titles: Mapping[str, str] | None = None,
@@ -82,70 +85,17 @@ def household_calendar(
     `titles` maps a ritual id to its display title (default: the id, ``-`` and ``_`` as
     spaces). None when the ledger has no such household.
     """
-    people = connection.execute(
-        select(HouseholdRow.timezone, PartnerRow.key, PartnerRow.name)
-        .outerjoin(PartnerRow, PartnerRow.household_id == HouseholdRow.id)
-        .where(HouseholdRow.id == household_id)
-    ).all()
-    if not people:
+    people = ledger.reports.people(household_id)
+    if people is None:
         return None
-    zone = _zone(people[0].timezone)
-    names = {row.key: row.name for row in people if row.key is not None}
-    # Bounded by the window and MAX_EVENTS; served by the unique index on
-    # (household_id, ritual_id, slot, recipient).
-    rows = connection.execute(
-        select(
-            OccurrenceRow.ritual_id,
-            OccurrenceRow.slot,
-            OccurrenceRow.recipient,
-            OccurrenceRow.kind,
-            OccurrenceRow.at,
-            OccurrenceRow.status,
-            OccurrenceRow.item,
-            OccurrenceRow.planners,
-            OccurrenceRow.updated_at,
-        )
-        .where(
-            OccurrenceRow.household_id == household_id,
-            OccurrenceRow.at >= now - timedelta(days=DAYS_BACK),
-            OccurrenceRow.status != "cancelled",
-        )
-        .order_by(
-            OccurrenceRow.at.desc(), OccurrenceRow.ritual_id.desc(), OccurrenceRow.recipient.desc()
-        )
-        .limit(MAX_EVENTS)
-    ).all()
+    zone = _zone(people.timezone)
+    rows = ledger.reports.events(household_id, now - timedelta(days=DAYS_BACK), MAX_EVENTS)
     calendar = new_calendar(f"Tend: {household_id}")
     calendar.add("x-wr-timezone", str(zone))
     calendar.add("refresh-interval", vDuration(REFRESH), parameters={"VALUE": "DURATION"})
     calendar.add("x-published-ttl", vDuration(REFRESH))
     for row in reversed(rows):
-        title = (titles or {}).get(row.ritual_id) or row.ritual_id.replace("-", " ").replace(
-            "_", " "
-        )
-        summary = title[:1].upper() + title[1:]
-        if row.recipient:
-            summary += f" for {names.get(row.recipient, row.recipient)}"
-        planners = [names.get(p, p) for p in row.planners.split(",") if p]
-        lines = []
-        if row.item:
-            lines.append(f"Idea: {row.item}")
-        if planners:
-            lines.append(f"{' and '.join(planners)} {'plans' if len(planners) == 1 else 'plan'}.")
-        start = _local(row.at, zone)
-        event = Event()
-        event.add("uid", occurrence_uid(household_id, row.ritual_id, row.slot, row.recipient))
-        event.add("dtstamp", now)
-        event.add("last-modified", row.updated_at)
-        event.add("dtstart", start)
-        event.add("dtend", start + event_length(row.kind))
-        event.add("summary", summary)
-        if lines:
-            event.add("description", "\n".join(lines))
-        event.add("categories", [row.kind])
-        event.add("status", _STATUS.get(row.status, "TENTATIVE"))
-        event.add("transp", "TRANSPARENT" if row.kind not in _EVENT_LENGTH else "OPAQUE")
-        calendar.add_component(event)
+        calendar.add_component(_event(household_id, row, people.names, zone, titles, now))
     if rows:
         first, last = rows[-1].at.date(), rows[0].at.date()
         calendar.add_missing_timezones(
@@ -155,6 +105,40 @@ def household_calendar(
         calendar.subcomponents.sort(key=lambda component: component.name != "VTIMEZONE")
     body: bytes = calendar.to_ical()
     return body
+
+
+def _event(
+    household_id: str,
+    row: CalendarEntry,
+    names: Mapping[str, str],
+    zone: tzinfo,
+    titles: Mapping[str, str] | None,
+    now: datetime,
+) -> Event:
+    title = (titles or {}).get(row.ritual_id) or row.ritual_id.replace("-", " ").replace("_", " ")
+    summary = title[:1].upper() + title[1:]
+    if row.recipient:
+        summary += f" for {names.get(row.recipient, row.recipient)}"
+    planners = [names.get(p, p) for p in row.planners.split(",") if p]
+    lines = []
+    if row.item:
+        lines.append(f"Idea: {row.item}")
+    if planners:
+        lines.append(f"{' and '.join(planners)} {'plans' if len(planners) == 1 else 'plan'}.")
+    start = _local(row.at, zone)
+    event = Event()
+    event.add("uid", occurrence_uid(household_id, row.ritual_id, row.slot, row.recipient))
+    event.add("dtstamp", now)
+    event.add("last-modified", row.updated_at)
+    event.add("dtstart", start)
+    event.add("dtend", start + event_length(row.kind))
+    event.add("summary", summary)
+    if lines:
+        event.add("description", "\n".join(lines))
+    event.add("categories", [row.kind])
+    event.add("status", _STATUS.get(row.status, "TENTATIVE"))
+    event.add("transp", "TRANSPARENT" if row.kind not in _EVENT_LENGTH else "OPAQUE")
+    return event
 
 
 def _local(instant: datetime, zone: tzinfo) -> datetime:
@@ -175,3 +159,37 @@ def _zone(name: str) -> tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
+
+
+def plan_calendar(file: RitualFile, deliveries: Sequence[Delivery], now: datetime) -> Calendar:
+    """The occurrences of planned `deliveries` as a calendar (``tend plan --format ics``):
+    one VEVENT per occurrence, with the UID the feed gives it."""
+    calendar = new_calendar("Tend rituals")
+    seen: dict[str, Occurrence] = {}
+    for delivery in deliveries:
+        seen.setdefault(delivery.occurrence.key, delivery.occurrence)
+    rituals = {r.id: r for r in file.rituals}
+    for occurrence in sorted(seen.values(), key=lambda o: (o.at, o.key)):
+        ritual = rituals[occurrence.ritual]
+        names = {
+            p.id: p.name
+            for h in file.households
+            for p in h.partners
+            if h.id == occurrence.household
+        }
+        summary = ritual.display_name.capitalize()
+        if occurrence.planners:
+            summary += f" ({' and '.join(names[p] for p in occurrence.planners)} plans)"
+        if occurrence.recipient:
+            summary += f" for {names[occurrence.recipient]}"
+        event = Event()
+        event.add("uid", f"{occurrence.key}@tend")
+        event.add("dtstamp", now)
+        event.add("dtstart", occurrence.at)
+        event.add("dtend", occurrence.at + event_length(occurrence.kind))
+        event.add("summary", summary)
+        if occurrence.item:
+            event.add("description", occurrence.item)
+        event.add("categories", [occurrence.kind])
+        calendar.add_component(event)
+    return calendar

@@ -1,16 +1,14 @@
 """The dispatcher: claims due deliveries, sends each through its channel once, records it.
 
-A delivery moves ``pending -> sending -> sent | failed | missed | cancelled``. The claim is
-one short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several workers share
-the work without waiting on each other; a conditional UPDATE on SQLite, whose single worker
-is the only writer of claims). The provider call happens outside any transaction; its
-outcome is written afterwards, guarded by ``status = 'sending' AND claimed_by = me``.
+The ledger (:mod:`scheduler.ledger.claims`) claims atomically and writes every outcome
+guarded by the claim; :mod:`scheduler.dispatch.decide` says what each claim calls for. This
+module is the loop around them.
 
-Sends that went out are recorded in batches by the thread that claims: while the senders
-work, it writes every outcome they have queued in one transaction, then claims the next
+Sends that went out are recorded in batches by a thread of their own
+(:class:`~scheduler.dispatch.recorder.Recorder`), while the claiming thread claims the next
 batch before the last one is done, so the senders never wait for the database. A claim is
-renewed just before its send only when it has waited long enough that a reconciler could
-be near taking it.
+renewed just before its send only when it has waited long enough that a reconciler could be
+near taking it.
 
 A crash between the provider call and the write leaves the row in ``sending``;
 :meth:`Dispatcher.reconcile` asks the notifier whether it was sent (Twilio can list
@@ -27,167 +25,36 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, select, update
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.sql.dml import Update
-
 from config.model import mask_address
-from notifiers.base import (
-    Notifier,
-    NotifierError,
-    SendResult,
-    mask_addresses,
-)
+from notifiers.base import Notifier, NotifierError, SendResult, mask_addresses
 from notifiers.registry import NotifierSet
-from rituals.clock import TimeWindow, get_zone
-from rituals.planning import after_quiet_hours
-from scheduler.claims import Claim, fall_back, read_claims, read_claims_on
-from scheduler.ledger.rows import DeliveryRow, is_follow_up
+from scheduler.dispatch.decide import (
+    MAY_REPEAT,
+    SENT_AGAIN,
+    UNSURE,
+    after_failure,
+    decide,
+    still_unsure,
+)
+from scheduler.dispatch.recorder import RECORD_EVERY, Recorder, Sent
+from scheduler.dispatch.retry import RetryPolicy
+from scheduler.ledger import Busy, Ledger
+from scheduler.ledger.claims import Claim, SentRecord
+from scheduler.ledger.receipts import FAILED
 from scheduler.metrics import LATENESS, SEND_DURATION, SENDS
-from scheduler.optouts import record_opt_out
-from scheduler.receipts import FAILED, apply_matched, record_receipt
 
-__all__ = ["Claim", "Dispatcher", "RetryPolicy", "fall_back", "read_claims"]
+__all__ = ["MAY_REPEAT", "UNSURE", "Claim", "Dispatcher", "RetryPolicy"]
 
-log = logging.getLogger(__name__)
+# The name operators know it by (and filter its lines by), whatever the module's path.
+log = logging.getLogger("scheduler.dispatcher")
 
 Clock = Callable[[], datetime]
 
 RECORD_RETRIES = (0.5, 2.0, 5.0)  # seconds between tries to record an outcome
-RECORD_EVERY = 0.05  # seconds: sends that went out meanwhile are recorded together
-MAY_REPEAT = "interrupted while sending; the channel cannot tell, so it may repeat"
-# Prefix of last_error after a send that timed out once the request was out: the provider
-# may have it. The next attempt asks the provider first, when the channel can tell.
-UNSURE = "unsure whether sent: "
-SENT_AGAIN = (
-    "sent again after an interruption; the channel could not tell whether the first try "
-    "went out, so it may have arrived twice"
-)
-
-
-def _still_unsure(claim: Claim, error: str) -> str:
-    """`error` for a delivery put back without a send, keeping the mark of an earlier attempt
-    that may have gone out: the next attempt must still ask the provider first."""
-    return (UNSURE if (claim.last_error or "").startswith(UNSURE) else "") + error
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter: attempt n waits up to base * 2**(n-1), capped."""
-
-    max_attempts: int = 5
-    base: timedelta = timedelta(seconds=30)
-    cap: timedelta = timedelta(hours=1)
-
-    def delay(self, attempts: int, rng: random.Random, retry_after: float | None) -> timedelta:
-        ceiling = min(self.cap, self.base * (2 ** max(attempts - 1, 0)))
-        # Half fixed, half random ("equal jitter"): spreads a burst of retries out without
-        # ever retrying at once.
-        wait_for = ceiling / 2 + ceiling / 2 * rng.random()
-        if retry_after is not None:
-            wait_for = max(wait_for, timedelta(seconds=retry_after))
-        return timedelta(seconds=wait_for.total_seconds())
-
-
-# The record of a send, guarded as `_still_held` is: written only while the claim is as it
-# was read (still `sending`, claimed at the same instant, by this worker).
-_RECORD_SENT = (
-    update(DeliveryRow)
-    .where(
-        DeliveryRow.id == bindparam("b_id"),
-        DeliveryRow.status == "sending",
-        DeliveryRow.claimed_at == bindparam("b_claimed_at"),
-        DeliveryRow.claimed_by == bindparam("b_worker"),
-    )
-    .values(
-        status="sent",
-        claimed_by=None,
-        updated_at=bindparam("b_now", type_=DeliveryRow.updated_at.type),
-        attempts=bindparam("b_attempts", type_=DeliveryRow.attempts.type),
-        provider_id=bindparam("b_provider_id", type_=DeliveryRow.provider_id.type),
-        sent_at=bindparam("b_sent_at", type_=DeliveryRow.sent_at.type),
-        last_error=bindparam("b_last_error", type_=DeliveryRow.last_error.type),
-    )
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _Sent:
-    """A send that went out, waiting to be recorded."""
-
-    claim: Claim
-    values: dict[str, Any]
-    result: SendResult
-    has_receipts: bool
-
-
-class _Recorder:
-    """A thread of its own that writes the outcomes of sends as they come, a batch at a time:
-    what arrives within RECORD_EVERY of the first is written together. Not the claiming
-    thread, whose claim may wait on a lock (a long re-plan) while sends that went out would
-    wait unrecorded past the claim timeout, and be sent again by a reconciler."""
-
-    def __init__(self, write: Callable[[list[_Sent]], int]) -> None:
-        self._write = write
-        self._items: list[_Sent] = []
-        self._changed = threading.Condition()
-        self._queued = 0  # outcomes handed in, ever
-        self._handled = 0  # outcomes written (or given up on), ever
-        self._recorded = 0  # rows written, ever
-        self._hurry = 0  # flushes waiting: write at once, do not gather
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="tend-record", daemon=True)
-        self._thread.start()
-
-    def put(self, item: _Sent) -> None:
-        with self._changed:
-            self._items.append(item)
-            self._queued += 1
-            self._changed.notify_all()
-
-    def flush(self) -> int:
-        """Wait until everything handed in so far is written; return the rows written."""
-        with self._changed:
-            target, before = self._queued, self._recorded
-            self._hurry += 1
-            self._changed.notify_all()
-            try:
-                self._changed.wait_for(lambda: self._handled >= target or self._closed)
-            finally:
-                self._hurry -= 1
-            return self._recorded - before
-
-    def close(self) -> None:
-        """Write what is left, then stop the thread."""
-        self.flush()
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                self._changed.wait_for(lambda: bool(self._items) or self._closed)
-                if not self._items:
-                    return  # closed, and nothing left
-                # Gather what else comes meanwhile, unless someone is waiting for it.
-                self._changed.wait_for(lambda: self._hurry > 0 or self._closed, RECORD_EVERY)
-                batch, self._items = self._items, []
-            written = 0
-            try:
-                written = self._write(batch)
-            except Exception:  # _write logs its own failures; this is a last resort
-                log.exception("recording %d sends failed", len(batch))
-            finally:
-                with self._changed:
-                    self._handled += len(batch)
-                    self._recorded += written
-                    self._changed.notify_all()
 
 
 class Dispatcher:
@@ -195,7 +62,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        engine: Engine,
+        ledger: Ledger,
         notifiers: NotifierSet,
         worker_id: str,
         *,
@@ -206,7 +73,7 @@ class Dispatcher:
         claim_timeout: timedelta = timedelta(minutes=5),
         rng: random.Random | None = None,
     ) -> None:
-        self.engine = engine
+        self.ledger = ledger
         self.notifiers = notifiers
         self.worker_id = worker_id
         self.clock = clock
@@ -217,7 +84,7 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=senders, thread_name_prefix="tend-send")
-        self._recorder = _Recorder(self._record)
+        self._recorder = Recorder(self._record)
         self._stopping = threading.Event()
         self._run_lock = threading.Lock()
 
@@ -233,6 +100,10 @@ class Dispatcher:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    @property
+    def stopping_event(self) -> threading.Event:
+        return self._stopping
 
     def close(self) -> None:
         self.stop()
@@ -273,27 +144,13 @@ class Dispatcher:
         return self.claim(now, self.batch_size)
 
     def next_due(self) -> datetime | None:
-        with self.engine.connect() as connection:
-            value: datetime | None = connection.execute(
-                select(func.min(DeliveryRow.next_attempt_at)).where(DeliveryRow.status == "pending")
-            ).scalar_one()
-            return value
+        return self.ledger.claims.next_due()
 
     # ------------------------------------------------------------------ claiming
 
     def mark_missed(self, now: datetime) -> int:
         """Pending deliveries past their grace are missed: never sent late (DESIGN.md)."""
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                update(DeliveryRow)
-                .where(DeliveryRow.status == "pending", DeliveryRow.expires_at < now)
-                .values(
-                    status="missed",
-                    last_error="not sent within the ritual's grace",
-                    updated_at=now,
-                )
-            )
-        count = int(result.rowcount or 0)
+        count = self.ledger.claims.mark_missed(now)
         if count:
             log.warning("%d deliveries missed: due longer ago than their grace", count)
         return count
@@ -302,30 +159,7 @@ class Dispatcher:
         """Atomically move up to `limit` due deliveries to ``sending`` under this worker."""
         if self.stopping:
             return []
-        # A MATERIALIZED CTE on PostgreSQL: as a plain subquery the planner may run it once
-        # per candidate row (a nested loop, chosen on a freshly planned ledger without
-        # statistics), so the LIMIT applies to each run and one claim took every due row.
-        due = (
-            select(DeliveryRow.id)
-            .where(DeliveryRow.status == "pending", DeliveryRow.next_attempt_at <= now)
-            .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .cte("due")
-            .prefix_with("MATERIALIZED", dialect="postgresql")
-        )
-        with self.engine.begin() as connection:
-            ids = list(
-                connection.execute(
-                    update(DeliveryRow)
-                    .where(DeliveryRow.id.in_(select(due.c.id)), DeliveryRow.status == "pending")
-                    .values(
-                        status="sending", claimed_by=self.worker_id, claimed_at=now, updated_at=now
-                    )
-                    .returning(DeliveryRow.id)
-                ).scalars()
-            )
-            return read_claims_on(connection, ids)
+        return self.ledger.claims.claim(self.worker_id, now, limit)
 
     # ------------------------------------------------------------------ one delivery
 
@@ -344,7 +178,7 @@ class Dispatcher:
                 claim,
                 status="failed" if gave_up else "pending",
                 attempts=attempts,
-                last_error=_still_unsure(claim, "internal error; see the worker's log"),
+                last_error=still_unsure(claim, "internal error; see the worker's log"),
                 next_attempt_at=self.clock() + self.retry.base,
             )
 
@@ -355,54 +189,26 @@ class Dispatcher:
             # stop takes one provider call at most, not a whole batch.
             return self._finish(claim, status="pending")
         now = self.clock()
-        if not (claim.household_active and claim.partner_active):
-            return self._finish(claim, status="cancelled", last_error="no longer in the file")
-        if is_follow_up(claim.role) and (claim.occurrence_status != "open" or claim.partner_done):
-            done = "done by this partner" if claim.partner_done else claim.occurrence_status
-            return self._finish(
-                claim,
-                status="cancelled",
-                last_error=f"no reminder needed: the occurrence is {done}",
-            )
-        if claim.occurrence_status in ("cancelled", "skipped"):
-            return self._finish(
-                claim, status="cancelled", last_error=f"occurrence {claim.occurrence_status}"
-            )
-        if claim.paused_until is not None and now < claim.paused_until:
-            return self._finish(claim, status="cancelled", last_error="household paused")
-        if now > claim.expires_at:
-            return self._finish(
-                claim, status="missed", last_error="not sent within the ritual's grace"
-            )
-        if claim.opted_out(claim.channel):
-            moved = self._fall_back(claim, now)
-            log.info(
-                "delivery %d: %s/%s opted out of %s; %s",
-                claim.id,
-                claim.household_id,
-                claim.partner_key,
-                claim.channel,
-                f"sending by {moved} instead" if moved else "no other channel: not sent",
-            )
-            return self._finish(
-                claim, status="cancelled", last_error=f"opted out of {claim.channel}"
-            )
-        if claim.quiet_hours:
-            later = after_quiet_hours(
-                now, TimeWindow.parse(claim.quiet_hours), get_zone(claim.timezone)
-            )
-            if later > now:
-                if later > claim.expires_at:
-                    return self._finish(
-                        claim,
-                        status="missed",
-                        last_error="quiet hours until after the ritual's grace",
-                    )
+        step = decide(claim, now)
+        match step.action:
+            case "cancel":
+                return self._finish(claim, status="cancelled", last_error=step.reason)
+            case "miss":
+                return self._finish(claim, status="missed", last_error=step.reason)
+            case "move":
+                moved = self.ledger.claims.fall_back(claim, now)
+                log.info(
+                    "delivery %d: %s/%s opted out of %s; %s",
+                    claim.id,
+                    claim.household_id,
+                    claim.partner_key,
+                    claim.channel,
+                    f"sending by {moved} instead" if moved else "no other channel: not sent",
+                )
+                return self._finish(claim, status="cancelled", last_error=step.reason)
+            case "wait":
                 return self._finish(
-                    claim,
-                    status="pending",
-                    next_attempt_at=later,
-                    last_error=_still_unsure(claim, "waiting for the end of quiet hours"),
+                    claim, status="pending", next_attempt_at=step.until, last_error=step.reason
                 )
         held = self._hold(claim, now)
         if held is None:
@@ -412,17 +218,6 @@ class Dispatcher:
             )
             return "lost"
         return self._send(held)
-
-    def _still_held(self, claim: Claim, *, by_anyone: bool = False) -> Update:
-        """An UPDATE of `claim`'s row that matches only while the claim is as it was read:
-        still `sending`, claimed at the same instant (and by this worker, unless
-        `by_anyone`, for the reconciler)."""
-        statement = update(DeliveryRow).where(
-            DeliveryRow.id == claim.id,
-            DeliveryRow.status == "sending",
-            DeliveryRow.claimed_at == claim.claimed_at,
-        )
-        return statement if by_anyone else statement.where(DeliveryRow.claimed_by == self.worker_id)
 
     def _hold(self, claim: Claim, now: datetime) -> Claim | None:
         """Renew the claim just before the provider call; None if it is no longer ours.
@@ -435,9 +230,8 @@ class Dispatcher:
             # Too young for any reconciler (which takes claims older than the timeout) to
             # have taken, with nine tenths of the timeout left for the send: no write.
             return claim
-        with self.engine.begin() as connection:
-            result = connection.execute(self._still_held(claim).values(claimed_at=now))
-        return replace(claim, claimed_at=now) if result.rowcount else None
+        renewed = self.ledger.claims.renew(claim, self.worker_id, now)
+        return replace(claim, claimed_at=now) if renewed else None
 
     def _send(self, claim: Claim) -> str:
         attempts = claim.attempts + 1
@@ -468,7 +262,7 @@ class Dispatcher:
         # Queued first, before anything that could raise: a send that went out is never put
         # back to pending. The recorder's thread writes it with others.
         self._recorder.put(
-            _Sent(
+            Sent(
                 claim,
                 {
                     "status": "sent",
@@ -495,7 +289,7 @@ class Dispatcher:
         that wrote."""
         return self._recorder.flush()
 
-    def _record(self, batch: list[_Sent]) -> int:
+    def _record(self, batch: list[Sent]) -> int:
         """Write a batch of sends that went out, in one transaction; return how many rows.
 
         Each row is written only if the claim is still this worker's (the same guard as
@@ -506,12 +300,12 @@ class Dispatcher:
         pending here.
         """
         now = self.clock()
-        recorded: list[_Sent] = []
+        recorded: list[Sent] = []
         for pause in (*RECORD_RETRIES, None):
             try:
                 recorded = self._write_sent(batch, now)
                 break
-            except OperationalError as exc:
+            except Busy as exc:
                 if pause is None:
                     log.error(
                         "recording %d sends failed (%s); they stay in 'sending' until the "
@@ -538,48 +332,32 @@ class Dispatcher:
         self._after_recorded(recorded, now)
         return len(recorded)
 
-    def _write_sent(self, batch: Sequence[_Sent], now: datetime) -> list[_Sent]:
-        """One statement, built once, run for the whole batch (the driver's executemany):
-        built per row, statements cost more CPU than the sends themselves."""
-        rows = [
-            {
-                "b_id": item.claim.id,
-                "b_claimed_at": item.claim.claimed_at,
-                "b_worker": self.worker_id,
-                "b_now": now,
-                "b_attempts": item.values["attempts"],
-                "b_provider_id": item.values["provider_id"],
-                "b_sent_at": item.values["sent_at"],
-                "b_last_error": item.values["last_error"],
-            }
-            for item in batch
-        ]
-        with self.engine.begin() as connection:
-            result = connection.execute(_RECORD_SENT, rows)
-            if connection.dialect.supports_sane_multi_rowcount and result.rowcount == len(rows):
-                return list(batch)
-            # Some claims were reconciled meanwhile (or the driver cannot count): which?
-            found: dict[int, str | None] = {
-                row.id: row.provider_id
-                for row in connection.execute(
-                    select(DeliveryRow.id, DeliveryRow.provider_id).where(
-                        DeliveryRow.id.in_([item.claim.id for item in batch]),
-                        DeliveryRow.status == "sent",
+    def _write_sent(self, batch: Sequence[Sent], now: datetime) -> list[Sent]:
+        written = set(
+            self.ledger.claims.record_sent(
+                self.worker_id,
+                now,
+                [
+                    SentRecord(
+                        item.claim,
+                        item.values["attempts"],
+                        item.values["provider_id"],
+                        item.values["sent_at"],
+                        item.values["last_error"],
                     )
-                )
-            }
-        recorded = []
+                    for item in batch
+                ],
+            )
+        )
         for item in batch:
-            if item.claim.id in found and found[item.claim.id] == item.values["provider_id"]:
-                recorded.append(item)
-            else:
+            if item.claim.id not in written:
                 log.warning(
                     "delivery %d: outcome 'sent' not recorded: the claim was reconciled meanwhile",
                     item.claim.id,
                 )
-        return recorded
+        return [item for item in batch if item.claim.id in written]
 
-    def _after_recorded(self, items: Sequence[_Sent], now: datetime) -> None:
+    def _after_recorded(self, items: Sequence[Sent], now: datetime) -> None:
         """Now that these messages' ids are recorded: the provider's final word on them, if
         it came first (a receipt held for that id, or a lookup that found it failed)."""
         ours = [i for i in items if i.has_receipts and i.result.provider_id]
@@ -588,10 +366,9 @@ class Dispatcher:
                 self._receipt(item, now)
         self._held_receipts([i for i in ours if i.result.status not in FAILED], now)
 
-    def _receipt(self, item: _Sent, now: datetime) -> None:
+    def _receipt(self, item: Sent, now: datetime) -> None:
         try:
-            record_receipt(
-                self.engine,
+            self.ledger.receipts.record(
                 channel=item.claim.channel,
                 provider_id=item.result.provider_id or "",
                 status=item.result.status or "",
@@ -601,13 +378,13 @@ class Dispatcher:
         except Exception:
             log.exception("delivery %d: its provider status was not recorded", item.claim.id)
 
-    def _held_receipts(self, items: Sequence[_Sent], now: datetime) -> None:
+    def _held_receipts(self, items: Sequence[Sent], now: datetime) -> None:
         """Receipts held for messages whose ids are recorded by now: the same pass as the
         reconciler's, each applied on its own, so one that fails does not lose the others."""
         if not items:
             return
         try:
-            apply_matched(self.engine, now)
+            self.ledger.receipts.apply_matched(now)
         except Exception:
             log.exception("could not look for held provider receipts")
 
@@ -643,29 +420,26 @@ class Dispatcher:
     def _failed(self, claim: Claim, original: NotifierError, attempts: int, where: str) -> str:
         now = self.clock()
         # A provider's error text may quote the number or address: never log or store it.
-        error = mask_addresses(str(original))
-        if original.unsure:
-            error = UNSURE + error
-        if original.opt_out:
+        failure = after_failure(
+            original, mask_addresses(str(original)), attempts, self.retry.max_attempts
+        )
+        error = failure.error
+        if failure.kind == "opted_out":
             log.warning("%s: recipient opted out (%s)", where, error)
             SENDS.labels(channel=claim.channel, outcome="opted_out").inc()
-            self._record_opt_out(claim, now)
-            self._fall_back(claim, now)
-            return self._finish(claim, status="failed", attempts=attempts, last_error=error)
-        if original.permanent:
+            self.ledger.partners.record_opt_out(
+                claim.household_id, claim.partner_key, claim.channel, now
+            )
+        elif failure.kind == "permanent":
             log.warning("%s: permanent failure: %s", where, error)
             SENDS.labels(channel=claim.channel, outcome="permanent").inc()
-            self._fall_back(claim, now)
-            return self._finish(claim, status="failed", attempts=attempts, last_error=error)
-        if attempts >= self.retry.max_attempts:
+        elif failure.kind == "gave_up":
             log.warning("%s: giving up after %d attempts: %s", where, attempts, error)
             SENDS.labels(channel=claim.channel, outcome="gave_up").inc()
-            return self._finish(
-                claim,
-                status="failed",
-                attempts=attempts,
-                last_error=f"gave up after {attempts} attempts: {error}",
-            )
+        if failure.falls_back:
+            self.ledger.claims.fall_back(claim, now)
+        if failure.kind != "retry":
+            return self._finish(claim, status="failed", attempts=attempts, last_error=error)
         SENDS.labels(channel=claim.channel, outcome="transient").inc()
         with self._rng_lock:
             delay = self.retry.delay(attempts, self._rng, original.retry_after)
@@ -690,15 +464,15 @@ class Dispatcher:
         now = self.clock()
         if status != "sending":
             values.update(claimed_by=None)
-        statement = self._still_held(claim).values(status=status, updated_at=now, **values)
         # After a send, losing the record to a passing database error would leave the row in
         # `sending` and get it sent again by a channel that cannot tell: try a few times.
         for pause in (*RECORD_RETRIES, None):
             try:
-                with self.engine.begin() as connection:
-                    result = connection.execute(statement)
+                written = self.ledger.claims.finish(
+                    claim, self.worker_id, now, {"status": status, **values}
+                )
                 break
-            except OperationalError as exc:
+            except Busy as exc:
                 if pause is None:
                     raise
                 log.warning(
@@ -708,20 +482,13 @@ class Dispatcher:
                     type(exc.orig).__name__,
                 )
                 time.sleep(pause)
-        if not result.rowcount:
+        if not written:
             log.warning(
                 "delivery %d: outcome %r not recorded: the claim was reconciled meanwhile",
                 claim.id,
                 status,
             )
         return status
-
-    def _record_opt_out(self, claim: Claim, now: datetime) -> None:
-        with self.engine.begin() as connection:
-            record_opt_out(connection, claim.household_id, claim.partner_key, claim.channel, now)
-
-    def _fall_back(self, claim: Claim, now: datetime) -> str | None:
-        return fall_back(self.engine, claim, now)
 
     # ------------------------------------------------------------------ crash recovery
 
@@ -733,20 +500,15 @@ class Dispatcher:
         up with the notifier: sent -> recorded as sent; not sent, or cannot tell -> pending.
         """
         now = self.clock()
-        stale = select(DeliveryRow.id).where(DeliveryRow.status == "sending")
-        if not everything:
-            stale = stale.where(DeliveryRow.claimed_at < now - self.claim_timeout)
-        with self.engine.connect() as connection:
-            ids = list(connection.execute(stale).scalars())
         settled = 0
-        for claim in read_claims(self.engine, ids):
+        for claim in self.ledger.claims.stale(now, None if everything else self.claim_timeout):
             try:
                 settled += self._reconcile_one(claim, now)
             except Exception:
                 # One row the database will not take must not keep the others in `sending`.
                 log.exception("delivery %d: could not be reconciled", claim.id)
         try:
-            apply_matched(self.engine, now)
+            self.ledger.receipts.apply_matched(now)
         except Exception:
             log.exception("held provider receipts were not looked at")
         return settled
@@ -796,15 +558,9 @@ class Dispatcher:
                 )
         settled = self._settle(claim, now, **values)
         if found is not None and settled:
-            self._after_recorded([_Sent(claim, values, found, notifier.has_receipts)], now)
+            self._after_recorded([Sent(claim, values, found, notifier.has_receipts)], now)
         return settled
 
     def _settle(self, claim: Claim, now: datetime, **values: Any) -> int:
         """Record a reconciled claim's outcome, whoever holds it."""
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                self._still_held(claim, by_anyone=True).values(
-                    claimed_by=None, updated_at=now, **values
-                )
-            )
-        return int(result.rowcount or 0)
+        return int(self.ledger.claims.finish(claim, None, now, {"claimed_by": None, **values}))

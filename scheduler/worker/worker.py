@@ -18,7 +18,6 @@ On PostgreSQL several workers share the dispatch; planning is done by the one ho
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import socket
@@ -29,34 +28,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, cast
 
-import psycopg
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
-from sqlalchemy import Connection, Engine, func, select, text, update
 
-from config.loader import RitualFileError, load_ritual_file, parse_ritual_file
-from config.model import RitualFile
 from notifiers.registry import NotifierSet
 from rituals.planning import Plan
-from scheduler.dispatcher import Dispatcher, RetryPolicy
-from scheduler.ledger.engine import dialect_insert, is_postgres, is_sqlite
-from scheduler.ledger.rows import WorkerHeartbeatRow
-from scheduler.ledger.schema import ensure_schema
-from scheduler.planner import (
-    DEFAULT_HORIZON_DAYS,
-    file_hash,
-    last_good_file,
-    plan_horizon,
-    sync_file,
-)
+from scheduler.dispatch import Dispatcher, RetryPolicy
+from scheduler.ledger import Ledger
+from scheduler.planner import DEFAULT_HORIZON_DAYS, plan_horizon, sync_file
+from scheduler.source import FileSource
 
 __all__ = ["AlreadyRunning", "Worker", "WorkerOptions"]
 
-log = logging.getLogger(__name__)
+# The name operators know it by (and filter its lines by), whatever the module's path.
+log = logging.getLogger("scheduler.service")
 
-# pg_try_advisory_lock key for "the planner": any fixed 64-bit number, Tend's own.
-PLANNER_LOCK_KEY = 0x74656E64_706C616E  # b"tendplan"
 HEARTBEAT_SECONDS = 15
 POLL_SECONDS = 30
 PLAN_SECONDS = 3600
@@ -64,7 +51,6 @@ WATCH_SECONDS = 5
 RECONCILE_SECONDS = 60
 TAKE_OVER_SECONDS = 60
 BUSY_RETRY = timedelta(seconds=2)
-NOTIFY_CHANNEL = "tend_planned"
 LISTEN_TIMEOUT_SECONDS = 1.0
 
 
@@ -107,24 +93,26 @@ class WorkerOptions:
 
 class Worker:
     """Plans and dispatches. :meth:`start` returns once the scheduler runs; :meth:`stop`
-    stops claiming, lets sends in flight finish and returns."""
+    stops claiming, lets sends in flight finish and returns.
+
+    `source` is the ritual file; started here unless its owner (the CLI) already did."""
 
     def __init__(
         self,
-        engine: Engine,
-        config_path: Path,
+        ledger: Ledger,
+        source: FileSource,
         notifiers: NotifierSet,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         options: WorkerOptions | None = None,
     ) -> None:
-        self.engine = engine
-        self.config_path = config_path
+        self.ledger = ledger
+        self.source = source
         self.clock = clock
         self.options = options or WorkerOptions()
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.dispatcher = Dispatcher(
-            engine,
+            ledger,
             notifiers,
             self.worker_id,
             clock=clock,
@@ -135,14 +123,9 @@ class Worker:
         )
         self.notifiers = notifiers
         self._scheduler = _Scheduler(timezone=UTC)
-        self._file: RitualFile | None = None
-        self._hash: str | None = None
-        self._text: str | None = None
-        self._problems: str | None = None  # the broken file's errors, logged once
-        self._seen: str | None = None  # the file's bytes' hash at the last look
         self._plan_lock = threading.Lock()
         self._lock_file: IO[str] | None = None
-        self._leader_connection: Connection | None = None
+        self._planner_lock = ledger.planner_lock()
         self.leader = False
         self._listener: threading.Thread | None = None
         self._arm_lock = threading.Lock()
@@ -153,21 +136,35 @@ class Worker:
 
     def start(self) -> None:
         """Check the schema, take the locks, plan, settle crashes, then run the jobs."""
-        if is_sqlite(self.engine):
+        if self.ledger.is_sqlite:
             self._lock_sqlite()  # before migrating: a second worker must not touch the schema
-        ensure_schema(self.engine)
-        self._seen = self._fingerprint()
-        self._file = self._load_file(initial=True)
+        self.ledger.ensure_schema()
+        if not self.source.started:
+            self.source.start()
+        if self.source.synced_at is not None and self.source.problems:
+            log.error(
+                "the ritual file has errors; running on the last good one, synced %s:\n%s",
+                f"{self.source.synced_at:%Y-%m-%d %H:%M} UTC",
+                "\n".join(self.source.problems),
+            )
         self._is_leader()
         self._beat()
         self.plan()
         # On SQLite this is the only worker: anything in `sending` was interrupted.
-        self.dispatcher.reconcile(everything=is_sqlite(self.engine))
+        self.dispatcher.reconcile(everything=self.ledger.is_sqlite)
+        self._add_jobs()
+        self._scheduler.start()
+        if self.ledger.is_postgres:
+            self._listener = threading.Thread(target=self._listen, name="tend-listen", daemon=True)
+            self._listener.start()
+        log.info("worker %s started (leader: %s)", self.worker_id, self.leader)
+
+    def _add_jobs(self) -> None:
         now = self.clock()
         s = self._scheduler
         s.add_job(self.plan, "interval", seconds=PLAN_SECONDS, id="plan", coalesce=True)
         s.add_job(self.watch, "interval", seconds=WATCH_SECONDS, id="watch", coalesce=True)
-        if is_postgres(self.engine):
+        if self.ledger.is_postgres:
             # A worker that is not the planner checks each minute whether the planner is gone.
             s.add_job(self.take_over, "interval", seconds=TAKE_OVER_SECONDS, id="take-over")
         s.add_job(self.dispatch, "interval", seconds=POLL_SECONDS, id="poll", coalesce=True)
@@ -176,11 +173,6 @@ class Worker:
         every = max(1.0, min(RECONCILE_SECONDS, self.options.claim_timeout.total_seconds() / 2))
         s.add_job(self.reconcile, "interval", seconds=every, id="reconcile")
         s.add_job(self.dispatch, "date", run_date=now, id="wake-0", misfire_grace_time=None)
-        s.start()
-        if is_postgres(self.engine):
-            self._listener = threading.Thread(target=self._listen, name="tend-listen", daemon=True)
-            self._listener.start()
-        log.info("worker %s started (leader: %s)", self.worker_id, self.leader)
 
     def stop(self) -> None:
         """Stop claiming; wait for sends in flight; record the stop. Idempotent."""
@@ -199,12 +191,7 @@ class Worker:
             self._listener.join(timeout=LISTEN_TIMEOUT_SECONDS * 2)
             self._listener = None
         try:
-            with self.engine.begin() as connection:
-                connection.execute(
-                    update(WorkerHeartbeatRow)
-                    .where(WorkerHeartbeatRow.worker_id == self.worker_id)
-                    .values(stopped_at=self.clock(), leader=False)
-                )
+            self.ledger.workers.stopped(self.worker_id, self.clock())
         except Exception:  # the database may be what went away
             log.exception("could not record the worker's stop")
         self._release_leadership()
@@ -218,13 +205,14 @@ class Worker:
     def plan(self) -> None:
         """Sync the file and plan the horizon, if this process is the planner."""
         with self._plan_lock:
-            if self._file is None or not self._is_leader():
+            file = self.source.file
+            if file is None or not self._is_leader():
                 return
             now = self.clock()
-            synced = sync_file(self.engine, self._file, now, text=self._text)
+            synced = sync_file(self.ledger, file, now, text=self.source.text)
             report = plan_horizon(
-                self.engine,
-                Plan(self._file),
+                self.ledger,
+                Plan(file),
                 now,
                 generation=synced.generation,
                 changed=synced.changed,
@@ -237,22 +225,14 @@ class Worker:
                 report.generation,
                 f", {report.cancelled} cancelled" if report.cancelled else "",
             )
-            if is_postgres(self.engine) and report.deliveries:
+            if self.ledger.is_postgres and report.deliveries:
                 # Wake the other workers: their next wake-up may be later than this work.
-                with self.engine.begin() as connection:
-                    connection.execute(select(func.pg_notify(NOTIFY_CHANNEL, self.worker_id)))
+                self.ledger.workers.announce(self.worker_id)
         self._arm()
 
     def watch(self) -> None:
         """Re-plan when the ritual file's content changed; keep the old one if it is broken."""
-        seen = self._fingerprint()
-        if seen is not None and seen == self._seen:
-            return  # the same bytes as at the last look: no need to parse them again
-        self._seen = seen
-        loaded = self._load_file(initial=False)
-        if loaded is not None and file_hash(loaded) != self._hash:
-            self._file = loaded
-            self._hash = file_hash(loaded)
+        if self.source.refresh():
             if self.leader:
                 log.info("ritual file changed; planning again")
             self.plan()
@@ -279,17 +259,7 @@ class Worker:
 
     def _listen(self) -> None:
         """PostgreSQL: re-arm when the planner (in any process) announces new work."""
-        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        while not self.dispatcher.stopping:
-            try:
-                with psycopg.connect(url, autocommit=True) as connection:
-                    connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    while not self.dispatcher.stopping:
-                        for _ in connection.notifies(timeout=LISTEN_TIMEOUT_SECONDS, stop_after=1):
-                            self._arm()
-            except psycopg.Error as exc:
-                log.warning("listening for new work failed (%s); the 30 s poll covers it", exc)
-                self.dispatcher.wait_stopping(5)
+        self.ledger.listen(self.dispatcher.stopping_event, self._arm, LISTEN_TIMEOUT_SECONDS)
 
     def _arm(self, *, busy: bool = False) -> None:
         """Schedule a one-shot wake-up at the next due delivery, unless one comes sooner.
@@ -332,105 +302,26 @@ class Worker:
             "beat_at": now,
             "leader": self.leader,
         }
-        with self.engine.begin() as connection:
-            insert = dialect_insert(connection, WorkerHeartbeatRow)
-            connection.execute(
-                insert.values(values).on_conflict_do_update(
-                    index_elements=["worker_id"], set_={"beat_at": now, "leader": self.leader}
-                )
-            )
+        self.ledger.workers.beat(values, now, self.leader)
 
     # ------------------------------------------------------------------ helpers
 
-    def _fingerprint(self) -> str | None:
-        """The file's bytes, hashed: far cheaper than parsing and checking them."""
-        try:
-            return hashlib.sha256(self.config_path.read_bytes()).hexdigest()
-        except OSError:
-            return None
-
-    def _load_file(self, *, initial: bool) -> RitualFile | None:
-        """The ritual file, or None (logged once per distinct problem) while it is broken.
-
-        At start, a broken file falls back to the last good one the ledger kept, so a routine
-        restart during a bad edit does not stop every message.
-        """
-        try:
-            loaded = load_ritual_file(self.config_path, today=self.clock())
-        except RitualFileError as exc:
-            problems = "\n".join(exc.lines())
-            if initial:
-                kept = last_good_file(self.engine)
-                if kept is None:
-                    raise
-                text, synced_at = kept
-                log.error(
-                    "the ritual file has errors; running on the last good one, synced %s:\n%s",
-                    f"{synced_at:%Y-%m-%d %H:%M} UTC",
-                    problems,
-                )
-                loaded = parse_ritual_file(  # judged as of its sync, when it was good
-                    text, name=f"{self.config_path} (last good)", today=synced_at
-                )
-                self._problems = problems
-            else:
-                if problems != self._problems:
-                    log.error(
-                        "the ritual file has errors; still running on the last good one:\n%s",
-                        problems,
-                    )
-                    self._problems = problems
-                return None
-        else:
-            if self._problems is not None:
-                log.info("the ritual file is good again")
-                self._problems = None
-        if initial:
-            self._hash = file_hash(loaded.file)
-        self._text = loaded.text
-        return loaded.file
-
     def _is_leader(self) -> bool:
-        if not is_postgres(self.engine):
+        if not self.ledger.is_postgres:
             self.leader = True
             return True
-        if self._leader_connection is not None:
-            try:
-                self._leader_connection.execute(text("SELECT 1"))
-                self._leader_connection.commit()
-                return True
-            except Exception:
-                log.warning("lost the planner lock's connection; trying to take it again")
-                self._release_leadership()
-        connection = self.engine.connect()
-        got = connection.execute(select(func.pg_try_advisory_lock(PLANNER_LOCK_KEY))).scalar_one()
-        connection.commit()
-        if got:
-            self._leader_connection = connection
-            self.leader = True
+        held, taken = self._planner_lock.hold()
+        self.leader = held
+        if taken:
             log.info("this worker is the planner (holds the advisory lock)")
-        else:
-            connection.close()
-        return bool(got)
+        return held
 
     def _release_leadership(self) -> None:
-        connection, self._leader_connection = self._leader_connection, None
         self.leader = False
-        if connection is None:
-            return
-        # Closing would only return the connection to the pool, still holding the
-        # session-level lock: unlock, and drop the connection for good.
-        try:
-            connection.execute(select(func.pg_advisory_unlock(PLANNER_LOCK_KEY)))
-            connection.commit()
-        except Exception:
-            log.warning("could not release the planner lock; dropping its connection")
-        finally:
-            connection.invalidate()
-            connection.close()
+        self._planner_lock.release()
 
     def _lock_sqlite(self) -> None:
-        database = self.engine.url.database or "tend.db"
+        database = self.ledger.sqlite_path or Path("tend.db")
         path = Path(f"{database}.worker-lock")
         handle = path.open("a+", encoding="utf-8")
         try:

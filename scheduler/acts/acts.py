@@ -1,0 +1,270 @@
+"""The one path for "a partner did X": done, skip, snooze, pause, resume, opt-out and
+opt-in, each recorded in the transaction it is given and returning what happened.
+
+The SMS webhook and ``tend reply`` (:mod:`scheduler.acts.replies`) and the e-mail's confirm
+link (``tend web``) all come here; what the partner is told is
+:mod:`scheduler.acts.wording`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from config.model import RitualFile
+from scheduler.acts.targets import EARLY, Open
+from scheduler.ledger import Records
+from scheduler.ledger.completions import Confirmed, Skipped
+from scheduler.reports.streaks import rules_for
+
+__all__ = [
+    "MAX_SNOOZES",
+    "Done",
+    "Look",
+    "Snoozed",
+    "confirm",
+    "look",
+    "needs_for",
+    "opt_in",
+    "opt_out",
+    "pause",
+    "resume",
+    "skip",
+    "snooze",
+    "too_early",
+    "unsubscribe",
+]
+
+MAX_SNOOZES = 3  # per partner and occurrence
+
+
+def too_early(at: datetime, now: datetime) -> bool:
+    """Whether an occurrence at `at` is still too far ahead to be confirmed at `now`."""
+    return at > now + EARLY
+
+
+def needs_for(
+    file: RitualFile | None, household: str, ritual: str, recipient: str
+) -> frozenset[str]:
+    """Who must confirm an occurrence of `ritual` before it counts: everyone it is for, for
+    a ``streak = "both"`` ritual; nobody's confirmation is waited for otherwise (nor for a
+    ritual or household the file no longer has)."""
+    if file is None or household not in {h.id for h in file.households}:
+        return frozenset()
+    found = next((r for r in file.rituals if r.id == ritual), None)
+    if found is None or found.streak != "both":
+        return frozenset()
+    return rules_for(file, household, found, recipient or None).audience
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A confirmation, as recorded (or, from :func:`look`, as it would be)."""
+
+    confirmed: Confirmed
+    needs: frozenset[str] = frozenset()
+
+    @property
+    def counts(self) -> bool:
+        """Everyone who must confirm has."""
+        return self.needs <= self.confirmed.confirmed_by
+
+    @property
+    def waiting(self) -> frozenset[str]:
+        return self.needs - self.confirmed.confirmed_by
+
+
+def confirm(
+    tx: Records,
+    *,
+    household: str,
+    partner: str,
+    occurrence: int,
+    at: datetime,
+    source: str,
+    needs: frozenset[str],
+    raw_text: str | None = None,
+) -> Done:
+    """`partner` did `occurrence`: recorded once (``already`` after that). It is
+    ``confirmed`` for the household once everyone in `needs` (see :func:`needs_for`) has."""
+    done = tx.completions.confirm(
+        household=household,
+        occurrence=occurrence,
+        partner=partner,
+        at=at,
+        source=source,
+        raw_text=raw_text,
+        needs=needs,
+    )
+    return Done(done, needs)
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """What a confirm link would do now: ``unknown`` (no such occurrence or partner),
+    ``not_yet`` (it happens at `at`; nothing to confirm before), or ``ready`` (`done` says
+    what a confirmation would record, or that there is none to make)."""
+
+    state: Literal["unknown", "not_yet", "ready"]
+    done: Done | None = None
+    at: datetime | None = None
+
+
+def look(
+    tx: Records,
+    file: RitualFile | None,
+    *,
+    household: str,
+    partner: str,
+    occurrence: int,
+    now: datetime,
+) -> Look:
+    """What confirming `occurrence` for `partner` would do at `now`; reads only."""
+    seen = tx.completions.look_before_confirming(
+        household=household, occurrence=occurrence, partner=partner
+    )
+    if seen.outcome == "unknown":
+        return Look("unknown")
+    found = tx.occurrences.find(occurrence)
+    if found is None:
+        return Look("ready", Done(seen))
+    needs = needs_for(file, household, found.ritual, found.recipient)
+    if found.status != "cancelled" and too_early(found.at, now):
+        # A plan-ahead message's link: nothing to confirm before it happens.
+        return Look("not_yet", at=found.at)
+    return Look("ready", Done(seen, needs))
+
+
+def skip(
+    tx: Records,
+    *,
+    household: str,
+    partner: str,
+    target: Open,
+    at: datetime,
+    source: str,
+    reason: str | None,
+) -> Skipped:
+    """`partner` skips `target`: it is marked skipped, its messages still to come are
+    cancelled, and a freeze is used when one is left."""
+    return tx.completions.skip(
+        household=household,
+        occurrence=target.occurrence,
+        partner=partner,
+        at=at,
+        source=source,
+        reason=reason,
+        freezes_per_month=target.ritual.freezes_per_month,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Snoozed:
+    """``moved``: a snoozed copy still waiting comes at the new time; ``added``: a new one;
+    ``limit``: the partner has snoozed it :data:`MAX_SNOOZES` times."""
+
+    outcome: Literal["moved", "added", "limit"]
+
+
+def snooze(
+    tx: Records, *, household: str, partner: str, target: Open, due: datetime, now: datetime
+) -> Snoozed:
+    """The message `target` is about comes again at `due` (at most :data:`MAX_SNOOZES`)."""
+    roles = tx.occurrences.snoozes(target.occurrence, partner)
+    waiting = [r for r in roles if r.status == "pending"]
+    values = {
+        "due_at": due,
+        "next_attempt_at": due,
+        "expires_at": due + target.ritual.grace,
+        "updated_at": now,
+    }
+    if waiting:
+        tx.occurrences.move_snooze(waiting[0].id, values)
+        return Snoozed("moved")
+    if len(roles) >= MAX_SNOOZES:
+        return Snoozed("limit")
+    tx.occurrences.add_snooze(
+        occurrence=target.occurrence,
+        channel=target.last_channel,
+        body=target.last_body,
+        subject=target.last_subject,
+        household=household,
+        partner=partner,
+        number=len(roles) + 1,
+        now=now,
+        values=values,
+    )
+    return Snoozed("added")
+
+
+def _freezes(file: RitualFile, household: str) -> dict[str, int]:
+    return {
+        r.id: r.freezes_per_month
+        for r in file.rituals
+        if r.households is None or household in r.households
+    }
+
+
+def pause(
+    tx: Records,
+    file: RitualFile,
+    *,
+    household: str,
+    partner: str,
+    now: datetime,
+    length: timedelta,
+) -> datetime:
+    """A vacation for the household until ``now + length`` (one in force is made longer or
+    shorter); returns its end."""
+    end = now + length
+    paused_until = tx.completions.paused_until(household)
+    if paused_until is not None and paused_until > now:
+        tx.completions.extend_pause(household, now, end)
+        if end < paused_until:  # a shorter pause: what it no longer covers
+            _unpaused(tx, file, household, end, paused_until)
+    else:
+        tx.completions.start_pause(household, partner, now, end)
+    tx.completions.set_paused_until(household, end, now)
+    return end
+
+
+def resume(tx: Records, file: RitualFile, *, household: str, now: datetime) -> bool:
+    """End the household's pause now; False when it was not paused."""
+    paused_until = tx.completions.paused_until(household)
+    if paused_until is None or paused_until <= now:
+        return False
+    tx.completions.extend_pause(household, now, now)
+    tx.completions.set_paused_until(household, None, now)
+    _unpaused(tx, file, household, now, paused_until)
+    return True
+
+
+def _unpaused(
+    tx: Records, file: RitualFile, household: str, start: datetime, end: datetime
+) -> None:
+    """Skips of occurrences in ``[start, end)``, no longer paused, get a freeze if one is
+    left (they needed none while the pause covered them)."""
+    freezes = _freezes(file, household)
+    tx.completions.unpaused(household, start, end, lambda ritual: freezes.get(ritual, 0))
+
+
+def opt_out(tx: Records, *, phone: str, now: datetime) -> None:
+    """The number opted out of texts (STOP): every partner with it."""
+    for household, partner in tx.partners.sharing_number(phone):
+        tx.partners.record_opt_out(household, partner, "sms", now)
+
+
+def opt_in(tx: Records, *, phone: str) -> bool:
+    """The number opted back in (START); False when none of its partners had opted out."""
+    back = False
+    for household, partner in tx.partners.sharing_number(phone):
+        if tx.partners.opted_out_at(household, partner, "sms") is not None:
+            back |= tx.partners.clear_opt_out(household, partner, "sms")
+    return back
+
+
+def unsubscribe(tx: Records, *, household: str, partner: str, channel: str, now: datetime) -> bool:
+    """The partner opted out of `channel` (an e-mail's unsubscribe link); False when the
+    ledger has no such partner."""
+    return tx.partners.record_opt_out(household, partner, channel, now)

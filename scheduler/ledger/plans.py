@@ -1,0 +1,310 @@
+"""The planner's reads and writes of occurrences and deliveries: what a chunk of households
+already has (the snapshot the change rules judge by), the upserts of what the file makes,
+and, after a change of the file, the cancellation of what it no longer makes.
+
+The rules themselves are :mod:`scheduler.planner.rules`; this module only runs statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, exists, or_, select, true, tuple_, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from scheduler.ledger.base import Bound
+from scheduler.ledger.engine import dialect_insert
+from scheduler.ledger.rows import (
+    MAY_HAVE_REACHED,
+    SNOOZE_ROLE,
+    DeliveryRow,
+    HouseholdRow,
+    OccurrenceRow,
+    PartnerRow,
+)
+
+__all__ = ["CONFIG_CANCELLED", "MAIN_ROLES", "OccurrenceKey", "Plans", "Snapshot"]
+
+# The reason written on deliveries a file change cancelled; only these are revived when a
+# later file makes them again (a delivery cancelled for another reason stays cancelled).
+CONFIG_CANCELLED = "cancelled: the ritual file no longer makes this delivery"
+MAIN_ROLES = ("day_of", "nudge")  # an occurrence's own message (not plan-ahead, not reminder)
+
+OCCURRENCE = OccurrenceRow.__table__
+DELIVERY = DeliveryRow.__table__
+
+#: An occurrence's identity: household, ritual, local slot, recipient ("" for the couple).
+OccurrenceKey = tuple[str, str, datetime, str]
+Message = tuple[int, str, str]  # occurrence id, partner, role
+
+
+@dataclass
+class Snapshot:
+    """What a chunk of households already has in the ledger, as the change rules need it."""
+
+    #: Each occurrence's id and status, by key.
+    occurrences: dict[OccurrenceKey, tuple[int, str]]
+    #: Each delivery's status, by (occurrence id, partner, role, channel).
+    deliveries: dict[tuple[int, str, str, str], str] = field(default_factory=dict)
+    #: Messages that went out or were given up on (any channel but cancelled ones).
+    settled: set[Message] = field(default_factory=set)
+    #: Messages waiting unsent.
+    unsent: set[Message] = field(default_factory=set)
+    #: (household, ritual, local day, partner): whose main message of a ritual that day
+    #: reached them (or may have: being sent).
+    reached: set[tuple[str, str, date, str]] = field(default_factory=set)
+
+
+def _in_chunk(household_ids: Sequence[str], earliest: datetime) -> ColumnElement[bool]:
+    return and_(OccurrenceRow.household_id.in_(household_ids), OccurrenceRow.at >= earliest)
+
+
+def _occurrences(connection: Connection, where: ColumnElement[bool]) -> dict[Any, Any]:
+    return {
+        (row.household_id, row.ritual_id, row.slot, row.recipient): (row.id, row.status)
+        for row in connection.execute(
+            select(
+                OccurrenceRow.id,
+                OccurrenceRow.status,
+                OccurrenceRow.household_id,
+                OccurrenceRow.ritual_id,
+                OccurrenceRow.slot,
+                OccurrenceRow.recipient,
+            ).where(where)
+        )
+    }
+
+
+class Plans(Bound):
+    """The planner's side of occurrences and deliveries. Used inside the one transaction a
+    chunk of households is planned in (see :mod:`scheduler.planner`)."""
+
+    __slots__ = ()
+
+    def snapshot(self, household_ids: Sequence[str], earliest: datetime) -> Snapshot:
+        """The occurrences of these households from `earliest` on, with their deliveries."""
+        where = _in_chunk(household_ids, earliest)
+        with self._reading() as connection:
+            snapshot = Snapshot(_occurrences(connection, where))
+            for found in connection.execute(
+                select(
+                    DeliveryRow.occurrence_id,
+                    DeliveryRow.partner_key,
+                    DeliveryRow.role,
+                    DeliveryRow.channel,
+                    DeliveryRow.status,
+                    OccurrenceRow.household_id,
+                    OccurrenceRow.ritual_id,
+                    OccurrenceRow.slot,
+                )
+                .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
+                .where(where)
+            ):
+                message = (found.occurrence_id, found.partner_key, found.role)
+                snapshot.deliveries[(*message, found.channel)] = found.status
+                if found.status == "pending":
+                    snapshot.unsent.add(message)
+                elif found.status != "cancelled":
+                    snapshot.settled.add(message)
+                    if found.status in MAY_HAVE_REACHED and found.role in MAIN_ROLES:
+                        day = (found.household_id, found.ritual_id, found.slot.date())
+                        snapshot.reached.add((*day, found.partner_key))
+        return snapshot
+
+    def occurrence_ids(
+        self, household_ids: Sequence[str], earliest: datetime
+    ) -> dict[OccurrenceKey, tuple[int, str]]:
+        """The occurrences' ids and statuses again (after an upsert), by key."""
+        with self._reading() as connection:
+            return _occurrences(connection, _in_chunk(household_ids, earliest))
+
+    def upsert_occurrences(self, rows: Sequence[dict[str, Any]], *, changed: bool) -> None:
+        """Insert occurrences; revive cancelled ones; after a change, update open ones."""
+        stmt = dialect_insert(self._bind, OCCURRENCE)
+        ex = stmt.excluded
+        revive = OCCURRENCE.c.status == "cancelled"
+        with self._writing() as connection:
+            # No RETURNING: with it SQLAlchemy writes one huge multi-row INSERT per page,
+            # which psycopg then parses in Python (measured: 40% slower planning on
+            # PostgreSQL).
+            connection.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["household_id", "ritual_id", "slot", "recipient"],
+                    set_={
+                        "status": "open",
+                        "kind": ex.kind,
+                        "at": ex.at,
+                        "item": ex.item,
+                        "planners": ex.planners,
+                        "generation": ex.generation,
+                        "updated_at": ex.updated_at,
+                    },
+                    where=or_(revive, OCCURRENCE.c.status == "open") if changed else revive,
+                ),
+                rows,
+            )
+
+    def upsert_deliveries(self, rows: Sequence[dict[str, Any]], *, changed: bool) -> None:
+        """Insert deliveries; revive those a file change cancelled; after a change, bring
+        pending ones up to date (keeping a retry's backoff and count)."""
+        stmt = dialect_insert(self._bind, DELIVERY)
+        ex = stmt.excluded
+        current = DELIVERY.c
+        revive = and_(current.status == "cancelled", current.last_error == CONFIG_CANCELLED)
+        with self._writing() as connection:
+            connection.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["occurrence_id", "partner_key", "role", "channel"],
+                    set_={
+                        "status": "pending",
+                        "due_at": ex.due_at,
+                        # A pending delivery waiting to retry keeps its backoff and its count.
+                        "next_attempt_at": case(
+                            (or_(revive, current.attempts == 0), ex.next_attempt_at),
+                            else_=current.next_attempt_at,
+                        ),
+                        "expires_at": ex.expires_at,
+                        "attempts": case((revive, 0), else_=current.attempts),
+                        "last_error": case((revive, None), else_=current.last_error),
+                        "body": ex.body,
+                        "subject": ex.subject,
+                        "generation": ex.generation,
+                        "updated_at": ex.updated_at,
+                    },
+                    where=or_(revive, current.status == "pending") if changed else revive,
+                ),
+                rows,
+            )
+
+    def keep(self, occurrence_ids: Sequence[int], now: datetime, generation: int) -> None:
+        """Mark these occurrences (those still to come, or with a message still inside its
+        grace) and their pending deliveries as planned by `generation`."""
+        still_sendable = exists().where(
+            DeliveryRow.occurrence_id == OccurrenceRow.id,
+            DeliveryRow.status == "pending",
+            DeliveryRow.expires_at >= now,
+        )
+        future = and_(
+            OccurrenceRow.id.in_(occurrence_ids),
+            or_(OccurrenceRow.at >= now, still_sendable),
+        )
+        with self._writing() as connection:
+            connection.execute(update(OccurrenceRow).where(future).values(generation=generation))
+            connection.execute(
+                update(DeliveryRow)
+                .where(
+                    DeliveryRow.occurrence_id.in_(select(OccurrenceRow.id).where(future)),
+                    DeliveryRow.status == "pending",
+                )
+                .values(generation=generation)
+            )
+
+    def unfinished(
+        self, ritual_ids: Sequence[str], since: datetime, now: datetime, generation: int
+    ) -> bool:
+        """Whether an older generation's work is still live: a finished change leaves none."""
+        stale = or_(
+            exists().where(
+                OccurrenceRow.at >= since,
+                OccurrenceRow.generation < generation,
+                OccurrenceRow.status == "open",
+                or_(OccurrenceRow.at >= now, OccurrenceRow.ritual_id.not_in(ritual_ids)),
+            ),
+            exists().where(
+                DeliveryRow.generation < generation,
+                DeliveryRow.status == "pending",
+                DeliveryRow.fallback_of.is_(None),
+                DeliveryRow.role.not_like(f"{SNOOZE_ROLE}%"),
+                DeliveryRow.expires_at >= now,
+            ),
+        )
+        with self._reading() as connection:
+            return bool(connection.execute(select(stale)).scalar())
+
+    def cancel_stale(
+        self,
+        *,
+        rituals: Sequence[tuple[str, Sequence[str] | None]],
+        since: datetime,
+        now: datetime,
+        generation: int,
+        households: Sequence[str] | None,
+    ) -> int:
+        """After a change: cancel what the new generation did not plan again; return how
+        many deliveries.
+
+        Every pending delivery the new file still makes was just written with the new
+        generation, so an older one still pending is not made any more. A fallback
+        delivery (the dispatcher moved a delivery to the partner's next channel) is not the
+        planner's to judge: it is kept unless its ritual, household or partner is gone.
+        Deliveries already past their grace are left to be marked missed. `rituals`: each
+        ritual's id and the households it is limited to (None: all); `since`: how far back
+        the planner reaches.
+        """
+        occurrence_scope = OccurrenceRow.household_id.in_(households) if households else true()
+        delivery_scope = DeliveryRow.household_id.in_(households) if households else true()
+        ritual_ids = [r for r, _ in rituals]
+        # Rituals gone from the file, or no longer for this household (`households = [...]`).
+        gone = or_(
+            OccurrenceRow.ritual_id.not_in(ritual_ids),
+            *(
+                and_(OccurrenceRow.ritual_id == r, OccurrenceRow.household_id.not_in(only))
+                for r, only in rituals
+                if only is not None
+            ),
+        )
+        gone_partners = select(PartnerRow.household_id, PartnerRow.key).where(
+            PartnerRow.active.is_(False)
+        )
+        with self._writing() as connection:
+            result = connection.execute(
+                update(DeliveryRow)
+                .where(
+                    delivery_scope,
+                    DeliveryRow.status == "pending",  # few rows: the horizon's, and the overdue
+                    DeliveryRow.generation < generation,
+                    or_(
+                        # Not made again; the expired are left to be marked missed. A snoozed
+                        # nudge is the partner's, not the file's: kept.
+                        and_(
+                            DeliveryRow.fallback_of.is_(None),
+                            DeliveryRow.role.not_like(f"{SNOOZE_ROLE}%"),
+                            DeliveryRow.expires_at >= now,
+                        ),
+                        DeliveryRow.occurrence_id.in_(select(OccurrenceRow.id).where(gone)),
+                        DeliveryRow.household_id.in_(
+                            select(HouseholdRow.id).where(HouseholdRow.active.is_(False))
+                        ),
+                        tuple_(DeliveryRow.household_id, DeliveryRow.partner_key).in_(
+                            gone_partners
+                        ),
+                    ),
+                )
+                .values(status="cancelled", last_error=CONFIG_CANCELLED, updated_at=now)
+            )
+            # An occurrence goes with its deliveries: cancelled when the file no longer makes
+            # it and it is still to come, or its ritual is gone, or everything it would have
+            # sent was just cancelled (one that reached someone stays open for their reply).
+            mine = DeliveryRow.occurrence_id == OccurrenceRow.id
+            connection.execute(
+                update(OccurrenceRow)
+                .where(
+                    occurrence_scope,
+                    OccurrenceRow.at >= since,  # the planner's reach: older ones stay
+                    OccurrenceRow.generation < generation,
+                    OccurrenceRow.status == "open",
+                    or_(
+                        OccurrenceRow.at >= now,
+                        gone,
+                        and_(
+                            exists().where(mine, DeliveryRow.last_error == CONFIG_CANCELLED),
+                            ~exists().where(mine, DeliveryRow.status != "cancelled"),
+                        ),
+                    ),
+                )
+                .values(status="cancelled", updated_at=now)
+            )
+        return int(result.rowcount or 0)

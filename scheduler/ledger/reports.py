@@ -1,0 +1,146 @@
+"""What the ledger tells about itself, read only: deliveries counted by status (``tend
+status``, ``/metrics``), the next due ones, and a household's occurrences for its calendar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from scheduler.ledger.base import Bound
+from scheduler.ledger.rows import (
+    DeliveryRow,
+    HouseholdRow,
+    OccurrenceRow,
+    OccurrenceStatus,
+    PartnerRow,
+)
+
+__all__ = ["CalendarEntry", "Due", "People", "Reports"]
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A delivery still to send."""
+
+    next_attempt_at: datetime
+    household_id: str
+    ritual_id: str
+    partner_key: str
+    role: str
+    channel: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class People:
+    """A household's zone and partners' names, as the ledger has them."""
+
+    timezone: str
+    names: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarEntry:
+    """An occurrence, as a calendar shows it."""
+
+    ritual_id: str
+    slot: datetime
+    recipient: str
+    kind: str
+    at: datetime
+    status: OccurrenceStatus
+    item: str | None
+    planners: str
+    updated_at: datetime
+
+
+class Reports(Bound):
+    """Read-only views of the ledger."""
+
+    __slots__ = ()
+
+    def counts(self) -> dict[str, int]:
+        """Deliveries by status."""
+        with self._reading() as connection:
+            return {
+                status: int(count)
+                for status, count in connection.execute(
+                    select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)
+                )
+            }
+
+    def counts_by_channel(self) -> dict[tuple[str, str], int]:
+        """Deliveries by (status, channel)."""
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(DeliveryRow.status, DeliveryRow.channel, func.count()).group_by(
+                    DeliveryRow.status, DeliveryRow.channel
+                )
+            ).all()
+        return {(status, channel): n for status, channel, n in rows}
+
+    def next_due(self, limit: int) -> list[Due]:
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(
+                    DeliveryRow.next_attempt_at,
+                    DeliveryRow.household_id,
+                    OccurrenceRow.ritual_id,
+                    DeliveryRow.partner_key,
+                    DeliveryRow.role,
+                    DeliveryRow.channel,
+                    DeliveryRow.status,
+                )
+                .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
+                .where(DeliveryRow.status.in_(("pending", "sending")))
+                .order_by(DeliveryRow.next_attempt_at)
+                .limit(limit)
+            )
+            return [Due(*row) for row in rows]
+
+    def people(self, household: str) -> People | None:
+        """The household's zone and its partners' names; None when the ledger has no such
+        household."""
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(HouseholdRow.timezone, PartnerRow.key, PartnerRow.name)
+                .outerjoin(PartnerRow, PartnerRow.household_id == HouseholdRow.id)
+                .where(HouseholdRow.id == household)
+            ).all()
+        if not rows:
+            return None
+        return People(rows[0].timezone, {r.key: r.name for r in rows if r.key is not None})
+
+    def events(self, household: str, since: datetime, limit: int) -> list[CalendarEntry]:
+        """The household's occurrences at or after `since` that the file still makes, the
+        newest `limit` of them, newest first."""
+        # Bounded by the window and the limit; served by the unique index on
+        # (household_id, ritual_id, slot, recipient).
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(
+                    OccurrenceRow.ritual_id,
+                    OccurrenceRow.slot,
+                    OccurrenceRow.recipient,
+                    OccurrenceRow.kind,
+                    OccurrenceRow.at,
+                    OccurrenceRow.status,
+                    OccurrenceRow.item,
+                    OccurrenceRow.planners,
+                    OccurrenceRow.updated_at,
+                )
+                .where(
+                    OccurrenceRow.household_id == household,
+                    OccurrenceRow.at >= since,
+                    OccurrenceRow.status != "cancelled",
+                )
+                .order_by(
+                    OccurrenceRow.at.desc(),
+                    OccurrenceRow.ritual_id.desc(),
+                    OccurrenceRow.recipient.desc(),
+                )
+                .limit(limit)
+            )
+            return [CalendarEntry(*row) for row in rows]

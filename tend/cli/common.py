@@ -1,0 +1,224 @@
+"""What every command shares: the clock, the environment, the ritual file, the ledger, and
+the one place that turns what went wrong into a line and an exit code.
+
+A command raises; :func:`handled` (every command is wrapped in it) prints the line and
+exits 2 for a usage problem (a bad file, a bad variable, an unreachable database), 1 for a
+failure of what was asked (``Failed``), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from config.loader import LoadedFile, RitualFileError
+from config.model import Household, Partner, RitualFile
+from config.settings import Settings, without_password
+from scheduler.ledger import DatabaseError, Ledger, SchemaBehind
+from scheduler.source import FileSource
+
+__all__ = [
+    "ConfigOption",
+    "Failed",
+    "Usage",
+    "find_partner",
+    "handled",
+    "ledger_for",
+    "ledger_if_any",
+    "load",
+    "now",
+    "open_ledger",
+    "safe_url",
+    "settings",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Ritual file. Default: $TEND_CONFIG, else ./tend.toml.",
+        show_default=False,
+    ),
+]
+
+
+class Usage(Exception):
+    """What was asked cannot be done as asked: its lines go to stderr (or, `stdout`, to
+    stdout: ``tend check``'s problems are its output), and exit 2."""
+
+    def __init__(self, *lines: str, code: int = 2, stdout: bool = False) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+        self.code = code
+        self.stdout = stdout
+
+
+class Failed(Usage):
+    """What was asked was tried and failed: its line goes to stdout, and exit 1."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__(line, code=1, stdout=True)
+
+
+def handled(command: Callable[P, R]) -> Callable[P, R]:
+    """`command`, with every error it raises turned into lines and an exit code."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except Usage as exc:
+            for line in exc.lines:
+                typer.echo(line, err=not exc.stdout)
+            raise typer.Exit(exc.code) from None
+        except SchemaBehind as exc:
+            typer.echo(f"tend: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except DatabaseError as exc:
+            # One line for a database that cannot be reached, never a traceback.
+            typer.echo(f"tend: cannot reach the database {_url_now()}: {exc.orig}", err=True)
+            raise typer.Exit(2) from None
+
+    return run
+
+
+class _Opened:
+    """The database this command opened, for the line that says it cannot be reached."""
+
+    url = "(no database)"
+
+
+def _url_now() -> str:
+    return _Opened.url
+
+
+def now() -> datetime:
+    """The one place the CLI reads the clock."""
+    return datetime.now(UTC)
+
+
+def settings() -> Settings:
+    """The environment (and ``.env``), once; a bad variable is one clear line, exit 2."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False):
+            name = str(error["loc"][0]) if error["loc"] else "environment"
+            lines.append(f"environment: {name.upper()}: {error['msg']}")
+        raise Usage(*lines) from None
+
+
+def safe_url(settings: Settings) -> str:
+    return without_password(settings.database_url)
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    """The one way a command opens the ledger (it connects only when first used)."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        ledger = Ledger.at(settings.database_url)
+    except (ValueError, ArgumentError, NoSuchModuleError) as exc:
+        raise Usage(f"environment: DATABASE_URL: {exc}") from None
+    except ImportError as exc:  # a URL for a database whose driver Tend does not ship
+        raise Usage(
+            f"environment: DATABASE_URL: {exc.name or exc} is not installed; Tend supports "
+            "sqlite:///FILE and postgresql:// (or postgres://) URLs"
+        ) from None
+    _Opened.url = safe_url(settings)
+    return ledger
+
+
+def ledger_if_any(
+    settings: Settings, *, checking: str = "opt-outs are not checked"
+) -> Ledger | None:
+    """The ledger when there is one to read (never creates an SQLite file); None, with a
+    note, when it cannot be read."""
+    ledger = open_ledger(settings)
+    if ledger.missing_sqlite_file():
+        return None
+    try:
+        ledger.partners.opted_out_at("", "", "sms")  # reachable, and has the partner table
+    except DatabaseError:
+        typer.echo(
+            f"tend: note: cannot read the ledger at {safe_url(settings)}; {checking}",
+            err=True,
+        )
+        return None
+    return ledger
+
+
+def ledger_for(settings: Settings, *, first: str = "`tend run` (or `tend worker`)") -> Ledger:
+    """The ledger, migrated (SQLite) or checked (PostgreSQL); exit 2 when there is none yet
+    or it cannot be reached."""
+    ledger = open_ledger(settings)
+    if ledger.missing_sqlite_file():
+        raise Usage(f"tend: no ledger at {ledger.sqlite_path} yet: start {first} first")
+    ledger.ensure_schema()
+    return ledger
+
+
+def load(
+    config: Path | None,
+    *,
+    errors_to_stdout: bool = False,
+    settings_: Settings | None = None,
+    fallback: Ledger | None = None,
+) -> tuple[Settings, FileSource]:
+    """Settings and the ritual file, started; its errors, then exit 2.
+
+    With `fallback` (a long-running process), a broken file falls back to the last good one
+    that ledger kept, so a restart during a bad edit does not stop sending.
+    """
+    found = settings_ or settings()
+    source = FileSource(config or found.config_path, ledger=fallback, clock=now)
+    try:
+        loaded = source.start()
+    except RitualFileError as exc:
+        raise Usage(*exc.lines(), stdout=errors_to_stdout) from None
+    if source.problems:
+        for line in source.problems:
+            typer.echo(line, err=not errors_to_stdout)
+        assert source.synced_at is not None
+        typer.echo(
+            f"tend: starting on the last good ritual file, synced "
+            f"{source.synced_at:%Y-%m-%d %H:%M} UTC; fix {source.path} and it is picked up "
+            "within seconds",
+            err=True,
+        )
+    _warnings(loaded)
+    return found, source
+
+
+def _warnings(loaded: LoadedFile) -> None:
+    for line in loaded.warning_lines():
+        typer.echo(line, err=True)
+
+
+def find_partner(file: RitualFile, to: str) -> tuple[Household, Partner]:
+    """The partner `to` names: an id, or HOUSEHOLD/PARTNER when ids repeat."""
+    wanted_household, _, wanted = to.rpartition("/")
+    found = [
+        (h, p)
+        for h in file.households
+        for p in h.partners
+        if p.id == wanted and wanted_household in ("", h.id)
+    ]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        known = ", ".join(f"{h.id}/{p.id}" for h in file.households for p in h.partners)
+        raise Usage(f"tend: no partner {to!r}; the partners are {known}")
+    options = ", ".join(f"{h.id}/{p.id}" for h, p in found)
+    raise Usage(f"tend: {to!r} is in several households; say which: {options}")

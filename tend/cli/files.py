@@ -1,0 +1,237 @@
+"""Commands about the ritual file itself: ``tend check``, ``tend plan`` and ``tend config
+schema``. They read the file and the clock; nothing is sent, and the ledger is not opened."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from config.model import RitualFile
+from rituals.planning import Delivery, Plan
+from rituals.schedule import FIRST_YEAR, LAST_YEAR
+from rituals.templates import TemplateProblem
+from scheduler.reports.calendar import plan_calendar
+from tend.cli.common import ConfigOption, Usage, handled, load, now
+
+__all__ = ["check", "config_app", "plan_command"]
+
+config_app = typer.Typer(help="The ritual file itself.", no_args_is_help=True)
+
+
+class PlanFormat(StrEnum):
+    table = "table"
+    json = "json"
+    ics = "ics"
+
+
+@handled
+def check(config: ConfigOption = None) -> None:
+    """Validate the ritual file: exit 0 with a summary, or 2 with FILE:LINE: path: message."""
+    _settings, source = load(config, errors_to_stdout=True)
+    assert source.loaded is not None
+    file = source.loaded.file
+    plan = Plan(file)
+    moment = now()
+    partners = sum(len(h.partners) for h in file.households)
+    typer.echo(
+        f"{source.loaded.path}: OK: {_count(len(file.households), 'household')}, "
+        f"{_count(partners, 'partner')}, {_count(len(file.rituals), 'ritual')}"
+    )
+    for ritual in file.rituals:
+        typer.echo(f"  {ritual.id} ({ritual.kind}, {ritual.schedule.source})")
+        for household in file.households:
+            if ritual.households is not None and household.id not in ritual.households:
+                continue
+            upcoming = plan.next_occurrence(household.id, ritual, moment)
+            when = (
+                _local_text(upcoming.at, plan, household.id) if upcoming else "none within a year"
+            )
+            typer.echo(f"    next for {household.id}: {when}")
+
+
+@handled
+def plan_command(
+    config: ConfigOption = None,
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="First local day, YYYY-MM-DD. Default: today.", show_default=False
+        ),
+    ] = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=366, help="Number of days.")] = 14,
+    household: Annotated[
+        list[str] | None, typer.Option("--household", help="Only this household (repeatable).")
+    ] = None,
+    format_: Annotated[
+        PlanFormat, typer.Option("--format", help="Output format.")
+    ] = PlanFormat.table,
+) -> None:
+    """Preview occurrences and their messages without sending anything."""
+    _settings, source = load(config)
+    assert source.loaded is not None
+    file = source.loaded.file
+    known = [h.id for h in file.households]
+    for wanted in household or []:
+        if wanted not in known:
+            raise Usage(f"unknown household {wanted!r} (known: {', '.join(known)})")
+    moment = now()
+    deliveries = _planned(file, source.loaded.path, moment, from_, days, household)
+    if format_ is PlanFormat.json:
+        typer.echo(
+            json.dumps([_delivery_json(d) for d in deliveries], indent=2, ensure_ascii=False)
+        )
+    elif format_ is PlanFormat.ics:
+        sys.stdout.write(plan_calendar(file, deliveries, moment).to_ical().decode())
+    else:
+        _table(deliveries, file)
+
+
+def _planned(
+    file: RitualFile,
+    path: str,
+    moment: datetime,
+    from_: str | None,
+    days: int,
+    households: list[str] | None,
+) -> list[Delivery]:
+    plan = Plan(file)
+    deliveries: list[Delivery] = []
+    for h in file.households:
+        if households and h.id not in households:
+            continue
+        if from_ is None:
+            first = moment.astimezone(plan.zone_of(h.id)).date()
+        else:
+            first = _first_day(from_, days)
+        try:
+            deliveries += plan.deliveries_between(first, days, [h.id])
+        except TemplateProblem as exc:
+            raise Usage(f"{path}: a message cannot be written: {exc}") from None
+    deliveries.sort(
+        key=lambda d: (d.due_at, d.occurrence.household, d.occurrence.ritual, d.partner)
+    )
+    return deliveries
+
+
+@config_app.command("schema")
+@handled
+def config_schema(config: ConfigOption = None) -> None:
+    """Print the JSON Schema of the ritual file (for editor completion)."""
+    schema = RitualFile.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    typer.echo(json.dumps(schema, indent=2))
+
+
+def _first_day(text: str, days: int) -> date:
+    try:
+        first = date.fromisoformat(text)
+    except ValueError as exc:
+        raise Usage(f"--from {text!r}: {exc} (write a date like 2027-11-05)") from None
+    if first.year < FIRST_YEAR or (first + timedelta(days=days)).year > LAST_YEAR:
+        raise Usage(f"--from {text!r}: Tend plans the years {FIRST_YEAR} to {LAST_YEAR}")
+    return first
+
+
+def _delivery_json(delivery: Delivery) -> dict[str, Any]:
+    occurrence = delivery.occurrence
+    return {
+        "household": occurrence.household,
+        "ritual": occurrence.ritual,
+        "kind": occurrence.kind,
+        "occurrence": occurrence.key,
+        "occurrence_local": occurrence.slot.isoformat(timespec="minutes"),
+        "recipient": delivery.partner,
+        "channel": delivery.channel,
+        "role": delivery.role,
+        "due_local": delivery.due_local.isoformat(),
+        "due_utc": delivery.due_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "planner": list(occurrence.planners),
+        "item": occurrence.item,
+        "text": delivery.text,
+    }
+
+
+def _table(deliveries: Sequence[Delivery], file: RitualFile) -> None:
+    console = Console()
+    if not deliveries:
+        console.print("Nothing planned in that range.")
+        return
+    names = {(h.id, p.id): p.name for h in file.households for p in h.partners}
+    several = len({d.occurrence.household for d in deliveries}) > 1
+    if console.width < 120:
+        _narrow(console, deliveries, names, several)
+        return
+    table = Table(
+        title="Planned deliveries (recipient's local time)", box=box.SIMPLE_HEAD, pad_edge=False
+    )
+    table.add_column("day", no_wrap=True)
+    table.add_column("time", no_wrap=True)
+    if several:
+        table.add_column("household")
+    for column in ("ritual", "role", "to", "channel"):
+        table.add_column(column)
+    table.add_column("message", overflow="fold", ratio=1)
+    last_day = None
+    for delivery in deliveries:
+        local = delivery.due_local
+        day = f"{local:%a} {local:%d %b}"
+        if last_day is not None and day != last_day:
+            table.add_section()
+        household = [delivery.occurrence.household] if several else []
+        table.add_row(
+            day if day != last_day else "",
+            f"{local:%H:%M} {local:%Z}",
+            *household,
+            delivery.occurrence.ritual,
+            delivery.role,
+            names[(delivery.occurrence.household, delivery.partner)],
+            delivery.channel,
+            delivery.text,
+        )
+        last_day = day
+    console.print(table)
+
+
+def _narrow(
+    console: Console,
+    deliveries: Sequence[Delivery],
+    names: dict[tuple[str, str], str],
+    several: bool,
+) -> None:
+    """The plan for an 80-column terminal: a heading per day, the message under each row."""
+    last_day = None
+    for delivery in deliveries:
+        local = delivery.due_local
+        day = f"{local:%A %d %B %Y}"
+        if day != last_day:
+            console.print(f"\n[bold]{day}[/bold]")
+            last_day = day
+        occurrence = delivery.occurrence
+        where = f"{occurrence.household} " if several else ""
+        to = names[(occurrence.household, delivery.partner)]
+        console.print(
+            f"  [cyan]{local:%H:%M %Z}[/cyan]  {where}{occurrence.ritual} ({delivery.role}) "
+            f"to {to} by {delivery.channel}",
+            highlight=False,
+        )
+        console.print(Padding(Text(delivery.text), (0, 0, 0, 6)))
+
+
+def _local_text(instant: datetime, plan: Plan, household: str) -> str:
+    local = instant.astimezone(plan.zone_of(household))
+    return f"{local:%a} {local:%Y-%m-%d} {local:%H:%M} {local:%Z}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -1,0 +1,253 @@
+"""Commands about the ledger: ``tend db upgrade``, ``tend status``, ``tend streaks``,
+``tend reply`` and ``tend calendar-url``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import uuid
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from notifiers.links import Links
+from scheduler.acts.replies import handle_reply
+from scheduler.reports.status import ledger_status
+from scheduler.reports.streaks import SeriesStreak, household_streaks
+from tend.cli.common import (
+    ConfigOption,
+    Usage,
+    handled,
+    ledger_for,
+    load,
+    now,
+    open_ledger,
+    safe_url,
+)
+from tend.cli.common import settings as read_settings
+from tend.cli.service import logging_setup
+from tend.web.health import HEARTBEAT_STALE_SECONDS
+
+__all__ = ["calendar_url", "db_app", "db_upgrade", "reply", "status", "streaks"]
+
+db_app = typer.Typer(help="The ledger database.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+@handled
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Run the ledger's migrations up to the newest (Procfile `release`)."""
+    settings = read_settings()
+    logging_setup()
+    migrations = logging.getLogger("alembic.runtime.migration")
+    migrations.setLevel(logging.WARNING)
+    ledger = open_ledger(settings)
+    before = ledger.current_revision()
+    migrations.setLevel(logging.INFO)
+    ledger.upgrade()
+    migrations.setLevel(logging.WARNING)
+    after = ledger.current_revision()
+    typer.echo(
+        f"database at revision {after}"
+        + (f" (was {before})" if before != after else " (no change)")
+    )
+
+
+@handled
+def status(
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Next deliveries to list.")] = 10,
+) -> None:
+    """Next due deliveries, the workers' heartbeats, counts by status."""
+    settings = read_settings()
+    ledger = open_ledger(settings)
+    if ledger.missing_sqlite_file():
+        raise Usage(
+            f"tend: no ledger at {ledger.sqlite_path} yet: start `tend run` (or `tend db upgrade`)"
+        )
+    report = ledger_status(ledger, now(), limit=limit)
+    # Piped (a script, a log), Rich would cut the table to 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(f"[bold]Ledger[/bold] {safe_url(settings)}", highlight=False)
+    if not report.workers:
+        console.print("Workers: none has run yet. Start one with `tend worker` or `tend run`.")
+    for beat in report.workers:
+        age = (report.now - beat.beat_at).total_seconds()
+        stale = not beat.stopped_at and age > HEARTBEAT_STALE_SECONDS
+        if beat.stopped_at:
+            state = f"stopped {_ago(report.now - beat.stopped_at)} ago"
+        else:
+            state = f"last heartbeat {_ago(report.now - beat.beat_at)} ago"
+        if stale:
+            state += " (stale: not running?)"
+        role = " planner" if beat.leader and not beat.stopped_at and not stale else ""
+        console.print(f"Worker {beat.worker_id}{role}: {state}", highlight=False)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())) or "none"
+    console.print(f"Deliveries: {counts}", highlight=False)
+    if report.next_due:
+        table = Table(title="Next due", box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("due (UTC)", "household", "ritual", "to", "role", "channel", "status"):
+            table.add_column(column, no_wrap=True)
+        for row in report.next_due:
+            table.add_row(
+                f"{row.next_attempt_at:%Y-%m-%d %H:%M}",
+                row.household_id,
+                row.ritual_id,
+                row.partner_key,
+                row.role,
+                row.channel,
+                row.status,
+            )
+        console.print(table)
+    else:
+        console.print("Nothing pending.")
+
+
+class StreakFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@handled
+def streaks(
+    household: Annotated[
+        str | None,
+        typer.Option("--household", help="Only this household.", show_default=False),
+    ] = None,
+    format_: Annotated[
+        StreakFormat, typer.Option("--format", help="table or json.")
+    ] = StreakFormat.table,
+    config: ConfigOption = None,
+) -> None:
+    """Current and longest streaks, per household and ritual (per partner for `to = "each"`)."""
+    settings, source = load(config)
+    file = source.file
+    assert file is not None
+    known = [h.id for h in file.households]
+    if household is not None and household not in known:
+        raise Usage(f"tend: unknown household {household!r} (known: {', '.join(known)})")
+    ledger = ledger_for(settings)
+    moment = now()
+    found: list[SeriesStreak] = []
+    with ledger.transaction() as tx:
+        for h in file.households:
+            if household is None or h.id == household:
+                found += household_streaks(tx, file, h.id, moment)
+    if format_ is StreakFormat.json:
+        typer.echo(json.dumps([_streak_json(s) for s in found], indent=2, ensure_ascii=False))
+        return
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    if not found:
+        console.print("No streaks yet: the ledger has no occurrences for these households.")
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("household", "ritual", "for", "current", "longest", "12-week rate", "strength"):
+        table.add_column(column, no_wrap=True)
+    for s in found:
+        unit = " weeks" if s.streak.unit == "weeks" else ""
+        rate = "-" if s.streak.rate is None else f"{s.streak.rate:.0%}"
+        table.add_row(
+            s.household,
+            s.ritual.id,
+            s.recipient or "both",
+            f"{s.streak.current}{unit}",
+            f"{s.streak.longest}{unit}",
+            rate,
+            f"{s.streak.score:.0%}",
+        )
+    console.print(table)
+
+
+def _streak_json(s: SeriesStreak) -> dict[str, object]:
+    return {
+        "household": s.household,
+        "ritual": s.ritual.id,
+        "recipient": s.recipient,
+        "current": s.streak.current,
+        "longest": s.streak.longest,
+        "unit": s.streak.unit,
+        "kept": s.streak.kept,
+        "rate_12_weeks": None if s.streak.rate is None else round(s.streak.rate, 4),
+        "score": round(s.streak.score, 4),
+        "freezes_left": s.streak.freezes_left,
+    }
+
+
+@handled
+def reply(
+    text: Annotated[str, typer.Argument(help="The reply, e.g. DONE, 'SNOOZE 2h', STREAK.")],
+    sender: Annotated[
+        str,
+        typer.Option("--from", help="The partner's phone number (E.164).", show_default=False),
+    ],
+    config: ConfigOption = None,
+) -> None:
+    """Apply a reply exactly as the SMS webhook would (without the signature); print the
+    answer it would text back."""
+    settings, source = load(config)
+    assert source.file is not None
+    ledger = ledger_for(settings)
+    logging_setup()
+    answer = handle_reply(
+        ledger,
+        source.file,
+        sender=sender,
+        body=text,
+        provider_id=f"cli-{uuid.uuid4().hex}",
+        now=now(),
+        source="cli",
+    )
+    if answer.text:
+        typer.echo(answer.text)
+    elif answer.command == "stop":
+        typer.echo("(no answer: Twilio answers STOP itself)")
+    else:
+        typer.echo(f"(no answer: {answer.command})")
+
+
+@handled
+def calendar_url(
+    household: Annotated[
+        str, typer.Option("--household", help="The household's id.", show_default=False)
+    ],
+    config: ConfigOption = None,
+) -> None:
+    """Print the household's private iCalendar feed URL (subscribe to it in a calendar app).
+
+    Whoever has the URL can read the household's rituals. A new TEND_SECRET_KEY voids it."""
+    settings = read_settings()
+    links = Links.from_settings(settings)
+    if links is None:
+        missing = [
+            name
+            for name, value in (
+                ("TEND_PUBLIC_URL", settings.public_url),
+                ("TEND_SECRET_KEY", settings.secret_key),
+            )
+            if value is None
+        ]
+        raise Usage(
+            f"tend: calendar-url needs {' and '.join(missing)} set: the feed's URL is signed "
+            "with the secret key, under the public base URL of `tend web`"
+        )
+    _settings_again, source = load(config, settings_=settings)
+    assert source.file is not None
+    known = [h.id for h in source.file.households]
+    if household not in known:
+        raise Usage(f"tend: unknown household {household!r} (known: {', '.join(known)})")
+    typer.echo(links.calendar_url(household))
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
