@@ -49,12 +49,12 @@ from typing import Any
 
 import pytest
 from fake_twilio import FakeTwilio
+from ledger_setup import reset_postgres
 from sqlalchemy import Engine, func, select
 
 from scheduler.db import make_engine
 from scheduler.migrate import upgrade
 from scheduler.models import Delivery, Partner
-from tests.scheduler.conftest import reset_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 SENDER = "+15550001111"

@@ -59,10 +59,8 @@ from notifiers.registry import NotifierSet
 from notifiers.sms import SmsNotifier
 from notifiers.twilio_webhooks import TwilioWebhooks
 from rituals.planning import Plan
-from scheduler.db import make_engine
 from scheduler.dispatcher import UNSURE, Dispatcher, RetryPolicy
 from scheduler.metrics import REGISTRY
-from scheduler.migrate import upgrade
 from scheduler.models import (
     Completion,
     Delivery,
@@ -74,7 +72,6 @@ from scheduler.models import (
 from scheduler.planner import SyncedFile, plan_horizon, sync_file
 from scheduler.service import Worker, WorkerOptions
 from tend.web import create_app
-from tests.scheduler.conftest import reset_postgres
 
 SENDER = "+15550001111"
 
@@ -166,28 +163,6 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-@pytest.fixture
-def sqlite_ledger(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'tend.db'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """The ledger on SQLite, and on the machine's PostgreSQL (skipped without one)."""
-    if request.param == "sqlite":
-        yield request.getfixturevalue("sqlite_ledger")
-        return
-    engine = make_engine(request.getfixturevalue("postgres_url"))
-    reset_postgres(engine)
-    upgrade(engine)
-    yield engine
-    reset_postgres(engine)
-    engine.dispose()
-
-
 # ================================================================ 1. a flaky provider
 
 FLAKY_HOUSEHOLDS = 150  # 300 SMS deliveries, one per number
@@ -228,9 +203,9 @@ def ledger_state(engine: Engine) -> dict[int, dict[str, Any]]:
 
 
 def test_a_flaky_provider_gets_every_message_once_and_backoff_is_honoured(
-    sqlite_ledger: Engine, tmp_path: Path
+    sqlite_engine: Engine, tmp_path: Path
 ) -> None:
-    engine = sqlite_ledger
+    engine = sqlite_engine
     started = time.perf_counter()
     clock = Clock(DUE - timedelta(hours=3))
     path = write_file(tmp_path / "tend.toml", FLAKY_HOUSEHOLDS, "h", FLAKY_RITUAL)
@@ -460,9 +435,8 @@ def run_worker(engine: Engine, path: Path, twilio: FakeTwilio, clock: Clock) -> 
 
 
 def test_after_six_hours_down_late_messages_are_missed_or_sent_by_their_grace(
-    ledger: Engine, tmp_path: Path
+    engine: Engine, tmp_path: Path
 ) -> None:
-    engine = ledger
     started = time.perf_counter()
     path = write_file(tmp_path / "tend.toml", DOWN_HOUSEHOLDS, "d", DAY_RITUALS)
     clock = Clock(DOWN_AT)
@@ -791,9 +765,8 @@ def state(engine: Engine) -> dict[str, Any]:
 
 
 def test_forged_webhooks_are_refused_and_replays_are_applied_once(
-    ledger: Engine, tmp_path: Path
+    engine: Engine, tmp_path: Path
 ) -> None:
-    engine = ledger
     started = time.perf_counter()
     clock = Clock(WEB_NOW)
     path = write_file(tmp_path / "tend.toml", WEB_HOUSEHOLDS, "w", WEB_RITUAL)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import pytest
+from ritual_files import ritual_file
 from sqlalchemy import Engine, event, select, text, update
 from sqlalchemy.exc import OperationalError
 
@@ -28,7 +29,6 @@ from rituals.planning import Plan
 from scheduler.dispatcher import Claim, Dispatcher, RetryPolicy, read_claims
 from scheduler.models import Delivery, Occurrence, Partner
 from scheduler.planner import plan_horizon, sync_file
-from tests.scheduler.conftest import ritual_file
 
 # ---------------------------------------------------------------------------- ritual files
 

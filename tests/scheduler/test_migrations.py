@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from ledger_setup import reset_postgres
 from sqlalchemy import Engine, insert, inspect, text
 
 from scheduler.db import BUSY_TIMEOUT_MS, make_engine
@@ -21,7 +22,6 @@ from scheduler.migrate import (
 )
 from scheduler.models import Base, InboundMessage
 from scheduler.replies import _STRANGER_ANSWERED
-from tests.scheduler.conftest import reset_postgres
 
 TABLES = set(Base.metadata.tables)
 

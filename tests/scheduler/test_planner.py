@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from ritual_files import ritual_file
 from sqlalchemy import Engine, Row, Table, func, select, update
 
 from config.model import RitualFile
@@ -33,7 +34,6 @@ from scheduler.planner import (
     plan_horizon,
     sync_file,
 )
-from tests.scheduler.conftest import ritual_file
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # Monday 1 June 2026, 12:00 in Berlin: no DST change within weeks either side.

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from ritual_files import ritual_file
 from sqlalchemy import Engine, text
 
 from config.settings import Settings
@@ -31,7 +32,6 @@ from scheduler.dispatcher import Claim
 from scheduler.migrate import upgrade
 from scheduler.planner import sync_file
 from scheduler.service import Worker
-from tests.scheduler.conftest import ritual_file
 from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
     ALEX_PHONE,
     COUPLE,

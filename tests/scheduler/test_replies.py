@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ritual_files import ritual_file
 from sqlalchemy import Engine, func, insert, select, update
 
 from config.model import RitualFile
@@ -33,7 +34,6 @@ from scheduler.models import (
 from scheduler.planner import plan_horizon, sync_file
 from scheduler.replies import NOTHING_OPEN, STRANGER, Answer, handle_reply
 from scheduler.streaks import SeriesStreak, household_streaks
-from tests.scheduler.conftest import ritual_file
 from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
     FakeClock,
     FakeSms,

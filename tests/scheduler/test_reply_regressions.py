@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from ritual_files import ritual_file
 from sqlalchemy import Engine, delete, func, select, update
 
 from config.loader import parse_ritual_file
@@ -28,7 +29,6 @@ from scheduler.models import (
 from scheduler.planner import SyncedFile, plan_horizon, sync_file
 from scheduler.replies import LIMITED, NOTHING_OPEN, Answer, handle_reply
 from scheduler.streaks import household_streaks
-from tests.scheduler.conftest import ritual_file
 from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
     FakeClock,
     FakeSms,

@@ -17,12 +17,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from ledger_setup import reset_postgres
 from sqlalchemy import Engine, func, inspect, select, text
 from tend_recording import read_record
 
 from scheduler.db import make_engine
 from scheduler.models import Delivery, WorkerHeartbeat
-from tests.scheduler.conftest import reset_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = ROOT / "tests" / "support"

@@ -24,12 +24,10 @@ from notifiers.links import Links
 from rituals.planning import Plan
 from scheduler.calendar import DAYS_BACK, household_calendar
 from scheduler.db import make_engine
-from scheduler.migrate import upgrade
 from scheduler.models import Occurrence
 from scheduler.planner import plan_horizon, sync_file
 from tend.cli import app as cli
 from tend.web import create_app
-from tests.scheduler.conftest import reset_postgres
 
 PUBLIC_URL = "https://tend.example.com"
 SECRET = "calendar-test-secret-key"
@@ -129,20 +127,6 @@ def add_occurrence(
                 updated_at=at,
             )
         )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """The ledger on SQLite (the `ledger` fixture), and on the machine's PostgreSQL."""
-    if request.param == "sqlite":
-        yield request.getfixturevalue("ledger")
-        return
-    engine = make_engine(request.getfixturevalue("postgres_url"))
-    reset_postgres(engine)
-    upgrade(engine)
-    yield engine
-    reset_postgres(engine)
-    engine.dispose()
 
 
 @pytest.fixture

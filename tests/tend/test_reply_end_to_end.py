@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from xml.etree import ElementTree
@@ -27,9 +27,7 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from scheduler.db import make_engine
-from scheduler.migrate import upgrade
 from scheduler.models import Delivery
-from tests.scheduler.conftest import reset_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = ROOT / "tests" / "support"
@@ -72,23 +70,16 @@ message = "Check-in time, {{{{ partner }}}}: ten minutes, phones down. Reply DON
     return path
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A new ledger: an SQLite file, or the machine's PostgreSQL emptied and migrated (a
-    worker on PostgreSQL refuses a schema that is behind; `tend db upgrade` is a release
-    step there)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tend.db'}"
-        return
+@pytest.fixture
+def database_url(backend: str, sqlite_url: str, request: pytest.FixtureRequest) -> str:
+    """A new ledger: an SQLite file `tend run` creates, or the machine's PostgreSQL emptied
+    and migrated (`pg_engine`: a worker on PostgreSQL refuses a schema that is behind; `tend
+    db upgrade` is a release step there)."""
+    if backend == "sqlite":
+        return sqlite_url
+    request.getfixturevalue("pg_engine")
     url: str = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    try:
-        reset_postgres(engine)
-        upgrade(engine)
-        yield url
-        reset_postgres(engine)
-    finally:
-        engine.dispose()
+    return url
 
 
 def free_port() -> int:

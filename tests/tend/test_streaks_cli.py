@@ -5,7 +5,6 @@ and PostgreSQL) that the planner and replies filled; the CLI's clock is travelle
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,9 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner, Result
 
 from scheduler.db import make_engine
-from scheduler.migrate import upgrade
 from scheduler.models import Completion, InboundMessage, Occurrence
 from scheduler.replies import STRANGER, handle_reply
 from tend import cli
-from tests.scheduler.conftest import reset_postgres
 from tests.scheduler.test_replies import ALEX, SAM, ny, plan, rituals, send_due
 
 STREAK_KEYS = {"household", "ritual", "recipient", "current", "longest", "unit"}
@@ -42,31 +39,16 @@ def ritual_path(workdir: Path) -> Path:
     return path
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, workdir: Path) -> Iterator[str]:
-    """A migrated, empty ledger: a file in the working directory, or the machine's
-    PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{workdir / 'tend.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    if request.param == "postgres":
-        reset_postgres(engine)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    if request.param == "postgres":
-        engine = make_engine(url)
-        reset_postgres(engine)
-        engine.dispose()
+@pytest.fixture
+def ledger(workdir: Path, engine: Engine) -> Engine:
+    """The shared migrated, empty ledger (SQLite, then PostgreSQL); on SQLite, the file is
+    in the working directory."""
+    return engine
 
 
 @pytest.fixture
-def ledger(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
+def database_url(ledger: Engine) -> str:
+    return ledger.url.render_as_string(hide_password=False)
 
 
 def tend(*args: str, url: str, config: Path, at: datetime) -> Result:

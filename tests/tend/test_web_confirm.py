@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from fastapi.testclient import TestClient
+from ledger_setup import add_household, reset_postgres
+from ritual_files import ritual_file
 from sqlalchemy import Engine, insert, select
 
 from notifiers.base import Message, Recipient
@@ -23,8 +25,6 @@ from scheduler.db import make_engine
 from scheduler.migrate import upgrade
 from scheduler.models import Completion, Occurrence
 from tend.web import create_app
-from tests.scheduler.conftest import reset_postgres, ritual_file
-from tests.tend.conftest import add_household
 
 NOW = datetime(2026, 12, 5, 21, tzinfo=UTC)
 LINKS = Links("https://tend.example.com", "confirm-test-secret-key")

@@ -31,14 +31,11 @@ from config.loader import load_ritual_file
 from config.model import RitualFile
 from notifiers.twilio_webhooks import TwilioWebhooks
 from rituals.planning import Plan
-from scheduler.db import make_engine
 from scheduler.metrics import REGISTRY
-from scheduler.migrate import upgrade
 from scheduler.models import Completion, Delivery, InboundMessage, Occurrence, Partner
 from scheduler.planner import plan_horizon, sync_file
 from scheduler.replies import LIMITED, RATE_LIMIT, RATE_WINDOW, STRANGER
 from tend.web import MAX_BODY, create_app
-from tests.scheduler.conftest import reset_postgres
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC = "https://tend.example.com"
@@ -119,20 +116,6 @@ class Clock:
 
 
 # ---------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """The ledger on SQLite (the `ledger` fixture), and on the machine's PostgreSQL."""
-    if request.param == "sqlite":
-        yield request.getfixturevalue("ledger")
-        return
-    engine = make_engine(request.getfixturevalue("postgres_url"))
-    reset_postgres(engine)
-    upgrade(engine)
-    yield engine
-    reset_postgres(engine)
-    engine.dispose()
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger_setup import add_household
 from sqlalchemy import Engine, insert, select
 from twilio.request_validator import RequestValidator
 
 from notifiers.twilio_webhooks import TwilioWebhooks
 from scheduler.models import Delivery, Occurrence
 from tend.web import create_app
-from tests.tend.conftest import add_household
 
 NOW = datetime(2026, 12, 5, 19, 5, tzinfo=UTC)
 TOKEN = "0123456789abcdef0123456789abcdef"

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from ledger_setup import add_household
 from sqlalchemy import Engine, select
 
 from notifiers.links import Links
 from scheduler.models import Partner
 from tend.web import create_app
-from tests.tend.conftest import add_household
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 LINKS = Links("https://tend.example.com", "unsubscribe-test-secret")
