@@ -1,8 +1,7 @@
-# ruff: noqa: F811  (fixtures imported from test_dispatcher are redefined as parameters)
 """The planner's change rules, from a second review: each test is a couple's edit that once
 went wrong (a message sent twice, or lost) and now goes right.
 
-Time is the fake clock of test_dispatcher (Monday 12 January 2026, UTC); rows come from
+Time is the scheduler tests' fake clock (Monday 12 January 2026, UTC); rows come from
 small ritual files through the planner and are sent by the real dispatcher.
 """
 
@@ -10,24 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from fake_notifiers import FakeClock, FakeEmail, FakeSms, MakeDispatcher
+from january_couple import COUPLE, SOLO, at, deliveries, plan
 from sqlalchemy import Engine, select
 
 from scheduler.models import Occurrence
-from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
-    COUPLE,
-    SOLO,
-    FakeClock,
-    FakeEmail,
-    FakeSms,
-    MakeDispatcher,
-    at,
-    clock,
-    deliveries,
-    email,
-    make_dispatcher,
-    plan,
-    sms,
-)
 
 
 def sent_on(notifier_keys: list[str], who: str, role: str, day: str) -> list[str]:

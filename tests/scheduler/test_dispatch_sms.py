@@ -1,9 +1,8 @@
-# ruff: noqa: F811  (fixtures imported from test_dispatcher are redefined as parameters)
 """The dispatcher with the real Twilio notifier, the real ``twilio`` library and the fake
 Twilio API on loopback, on a SQLite ledger: sent once, opt-outs, Retry-After, a send that
 timed out after the provider took it, and a crash in the middle of a send.
 
-Time is the fake clock of test_dispatcher, shared with the fake Twilio (its
+Time is the scheduler tests' fake clock, shared with the fake Twilio (its
 ``date_created``), so `was_sent` sees the provider's clock and the ledger's agree.
 """
 
@@ -15,7 +14,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from fake_notifiers import FakeClock, FakeEmail, MakeDispatcher
 from fake_twilio import FakeTwilio
+from january_couple import (
+    ALEX_MASKED,
+    ALEX_PHONE,
+    COUPLE,
+    QUIET,
+    SAM_PHONE,
+    SOLO,
+    at,
+    deliveries,
+    interrupt,
+    key,
+    one,
+    partner,
+    plan,
+)
 from sqlalchemy import Engine, update
 from sqlalchemy.exc import OperationalError
 
@@ -23,27 +38,6 @@ from notifiers.sms import SmsNotifier
 from scheduler.dispatcher import UNSURE, Dispatcher
 from scheduler.models import Partner
 from scheduler.receipts import apply_held, record_receipt
-from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
-    ALEX_MASKED,
-    ALEX_PHONE,
-    COUPLE,
-    QUIET,
-    SAM_PHONE,
-    SOLO,
-    FakeClock,
-    FakeEmail,
-    MakeDispatcher,
-    at,
-    clock,
-    deliveries,
-    email,
-    interrupt,
-    key,
-    make_dispatcher,
-    one,
-    partner,
-    plan,
-)
 
 SENDER = "+15550001111"
 TIMEOUT = 0.3

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures imported from test_dispatcher are redefined as parameters)
 """Metrics: the dispatcher times, counts and measures the lateness of its sends; the ledger's
 deliveries and heartbeat are read at scrape time, and an unreadable ledger is a 0, not an error.
 
@@ -16,61 +15,29 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, insert, update
-from tend_recording import read_record
-
-from scheduler.db import make_engine
-from scheduler.dispatcher import RetryPolicy
-from scheduler.metrics import REGISTRY, LedgerCollector, render
-from scheduler.models import Delivery, WorkerHeartbeat
-from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
-    COUPLE,
+from fake_notifiers import (
     OPT_OUT,
     PERMANENT,
     FakeClock,
     FakeEmail,
     FakeSms,
     MakeDispatcher,
-    at,
-    clock,
-    deliveries,
-    email,
-    make_dispatcher,
-    plan,
-    sms,
     transient,
 )
-from tests.scheduler.test_worker_processes import (  # noqa: F401 - fixtures
-    Workers,
-    households_file,
-    wait_for,
-    workers_factory,
-)
+from january_couple import COUPLE, at, deliveries, plan
+from prometheus_samples import Samples, delta, parse, value
+from sqlalchemy import Engine, insert, update
+from tend_recording import read_record
+from tend_workers import Workers, households_file, wait_for
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(exposition: bytes) -> Samples:
-    """Every sample of a text exposition, by name and labels."""
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(exposition.decode())
-        for sample in family.samples
-    }
+from scheduler.db import make_engine
+from scheduler.dispatcher import RetryPolicy
+from scheduler.metrics import REGISTRY, LedgerCollector, render
+from scheduler.models import Delivery, WorkerHeartbeat
 
 
 def scrape(ledger: LedgerCollector | None = None) -> Samples:
     return parse(render(ledger)[0])
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    """A sample's value; 0 for a series not exposed yet (a label set never used)."""
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
-    return value(after, name, **labels) - value(before, name, **labels)
 
 
 # ---------------------------------------------------------------------------- the dispatcher

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures imported from test_dispatcher are redefined as parameters)
 """Regressions from a review of the scheduler service: each test showed a bug, now fixed
 (double sends on a channel change or a slow batch, a removed ritual's retry, a busy loop on
 a locked row, notifier choice, phone numbers in database errors, a signal during start).
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from fake_notifiers import FakeClock, FakeEmail, FakeSms, MakeDispatcher, TellingSms, transient
+from january_couple import ALEX_PHONE, COUPLE, SOLO, at, key, one, plan
 from ritual_files import ritual_file
 from sqlalchemy import Engine, text
 
@@ -32,25 +33,6 @@ from scheduler.dispatcher import Claim
 from scheduler.migrate import upgrade
 from scheduler.planner import sync_file
 from scheduler.service import Worker
-from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
-    ALEX_PHONE,
-    COUPLE,
-    SOLO,
-    FakeClock,
-    FakeEmail,
-    FakeSms,
-    MakeDispatcher,
-    TellingSms,
-    at,
-    clock,
-    email,
-    key,
-    make_dispatcher,
-    one,
-    plan,
-    sms,
-    transient,
-)
 
 ROOT = Path(__file__).resolve().parents[2]
 

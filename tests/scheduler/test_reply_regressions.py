@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures imported from test_dispatcher are redefined as parameters)
 """Regressions from a bug hunt on replies, streaks and file changes: each test is one bug,
 reproduced through the same code paths as test_replies (the planner, ``handle_reply``, the
 streaks), whose histories and helpers it reuses (Alex and Sam in New York, June 2026)."""
@@ -10,34 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from ritual_files import ritual_file
-from sqlalchemy import Engine, delete, func, select, update
-
-from config.loader import parse_ritual_file
-from config.model import RitualFile
-from rituals.planning import Plan
-from rituals.streaks import Outcome
-from scheduler.models import (
-    Completion,
-    Delivery,
-    Household,
-    InboundMessage,
-    Occurrence,
-    Partner,
-    StreakCheckpoint,
-)
-from scheduler.planner import SyncedFile, plan_horizon, sync_file
-from scheduler.replies import LIMITED, NOTHING_OPEN, Answer, handle_reply
-from scheduler.streaks import household_streaks
-from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
-    FakeClock,
-    FakeSms,
-    MakeDispatcher,
-    clock,
-    make_dispatcher,
-    sms,
-)
-from tests.scheduler.test_replies import (
+from fake_notifiers import FakeClock, FakeSms, MakeDispatcher
+from june_couple import (
     ALEX,
     COUPLE,
     HOUSEHOLD,
@@ -57,6 +30,25 @@ from tests.scheduler.test_replies import (
     streak_of,
     weekly_history,
 )
+from ritual_files import ritual_file
+from sqlalchemy import Engine, delete, func, select, update
+
+from config.loader import parse_ritual_file
+from config.model import RitualFile
+from rituals.planning import Plan
+from rituals.streaks import Outcome
+from scheduler.models import (
+    Completion,
+    Delivery,
+    Household,
+    InboundMessage,
+    Occurrence,
+    Partner,
+    StreakCheckpoint,
+)
+from scheduler.planner import SyncedFile, plan_horizon, sync_file
+from scheduler.replies import LIMITED, NOTHING_OPEN, Answer, handle_reply
+from scheduler.streaks import household_streaks
 
 BACK_ON = "You are back on Tend's texts. Reply HELP for the commands."
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import time_machine
+from june_couple import ALEX, SAM, ny, plan, rituals, send_due
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner, Result
 
@@ -18,7 +19,6 @@ from scheduler.db import make_engine
 from scheduler.models import Completion, InboundMessage, Occurrence
 from scheduler.replies import STRANGER, handle_reply
 from tend import cli
-from tests.scheduler.test_replies import ALEX, SAM, ny, plan, rituals, send_due
 
 STREAK_KEYS = {"household", "ritual", "recipient", "current", "longest", "unit"}
 
