@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 from fake_twilio import FakeTwilio
+from loopback import free_port
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
@@ -80,13 +80,6 @@ def database_url(backend: str, sqlite_url: str, request: pytest.FixtureRequest) 
     request.getfixturevalue("pg_engine")
     url: str = request.getfixturevalue("postgres_url")
     return url
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_for(condition: Callable[[], bool], what: str, log: Path) -> None:

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the fixture imported from test_web_twilio_status is redefined as a parameter)
 """``GET /metrics``: the process's counters and the ledger's numbers in Prometheus' text
 format; refused webhooks are counted by reason; a ledger that cannot be read is a 0, not a
 failed scrape. Counters are process-wide: tests compare after with before."""
@@ -12,23 +11,22 @@ from urllib.parse import urlencode
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_samples import Samples, delta, parse, value
 from sqlalchemy import Engine, insert
+from status_callbacks import NOW, PUBLIC, TOKEN, add_sent_sms, app, callback, post
 from twilio.request_validator import RequestValidator
 
 from notifiers.twilio_webhooks import MAX_BODY, TwilioWebhooks
 from scheduler.db import make_engine
 from scheduler.models import WorkerHeartbeat
 from tend.web import create_app
-from tests.scheduler.test_metrics import Samples, delta, parse, value
-from tests.tend.test_web_twilio_status import (  # noqa: F401 - fixtures
-    NOW,
-    PUBLIC,
-    TOKEN,
-    app,
-    callback,
-    engine,
-    post,
-)
+
+
+@pytest.fixture
+def engine(ledger: Engine) -> Engine:
+    """The SQLite ledger holding one SMS sent to Sam, the callbacks' subject."""
+    add_sent_sms(ledger)
+    return ledger
 
 
 def scrape(client: TestClient) -> Samples:
