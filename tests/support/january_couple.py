@@ -9,35 +9,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ritual_files import ritual_file
+from ritual_files import couple_file, partner_table, ritual_file
 from sqlalchemy import Engine, select, update
 
 from rituals.planning import Plan
 from scheduler.models import Delivery, Occurrence, Partner
 from scheduler.planner import plan_horizon, sync_file
 
-HOUSEHOLD = """
-timezone = "UTC"
-
-[[households]]
-id = "alex-sam"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  phone = "+15551230001"
-  email = "alex@example.com"
-  channels = ["sms", "email"]
-"""
-
-SAM = """
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  phone = "+15551230002"
-  email = "sam@example.com"
-  channels = ["sms"]
-"""
+ALEX = partner_table("alex", phone=True, email=True, channels=["sms", "email"])
+SAM = partner_table("sam", phone=True, email=True, channels=["sms"])
 
 CHECK_IN = """
 [[rituals]]
@@ -47,15 +27,15 @@ schedule = "daily at 12:00"
 """
 
 # Alex falls back to email; Sam, who has an email address, does not use it.
-COUPLE = HOUSEHOLD + SAM + CHECK_IN
-SOLO = HOUSEHOLD + CHECK_IN
+COUPLE = couple_file(ALEX, SAM, rituals=CHECK_IN)
+SOLO = couple_file(ALEX, rituals=CHECK_IN)
 
 WITH_REMINDER = COUPLE + 'remind_after = "2h"\n'
 
-DOWNTIME = (
-    HOUSEHOLD
-    + SAM
-    + """
+DOWNTIME = couple_file(
+    ALEX,
+    SAM,
+    rituals="""
 [[rituals]]
 id = "lunch"
 kind = "check_in"
@@ -71,30 +51,21 @@ id = "quick"
 kind = "check_in"
 schedule = "daily at 12:00"
 grace = "30m"
-"""
+""",
 )
 
 # Alex lives in New York (UTC-5 in January): quiet 22:00-08:00 there is 03:00-13:00 UTC.
 # The household runs on UTC, so the ritual at 02:50 UTC is 21:50 for Alex: not quiet yet.
-QUIET = """
-timezone = "UTC"
-
-[[households]]
-id = "alex-sam"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  phone = "+15551230001"
-  timezone = "America/New_York"
-  quiet_hours = "22:00-08:00"
-
+QUIET = couple_file(
+    partner_table("alex", phone=True, timezone="America/New_York", quiet_hours="22:00-08:00"),
+    rituals="""
 [[rituals]]
 id = "late"
 kind = "check_in"
 schedule = "daily at 02:50"
 grace = "{grace}"
-"""
+""",
+)
 
 ALEX_PHONE = "+15551230001"
 ALEX_MASKED = "+1*******001"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ritual_files import ritual_file
+from ritual_files import couple_file, household_table, partner_table, ritual_file
 from sqlalchemy import Engine, insert, select, update
 
 from config.model import RitualFile
@@ -26,25 +26,11 @@ ALEX = "+15551230001"
 SAM = "+15551230002"
 HOUSEHOLD = "alex-sam"
 
-COUPLE = """
-timezone = "America/New_York"
-
-[[households]]
-id = "alex-sam"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  phone = "+15551230001"
-  channels = ["sms"]
-  quiet_hours = "22:00-08:00"
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  phone = "+15551230002"
-  channels = ["sms"]
-"""
+COUPLE = couple_file(
+    partner_table("alex", phone=True, channels=["sms"], quiet_hours="22:00-08:00"),
+    partner_table("sam", phone=True, channels=["sms"]),
+    timezone="America/New_York",
+)
 
 # Sundays: the check-in at 19:30 (a reminder at 21:30), each partner's appreciation at 20:00.
 # Every other Friday at 19:00 a date night; its planner hears on the Tuesday before at 19:00
@@ -72,23 +58,12 @@ reply_window = "{appreciation_window}"
 """
 
 # Alex, by the same number, in a second household one hour behind (Chicago).
-SECOND_HOUSEHOLD = """
-[[households]]
-id = "alex-kim"
-timezone = "America/Chicago"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  phone = "+15551230001"
-  channels = ["sms"]
-
-  [[households.partners]]
-  id = "kim"
-  name = "Kim"
-  phone = "+15551230003"
-  channels = ["sms"]
-"""
+SECOND_HOUSEHOLD = household_table(
+    "alex-kim",
+    partner_table("alex", phone=True, channels=["sms"]),
+    partner_table("kim", phone=True, channels=["sms"]),
+    timezone="America/Chicago",
+)
 
 
 def rituals(

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from icalendar import Calendar
+from ritual_files import couple_file, household_table, partner_table
 from sqlalchemy import Engine, insert, select, update
 from typer.testing import CliRunner
 
@@ -35,31 +36,14 @@ LINKS = Links(PUBLIC_URL, SECRET)
 # Monday 1 November 2027, noon in New York; the clocks go back on Sunday the 7th at 02:00.
 NOW = datetime(2027, 11, 1, 16, 0, tzinfo=UTC)
 
-RITUALS = """\
-timezone = "America/New_York"
-
-[[households]]
-id = "alex-sam"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  email = "alex@example.com"
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  email = "sam@example.com"
-
-[[households]]
-id = "kim-lee"
-timezone = "Europe/Berlin"
-
-  [[households.partners]]
-  id = "kim"
-  name = "Kim"
-  email = "kim@example.com"
-
+RITUALS = couple_file(
+    partner_table("alex", email=True),
+    partner_table("sam", email=True),
+    timezone="America/New_York",
+    households=household_table(
+        "kim-lee", partner_table("kim", email=True), timezone="Europe/Berlin"
+    ),
+    rituals="""
 [[rituals]]
 id = "check-in"
 kind = "check_in"
@@ -77,7 +61,8 @@ kind = "appreciation"
 schedule = "weekly on wed at 12:00"
 to = "each"
 households = ["alex-sam"]
-"""
+""",
+)
 
 
 def ritual_file() -> RitualFile:

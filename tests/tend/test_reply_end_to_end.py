@@ -23,6 +23,7 @@ import httpx
 import pytest
 from fake_twilio import FakeTwilio
 from loopback import free_port
+from ritual_files import couple_file, write_ritual_file
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
@@ -39,26 +40,10 @@ SECRET = "reply-end-to-end-secret"
 DEADLINE = 60.0
 
 
-def couple_file(path: Path, at: datetime) -> Path:
-    path.write_text(
-        f"""\
-timezone = "UTC"
-
-[[households]]
-id = "alex-sam"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  phone = "{ALEX}"
-  channels = ["sms"]
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  phone = "{SAM}"
-  channels = ["sms"]
-
+def couple_at(at: datetime) -> str:
+    """Alex and Sam by SMS, and the evening check-in daily at `at` (UTC)."""
+    return couple_file(
+        rituals=f"""
 [[rituals]]
 id = "check-in"
 title = "{TITLE}"
@@ -67,7 +52,6 @@ schedule = "daily at {at:%H:%M}"
 message = "Check-in time, {{{{ partner }}}}: ten minutes, phones down. Reply DONE after."
 """
     )
-    return path
 
 
 @pytest.fixture
@@ -122,7 +106,7 @@ def run_the_loop(tmp_path: Path, database_url: str, twilio: FakeTwilio) -> None:
     started = time.monotonic()
     now = datetime.now(UTC)
     # Due three minutes ago: inside grace (2 h), so the new ledger's first plan sends it now.
-    config = couple_file(tmp_path / "tend.toml", now - timedelta(minutes=3))
+    config = write_ritual_file(tmp_path, couple_at(now - timedelta(minutes=3)))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {

@@ -14,7 +14,7 @@ import pytest
 import time_machine
 from fastapi.testclient import TestClient
 from ledger_setup import add_household, reset_postgres
-from ritual_files import ritual_file
+from ritual_files import couple_file, partner_table, ritual_file
 from sqlalchemy import Engine, insert, select
 
 from notifiers.base import Message, Recipient
@@ -305,28 +305,17 @@ def test_a_link_to_a_date_night_still_to_come_records_nothing(
     assert statuses[ids["open"]] == "open"
 
 
-BOTH = """
-timezone = "UTC"
-
-[[households]]
-id = "alex-sam"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  email = "alex@example.com"
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  email = "sam@example.com"
-
+BOTH = couple_file(
+    partner_table("alex", email=True),
+    partner_table("sam", email=True),
+    rituals="""
 [[rituals]]
 id = "date-night"
 kind = "date_night"
 schedule = "weekly on sat at 19:00"
 streak = "both"
-"""
+""",
+)
 
 
 def test_a_both_ritual_is_confirmed_by_the_second_partners_link(engine: Engine) -> None:
@@ -352,29 +341,17 @@ def test_a_both_ritual_is_confirmed_by_the_second_partners_link(engine: Engine) 
         assert statuses[ids["open"]] == "confirmed"
 
 
-ZONES = """
-timezone = "UTC"
-
-[[households]]
-id = "alex-sam"
-timezone = "America/New_York"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  email = "alex@example.com"
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  email = "sam@example.com"
-  timezone = "Europe/Berlin"
-
+ZONES = couple_file(
+    partner_table("alex", email=True),
+    partner_table("sam", email=True, timezone="Europe/Berlin"),
+    household_timezone="America/New_York",
+    rituals="""
 [[rituals]]
 id = "date-night"
 kind = "date_night"
 schedule = "weekly on fri at 19:00"
-"""
+""",
+)
 
 
 def test_not_yet_says_when_in_the_partners_own_zone(engine: Engine) -> None:

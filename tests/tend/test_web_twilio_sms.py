@@ -24,6 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ritual_files import couple_file, household_table, partner_table, write_ritual_file
 from sqlalchemy import Engine, func, select, update
 from twilio.request_validator import RequestValidator
 
@@ -56,45 +57,20 @@ TUESDAY = datetime(2026, 1, 13, 12, 0, tzinfo=UTC)
 
 STREAKS = "No streaks yet: reply DONE after a ritual to start one."
 
-RITUALS = f"""\
-timezone = "UTC"
-
-[[households]]
-id = "alex-sam"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  phone = "{ALEX}"
-  channels = ["sms"]
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  phone = "{SAM}"
-  channels = ["sms"]
-
-[[households]]
-id = "sam-kim"
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  phone = "{SAM}"
-  channels = ["sms"]
-
-  [[households.partners]]
-  id = "kim"
-  name = "Kim"
-  phone = "{KIM}"
-  channels = ["sms"]
-
+RITUALS = couple_file(
+    households=household_table(
+        "sam-kim",
+        partner_table("sam", phone=SAM, channels=["sms"]),
+        partner_table("kim", phone=KIM, channels=["sms"]),
+    ),
+    rituals="""
 [[rituals]]
 id = "check-in"
 kind = "check_in"
 schedule = "daily at 12:00"
 households = ["alex-sam"]
-"""
+""",
+)
 
 # The test client's response (its httpx may not be the one this file would import).
 Answer = Any
@@ -121,8 +97,7 @@ class Clock:
 @pytest.fixture
 def rituals(engine: Engine, tmp_path: Path) -> RitualFile:
     """The file, synced and planned as the worker would, with what was due before NOW sent."""
-    path = tmp_path / "tend.toml"
-    path.write_text(RITUALS, encoding="utf-8")
+    path = write_ritual_file(tmp_path, RITUALS)
     file = load_ritual_file(path, today=PLANNED).file
     synced = sync_file(engine, file, PLANNED)
     plan_horizon(
