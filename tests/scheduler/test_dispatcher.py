@@ -621,6 +621,34 @@ def test_two_dispatchers_on_postgresql_send_each_of_500_deliveries_exactly_once(
     assert all(r["provider_id"] for r in rows)
 
 
+def test_a_claim_older_than_the_claim_timeout_is_not_sent_both_by_its_worker_and_another(
+    engine: Engine, clock: FakeClock, make_dispatcher: MakeDispatcher
+) -> None:
+    telling = TellingSms(clock)  # even a channel that can say what it sent
+    slow = make_dispatcher(
+        engine, sms=telling, worker_id="slow", claim_timeout=timedelta(minutes=5)
+    )
+    # PostgreSQL: another worker's reconcile job; SQLite: the same worker's own.
+    other = (
+        make_dispatcher(engine, sms=telling, worker_id="other", claim_timeout=timedelta(minutes=5))
+        if engine.dialect.name == "postgresql"
+        else slow
+    )
+    plan(engine, COUPLE, at(9))
+    clock.set(at(12))
+    claims = slow.claim(at(12), 200)  # a long batch: these wait in the senders' queue
+    assert len(claims) == 2
+
+    clock.set(at(12, 6))  # the batch is still going after the claim timeout
+    other.reconcile()  # nothing was sent yet: back to pending...
+    other.run_until_idle()  # ...and claimed again and sent
+    for claim in claims:  # the slow worker reaches its queued claims and sends them too
+        slow.process(claim)
+
+    sends = Counter(telling.call_keys())
+    assert all(n == 1 for n in sends.values()), f"sent twice: {sends}"
+
+
 # ---------------------------------------------------------------------------- stopping
 
 

@@ -10,10 +10,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from fake_notifiers import FakeClock, FakeSms
+from january_couple import SOLO, at, plan
+from sqlalchemy import Engine, func, select, text
 
 from notifiers.base import Message, Notifier, SendResult
 from notifiers.registry import NotifierSet
+from scheduler.dispatcher import Claim
 from scheduler.models import ConfigState, Delivery, Occurrence, WorkerHeartbeat
 from scheduler.service import AlreadyRunning, Worker
 
@@ -171,6 +174,46 @@ def test_the_worker_arms_a_wake_up_at_the_next_due_delivery_and_earlier_when_pla
     )
     worker.watch()
     assert wake_times(worker)[0] == sooner
+
+
+def test_a_worker_on_postgresql_does_not_spin_while_a_due_delivery_is_locked_elsewhere(
+    pg_engine: Engine, tmp_path: Path
+) -> None:
+    """A due row another transaction holds (the planner's upsert of a big chunk, its
+    cancellations, another worker's claim) is skipped by the claim; `_arm` used to re-arm
+    the wake-up at once, the row being still the earliest pending: a hot loop of
+    mark_missed + claim + next_due against the database until the lock went."""
+    clock = FakeClock(at(12, 1))
+    plan(pg_engine, SOLO, at(9))
+    config = tmp_path / "tend.toml"
+    config.write_text(SOLO)
+    worker = Worker(pg_engine, config, NotifierSet(overrides={"sms": FakeSms(clock)}), clock=clock)
+    claims = 0
+    claim = worker.dispatcher.claim
+
+    def counting(now: datetime, limit: int) -> list[Claim]:
+        nonlocal claims
+        claims += 1
+        return claim(now, limit)
+
+    worker.dispatcher.claim = counting  # type: ignore[method-assign]
+    holder = pg_engine.connect()
+    try:
+        holder.execute(
+            text("SELECT id FROM delivery WHERE due_at = :due FOR UPDATE"),
+            {"due": at(12).replace(tzinfo=None)},
+        )
+        worker._scheduler.start()
+        worker.dispatch()
+        time.sleep(1.0)  # real time only to count the loop's turns; no schedule is awaited
+        turns = claims
+    finally:
+        worker.dispatcher.stop()
+        worker._scheduler.shutdown(wait=True)
+        worker.dispatcher.close()
+        holder.rollback()
+        holder.close()
+    assert turns <= 5, f"{turns} claims in one second while one row was locked"
 
 
 def test_a_broken_ritual_file_is_logged_once_and_its_repair_too(
