@@ -17,9 +17,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from june_couple import COUPLE, HOUSEHOLD, ny
 from ritual_files import ritual_file
 from sqlalchemy import Engine, Row, Table, func, select, update
 
+from config.loader import parse_ritual_file
 from config.model import RitualFile
 from rituals.clock import resolve
 from rituals.planning import Plan
@@ -29,6 +31,7 @@ from scheduler.models import Delivery, Household, Occurrence, Partner
 from scheduler.planner import (
     CONFIG_CANCELLED,
     PlanReport,
+    SyncedFile,
     SyncResult,
     file_hash,
     plan_horizon,
@@ -895,3 +898,41 @@ def test_a_new_ledgers_first_plan_sends_what_is_still_inside_its_grace(engine: E
 
     today = [d for d in deliveries(engine) if d.slot == datetime(2026, 6, 1, 11, 30)]
     assert {(d.partner_key, d.status) for d in today} == {("alex", "pending"), ("sam", "pending")}
+
+
+ENDED = (
+    COUPLE
+    + """
+[[rituals]]
+id = "check-in"
+kind = "check_in"
+schedule = "weekly on sun at 19:30"
+
+[[rituals]]
+id = "june-challenge"
+kind = "custom"
+schedule = "rrule: FREQ=DAILY;BYHOUR=9;BYMINUTE=0;UNTIL=20260630T235900"
+message = "Day of the June challenge"
+"""
+)
+
+
+def test_a_ritual_whose_rrule_has_ended_warns_and_the_synced_file_still_loads(
+    engine: Engine,
+) -> None:
+    start = ny(6, 1, 8)
+    loaded = parse_ritual_file(ENDED, name="tend.toml", today=start)
+    assert loaded.warnings == []
+    sync_file(engine, loaded.file, start, text=ENDED)
+
+    later = ny(7, 2, 8)  # the challenge ended on 30 Jun
+    again = parse_ritual_file(ENDED, name="tend.toml", today=later)
+    (warning,) = again.warnings
+    assert warning.severity == "warning"
+    assert "has ended" in warning.message
+    assert [r.id for r in again.file.rituals] == ["check-in", "june-challenge"]
+
+    synced = SyncedFile(engine, fallback=None, clock=lambda: later)()
+    assert synced is not None
+    assert [r.id for r in synced.rituals] == ["check-in", "june-challenge"]
+    assert [h.id for h in synced.households] == [HOUSEHOLD]
