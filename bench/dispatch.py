@@ -72,6 +72,7 @@ from config.loader import load_ritual_file  # noqa: E402
 from notifiers.base import Message, Recipient  # noqa: E402
 from notifiers.sms import SmsNotifier  # noqa: E402
 from rituals.planning import Plan  # noqa: E402
+from scheduler.ledger import Ledger  # noqa: E402
 from scheduler.ledger.engine import make_engine  # noqa: E402
 from scheduler.ledger.rows import DeliveryRow  # noqa: E402
 from scheduler.ledger.schema import upgrade  # noqa: E402
@@ -456,9 +457,14 @@ def plan_ledger(engine: Engine, config: Path) -> int:
     """Plan the file with the real planner, as a worker's first plan would."""
     now = datetime.now(UTC)
     loaded = load_ritual_file(config, today=now)
-    synced = sync_file(engine, loaded.file, now, text=loaded.text)
+    synced = sync_file(Ledger(engine), loaded.file, now, text=loaded.text)
     report = plan_horizon(
-        engine, Plan(loaded.file), now, generation=synced.generation, changed=synced.changed, days=2
+        Ledger(engine),
+        Plan(loaded.file),
+        now,
+        generation=synced.generation,
+        changed=synced.changed,
+        days=2,
     )
     return report.deliveries
 

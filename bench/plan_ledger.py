@@ -33,6 +33,7 @@ from plan_pure import ritual_file
 
 from config.loader import parse_ritual_file
 from rituals.planning import Plan
+from scheduler.ledger import Ledger
 from scheduler.ledger.engine import make_engine
 from scheduler.ledger.rows import (
     Base,
@@ -152,12 +153,12 @@ def copy_rows_dbapi(source: Engine, target: Engine) -> tuple[float, float]:
 
 def run(url: str, plan: Plan, days: int, directory: str) -> None:
     engine = fresh(url)
-    synced = sync_file(engine, plan.file, NOW)
+    synced = sync_file(Ledger(engine), plan.file, NOW)
     timings = []
     for label in ("first plan", "second plan"):
         started, started_cpu = time.perf_counter(), time.process_time()
         report = plan_horizon(
-            engine, plan, NOW, generation=synced.generation, changed=False, days=days
+            Ledger(engine), plan, NOW, generation=synced.generation, changed=False, days=days
         )
         seconds, cpu = time.perf_counter() - started, time.process_time() - started_cpu
         timings.append((label, seconds, cpu, report.occurrences, report.deliveries))

@@ -29,6 +29,7 @@ from plan_ledger import database_urls, fresh
 from config.loader import parse_ritual_file
 from rituals.clock import resolve
 from rituals.planning import Plan
+from scheduler.ledger import Ledger, Records
 from scheduler.ledger.rows import (
     CompletionRow,
     DeliveryRow,
@@ -36,7 +37,7 @@ from scheduler.ledger.rows import (
     StreakCheckpointRow,
 )
 from scheduler.planner import sync_file
-from scheduler.streaks import household_streaks
+from scheduler.reports.streaks import household_streaks
 
 FILE = """
 timezone = "America/New_York"
@@ -131,7 +132,7 @@ def timed(
             if not checkpoint:
                 connection.execute(delete(StreakCheckpointRow))
             started, started_cpu = time.perf_counter(), time.thread_time()
-            household_streaks(connection, file, "h", now, save=checkpoint)  # type: ignore[arg-type]
+            household_streaks(Records(connection), file, "h", now, save=checkpoint)  # type: ignore[arg-type]
             times.append((time.perf_counter() - started) * 1000)
             cpu.append((time.thread_time() - started_cpu) * 1000)
             connection.commit()
@@ -143,11 +144,11 @@ def run(url: str, years: int, calls: int) -> None:
     now = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
     file = parse_ritual_file(FILE, name="bench", today=now).file
     Plan(file)
-    sync_file(engine, file, now)
+    sync_file(Ledger(engine), file, now)
     print(f"{engine.dialect.name}:")
     history(engine, years, now)
     with engine.begin() as connection:
-        streak = household_streaks(connection, file, "h", now)[0].streak
+        streak = household_streaks(Records(connection), file, "h", now)[0].streak
     print(f"  streak: current {streak.current}, longest {streak.longest}, kept {streak.kept}")
     fast, fast_cpu = timed(engine, file, now, calls, checkpoint=True)
     full, full_cpu = timed(engine, file, now, max(20, calls // 10), checkpoint=False)

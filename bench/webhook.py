@@ -58,6 +58,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
+from scheduler.ledger import Ledger
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 BIN = Path(sys.executable).parent
@@ -117,10 +119,10 @@ def build_ledger(url: str, text: str, now: datetime, last: datetime) -> tuple[in
 
     engine = fresh(url)
     file = parse_ritual_file(text, name="bench", today=now).file
-    synced = sync_file(engine, file, now, text=text)
+    synced = sync_file(Ledger(engine), file, now, text=text)
     start = datetime.combine(last.date() - timedelta(days=OPEN_PER_PARTNER), datetime.min.time())
     report = plan_horizon(
-        engine,
+        Ledger(engine),
         Plan(file),
         start.replace(tzinfo=UTC),
         generation=synced.generation,
@@ -515,7 +517,8 @@ def bare_server(port: int) -> None:
     import uvicorn
     from fastapi import FastAPI, Response
 
-    from tend.cli import _listen, _logging
+    from tend.cli.service import listen as _listen
+    from tend.cli.service import logging_setup as _logging
 
     app = FastAPI(title="bare", docs_url=None, redoc_url=None, openapi_url=None)
 

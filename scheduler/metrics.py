@@ -26,8 +26,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from scheduler.ledger import Ledger, LedgerError
-from scheduler.ledger.rows import DeliveryStatus
+from scheduler.ledger import DeliveryStatus, Ledger, LedgerError
 
 __all__ = [
     "FORM_REFUSALS",

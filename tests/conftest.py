@@ -1,10 +1,18 @@
-"""Shared fixtures. PostgreSQL comes from the machine: ``TEND_TEST_POSTGRES_URL``."""
+"""Fixtures for every package: the ledger on SQLite and on the machine's PostgreSQL
+(``TEND_TEST_POSTGRES_URL``), and the one parametrised ``engine`` that runs a test on both."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from ledger_setup import reset_postgres
+from sqlalchemy import Engine
+
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.schema import upgrade
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +27,45 @@ def postgres_url() -> str:
         "PostgreSQL tests need TEND_TEST_POSTGRES_URL "
         "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); .ci/run sets it"
     )
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/tend.db"
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    """A migrated SQLite ledger, ``tend.db`` in the test's ``tmp_path``."""
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_engine(postgres_url: str) -> Iterator[Engine]:
+    """The machine's PostgreSQL, emptied and migrated; emptied again after the test."""
+    engine = make_engine(postgres_url)
+    reset_postgres(engine)
+    upgrade(engine)
+    yield engine
+    reset_postgres(engine)
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The test runs once on SQLite and once on PostgreSQL (ids ``[sqlite]``, ``[postgres]``).
+
+    Most tests take ``engine``; one that needs the database some other way (a URL for a
+    subprocess, a ledger not migrated yet) takes this."""
+    found: str = request.param
+    return found
+
+
+@pytest.fixture
+def engine(backend: str, request: pytest.FixtureRequest) -> Engine:
+    """A migrated, empty ledger: `sqlite_engine`, then `pg_engine`."""
+    found: Engine = request.getfixturevalue("sqlite_engine" if backend == "sqlite" else "pg_engine")
+    return found

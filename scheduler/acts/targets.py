@@ -82,8 +82,9 @@ def open_for(
     confirmed: Mapping[int, set[str]],
     skipped: Mapping[int, set[str]],
 ) -> list[Open]:
-    """`latest` with the rituals and who has done or skipped each."""
-    return [
+    """`latest` with the rituals and who has done or skipped each: the one the last message
+    was about first, then the most recent."""
+    told = [
         Open(
             occurrence=occurrence,
             ritual=rituals[row.ritual],
@@ -101,6 +102,11 @@ def open_for(
         )
         for occurrence, row in latest.items()
     ]
+    if not told:
+        return []
+    first = told[0]  # rows came newest message first
+    rest = sorted(told[1:], key=lambda t: (t.at, t.occurrence), reverse=True)
+    return [first, *rest]
 
 
 def to_confirm(told: Sequence[Open], partner: str, now: datetime) -> list[Open]:

@@ -12,8 +12,8 @@ from typing import Literal
 from notifiers.base import NotifierError
 from rituals.clock import TimeWindow, get_zone
 from rituals.planning import after_quiet_hours
+from scheduler.ledger import is_follow_up
 from scheduler.ledger.claims import Claim
-from scheduler.ledger.rows import is_follow_up
 
 __all__ = [
     "MAY_REPEAT",

@@ -35,7 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from scheduler.ledger import schema
 from scheduler.ledger.claims import Claims
@@ -47,19 +54,29 @@ from scheduler.ledger.partners import Partners
 from scheduler.ledger.plans import Plans
 from scheduler.ledger.receipts import Receipts
 from scheduler.ledger.reports import Reports
+from scheduler.ledger.rows import (
+    REACHED,
+    DeliveryStatus,
+    OccurrenceStatus,
+    is_follow_up,
+)
 from scheduler.ledger.schema import SchemaBehind
 from scheduler.ledger.streaks import Streaks
 from scheduler.ledger.synced import Synced
 from scheduler.ledger.workers import PlannerLock, Workers, listen
 
 __all__ = [
+    "REACHED",
     "Busy",
     "Conflict",
     "DatabaseError",
+    "DeliveryStatus",
     "Ledger",
     "LedgerError",
+    "OccurrenceStatus",
     "Records",
     "SchemaBehind",
+    "is_follow_up",
 ]
 
 #: Anything the ledger raises.
@@ -99,9 +116,12 @@ class Ledger(Records):
 
     @classmethod
     def at(cls, url: str, **engine_options: Any) -> Ledger:
-        """The ledger at a SQLAlchemy URL (``ValueError`` and SQLAlchemy's own errors for one
-        it cannot use)."""
-        return cls(make_engine(url, **engine_options))
+        """The ledger at a SQLAlchemy URL: ``ValueError`` for one Tend cannot use,
+        ``ImportError`` for a database whose driver it does not ship."""
+        try:
+            return cls(make_engine(url, **engine_options))
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise ValueError(str(exc)) from exc
 
     # ------------------------------------------------------------------ transactions
 

@@ -244,8 +244,6 @@ class Plans(Bound):
         ritual's id and the households it is limited to (None: all); `since`: how far back
         the planner reaches.
         """
-        occurrence_scope = OccurrenceRow.household_id.in_(households) if households else true()
-        delivery_scope = DeliveryRow.household_id.in_(households) if households else true()
         ritual_ids = [r for r, _ in rituals]
         # Rituals gone from the file, or no longer for this household (`households = [...]`).
         gone = or_(
@@ -256,55 +254,77 @@ class Plans(Bound):
                 if only is not None
             ),
         )
-        gone_partners = select(PartnerRow.household_id, PartnerRow.key).where(
-            PartnerRow.active.is_(False)
-        )
         with self._writing() as connection:
-            result = connection.execute(
-                update(DeliveryRow)
-                .where(
-                    delivery_scope,
-                    DeliveryRow.status == "pending",  # few rows: the horizon's, and the overdue
-                    DeliveryRow.generation < generation,
-                    or_(
-                        # Not made again; the expired are left to be marked missed. A snoozed
-                        # nudge is the partner's, not the file's: kept.
-                        and_(
-                            DeliveryRow.fallback_of.is_(None),
-                            DeliveryRow.role.not_like(f"{SNOOZE_ROLE}%"),
-                            DeliveryRow.expires_at >= now,
-                        ),
-                        DeliveryRow.occurrence_id.in_(select(OccurrenceRow.id).where(gone)),
-                        DeliveryRow.household_id.in_(
-                            select(HouseholdRow.id).where(HouseholdRow.active.is_(False))
-                        ),
-                        tuple_(DeliveryRow.household_id, DeliveryRow.partner_key).in_(
-                            gone_partners
-                        ),
-                    ),
-                )
-                .values(status="cancelled", last_error=CONFIG_CANCELLED, updated_at=now)
-            )
-            # An occurrence goes with its deliveries: cancelled when the file no longer makes
-            # it and it is still to come, or its ritual is gone, or everything it would have
-            # sent was just cancelled (one that reached someone stays open for their reply).
-            mine = DeliveryRow.occurrence_id == OccurrenceRow.id
-            connection.execute(
-                update(OccurrenceRow)
-                .where(
-                    occurrence_scope,
-                    OccurrenceRow.at >= since,  # the planner's reach: older ones stay
-                    OccurrenceRow.generation < generation,
-                    OccurrenceRow.status == "open",
-                    or_(
-                        OccurrenceRow.at >= now,
-                        gone,
-                        and_(
-                            exists().where(mine, DeliveryRow.last_error == CONFIG_CANCELLED),
-                            ~exists().where(mine, DeliveryRow.status != "cancelled"),
-                        ),
-                    ),
-                )
-                .values(status="cancelled", updated_at=now)
-            )
-        return int(result.rowcount or 0)
+            cancelled = _cancel_deliveries(connection, gone, now, generation, households)
+            _cancel_occurrences(connection, gone, since, now, generation, households)
+        return cancelled
+
+
+def _cancel_deliveries(
+    connection: Connection,
+    gone: ColumnElement[bool],
+    now: datetime,
+    generation: int,
+    households: Sequence[str] | None,
+) -> int:
+    scope = DeliveryRow.household_id.in_(households) if households else true()
+    gone_partners = select(PartnerRow.household_id, PartnerRow.key).where(
+        PartnerRow.active.is_(False)
+    )
+    result = connection.execute(
+        update(DeliveryRow)
+        .where(
+            scope,
+            DeliveryRow.status == "pending",  # few rows: the horizon's, and the overdue
+            DeliveryRow.generation < generation,
+            or_(
+                # Not made again; the expired are left to be marked missed. A snoozed nudge
+                # is the partner's, not the file's: kept.
+                and_(
+                    DeliveryRow.fallback_of.is_(None),
+                    DeliveryRow.role.not_like(f"{SNOOZE_ROLE}%"),
+                    DeliveryRow.expires_at >= now,
+                ),
+                DeliveryRow.occurrence_id.in_(select(OccurrenceRow.id).where(gone)),
+                DeliveryRow.household_id.in_(
+                    select(HouseholdRow.id).where(HouseholdRow.active.is_(False))
+                ),
+                tuple_(DeliveryRow.household_id, DeliveryRow.partner_key).in_(gone_partners),
+            ),
+        )
+        .values(status="cancelled", last_error=CONFIG_CANCELLED, updated_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def _cancel_occurrences(
+    connection: Connection,
+    gone: ColumnElement[bool],
+    since: datetime,
+    now: datetime,
+    generation: int,
+    households: Sequence[str] | None,
+) -> None:
+    """An occurrence goes with its deliveries: cancelled when the file no longer makes it
+    and it is still to come, or its ritual is gone, or everything it would have sent was
+    just cancelled (one that reached someone stays open for their reply)."""
+    scope = OccurrenceRow.household_id.in_(households) if households else true()
+    mine = DeliveryRow.occurrence_id == OccurrenceRow.id
+    connection.execute(
+        update(OccurrenceRow)
+        .where(
+            scope,
+            OccurrenceRow.at >= since,  # the planner's reach: older ones stay
+            OccurrenceRow.generation < generation,
+            OccurrenceRow.status == "open",
+            or_(
+                OccurrenceRow.at >= now,
+                gone,
+                and_(
+                    exists().where(mine, DeliveryRow.last_error == CONFIG_CANCELLED),
+                    ~exists().where(mine, DeliveryRow.status != "cancelled"),
+                ),
+            ),
+        )
+        .values(status="cancelled", updated_at=now)
+    )

@@ -125,11 +125,9 @@ def safe_url(settings: Settings) -> str:
 
 def open_ledger(settings: Settings) -> Ledger:
     """The one way a command opens the ledger (it connects only when first used)."""
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
     try:
         ledger = Ledger.at(settings.database_url)
-    except (ValueError, ArgumentError, NoSuchModuleError) as exc:
+    except ValueError as exc:
         raise Usage(f"environment: DATABASE_URL: {exc}") from None
     except ImportError as exc:  # a URL for a database whose driver Tend does not ship
         raise Usage(

@@ -49,12 +49,12 @@ from typing import Any
 
 import pytest
 from fake_twilio import FakeTwilio
+from ledger_setup import reset_postgres
 from sqlalchemy import Engine, func, select
 
 from scheduler.ledger.engine import make_engine
 from scheduler.ledger.rows import DeliveryRow, PartnerRow
 from scheduler.ledger.schema import upgrade
-from tests.scheduler.conftest import reset_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 SENDER = "+15550001111"

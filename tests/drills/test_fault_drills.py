@@ -59,8 +59,8 @@ from notifiers.registry import NotifierSet
 from notifiers.sms import SmsNotifier
 from notifiers.twilio_webhooks import TwilioWebhooks
 from rituals.planning import Plan
-from scheduler.dispatcher import UNSURE, Dispatcher, RetryPolicy
-from scheduler.ledger.engine import make_engine
+from scheduler.dispatch.dispatcher import UNSURE, Dispatcher, RetryPolicy
+from scheduler.ledger import Ledger
 from scheduler.ledger.rows import (
     CompletionRow,
     DeliveryRow,
@@ -69,12 +69,11 @@ from scheduler.ledger.rows import (
     PartnerRow,
     ProviderReceiptRow,
 )
-from scheduler.ledger.schema import upgrade
 from scheduler.metrics import REGISTRY
-from scheduler.planner import SyncedFile, plan_horizon, sync_file
-from scheduler.service import Worker, WorkerOptions
+from scheduler.planner import plan_horizon, sync_file
+from scheduler.source import FileSource, SyncedSource
+from scheduler.worker.worker import Worker, WorkerOptions
 from tend.web import create_app
-from tests.scheduler.conftest import reset_postgres
 
 SENDER = "+15550001111"
 
@@ -126,9 +125,14 @@ def write_file(path: Path, households: int, prefix: str, rituals: str) -> Path:
 def plan_file(engine: Engine, path: Path, now: datetime, days: int) -> None:
     """Sync the file and plan its next days, as the worker does at `now`."""
     file = load_ritual_file(path, today=now).file
-    synced = sync_file(engine, file, now)
+    synced = sync_file(Ledger(engine), file, now)
     plan_horizon(
-        engine, Plan(file), now, generation=synced.generation, changed=synced.changed, days=days
+        Ledger(engine),
+        Plan(file),
+        now,
+        generation=synced.generation,
+        changed=synced.changed,
+        days=days,
     )
 
 
@@ -167,28 +171,6 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.upper().endswith("_PROXY"):
             monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def sqlite_ledger(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'tend.db'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """The ledger on SQLite, and on the machine's PostgreSQL (skipped without one)."""
-    if request.param == "sqlite":
-        yield request.getfixturevalue("sqlite_ledger")
-        return
-    engine = make_engine(request.getfixturevalue("postgres_url"))
-    reset_postgres(engine)
-    upgrade(engine)
-    yield engine
-    reset_postgres(engine)
-    engine.dispose()
 
 
 # ================================================================ 1. a flaky provider
@@ -231,9 +213,9 @@ def ledger_state(engine: Engine) -> dict[int, dict[str, Any]]:
 
 
 def test_a_flaky_provider_gets_every_message_once_and_backoff_is_honoured(
-    sqlite_ledger: Engine, tmp_path: Path
+    sqlite_engine: Engine, tmp_path: Path
 ) -> None:
-    engine = sqlite_ledger
+    engine = sqlite_engine
     started = time.perf_counter()
     clock = Clock(DUE - timedelta(hours=3))
     path = write_file(tmp_path / "tend.toml", FLAKY_HOUSEHOLDS, "h", FLAKY_RITUAL)
@@ -255,7 +237,7 @@ def test_a_flaky_provider_gets_every_message_once_and_backoff_is_honoured(
         )
         email = EmailNotifier(SmtpTarget.parse(smtp.url()), "Tend <tend@example.com>")
         dispatcher = Dispatcher(
-            engine,
+            Ledger(engine),
             NotifierSet(overrides={"sms": sms, "email": email}),
             "drill-worker",
             clock=clock,
@@ -448,9 +430,10 @@ def sms_to(twilio: FakeTwilio) -> SmsNotifier:
 
 def run_worker(engine: Engine, path: Path, twilio: FakeTwilio, clock: Clock) -> Worker:
     """A worker process's object, started: it plans, settles and dispatches at `clock`."""
+    ledger = Ledger(engine)
     worker = Worker(
-        engine,
-        path,
+        ledger,
+        FileSource(path, ledger=ledger),
         NotifierSet(overrides={"sms": sms_to(twilio)}),
         clock=clock,
         options=WorkerOptions(horizon_days=1, senders=8),
@@ -463,9 +446,8 @@ def run_worker(engine: Engine, path: Path, twilio: FakeTwilio, clock: Clock) -> 
 
 
 def test_after_six_hours_down_late_messages_are_missed_or_sent_by_their_grace(
-    ledger: Engine, tmp_path: Path
+    engine: Engine, tmp_path: Path
 ) -> None:
-    engine = ledger
     started = time.perf_counter()
     path = write_file(tmp_path / "tend.toml", DOWN_HOUSEHOLDS, "d", DAY_RITUALS)
     clock = Clock(DOWN_AT)
@@ -794,9 +776,8 @@ def state(engine: Engine) -> dict[str, Any]:
 
 
 def test_forged_webhooks_are_refused_and_replays_are_applied_once(
-    ledger: Engine, tmp_path: Path
+    engine: Engine, tmp_path: Path
 ) -> None:
-    engine = ledger
     started = time.perf_counter()
     clock = Clock(WEB_NOW)
     path = write_file(tmp_path / "tend.toml", WEB_HOUSEHOLDS, "w", WEB_RITUAL)
@@ -820,12 +801,12 @@ def test_forged_webhooks_are_refused_and_replays_are_applied_once(
     assert len(sent) == 2 * 2 * WEB_HOUSEHOLDS  # Monday's and Tuesday's, to everyone
     partners = [(f"w{h:03d}", f"p{p}", phone(h, p)) for h in range(WEB_HOUSEHOLDS) for p in (1, 2)]
 
-    app = create_app(  # as `tend web` builds it (tend.cli._serve), on the drill's clock
-        engine,
+    app = create_app(  # as `tend web` builds it (tend.cli.service._serve), on the drill's clock
+        Ledger(engine),
         clock=clock,
         links=Links(PUBLIC, "drill-secret"),
         twilio=TwilioWebhooks(TOKEN, PUBLIC),
-        rituals=SyncedFile(engine, fallback=file, clock=clock),
+        rituals=SyncedSource(Ledger(engine), fallback=file, clock=clock),
     )
     shuffle = random.Random(7).shuffle
     with served(app) as base:

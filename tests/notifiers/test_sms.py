@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from fake_twilio import FailureSpec, FakeTwilio
+from loopback import free_port
 
 from config.settings import Settings
 from notifiers.base import Message, NotifierError, Recipient, SendResult, mask_addresses
@@ -44,14 +45,6 @@ def message(body: str = "Date night tonight at 8", *, phone: str | None = SAM) -
         body=body,
         key=KEY,
     )
-
-
-def free_port() -> int:
-    """A loopback port where nothing listens (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def kind(error: NotifierError) -> str:

@@ -1,62 +1,86 @@
-"""Ledger fixtures: a migrated SQLite file per test, and the machine's PostgreSQL, reset."""
+"""Scheduler fixtures: the fake clock (Monday 12 January 2026, 09:00 UTC), fake SMS and
+e-mail notifiers on it, dispatchers built on it, and `tend worker` subprocesses. The ledgers
+(`engine`, `sqlite_engine`, `pg_engine`) are tests/conftest.py's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from fake_notifiers import FakeClock, FakeEmail, FakeSms, MakeDispatcher
+from january_couple import at
+from sqlalchemy import Engine
+from tend_workers import Workers
 
-from config.loader import parse_ritual_file
-from config.model import RitualFile
-from scheduler.ledger.engine import make_engine
-from scheduler.ledger.schema import upgrade
-
-
-def reset_postgres(engine: Engine) -> None:
-    """An empty ``public`` schema: the CI database is Tend's own."""
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
+from notifiers.base import Notifier
+from notifiers.registry import NotifierSet
+from scheduler.dispatch.dispatcher import Dispatcher
+from scheduler.ledger import Ledger
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: object) -> str:
-    return f"sqlite:///{tmp_path}/tend.db"
+def clock() -> FakeClock:
+    return FakeClock(at(9))
 
 
 @pytest.fixture
-def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
-    engine = make_engine(sqlite_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def sms(clock: FakeClock) -> FakeSms:
+    return FakeSms(clock)
 
 
 @pytest.fixture
-def pg_engine(postgres_url: str) -> Iterator[Engine]:
-    engine = make_engine(postgres_url)
-    reset_postgres(engine)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def email(clock: FakeClock) -> FakeEmail:
+    return FakeEmail(clock)
 
 
 @pytest.fixture
-def postgres_engine(pg_engine: Engine) -> Engine:
-    """`pg_engine` under the name the `engine` fixture's "postgres" parameter looks up."""
-    return pg_engine
+def make_dispatcher(clock: FakeClock) -> Iterator[MakeDispatcher]:
+    """Builds dispatchers on the fake clock and closes every one after the test."""
+    made: list[Dispatcher] = []
+
+    def make(
+        engine: Engine,
+        *,
+        sms: Notifier | None = None,
+        email: Notifier | None = None,
+        console: Notifier | None = None,
+        worker_id: str = "worker-1",
+        **options: Any,
+    ) -> Dispatcher:
+        overrides = {
+            channel: notifier
+            for channel, notifier in (("sms", sms), ("email", email), ("console", console))
+            if notifier is not None
+        }
+        options.setdefault("rng", random.Random(1234))
+        dispatcher = Dispatcher(
+            Ledger(engine), NotifierSet(overrides=overrides), worker_id, clock=clock, **options
+        )
+        made.append(dispatcher)
+        return dispatcher
+
+    yield make
+    for dispatcher in made:
+        dispatcher.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def engine(request: pytest.FixtureRequest) -> Engine:
-    """The test runs once on SQLite and once on PostgreSQL."""
-    found: Engine = request.getfixturevalue(f"{request.param}_engine")
-    return found
+@pytest.fixture
+def workers_factory(tmp_path: Path) -> Iterator[Callable[..., Workers]]:
+    """Starts `tend worker` subprocesses (tend_workers.Workers); kills any still running
+    after the test."""
+    made: list[Workers] = []
 
+    def make(database_url: str, config: Path, **env: str) -> Workers:
+        workers = Workers(tmp_path, database_url, config, **env)
+        made.append(workers)
+        return workers
 
-def ritual_file(text: str, today: datetime | None = None) -> RitualFile:
-    return parse_ritual_file(
-        text, name="test.toml", today=today or datetime(2026, 1, 1, tzinfo=UTC)
-    ).file
+    yield make
+    for workers in made:
+        for process in workers.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -1,8 +1,7 @@
-# ruff: noqa: F811  (fixtures imported from test_dispatcher are redefined as parameters)
 """The planner's change rules, from a second review: each test is a couple's edit that once
 went wrong (a message sent twice, or lost) and now goes right.
 
-Time is the fake clock of test_dispatcher (Monday 12 January 2026, UTC); rows come from
+Time is the scheduler tests' fake clock (Monday 12 January 2026, UTC); rows come from
 small ritual files through the planner and are sent by the real dispatcher.
 """
 
@@ -10,24 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from fake_notifiers import FakeClock, FakeEmail, FakeSms, MakeDispatcher, transient
+from january_couple import COUPLE, SOLO, at, deliveries, key, one, plan
 from sqlalchemy import Engine, select
 
 from scheduler.ledger.rows import OccurrenceRow
-from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
-    COUPLE,
-    SOLO,
-    FakeClock,
-    FakeEmail,
-    FakeSms,
-    MakeDispatcher,
-    at,
-    clock,
-    deliveries,
-    email,
-    make_dispatcher,
-    plan,
-    sms,
-)
 
 
 def sent_on(notifier_keys: list[str], who: str, role: str, day: str) -> list[str]:
@@ -280,6 +266,85 @@ def test_reordering_partners_after_the_plan_ahead_nudge_keeps_the_planner(
     day_of = [d["body"] for d in deliveries(engine, role="day_of", status="sent")]
     assert planners == told, f"{told} was told to plan Friday, the ledger now says {planners}"
     assert all(f"Planner: {told.title()}" in body for body in day_of), day_of
+
+
+# ------------------------------------------------------------------ a file change mid-day
+
+
+def test_a_channel_change_after_the_message_was_sent_does_not_send_it_again_by_the_new_channel(
+    engine: Engine,
+    clock: FakeClock,
+    sms: FakeSms,
+    email: FakeEmail,
+    make_dispatcher: MakeDispatcher,
+) -> None:
+    dispatcher = make_dispatcher(engine, sms=sms, email=email)
+    plan(engine, SOLO, at(9))
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+    assert sms.sent == [key("alex")]  # the 12:00 check-in went by SMS
+
+    # At 12:30 Alex prefers email. The 12:00 message is still inside its 2 h grace; the
+    # planner used to make it again under a new key (the channel is part of it).
+    clock.set(at(12, 30))
+    plan(engine, SOLO.replace('["sms", "email"]', '["email", "sms"]'), at(12, 30))
+    dispatcher.run_until_idle()
+
+    day_of = [k for k in sms.sent + email.sent if "/alex/day_of/" in k and "T12:00" in k]
+    assert day_of == [key("alex")], f"Alex got the 12:00 check-in {len(day_of)} times"
+
+
+def test_a_channel_change_does_not_leave_the_old_channels_pending_reminder_to_be_sent_too(
+    engine: Engine,
+    clock: FakeClock,
+    sms: FakeSms,
+    email: FakeEmail,
+    make_dispatcher: MakeDispatcher,
+) -> None:
+    text_ = SOLO + 'remind_after = "2h"\n'
+    dispatcher = make_dispatcher(engine, sms=sms, email=email)
+    plan(engine, text_, at(9))
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+
+    # After the day_of went out (and after its grace), Alex switches to email. The 14:00
+    # reminder of the 12:00 occurrence was planned on SMS; the occurrence is in the past,
+    # and _cancel_stale used to keep the SMS reminder beside the new email one.
+    clock.set(at(14, 1))
+    plan(engine, text_.replace('["sms", "email"]', '["email", "sms"]'), at(14, 1))
+    clock.set(at(14, 5))
+    dispatcher.run_until_idle()
+
+    reminders = [k for k in sms.sent + email.sent if "/alex/reminder/" in k and "T12:00" in k]
+    assert len(reminders) == 1, f"Alex got {reminders}"
+
+
+def test_a_delivery_in_flight_when_its_ritual_is_removed_is_not_retried_after_the_removal(
+    engine: Engine,
+    clock: FakeClock,
+    sms: FakeSms,
+    email: FakeEmail,
+    make_dispatcher: MakeDispatcher,
+) -> None:
+    dispatcher = make_dispatcher(engine, sms=sms, email=email)
+    plan(engine, SOLO, at(9))
+    clock.set(at(12))
+    claims = dispatcher.claim(at(12), 10)
+    assert [c.partner_key for c in claims] == ["alex"]
+
+    # While the provider call is in flight, the ritual is removed from the file.
+    without = SOLO.replace('id = "check-in"', 'id = "walk"').replace("12:00", "18:00")
+    clock.set(at(12, 0, 30))
+    plan(engine, without, at(12, 0, 30))
+    sms.fail_next(transient())
+    dispatcher.process(claims[0])  # a transient failure: back to pending, old generation
+
+    # Later plans and dispatches: the removed ritual's message must not go out.
+    clock.set(at(12, 5))
+    plan(engine, without, at(12, 5))
+    dispatcher.run_until_idle()
+    assert sms.sent == [], "a message of a ritual removed from the file was sent"
+    assert one(engine, ritual_id="check-in", due_at=at(12))["status"] == "cancelled"
 
 
 # ------------------------------------------------------------------ performance

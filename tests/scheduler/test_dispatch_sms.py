@@ -1,9 +1,8 @@
-# ruff: noqa: F811  (fixtures imported from test_dispatcher are redefined as parameters)
 """The dispatcher with the real Twilio notifier, the real ``twilio`` library and the fake
 Twilio API on loopback, on a SQLite ledger: sent once, opt-outs, Retry-After, a send that
 timed out after the provider took it, and a crash in the middle of a send.
 
-Time is the fake clock of test_dispatcher, shared with the fake Twilio (its
+Time is the scheduler tests' fake clock, shared with the fake Twilio (its
 ``date_created``), so `was_sent` sees the provider's clock and the ledger's agree.
 """
 
@@ -15,35 +14,30 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from fake_notifiers import FakeClock, FakeEmail, MakeDispatcher
 from fake_twilio import FakeTwilio
-from sqlalchemy import Engine, update
-from sqlalchemy.exc import OperationalError
-
-from notifiers.sms import SmsNotifier
-from scheduler.dispatcher import UNSURE, Dispatcher
-from scheduler.ledger.rows import PartnerRow
-from scheduler.receipts import apply_held, record_receipt
-from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
+from january_couple import (
     ALEX_MASKED,
     ALEX_PHONE,
     COUPLE,
     QUIET,
     SAM_PHONE,
     SOLO,
-    FakeClock,
-    FakeEmail,
-    MakeDispatcher,
     at,
-    clock,
     deliveries,
-    email,
     interrupt,
     key,
-    make_dispatcher,
     one,
     partner,
     plan,
 )
+from sqlalchemy import Engine, update
+from sqlalchemy.exc import OperationalError
+
+from notifiers.sms import SmsNotifier
+from scheduler.dispatch.dispatcher import UNSURE, Dispatcher
+from scheduler.ledger import Ledger
+from scheduler.ledger.rows import PartnerRow
 
 SENDER = "+15550001111"
 TIMEOUT = 0.3
@@ -531,8 +525,7 @@ def test_a_failure_receipt_before_the_id_was_recorded_still_moves_the_message(
     # that finds the message: failed, and the partner gets an e-mail instead.
     time_out_after_twilio_took_it(engine, clock, twilio, dispatcher)
     [taken] = twilio.messages
-    held = record_receipt(
-        engine,
+    held = Ledger(engine).receipts.record(
         channel="sms",
         provider_id=taken["sid"],
         status="failed",
@@ -582,14 +575,15 @@ def test_a_receipt_that_beats_the_record_of_the_id_is_applied_when_the_id_is_wri
 
     def callback_first(message: dict[str, Any]) -> None:
         outcomes.append(
-            record_receipt(
-                engine,
+            Ledger(engine)
+            .receipts.record(
                 channel="sms",
                 provider_id=message["sid"],
                 status="undelivered",
                 error_code="30005",
                 now=clock(),
-            ).outcome
+            )
+            .outcome
         )
 
     twilio.on_recorded = callback_first
@@ -605,4 +599,7 @@ def test_a_receipt_that_beats_the_record_of_the_id_is_applied_when_the_id_is_wri
         "undelivered",
     )
     assert [d["channel"] for d in deliveries(engine, due_at=at(12))] == ["sms", "email"]
-    assert apply_held(engine, channel="sms", provider_id=taken["sid"], now=clock()) is None
+    assert (
+        Ledger(engine).receipts.apply_held(channel="sms", provider_id=taken["sid"], now=clock())
+        is None
+    )

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (fixtures imported from test_dispatcher are redefined as parameters)
 """Metrics: the dispatcher times, counts and measures the lateness of its sends; the ledger's
 deliveries and heartbeat are read at scrape time, and an unreadable ledger is a 0, not an error.
 
@@ -16,61 +15,30 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, insert, update
-from tend_recording import read_record
-
-from scheduler.dispatcher import RetryPolicy
-from scheduler.ledger.engine import make_engine
-from scheduler.ledger.rows import DeliveryRow, WorkerHeartbeatRow
-from scheduler.metrics import REGISTRY, LedgerCollector, render
-from tests.scheduler.test_dispatcher import (  # noqa: F401 - fixtures
-    COUPLE,
+from fake_notifiers import (
     OPT_OUT,
     PERMANENT,
     FakeClock,
     FakeEmail,
     FakeSms,
     MakeDispatcher,
-    at,
-    clock,
-    deliveries,
-    email,
-    make_dispatcher,
-    plan,
-    sms,
     transient,
 )
-from tests.scheduler.test_worker_processes import (  # noqa: F401 - fixtures
-    Workers,
-    households_file,
-    wait_for,
-    workers_factory,
-)
+from january_couple import COUPLE, at, deliveries, plan
+from prometheus_samples import Samples, delta, parse, value
+from sqlalchemy import Engine, insert, update
+from tend_recording import read_record
+from tend_workers import Workers, households_file, wait_for
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(exposition: bytes) -> Samples:
-    """Every sample of a text exposition, by name and labels."""
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(exposition.decode())
-        for sample in family.samples
-    }
+from scheduler.dispatch.dispatcher import RetryPolicy
+from scheduler.ledger import Ledger
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import DeliveryRow, WorkerHeartbeatRow
+from scheduler.metrics import REGISTRY, LedgerCollector, render
 
 
 def scrape(ledger: LedgerCollector | None = None) -> Samples:
     return parse(render(ledger)[0])
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    """A sample's value; 0 for a series not exposed yet (a label set never used)."""
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
-    return value(after, name, **labels) - value(before, name, **labels)
 
 
 # ---------------------------------------------------------------------------- the dispatcher
@@ -178,7 +146,7 @@ def test_the_deliveries_gauge_counts_the_ledgers_rows_by_status_and_channel(
     clock.set(at(12))
     make_dispatcher(engine, sms=sms, email=email).run_until_idle()  # alex's email: pending
 
-    samples = scrape(LedgerCollector(engine, clock))
+    samples = scrape(LedgerCollector(Ledger(engine), clock))
 
     rows = Counter((row["status"], row["channel"]) for row in deliveries(engine))
     assert rows[("sent", "sms")] == 1  # the test is about something
@@ -199,21 +167,21 @@ def test_the_heartbeat_age_is_that_of_the_newest_running_worker(
     engine: Engine, clock: FakeClock
 ) -> None:
     clock.set(at(12))
-    ledger = LedgerCollector(engine, clock)
+    ledger = LedgerCollector(Ledger(engine), clock)
     assert ("tend_worker_heartbeat_age_seconds", frozenset()) not in scrape(ledger)
 
     beat(engine, "old", at(11, 59))
     beat(engine, "running", at(11, 59, 48))
     beat(engine, "stopped", at(11, 59, 58), stopped=True)  # stopped: not a running worker
 
-    samples = scrape(LedgerCollector(engine, clock))
+    samples = scrape(LedgerCollector(Ledger(engine), clock))
     assert value(samples, "tend_worker_heartbeat_age_seconds") == 12.0
 
 
 def test_the_ledger_is_read_at_most_once_per_cache_period(engine: Engine, clock: FakeClock) -> None:
     plan(engine, COUPLE, at(9))
     seconds = [100.0]
-    ledger = LedgerCollector(engine, clock, cache_seconds=5, monotonic=lambda: seconds[0])
+    ledger = LedgerCollector(Ledger(engine), clock, cache_seconds=5, monotonic=lambda: seconds[0])
     pending = value(scrape(ledger), "tend_deliveries", status="pending", channel="sms")
     assert pending > 0
 
@@ -233,7 +201,7 @@ def test_an_unreadable_ledger_is_exposed_as_down_beside_the_process_counters(
 ) -> None:
     broken = make_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'tend.db'}")
     try:
-        samples = scrape(LedgerCollector(broken, clock))
+        samples = scrape(LedgerCollector(Ledger(broken), clock))
     finally:
         broken.dispose()
 

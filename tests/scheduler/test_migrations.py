@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from ledger_setup import reset_postgres
 from sqlalchemy import Engine, insert, inspect, text
 
 from scheduler.ledger.engine import BUSY_TIMEOUT_MS, make_engine
+from scheduler.ledger.inbound import _STRANGER_ANSWERED
 from scheduler.ledger.rows import Base, InboundMessageRow
 from scheduler.ledger.schema import (
     SchemaBehind,
@@ -20,8 +22,6 @@ from scheduler.ledger.schema import (
     head_revision,
     upgrade,
 )
-from scheduler.replies import _STRANGER_ANSWERED
-from tests.scheduler.conftest import reset_postgres
 
 TABLES = set(Base.metadata.tables)
 

@@ -17,12 +17,17 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from june_couple import COUPLE, HOUSEHOLD, ny
+from ritual_files import ritual_file
 from sqlalchemy import Engine, Row, Table, func, select, update
 
+from config.loader import parse_ritual_file
 from config.model import RitualFile
 from rituals.clock import resolve
 from rituals.planning import Plan
+from scheduler.ledger import Ledger
 from scheduler.ledger.engine import make_engine
+from scheduler.ledger.plans import Plans
 from scheduler.ledger.rows import (
     DeliveryRow,
     HouseholdRow,
@@ -38,7 +43,7 @@ from scheduler.planner import (
     plan_horizon,
     sync_file,
 )
-from tests.scheduler.conftest import ritual_file
+from scheduler.source import SyncedSource
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # Monday 1 June 2026, 12:00 in Berlin: no DST change within weeks either side.
@@ -86,9 +91,14 @@ def plan(
     engine: Engine, file: RitualFile, now: datetime, days: int = 14
 ) -> tuple[SyncResult, PlanReport]:
     """What the worker's plan job does: sync the file, then plan the horizon."""
-    synced = sync_file(engine, file, now)
+    synced = sync_file(Ledger(engine), file, now)
     report = plan_horizon(
-        engine, Plan(file), now, generation=synced.generation, changed=synced.changed, days=days
+        Ledger(engine),
+        Plan(file),
+        now,
+        generation=synced.generation,
+        changed=synced.changed,
+        days=days,
     )
     return synced, report
 
@@ -334,7 +344,7 @@ def test_a_change_whose_planning_never_ran_is_applied_by_the_next_plan(engine: E
     plan(engine, berlin_file(HOME, daily_at("19:00")), NOW)
     later = berlin_file(HOME, daily_at("20:00"))
     # The worker synced the new file, then died before planning it.
-    assert sync_file(engine, later, NOW) == SyncResult(generation=2, changed=True)
+    assert sync_file(Ledger(engine), later, NOW) == SyncResult(generation=2, changed=True)
 
     synced, report = plan(engine, later, NOW + timedelta(minutes=1))
 
@@ -351,11 +361,11 @@ def test_a_change_interrupted_before_its_cancellations_is_finished_by_the_next_p
     plan(engine, berlin_file(HOME, daily_at("19:00")), NOW)
     alone = berlin_file(household("home", partner("alex")), daily_at("19:00"))
 
-    def lost(*args: object) -> int:
+    def lost(*args: object, **kwargs: object) -> int:
         raise ConnectionError("the database went away")
 
     with monkeypatch.context() as patched:
-        patched.setattr("scheduler.planner._cancel_stale", lost)
+        patched.setattr(Plans, "cancel_stale", lost)
         with pytest.raises(ConnectionError):
             plan(engine, alone, NOW)
     assert {d.status for d in deliveries(engine) if d.partner_key == "sam"} == {"pending"}
@@ -539,10 +549,10 @@ def test_households_and_partners_gone_from_a_file_larger_than_the_parameter_limi
     engine.dispose()  # connections made from now on have the limit
     try:
         homes = [household(f"h{n:04d}", partner("a"), partner("b")) for n in range(1200)]
-        sync_file(engine, berlin_file(*homes, WEEKLY), NOW)
+        sync_file(Ledger(engine), berlin_file(*homes, WEEKLY), NOW)
         # h0000 leaves; h0001 loses partner b.
         fewer = [household("h0001", partner("a")), *homes[2:]]
-        sync_file(engine, berlin_file(*fewer, WEEKLY), NOW + timedelta(hours=1))
+        sync_file(Ledger(engine), berlin_file(*fewer, WEEKLY), NOW + timedelta(hours=1))
         with engine.connect() as connection:
             inactive = set(
                 connection.execute(
@@ -600,7 +610,9 @@ def test_comments_and_layout_are_not_a_change_of_the_file(engine: Engine) -> Non
     assert (table_rows(engine, OCCURRENCES), table_rows(engine, DELIVERIES)) == rows
     # A real change is one.
     changed = relaid.replace("19:00", "19:15")
-    assert sync_file(engine, ritual_file(changed), NOW) == SyncResult(generation=2, changed=True)
+    assert sync_file(Ledger(engine), ritual_file(changed), NOW) == SyncResult(
+        generation=2, changed=True
+    )
 
 
 # ------------------------------------------------------------------ what gets planned
@@ -907,3 +919,41 @@ def test_a_new_ledgers_first_plan_sends_what_is_still_inside_its_grace(engine: E
 
     today = [d for d in deliveries(engine) if d.slot == datetime(2026, 6, 1, 11, 30)]
     assert {(d.partner_key, d.status) for d in today} == {("alex", "pending"), ("sam", "pending")}
+
+
+ENDED = (
+    COUPLE
+    + """
+[[rituals]]
+id = "check-in"
+kind = "check_in"
+schedule = "weekly on sun at 19:30"
+
+[[rituals]]
+id = "june-challenge"
+kind = "custom"
+schedule = "rrule: FREQ=DAILY;BYHOUR=9;BYMINUTE=0;UNTIL=20260630T235900"
+message = "Day of the June challenge"
+"""
+)
+
+
+def test_a_ritual_whose_rrule_has_ended_warns_and_the_synced_file_still_loads(
+    engine: Engine,
+) -> None:
+    start = ny(6, 1, 8)
+    loaded = parse_ritual_file(ENDED, name="tend.toml", today=start)
+    assert loaded.warnings == []
+    sync_file(Ledger(engine), loaded.file, start, text=ENDED)
+
+    later = ny(7, 2, 8)  # the challenge ended on 30 Jun
+    again = parse_ritual_file(ENDED, name="tend.toml", today=later)
+    (warning,) = again.warnings
+    assert warning.severity == "warning"
+    assert "has ended" in warning.message
+    assert [r.id for r in again.file.rituals] == ["check-in", "june-challenge"]
+
+    synced = SyncedSource(Ledger(engine), fallback=None, clock=lambda: later)()
+    assert synced is not None
+    assert [r.id for r in synced.rituals] == ["check-in", "june-challenge"]
+    assert [h.id for h in synced.households] == [HOUSEHOLD]

@@ -10,17 +10,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from fake_notifiers import FakeClock, FakeSms
+from january_couple import SOLO, at, plan
+from sqlalchemy import Engine, func, select, text
 
 from notifiers.base import Message, Notifier, SendResult
 from notifiers.registry import NotifierSet
+from scheduler.dispatch.dispatcher import Claim
+from scheduler.ledger import Ledger
 from scheduler.ledger.rows import (
     ConfigStateRow,
     DeliveryRow,
     OccurrenceRow,
     WorkerHeartbeatRow,
 )
-from scheduler.service import AlreadyRunning, Worker
+from scheduler.source import FileSource
+from scheduler.worker.worker import AlreadyRunning, Worker
 
 FILE = """\
 timezone = "Europe/Berlin"
@@ -62,9 +67,10 @@ def make_worker(config: Path) -> Iterator[object]:
     made: list[Worker] = []
 
     def make(engine: Engine) -> Worker:
+        ledger = Ledger(engine)
         worker = Worker(
-            engine,
-            config,
+            ledger,
+            FileSource(config, ledger=ledger),
             NotifierSet(overrides={"console": Quiet()}),
             clock=lambda: datetime.now(UTC),
         )
@@ -178,6 +184,52 @@ def test_the_worker_arms_a_wake_up_at_the_next_due_delivery_and_earlier_when_pla
     assert wake_times(worker)[0] == sooner
 
 
+def test_a_worker_on_postgresql_does_not_spin_while_a_due_delivery_is_locked_elsewhere(
+    pg_engine: Engine, tmp_path: Path
+) -> None:
+    """A due row another transaction holds (the planner's upsert of a big chunk, its
+    cancellations, another worker's claim) is skipped by the claim; `_arm` used to re-arm
+    the wake-up at once, the row being still the earliest pending: a hot loop of
+    mark_missed + claim + next_due against the database until the lock went."""
+    clock = FakeClock(at(12, 1))
+    plan(pg_engine, SOLO, at(9))
+    config = tmp_path / "tend.toml"
+    config.write_text(SOLO)
+    ledger = Ledger(pg_engine)
+    worker = Worker(
+        ledger,
+        FileSource(config, ledger=ledger),
+        NotifierSet(overrides={"sms": FakeSms(clock)}),
+        clock=clock,
+    )
+    claims = 0
+    claim = worker.dispatcher.claim
+
+    def counting(now: datetime, limit: int) -> list[Claim]:
+        nonlocal claims
+        claims += 1
+        return claim(now, limit)
+
+    worker.dispatcher.claim = counting  # type: ignore[method-assign]
+    holder = pg_engine.connect()
+    try:
+        holder.execute(
+            text("SELECT id FROM delivery WHERE due_at = :due FOR UPDATE"),
+            {"due": at(12).replace(tzinfo=None)},
+        )
+        worker._scheduler.start()
+        worker.dispatch()
+        time.sleep(1.0)  # real time only to count the loop's turns; no schedule is awaited
+        turns = claims
+    finally:
+        worker.dispatcher.stop()
+        worker._scheduler.shutdown(wait=True)
+        worker.dispatcher.close()
+        holder.rollback()
+        holder.close()
+    assert turns <= 5, f"{turns} claims in one second while one row was locked"
+
+
 def test_a_broken_ritual_file_is_logged_once_and_its_repair_too(
     sqlite_engine: Engine, make_worker: object, config: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -232,7 +284,7 @@ def test_a_stop_racing_a_finished_wake_up_does_not_kill_the_scheduler_thread() -
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 
-    from scheduler.service import _Scheduler
+    from scheduler.worker.worker import _Scheduler
 
     ran: list[str] = []
     for cls in (BackgroundScheduler, _Scheduler):

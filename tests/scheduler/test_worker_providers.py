@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fake_twilio import FakeTwilio
+from ritual_files import couple_file, partner_table, write_ritual_file
 from smtp_server import SmtpServer
 from sqlalchemy import select
 
@@ -24,36 +25,19 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = "worker-provider-test-secret"
 
 
-def couple_file(path: Path, at: datetime) -> Path:
-    path.write_text(
-        f"""\
-timezone = "UTC"
-
-[[households]]
-id = "alex-sam"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  phone = "+15551230001"
-  email = "alex@example.com"
-  channels = ["sms", "email"]
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  phone = "+15551230002"
-  email = "sam@example.com"
-  channels = ["sms", "email"]
-
+def couple_at(at: datetime) -> str:
+    """Alex and Sam, each by SMS and then e-mail, and a check-in daily at `at` (UTC)."""
+    return couple_file(
+        partner_table("alex", phone=True, email=True, channels=["sms", "email"]),
+        partner_table("sam", phone=True, email=True, channels=["sms", "email"]),
+        rituals=f"""
 [[rituals]]
 id = "check-in"
 kind = "custom"
 schedule = "daily at {at:%H:%M}"
 message = "Check-in time, {{{{ partner }}}}: it\u2019s your turn \u2014 ten minutes."
-"""
+""",
     )
-    return path
 
 
 @pytest.fixture
@@ -78,7 +62,7 @@ def test_a_worker_texts_one_partner_and_emails_the_one_who_opted_out_of_sms(
     twilio.opted_out.add("+15551230002")  # Sam once texted STOP to our number
     now = datetime.now(UTC)
     # Due a few minutes ago, inside grace: the worker sends at once.
-    config = couple_file(tmp_path / "tend.toml", (now - timedelta(minutes=3)))
+    config = write_ritual_file(tmp_path, couple_at(now - timedelta(minutes=3)))
     database = f"sqlite:///{tmp_path / 'tend.db'}"
     env = {
         name: value

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from icalendar import Calendar
+from ritual_files import couple_file, household_table, partner_table
 from sqlalchemy import Engine, insert, select, update
 from typer.testing import CliRunner
 
@@ -22,14 +23,13 @@ from config.loader import parse_ritual_file
 from config.model import RitualFile
 from notifiers.links import Links
 from rituals.planning import Plan
-from scheduler.calendar import DAYS_BACK, household_calendar
+from scheduler.ledger import Ledger
 from scheduler.ledger.engine import make_engine
 from scheduler.ledger.rows import OccurrenceRow
-from scheduler.ledger.schema import upgrade
 from scheduler.planner import plan_horizon, sync_file
+from scheduler.reports.calendar import DAYS_BACK, household_calendar
 from tend.cli import app as cli
 from tend.web import create_app
-from tests.scheduler.conftest import reset_postgres
 
 PUBLIC_URL = "https://tend.example.com"
 SECRET = "calendar-test-secret-key"
@@ -37,31 +37,14 @@ LINKS = Links(PUBLIC_URL, SECRET)
 # Monday 1 November 2027, noon in New York; the clocks go back on Sunday the 7th at 02:00.
 NOW = datetime(2027, 11, 1, 16, 0, tzinfo=UTC)
 
-RITUALS = """\
-timezone = "America/New_York"
-
-[[households]]
-id = "alex-sam"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  email = "alex@example.com"
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  email = "sam@example.com"
-
-[[households]]
-id = "kim-lee"
-timezone = "Europe/Berlin"
-
-  [[households.partners]]
-  id = "kim"
-  name = "Kim"
-  email = "kim@example.com"
-
+RITUALS = couple_file(
+    partner_table("alex", email=True),
+    partner_table("sam", email=True),
+    timezone="America/New_York",
+    households=household_table(
+        "kim-lee", partner_table("kim", email=True), timezone="Europe/Berlin"
+    ),
+    rituals="""
 [[rituals]]
 id = "check-in"
 kind = "check_in"
@@ -79,7 +62,8 @@ kind = "appreciation"
 schedule = "weekly on wed at 12:00"
 to = "each"
 households = ["alex-sam"]
-"""
+""",
+)
 
 
 def ritual_file() -> RitualFile:
@@ -89,8 +73,10 @@ def ritual_file() -> RitualFile:
 def plan(engine: Engine, now: datetime = NOW) -> None:
     """What the worker's plan job does: sync the file, then plan the next 14 days."""
     file = ritual_file()
-    synced = sync_file(engine, file, now)
-    plan_horizon(engine, Plan(file), now, generation=synced.generation, changed=synced.changed)
+    synced = sync_file(Ledger(engine), file, now)
+    plan_horizon(
+        Ledger(engine), Plan(file), now, generation=synced.generation, changed=synced.changed
+    )
 
 
 def occurrence_at(engine: Engine, household: str, ritual: str, slot: datetime) -> int:
@@ -131,23 +117,9 @@ def add_occurrence(
         )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """The ledger on SQLite (the `ledger` fixture), and on the machine's PostgreSQL."""
-    if request.param == "sqlite":
-        yield request.getfixturevalue("ledger")
-        return
-    engine = make_engine(request.getfixturevalue("postgres_url"))
-    reset_postgres(engine)
-    upgrade(engine)
-    yield engine
-    reset_postgres(engine)
-    engine.dispose()
-
-
 @pytest.fixture
 def client(engine: Engine) -> Iterator[TestClient]:
-    with TestClient(create_app(engine, clock=lambda: NOW, links=LINKS)) as client:
+    with TestClient(create_app(Ledger(engine), clock=lambda: NOW, links=LINKS)) as client:
         yield client
 
 
@@ -250,7 +222,7 @@ def test_the_second_0130_of_the_night_the_clocks_go_back_is_written_in_utc(
         engine, "alex-sam", "night-owl-2", datetime(2027, 11, 7, 6, 30, tzinfo=UTC), slot
     )
     with engine.connect() as connection:
-        body = household_calendar(connection, "alex-sam", NOW)
+        body = household_calendar(Ledger(connection), "alex-sam", NOW)
     assert body is not None
     found = events(Calendar.from_ical(body))
     first = found["alex-sam/night-owl/2027-11-07T01:30@tend"]
@@ -367,7 +339,7 @@ def test_a_bad_calendar_url_is_a_plain_404(
 
 def test_without_a_secret_key_there_is_no_feed(engine: Engine) -> None:
     plan(engine)
-    with TestClient(create_app(engine, clock=lambda: NOW, links=None)) as client:
+    with TestClient(create_app(Ledger(engine), clock=lambda: NOW, links=None)) as client:
         answer = client.get(feed_path("alex-sam"))
     assert answer.status_code == 404
     assert "BEGIN:VCALENDAR" not in answer.text
@@ -378,7 +350,7 @@ def test_a_ledger_that_cannot_be_read_is_a_503_that_does_not_log_the_token(
 ) -> None:
     unmigrated = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     try:
-        with TestClient(create_app(unmigrated, clock=lambda: NOW, links=LINKS)) as client:
+        with TestClient(create_app(Ledger(unmigrated), clock=lambda: NOW, links=LINKS)) as client:
             path = feed_path("alex-sam")
             answer = client.get(path)
     finally:
@@ -394,9 +366,13 @@ def test_a_household_removed_from_the_ritual_file_has_no_feed_any_more(engine: E
     file = ritual_file()
     kept = file.model_copy(update={"households": file.households[:1]})
     gone = file.households[1].id
-    with TestClient(create_app(engine, clock=lambda: NOW, links=LINKS, rituals=lambda: file)) as c:
+    with TestClient(
+        create_app(Ledger(engine), clock=lambda: NOW, links=LINKS, rituals=lambda: file)
+    ) as c:
         assert c.get(feed_path(gone)).status_code == 200
-    with TestClient(create_app(engine, clock=lambda: NOW, links=LINKS, rituals=lambda: kept)) as c:
+    with TestClient(
+        create_app(Ledger(engine), clock=lambda: NOW, links=LINKS, rituals=lambda: kept)
+    ) as c:
         assert c.get(feed_path(gone)).status_code == 404
         assert c.get(feed_path(file.households[0].id)).status_code == 200
 
@@ -404,7 +380,7 @@ def test_a_household_removed_from_the_ritual_file_has_no_feed_any_more(engine: E
 def test_an_unknown_household_has_no_calendar(engine: Engine) -> None:
     plan(engine)
     with engine.connect() as connection:
-        assert household_calendar(connection, "nobody", NOW) is None
+        assert household_calendar(Ledger(connection), "nobody", NOW) is None
 
 
 # -- tend calendar-url ---------------------------------------------------------------------------
@@ -439,7 +415,7 @@ def test_calendar_url_prints_a_url_the_web_app_serves(ritual_path: Path, ledger:
     assert url.startswith(f"{PUBLIC_URL}/calendar/")
     assert url.endswith(".ics")
     plan(ledger)
-    with TestClient(create_app(ledger, clock=lambda: NOW, links=LINKS)) as client:
+    with TestClient(create_app(Ledger(ledger), clock=lambda: NOW, links=LINKS)) as client:
         answer = client.get(url.removeprefix(PUBLIC_URL))
     assert answer.status_code == 200
     assert "alex-sam/check-in/2027-11-07T19:00@tend" in events(Calendar.from_ical(answer.content))

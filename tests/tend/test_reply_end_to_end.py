@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from xml.etree import ElementTree
@@ -23,13 +22,13 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 from fake_twilio import FakeTwilio
+from loopback import free_port
+from ritual_files import couple_file, write_ritual_file
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from scheduler.ledger.engine import make_engine
 from scheduler.ledger.rows import DeliveryRow
-from scheduler.ledger.schema import upgrade
-from tests.scheduler.conftest import reset_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = ROOT / "tests" / "support"
@@ -41,26 +40,10 @@ SECRET = "reply-end-to-end-secret"
 DEADLINE = 60.0
 
 
-def couple_file(path: Path, at: datetime) -> Path:
-    path.write_text(
-        f"""\
-timezone = "UTC"
-
-[[households]]
-id = "alex-sam"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  phone = "{ALEX}"
-  channels = ["sms"]
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  phone = "{SAM}"
-  channels = ["sms"]
-
+def couple_at(at: datetime) -> str:
+    """Alex and Sam by SMS, and the evening check-in daily at `at` (UTC)."""
+    return couple_file(
+        rituals=f"""
 [[rituals]]
 id = "check-in"
 title = "{TITLE}"
@@ -69,33 +52,18 @@ schedule = "daily at {at:%H:%M}"
 message = "Check-in time, {{{{ partner }}}}: ten minutes, phones down. Reply DONE after."
 """
     )
-    return path
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A new ledger: an SQLite file, or the machine's PostgreSQL emptied and migrated (a
-    worker on PostgreSQL refuses a schema that is behind; `tend db upgrade` is a release
-    step there)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tend.db'}"
-        return
+@pytest.fixture
+def database_url(backend: str, sqlite_url: str, request: pytest.FixtureRequest) -> str:
+    """A new ledger: an SQLite file `tend run` creates, or the machine's PostgreSQL emptied
+    and migrated (`pg_engine`: a worker on PostgreSQL refuses a schema that is behind; `tend
+    db upgrade` is a release step there)."""
+    if backend == "sqlite":
+        return sqlite_url
+    request.getfixturevalue("pg_engine")
     url: str = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    try:
-        reset_postgres(engine)
-        upgrade(engine)
-        yield url
-        reset_postgres(engine)
-    finally:
-        engine.dispose()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return url
 
 
 def wait_for(condition: Callable[[], bool], what: str, log: Path) -> None:
@@ -138,7 +106,7 @@ def run_the_loop(tmp_path: Path, database_url: str, twilio: FakeTwilio) -> None:
     started = time.monotonic()
     now = datetime.now(UTC)
     # Due three minutes ago: inside grace (2 h), so the new ledger's first plan sends it now.
-    config = couple_file(tmp_path / "tend.toml", now - timedelta(minutes=3))
+    config = write_ritual_file(tmp_path, couple_at(now - timedelta(minutes=3)))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {

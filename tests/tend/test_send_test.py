@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 from fake_twilio import FakeTwilio
-
-from tests.tend.conftest import add_household
+from ledger_setup import add_household
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "tend.toml"

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from loopback import free_port
+from sqlalchemy import text
 
-from scheduler.ledger.schema import head_revision
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.schema import head_revision, upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,12 +54,6 @@ def tend(
         text=True,
         timeout=timeout,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -133,6 +130,111 @@ def test_tend_run_stops_on_sigterm_with_exit_0(
     assert time.monotonic() - started < 10
     status = tend("status", cwd=tmp_path, env={"DATABASE_URL": f"sqlite:///{tmp_path}/tend.db"})
     assert ": stopped" in status.stdout
+
+
+SLOW_START = '''
+import os, time
+from pathlib import Path
+from notifiers.base import Message, Notifier, SendResult
+
+class SlowToAsk(Notifier):
+    """Asked about an interrupted send at start, it takes a few seconds to answer."""
+    channel = "console"
+    can_tell_sent = True
+
+    def _send(self, message: Message) -> SendResult:
+        return SendResult(provider_id="x")
+
+    def was_sent(self, message, since):
+        Path(os.environ["TEND_TEST_MARK"]).write_text("asking")
+        time.sleep(3)
+        return None
+'''
+
+
+def test_tend_run_stops_on_a_signal_that_arrives_while_it_starts(tmp_path: Path) -> None:
+    """SIGTERM during the start (plan, reconcile) used to be lost by `tend run`, which then
+    served HTTP until a second signal or SIGKILL."""
+    (tmp_path / "slow_start.py").write_text(SLOW_START)
+    config = tmp_path / "tend.toml"
+    config.write_text(
+        'timezone = "UTC"\n[[households]]\nid = "us"\n'
+        'partners = [{ id = "ann", name = "Ann", channels = ["console"] }]\n'
+        '[[rituals]]\nid = "hello"\nkind = "custom"\nschedule = "daily at 12:00"\n'
+        'message = "Hi {{ partner }}"\n'
+    )
+    url = f"sqlite:///{tmp_path}/tend.db"
+    engine = make_engine(url)
+    upgrade(engine)
+    with engine.begin() as connection:  # a delivery a crash left in `sending`
+        connection.execute(
+            text(
+                "INSERT INTO household (id, timezone, active, created_at, updated_at) "
+                "VALUES ('us', 'UTC', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO partner (household_id, key, name, channels, timezone, active) "
+                "VALUES ('us', 'ann', 'Ann', 'console', 'UTC', 1)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO occurrence (household_id, ritual_id, slot, recipient, kind, at, "
+                "status, planners, generation, created_at, updated_at) VALUES ('us', 'old', "
+                "'2026-01-01 12:00:00', '', 'custom', '2026-01-01 12:00:00', 'open', '', 0, "
+                "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO delivery (occurrence_id, household_id, partner_key, role, channel,"
+                " status, due_at, next_attempt_at, expires_at, attempts, body, generation, "
+                "claimed_by, claimed_at, created_at, updated_at) VALUES (1, 'us', 'ann', "
+                "'day_of', 'console', 'sending', '2026-01-01 12:00:00', '2026-01-01 12:00:00',"
+                " '2026-01-01 14:00:00', 0, 'Hi', 0, 'crashed', '2026-01-01 12:00:00', "
+                "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+        )
+    engine.dispose()
+    mark = tmp_path / "asking"
+    with socket.socket() as probe:  # a free port (`--port 0` means the default, 8000)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path / "run.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tend", "run", "--config", str(config), "--port", str(port)],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "DATABASE_URL": url,
+            "TEND_NOTIFIERS": "console=slow_start:SlowToAsk",
+            "TEND_TEST_MARK": str(mark),
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    try:
+        deadline = time.monotonic() + 30
+        while not mark.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert mark.exists(), (tmp_path / "run.log").read_text()
+        process.send_signal(signal.SIGTERM)  # while the worker reconciles at start
+        try:
+            code = process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 0, (
+            "tend run did not stop within 10 s of SIGTERM:\n"
+            + (tmp_path / "run.log").read_text()[-2000:]
+        )
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_db_upgrade_migrates_once_and_then_has_nothing_to_do(tmp_path: Path) -> None:
@@ -314,7 +416,7 @@ def test_the_web_socket_gives_connections_tcp_nodelay() -> None:
     import asyncio
     import socket
 
-    from tend.cli import _listen
+    from tend.cli.service import listen as _listen
 
     async def accepted_nodelay() -> int:
         made: asyncio.Future[int] = asyncio.get_running_loop().create_future()

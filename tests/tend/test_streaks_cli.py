@@ -5,23 +5,22 @@ and PostgreSQL) that the planner and replies filled; the CLI's clock is travelle
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import time_machine
+from june_couple import ALEX, SAM, ny, plan, rituals, send_due
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner, Result
 
+from scheduler.acts.replies import handle_reply
+from scheduler.acts.wording import STRANGER
+from scheduler.ledger import Ledger
 from scheduler.ledger.engine import make_engine
 from scheduler.ledger.rows import CompletionRow, InboundMessageRow, OccurrenceRow
-from scheduler.ledger.schema import upgrade
-from scheduler.replies import STRANGER, handle_reply
 from tend import cli
-from tests.scheduler.conftest import reset_postgres
-from tests.scheduler.test_replies import ALEX, SAM, ny, plan, rituals, send_due
 
 STREAK_KEYS = {"household", "ritual", "recipient", "current", "longest", "unit"}
 
@@ -42,31 +41,16 @@ def ritual_path(workdir: Path) -> Path:
     return path
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, workdir: Path) -> Iterator[str]:
-    """A migrated, empty ledger: a file in the working directory, or the machine's
-    PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{workdir / 'tend.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    if request.param == "postgres":
-        reset_postgres(engine)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    if request.param == "postgres":
-        engine = make_engine(url)
-        reset_postgres(engine)
-        engine.dispose()
+@pytest.fixture
+def ledger(workdir: Path, engine: Engine) -> Engine:
+    """The shared migrated, empty ledger (SQLite, then PostgreSQL); on SQLite, the file is
+    in the working directory."""
+    return engine
 
 
 @pytest.fixture
-def ledger(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
+def database_url(ledger: Engine) -> str:
+    return ledger.url.render_as_string(hide_password=False)
 
 
 def tend(*args: str, url: str, config: Path, at: datetime) -> Result:
@@ -75,12 +59,12 @@ def tend(*args: str, url: str, config: Path, at: datetime) -> Result:
     (a psycopg connection collected open is a ResourceWarning, an error under pytest)."""
     engines: list[Engine] = []
 
-    def make(url: str, **options: Any) -> Engine:
+    def make(cls: type[Ledger], url: str, **options: Any) -> Ledger:
         engines.append(make_engine(url, **options))
-        return engines[-1]
+        return cls(engines[-1])
 
     with pytest.MonkeyPatch.context() as patch, time_machine.travel(at, tick=False):
-        patch.setattr(cli, "make_engine", make)
+        patch.setattr(Ledger, "at", classmethod(make))
         try:
             return CliRunner().invoke(
                 cli.app, list(args), env={"DATABASE_URL": url, "TEND_CONFIG": str(config)}
@@ -97,7 +81,9 @@ def confirmed_weeks(engine: Engine, config: Path, weeks: int) -> datetime:
     for week in range(weeks):
         now = ny(6, 7 + 7 * week, 19, 45)
         send_due(engine, now)
-        handle_reply(engine, file, sender=SAM, body="DONE", provider_id=f"SM{week}", now=now)
+        handle_reply(
+            Ledger(engine), file, sender=SAM, body="DONE", provider_id=f"SM{week}", now=now
+        )
     return now
 
 

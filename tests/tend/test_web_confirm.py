@@ -13,18 +13,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from fastapi.testclient import TestClient
+from ledger_setup import add_household, reset_postgres
+from ritual_files import couple_file, partner_table, ritual_file
 from sqlalchemy import Engine, insert, select
 
 from notifiers.base import Message, Recipient
 from notifiers.email import compose
 from notifiers.links import Links
-from scheduler.completions import confirm
+from scheduler.ledger import Ledger, Records
 from scheduler.ledger.engine import make_engine
 from scheduler.ledger.rows import CompletionRow, OccurrenceRow
 from scheduler.ledger.schema import upgrade
 from tend.web import create_app
-from tests.scheduler.conftest import reset_postgres, ritual_file
-from tests.tend.conftest import add_household
 
 NOW = datetime(2026, 12, 5, 21, tzinfo=UTC)
 LINKS = Links("https://tend.example.com", "confirm-test-secret-key")
@@ -67,7 +67,7 @@ def engine(ledger: Engine) -> Engine:
 
 @pytest.fixture
 def client(engine: Engine) -> Iterator[TestClient]:
-    with TestClient(create_app(engine, clock=lambda: NOW, links=LINKS)) as client:
+    with TestClient(create_app(Ledger(engine), clock=lambda: NOW, links=LINKS)) as client:
         yield client
 
 
@@ -244,8 +244,7 @@ def test_two_clicks_at_once_on_postgres_record_one_completion(postgres_url: str)
         def click() -> None:
             barrier.wait()
             with engine.begin() as connection:
-                done = confirm(
-                    connection,
+                done = Records(connection).completions.confirm(
                     household="alex-sam",
                     occurrence=ids["open"],
                     partner="sam",
@@ -307,34 +306,23 @@ def test_a_link_to_a_date_night_still_to_come_records_nothing(
     assert statuses[ids["open"]] == "open"
 
 
-BOTH = """
-timezone = "UTC"
-
-[[households]]
-id = "alex-sam"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  email = "alex@example.com"
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  email = "sam@example.com"
-
+BOTH = couple_file(
+    partner_table("alex", email=True),
+    partner_table("sam", email=True),
+    rituals="""
 [[rituals]]
 id = "date-night"
 kind = "date_night"
 schedule = "weekly on sat at 19:00"
 streak = "both"
-"""
+""",
+)
 
 
 def test_a_both_ritual_is_confirmed_by_the_second_partners_link(engine: Engine) -> None:
     ids = fill(engine)
     file = ritual_file(BOTH, NOW)
-    app = create_app(engine, clock=lambda: NOW, links=LINKS, rituals=lambda: file)
+    app = create_app(Ledger(engine), clock=lambda: NOW, links=LINKS, rituals=lambda: file)
     with TestClient(app) as client:
         first = client.post(path("alex-sam", ids["open"], "sam"))
 
@@ -354,29 +342,17 @@ def test_a_both_ritual_is_confirmed_by_the_second_partners_link(engine: Engine) 
         assert statuses[ids["open"]] == "confirmed"
 
 
-ZONES = """
-timezone = "UTC"
-
-[[households]]
-id = "alex-sam"
-timezone = "America/New_York"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  email = "alex@example.com"
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  email = "sam@example.com"
-  timezone = "Europe/Berlin"
-
+ZONES = couple_file(
+    partner_table("alex", email=True),
+    partner_table("sam", email=True, timezone="Europe/Berlin"),
+    household_timezone="America/New_York",
+    rituals="""
 [[rituals]]
 id = "date-night"
 kind = "date_night"
 schedule = "weekly on fri at 19:00"
-"""
+""",
+)
 
 
 def test_not_yet_says_when_in_the_partners_own_zone(engine: Engine) -> None:
@@ -384,7 +360,7 @@ def test_not_yet_says_when_in_the_partners_own_zone(engine: Engine) -> None:
     # Friday 11 December, 19:00 in New York: 01:00 on the Saturday in Berlin.
     ahead = add_occurrence(engine, datetime(2026, 12, 12, 0, tzinfo=UTC))
     file = ritual_file(ZONES, NOW)
-    app = create_app(engine, clock=lambda: NOW, links=LINKS, rituals=lambda: file)
+    app = create_app(Ledger(engine), clock=lambda: NOW, links=LINKS, rituals=lambda: file)
     with TestClient(app) as client:
         for method in ("GET", "POST"):
             alex = client.request(method, path("alex-sam", ahead, "alex"))

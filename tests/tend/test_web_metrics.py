@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the fixture imported from test_web_twilio_status is redefined as a parameter)
 """``GET /metrics``: the process's counters and the ledger's numbers in Prometheus' text
 format; refused webhooks are counted by reason; a ledger that cannot be read is a 0, not a
 failed scrape. Counters are process-wide: tests compare after with before."""
@@ -12,23 +11,23 @@ from urllib.parse import urlencode
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_samples import Samples, delta, parse, value
 from sqlalchemy import Engine, insert
+from status_callbacks import NOW, PUBLIC, TOKEN, add_sent_sms, app, callback, post
 from twilio.request_validator import RequestValidator
 
 from notifiers.twilio_webhooks import MAX_BODY, TwilioWebhooks
+from scheduler.ledger import Ledger
 from scheduler.ledger.engine import make_engine
 from scheduler.ledger.rows import WorkerHeartbeatRow
 from tend.web import create_app
-from tests.scheduler.test_metrics import Samples, delta, parse, value
-from tests.tend.test_web_twilio_status import (  # noqa: F401 - fixtures
-    NOW,
-    PUBLIC,
-    TOKEN,
-    app,
-    callback,
-    engine,
-    post,
-)
+
+
+@pytest.fixture
+def engine(ledger: Engine) -> Engine:
+    """The SQLite ledger holding one SMS sent to Sam, the callbacks' subject."""
+    add_sent_sms(ledger)
+    return ledger
 
 
 def scrape(client: TestClient) -> Samples:
@@ -61,7 +60,7 @@ def test_metrics_shows_the_ledgers_deliveries_and_the_workers_heartbeat(engine: 
 def test_an_unreadable_ledger_still_scrapes_with_the_ledger_down(tmp_path: Path) -> None:
     broken = make_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'tend.db'}")
     try:
-        samples = scrape(TestClient(create_app(broken, clock=lambda: NOW)))
+        samples = scrape(TestClient(create_app(Ledger(broken), clock=lambda: NOW)))
     finally:
         broken.dispose()
 
@@ -129,7 +128,9 @@ def test_a_refused_status_callback_is_counted_by_reason(
 def test_a_status_callback_without_webhook_settings_is_counted_as_unconfigured(
     engine: Engine,
 ) -> None:
-    client = TestClient(create_app(engine, clock=lambda: NOW, twilio=TwilioWebhooks(None, None)))
+    client = TestClient(
+        create_app(Ledger(engine), clock=lambda: NOW, twilio=TwilioWebhooks(None, None))
+    )
     before = scrape(client)
 
     assert post(client, callback("delivered")) == 503

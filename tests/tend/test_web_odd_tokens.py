@@ -13,15 +13,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from itsdangerous import URLSafeTimedSerializer
+from ledger_setup import add_household
 from sqlalchemy import Engine, insert, select
 
 from notifiers.links import Links
-from scheduler.ledger.engine import make_engine
+from scheduler.ledger import Ledger
 from scheduler.ledger.rows import CompletionRow, OccurrenceRow, PartnerRow
-from scheduler.ledger.schema import upgrade
 from tend.web import create_app
-from tests.scheduler.conftest import reset_postgres
-from tests.tend.conftest import add_household
 
 NOW = datetime(2026, 12, 5, 21, tzinfo=UTC)
 SECRET = "odd-token-test-secret-key"
@@ -135,22 +133,12 @@ def cases(kind: str) -> list[Any]:
     return [pytest.param(p, id=f"{kind}-{i}") for i, p in enumerate(ANY_KIND + SHAPED[kind])]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """The ledger on SQLite (the `ledger` fixture), and on the machine's PostgreSQL; both
-    hold alex-sam, its partners and one open occurrence."""
-    if request.param == "sqlite":
-        found: Engine = request.getfixturevalue("ledger")
-        fill(found)
-        yield found
-        return
-    engine = make_engine(request.getfixturevalue("postgres_url"))
-    reset_postgres(engine)
-    upgrade(engine)
+@pytest.fixture
+def engine(engine: Engine) -> Engine:
+    """The shared ledger (SQLite, then PostgreSQL) holding alex-sam, its partners and one
+    open occurrence."""
     fill(engine)
-    yield engine
-    reset_postgres(engine)
-    engine.dispose()
+    return engine
 
 
 def fill(engine: Engine) -> None:
@@ -177,7 +165,7 @@ def fill(engine: Engine) -> None:
 @pytest.fixture
 def client(engine: Engine) -> Iterator[TestClient]:
     # A 500 must come back as an answer, to be asserted on, not raised into the test.
-    app = create_app(engine, clock=lambda: NOW, links=LINKS)
+    app = create_app(Ledger(engine), clock=lambda: NOW, links=LINKS)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 

@@ -17,8 +17,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
-from tests.tend.test_service_cli import free_port
+from loopback import free_port
 
 TIMEOUT = 1.0
 # Long enough for a loaded machine; far shorter than a connection held with no timeout.

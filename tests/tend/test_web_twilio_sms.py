@@ -24,6 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ritual_files import couple_file, household_table, partner_table, write_ritual_file
 from sqlalchemy import Engine, func, select, update
 from twilio.request_validator import RequestValidator
 
@@ -31,7 +32,9 @@ from config.loader import load_ritual_file
 from config.model import RitualFile
 from notifiers.twilio_webhooks import TwilioWebhooks
 from rituals.planning import Plan
-from scheduler.ledger.engine import make_engine
+from scheduler.acts.replies import RATE_LIMIT, RATE_WINDOW
+from scheduler.acts.wording import LIMITED, STRANGER
+from scheduler.ledger import Ledger
 from scheduler.ledger.rows import (
     CompletionRow,
     DeliveryRow,
@@ -39,12 +42,9 @@ from scheduler.ledger.rows import (
     OccurrenceRow,
     PartnerRow,
 )
-from scheduler.ledger.schema import upgrade
 from scheduler.metrics import REGISTRY
 from scheduler.planner import plan_horizon, sync_file
-from scheduler.replies import LIMITED, RATE_LIMIT, RATE_WINDOW, STRANGER
 from tend.web import MAX_BODY, create_app
-from tests.scheduler.conftest import reset_postgres
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC = "https://tend.example.com"
@@ -65,45 +65,20 @@ TUESDAY = datetime(2026, 1, 13, 12, 0, tzinfo=UTC)
 
 STREAKS = "No streaks yet: reply DONE after a ritual to start one."
 
-RITUALS = f"""\
-timezone = "UTC"
-
-[[households]]
-id = "alex-sam"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  phone = "{ALEX}"
-  channels = ["sms"]
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  phone = "{SAM}"
-  channels = ["sms"]
-
-[[households]]
-id = "sam-kim"
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  phone = "{SAM}"
-  channels = ["sms"]
-
-  [[households.partners]]
-  id = "kim"
-  name = "Kim"
-  phone = "{KIM}"
-  channels = ["sms"]
-
+RITUALS = couple_file(
+    households=household_table(
+        "sam-kim",
+        partner_table("sam", phone=SAM, channels=["sms"]),
+        partner_table("kim", phone=KIM, channels=["sms"]),
+    ),
+    rituals="""
 [[rituals]]
 id = "check-in"
 kind = "check_in"
 schedule = "daily at 12:00"
 households = ["alex-sam"]
-"""
+""",
+)
 
 # The test client's response (its httpx may not be the one this file would import).
 Answer = Any
@@ -127,29 +102,14 @@ class Clock:
 # ---------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """The ledger on SQLite (the `ledger` fixture), and on the machine's PostgreSQL."""
-    if request.param == "sqlite":
-        yield request.getfixturevalue("ledger")
-        return
-    engine = make_engine(request.getfixturevalue("postgres_url"))
-    reset_postgres(engine)
-    upgrade(engine)
-    yield engine
-    reset_postgres(engine)
-    engine.dispose()
-
-
 @pytest.fixture
 def rituals(engine: Engine, tmp_path: Path) -> RitualFile:
     """The file, synced and planned as the worker would, with what was due before NOW sent."""
-    path = tmp_path / "tend.toml"
-    path.write_text(RITUALS, encoding="utf-8")
+    path = write_ritual_file(tmp_path, RITUALS)
     file = load_ritual_file(path, today=PLANNED).file
-    synced = sync_file(engine, file, PLANNED)
+    synced = sync_file(Ledger(engine), file, PLANNED)
     plan_horizon(
-        engine,
+        Ledger(engine),
         Plan(file),
         PLANNED,
         generation=synced.generation,
@@ -183,7 +143,7 @@ def app(
 ) -> TestClient:
     return TestClient(
         create_app(
-            engine,
+            Ledger(engine),
             clock=clock,
             twilio=twilio or TwilioWebhooks(TOKEN, PUBLIC),
             rituals=lambda: rituals,
@@ -549,7 +509,7 @@ def test_a_body_streamed_past_the_limit_is_not_read_to_its_end(
     """Straight through ASGI, one kilobyte per message, no Content-Length: the app stops
     reading soon after the limit rather than buffering whatever a client sends."""
     asgi = create_app(
-        engine, clock=clock, twilio=TwilioWebhooks(TOKEN, PUBLIC), rituals=lambda: rituals
+        Ledger(engine), clock=clock, twilio=TwilioWebhooks(TOKEN, PUBLIC), rituals=lambda: rituals
     )
     read = 0
     total = 1000  # a megabyte

@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from ledger_setup import add_household
 from sqlalchemy import Engine, select
 
 from notifiers.links import Links
+from scheduler.ledger import Ledger
 from scheduler.ledger.rows import PartnerRow
 from tend.web import create_app
-from tests.tend.conftest import add_household
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 LINKS = Links("https://tend.example.com", "unsubscribe-test-secret")
@@ -27,7 +28,7 @@ def engine(ledger: Engine) -> Engine:
 
 @pytest.fixture
 def client(engine: Engine) -> Iterator[TestClient]:
-    with TestClient(create_app(engine, clock=lambda: NOW, links=LINKS)) as client:
+    with TestClient(create_app(Ledger(engine), clock=lambda: NOW, links=LINKS)) as client:
         yield client
 
 
@@ -55,7 +56,7 @@ def test_one_click_post_unsubscribes_that_partner_only(client: TestClient, engin
     assert "no more e-mails" in answer.text
     assert opted_out(engine) == {"alex": None, "sam": NOW}
     # Again (mail providers retry): still fine, the first time kept.
-    later = TestClient(create_app(engine, clock=lambda: NOW.replace(hour=13), links=LINKS))
+    later = TestClient(create_app(Ledger(engine), clock=lambda: NOW.replace(hour=13), links=LINKS))
     assert later.post(url).status_code == 200
     assert opted_out(engine)["sam"] == NOW
 
@@ -81,7 +82,7 @@ def test_a_bad_link_shows_an_error_and_records_nothing(
 
 
 def test_without_a_secret_key_the_route_says_so(engine: Engine) -> None:
-    client = TestClient(create_app(engine, clock=lambda: NOW, links=None))
+    client = TestClient(create_app(Ledger(engine), clock=lambda: NOW, links=None))
     answer = client.post(path_of(LINKS.unsubscribe_url("h", "sam")))
     assert answer.status_code == 404
     assert opted_out(engine) == {"alex": None, "sam": None}
