@@ -749,7 +749,7 @@ def heaviest(collapsed: Path, count: int = 22) -> str:
             path = where.rsplit(":", 1)[0]
             if name in LIBRARY:
                 key = f"{name} ({LIBRARY[name]})"
-            elif path.startswith(PROJECT) and path != "tend/cli.py":
+            elif path.startswith(PROJECT) and not path.startswith("tend/cli/"):
                 key = f"{name} ({path})"
             else:
                 continue

@@ -1,5 +1,5 @@
 """Streak maths: what a ritual's history says about the couple. Pure: the ledger
-(:mod:`scheduler.streaks`) reads the rows and the clock and hands them in.
+(:mod:`scheduler.reports.streaks`) reads the rows and the clock and hands them in.
 
 A streak belongs to a household and a ritual (to one partner for a ``to = "each"`` ritual).
 Each occurrence is judged once it is due:

@@ -1,7 +1,7 @@
 """What streaks read from the ledger (a household's due occurrences with their completions,
 its pauses, the checkpoints folded over settled history) and the checkpoints they write.
 
-The maths is :mod:`rituals.streaks`'; :mod:`scheduler.streaks` puts the two together.
+The maths is :mod:`rituals.streaks`'; :mod:`scheduler.reports.streaks` puts the two together.
 """
 
 from __future__ import annotations

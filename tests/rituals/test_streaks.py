@@ -138,7 +138,7 @@ def ledger_freezes(
     marks: str, slots: Sequence[datetime], rules: Rules, skipped_in: Sequence[int] | None
 ) -> list[bool]:
     """Whether each skip got a freeze, decided as the ledger decides it when the partner
-    skips (``scheduler.completions.skip``): in the order the skips were made, one of the
+    skips (``scheduler.ledger.completions``, skip): in the order the skips were made, one of the
     local month's while :func:`freeze_left` says so; a skip inside a pause needs none."""
     skips = [i for i, mark in enumerate(marks) if mark == "s"]
     order = list(skipped_in) if skipped_in is not None else skips

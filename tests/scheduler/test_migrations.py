@@ -152,7 +152,7 @@ def test_make_engine_accepts_a_sqlite_file(tmp_path: Path) -> None:
 
 def test_the_strangers_answered_query_seeks_its_partial_index(engine: Engine) -> None:
     # An unknown number's flood leaves many unanswered rows under its number; whether it was
-    # answered today must not read them (scheduler.replies, STRANGER_WINDOW).
+    # answered today must not read them (scheduler.acts.replies, STRANGER_WINDOW).
     start = datetime(2026, 1, 1, tzinfo=UTC)
     flood = "+15559990000"
     with engine.begin() as connection:

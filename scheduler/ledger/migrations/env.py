@@ -1,4 +1,4 @@
-"""Alembic environment: run by :mod:`scheduler.migrate` with a connection it hands over."""
+"""Alembic environment: run by :mod:`scheduler.ledger.schema` with a connection it hands over."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from alembic import context
 from scheduler.ledger.rows import Base
 
 connection = context.config.attributes.get("connection")
-if connection is None:  # pragma: no cover - always run through scheduler.migrate
+if connection is None:  # pragma: no cover - always run through scheduler.ledger.schema
     raise RuntimeError("run migrations with `tend db upgrade`, not the alembic command")
 
 context.configure(
