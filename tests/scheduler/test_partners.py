@@ -1,6 +1,8 @@
 """Partners, mirrored from the ritual file into the ledger by the planner's sync: an opt-out
 belongs to the address it was made from and survives any other change, and a database
-error during the mirror does not carry their phone numbers or addresses into the logs.
+error during the mirror does not carry their phone numbers or addresses into the logs; and
+the ledger's partners themselves (:mod:`scheduler.ledger.partners`): opt-outs recorded and
+cleared, partners found by their number, when each was last texted.
 
 Time is the scheduler tests' fake clock (Monday 12 January 2026, UTC); rows come from small
 ritual files through the planner."""
@@ -8,8 +10,18 @@ ritual files through the planner."""
 from __future__ import annotations
 
 import pytest
-from january_couple import ALEX_PHONE, COUPLE, SOLO, at, plan
-from ritual_files import ritual_file
+from january_couple import (
+    ALEX_PHONE,
+    CHECK_IN,
+    COUPLE,
+    SAM_PHONE,
+    SOLO,
+    at,
+    deliveries,
+    plan,
+    set_delivery,
+)
+from ritual_files import couple_file, household_table, partner_table, ritual_file
 from sqlalchemy import Engine, text
 
 from scheduler.ledger import Ledger
@@ -101,3 +113,87 @@ def test_an_opt_out_survives_a_change_of_case_or_the_address_removed_and_written
     assert email_opted() == at(9)
     plan(engine, SOLO, at(12))
     assert email_opted() == at(9)
+
+
+# ----------------------------------------------------------------------------- opt-outs
+
+
+def test_an_opt_out_keeps_the_time_first_recorded_until_it_is_cleared(engine: Engine) -> None:
+    plan(engine, SOLO, at(9))
+    partners = Ledger(engine).partners
+
+    assert partners.record_opt_out("alex-sam", "alex", "sms", at(10))
+    assert partners.record_opt_out("alex-sam", "alex", "sms", at(11))  # a second STOP
+
+    assert partners.opted_out_at("alex-sam", "alex", "sms") == at(10)
+    assert partners.opted_out_at("alex-sam", "alex", "email") is None
+    assert partners.clear_opt_out("alex-sam", "alex", "sms")
+    assert not partners.clear_opt_out("alex-sam", "alex", "sms")  # not opted out any more
+    assert partners.opted_out_at("alex-sam", "alex", "sms") is None
+    assert partners.record_opt_out("alex-sam", "alex", "sms", at(12))
+    assert partners.opted_out_at("alex-sam", "alex", "sms") == at(12)
+
+
+def test_an_opt_out_of_an_unknown_partner_or_a_channel_without_one_records_nothing(
+    engine: Engine,
+) -> None:
+    plan(engine, SOLO, at(9))
+    partners = Ledger(engine).partners
+
+    assert not partners.record_opt_out("alex-sam", "kim", "sms", at(10))
+    assert not partners.record_opt_out("kim-lee", "alex", "email", at(10))
+    assert not partners.record_opt_out("alex-sam", "alex", "console", at(10))
+    assert not partners.clear_opt_out("alex-sam", "kim", "sms")
+    assert not partners.clear_opt_out("alex-sam", "alex", "console")
+    assert partners.opted_out_at("alex-sam", "alex", "console") is None
+    assert partners.opted_out_at("alex-sam", "kim", "sms") is None
+    assert partners.opted_out_at("alex-sam", "alex", "sms") is None
+
+
+# ----------------------------------------------------------------------------- by number
+
+TWO_HOUSEHOLDS = couple_file(
+    partner_table("alex", phone=True),
+    partner_table("sam", phone=True),
+    households=household_table("alex-kim", partner_table("alex", phone=True), partner_table("kim")),
+    rituals=CHECK_IN,
+)
+
+
+def test_a_number_finds_its_active_partners_and_an_opt_out_every_partner_with_it(
+    engine: Engine,
+) -> None:
+    plan(engine, TWO_HOUSEHOLDS, at(9))
+    # Alex leaves alex-kim: that partner is inactive, the number still theirs.
+    without = TWO_HOUSEHOLDS.replace(
+        partner_table("alex", phone=True) + partner_table("kim"), partner_table("kim")
+    )
+    assert without.count(ALEX_PHONE) == 1
+    plan(engine, without, at(10))
+    partners = Ledger(engine).partners
+
+    assert partners.with_phone(ALEX_PHONE) == [("alex-sam", "alex")]
+    assert sorted(partners.sharing_number(ALEX_PHONE)) == [
+        ("alex-kim", "alex"),
+        ("alex-sam", "alex"),
+    ]
+    assert partners.with_phone(SAM_PHONE) == [("alex-sam", "sam")]
+    assert partners.with_phone("+15550000000") == []
+    assert partners.sharing_number("+15550000000") == []
+
+
+def test_last_texted_is_each_partners_latest_sms_and_leaves_out_those_never_texted(
+    engine: Engine,
+) -> None:
+    plan(engine, COUPLE, at(9))
+    alex = [d["id"] for d in deliveries(engine, partner_key="alex")]
+    set_delivery(engine, alex[0], status="sent", sent_at=at(12))
+    set_delivery(engine, alex[1], status="sent", sent_at=at(12, day=1))
+    # A later e-mail is not a text.
+    set_delivery(engine, alex[2], channel="email", status="sent", sent_at=at(12, day=2))
+    partners = Ledger(engine).partners
+
+    last = partners.last_texted([("alex-sam", "alex"), ("alex-sam", "sam"), ("kim-lee", "kim")])
+
+    assert last == {("alex-sam", "alex"): at(12, day=1)}
+    assert partners.last_texted([("alex-sam", "sam")]) == {}

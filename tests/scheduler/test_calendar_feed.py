@@ -1,0 +1,160 @@
+"""A household's calendar read from the ledger (:func:`household_calendar`), on both
+databases: what became of each occurrence as its STATUS, the window from sixty days back,
+the bound on how many events one feed holds, and UIDs equal to ``tend plan --format ics``'s
+(:func:`plan_calendar`). The web route around it is tests/tend/test_calendar.py's.
+
+Alex and Sam live in Berlin (UTC+1 in January); the check-in is daily at 12:00 and each
+partner's kind words daily at 18:00. It is Monday 12 January 2026, 09:00 UTC; the next days
+are planned, Monday to Wednesday.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+from icalendar import Calendar
+from january_couple import ALEX, CHECK_IN, SAM, at, plan
+from ritual_files import couple_file, household_table, partner_table, ritual_file
+from sqlalchemy import Engine, insert, update
+
+from rituals.planning import Plan
+from scheduler.ledger import Ledger
+from scheduler.ledger.rows import OccurrenceRow
+from scheduler.reports import calendar
+from scheduler.reports.calendar import DAYS_BACK, household_calendar, plan_calendar
+
+TEXT = couple_file(
+    ALEX,
+    SAM,
+    timezone="Europe/Berlin",
+    households=household_table("kim-lee", partner_table("kim", email=True)),
+    rituals=CHECK_IN
+    + """
+[[rituals]]
+id = "kind-words"
+kind = "appreciation"
+schedule = "daily at 18:00"
+to = "each"
+households = ["alex-sam"]
+""",
+)
+NOW = at(9)
+
+
+def feed(engine: Engine, household: str = "alex-sam", now: datetime = NOW) -> dict[str, str]:
+    """The feed's events: UID -> STATUS."""
+    body = household_calendar(Ledger(engine), household, now)
+    assert body is not None
+    return {str(e["uid"]): str(e["status"]) for e in Calendar.from_ical(body).walk("VEVENT")}
+
+
+def set_status(engine: Engine, slot: datetime, status: str, ritual: str = "check-in") -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            update(OccurrenceRow)
+            .where(
+                OccurrenceRow.household_id == "alex-sam",
+                OccurrenceRow.ritual_id == ritual,
+                OccurrenceRow.slot == slot,
+            )
+            .values(status=status)
+        )
+
+
+def add_occurrence(engine: Engine, at: datetime) -> None:
+    """An old check-in of alex-sam at the instant `at` (its slot as written in UTC)."""
+    with engine.begin() as connection:
+        connection.execute(
+            insert(OccurrenceRow).values(
+                household_id="alex-sam",
+                ritual_id="old",
+                slot=at.replace(tzinfo=None),
+                recipient="",
+                kind="check_in",
+                at=at,
+                status="confirmed",
+                created_at=at,
+                updated_at=at,
+            )
+        )
+
+
+@pytest.fixture
+def planned(engine: Engine) -> Engine:
+    plan(engine, TEXT, NOW)
+    return engine
+
+
+def test_each_occurrence_shows_what_became_of_it_and_a_cancelled_one_is_left_out(
+    planned: Engine,
+) -> None:
+    set_status(planned, datetime(2026, 1, 12, 12), "confirmed")
+    set_status(planned, datetime(2026, 1, 13, 12), "skipped")
+    set_status(planned, datetime(2026, 1, 14, 12), "cancelled")
+    set_status(planned, datetime(2026, 1, 12, 18), "missed", ritual="kind-words")
+
+    found = feed(planned)
+
+    assert {uid: s for uid, s in found.items() if "/check-in/" in uid} == {
+        "alex-sam/check-in/2026-01-12T12:00@tend": "CONFIRMED",
+        "alex-sam/check-in/2026-01-13T12:00@tend": "CANCELLED",
+    }
+    assert found["alex-sam/kind-words/2026-01-12T18:00/alex@tend"] == "TENTATIVE"  # missed
+    assert found["alex-sam/kind-words/2026-01-13T18:00/sam@tend"] == "TENTATIVE"  # open
+    assert len(found) == 2 + 6
+
+
+def test_the_feed_is_one_households_and_none_for_a_household_the_ledger_does_not_know(
+    planned: Engine,
+) -> None:
+    assert all(uid.startswith("alex-sam/") for uid in feed(planned))
+    assert sorted(feed(planned, "kim-lee")) == [
+        f"kim-lee/check-in/2026-01-{day}T12:00@tend" for day in (12, 13, 14)
+    ]
+    assert household_calendar(Ledger(planned), "nobody", NOW) is None
+
+
+def test_the_feed_starts_exactly_sixty_days_back(planned: Engine) -> None:
+    edge = NOW - timedelta(days=DAYS_BACK)
+    add_occurrence(planned, edge)
+    add_occurrence(planned, edge - timedelta(minutes=1))
+
+    old = sorted(uid for uid in feed(planned) if "/old/" in uid)
+
+    assert old == [f"alex-sam/old/{edge:%Y-%m-%dT%H:%M}@tend"]
+    assert f"{edge:%Y-%m-%d}" == "2025-11-13"
+
+
+def test_a_feed_holds_the_newest_events_up_to_its_bound(
+    planned: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(calendar, "MAX_EVENTS", 4)
+
+    found = feed(planned)
+
+    # The newest four: Wednesday's three, then the newest of Tuesday's (by ritual id, then
+    # recipient, newest first: the kind words to Sam).
+    assert sorted(found) == [
+        "alex-sam/check-in/2026-01-14T12:00@tend",
+        "alex-sam/kind-words/2026-01-13T18:00/sam@tend",
+        "alex-sam/kind-words/2026-01-14T18:00/alex@tend",
+        "alex-sam/kind-words/2026-01-14T18:00/sam@tend",
+    ]
+    events = Ledger(planned).reports.events("alex-sam", NOW - timedelta(days=DAYS_BACK), 2)
+    assert [(e.ritual_id, e.recipient, e.slot) for e in events] == [
+        ("kind-words", "sam", datetime(2026, 1, 14, 18)),
+        ("kind-words", "alex", datetime(2026, 1, 14, 18)),
+    ]
+
+
+def test_the_feeds_uids_are_those_of_tend_plan_for_the_same_days(planned: Engine) -> None:
+    file = ritual_file(TEXT)
+    deliveries = Plan(file).deliveries_between(date(2026, 1, 12), 3, ["alex-sam"])
+    preview = plan_calendar(file, deliveries, NOW)
+
+    uids = sorted(str(e["uid"]) for e in preview.walk("VEVENT"))
+
+    assert uids == sorted(feed(planned))
+    assert len(uids) == 9  # one event per occurrence, not per message
+    assert "alex-sam/kind-words/2026-01-12T18:00/alex@tend" in uids
