@@ -114,7 +114,7 @@ class Reports(Bound):
         return People(rows[0].timezone, {r.key: r.name for r in rows if r.key is not None})
 
     def events(self, household: str, since: datetime, limit: int) -> list[CalendarEntry]:
-        """The household's occurrences at or after `since` that the file still makes, the
+        """The household's occurrences at or after `since` but those called off, the
         newest `limit` of them, newest first."""
         # Bounded by the window and the limit; served by the unique index on
         # (household_id, ritual_id, slot, recipient).

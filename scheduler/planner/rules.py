@@ -1,6 +1,6 @@
 """The planner's change rules: given what the file makes (candidates) and what the ledger
 already has (a snapshot), which rows a plan writes. Pure, and tested from tables in
-``tests/scheduler/test_change_rules.py``.
+``tests/scheduler/test_planner_rules.py`` (and end to end in ``test_change_rules.py``).
 
 1. Nothing new is made in the past once the ledger has planned before (and nothing
    cancelled in the past is revived): a ritual added at 19:30 starts with its next slot, a
