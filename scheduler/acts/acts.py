@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from config.model import RitualFile
+from config.model import Ritual, RitualFile
 from scheduler.acts.targets import EARLY, Open
 from scheduler.ledger import Records
 from scheduler.ledger.completions import Confirmed, Skipped
@@ -50,12 +50,31 @@ def needs_for(
     """Who must confirm an occurrence of `ritual` before it counts: everyone it is for, for
     a ``streak = "both"`` ritual; nobody's confirmation is waited for otherwise (nor for a
     ritual or household the file no longer has)."""
-    if file is None or household not in {h.id for h in file.households}:
+    if file is None:
         return frozenset()
-    found = next((r for r in file.rituals if r.id == ritual), None)
-    if found is None or found.streak != "both":
+    households, rituals = _lookups(file)
+    found = rituals.get(ritual)
+    if household not in households or found is None or found.streak != "both":
         return frozenset()
     return rules_for(file, household, found, recipient or None).audience
+
+
+_LOOKUPS: dict[int, tuple[RitualFile, frozenset[str], dict[str, Ritual]]] = {}
+
+
+def _lookups(file: RitualFile) -> tuple[frozenset[str], dict[str, Ritual]]:
+    """The file's household ids and rituals by id, kept for the few latest files: a web
+    process answers every reply by one file, which can hold 100,000 households."""
+    found = _LOOKUPS.get(id(file))
+    if found is None or found[0] is not file:
+        rituals: dict[str, Ritual] = {}
+        for r in file.rituals:
+            rituals.setdefault(r.id, r)
+        found = (file, frozenset(h.id for h in file.households), rituals)
+        if len(_LOOKUPS) >= 4:
+            _LOOKUPS.clear()
+        _LOOKUPS[id(file)] = found
+    return found[1], found[2]
 
 
 @dataclass(frozen=True, slots=True)

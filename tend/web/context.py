@@ -47,7 +47,9 @@ class AppContext:
             return None
 
 
-def _context(request: Request) -> AppContext:
+async def _context(request: Request) -> AppContext:
+    # async, though it awaits nothing: FastAPI runs a plain function dependency in its
+    # thread pool, a thread hop on every request for one attribute read.
     context: AppContext = request.app.state.tend
     return context
 
