@@ -7,6 +7,7 @@ half-loaded. Lines come from :class:`config.positions.SourceMap`, since ``tomlli
 from __future__ import annotations
 
 import difflib
+import hashlib
 import logging
 import re
 import tomllib
@@ -26,7 +27,13 @@ M = TypeVar("M", bound=BaseModel)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LoadedFile", "RitualFileError", "load_ritual_file", "parse_ritual_file"]
+__all__ = [
+    "LoadedFile",
+    "RitualFileError",
+    "file_hash",
+    "load_ritual_file",
+    "parse_ritual_file",
+]
 
 
 @dataclass(frozen=True)
@@ -210,3 +217,8 @@ def _each(model: type[M], raw: Any) -> list[tuple[int, M]]:
         except ValidationError:
             continue
     return valid
+
+
+def file_hash(file: RitualFile) -> str:
+    """The hash of the file's validated content: comments and layout do not count."""
+    return hashlib.sha256(file.model_dump_json().encode()).hexdigest()

@@ -19,11 +19,19 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from config.loader import LoadedFile, RitualFileError, load_ritual_file, parse_ritual_file
+from config.loader import (
+    LoadedFile,
+    RitualFileError,
+    file_hash,
+    load_ritual_file,
+    parse_ritual_file,
+)
 from config.model import RitualFile
-from scheduler.ledger import DatabaseError, Ledger
-from scheduler.planner import file_hash
+
+if TYPE_CHECKING:  # the ledger (SQLAlchemy) is imported only by a process that opens one
+    from scheduler.ledger import Ledger
 
 __all__ = ["FileSource", "SyncedSource"]
 
@@ -121,6 +129,8 @@ class FileSource:
     def _last_good(self) -> tuple[str, datetime] | None:
         if self.ledger is None:
             return None
+        from scheduler.ledger import DatabaseError  # loaded already: the ledger is open
+
         try:
             state = self.ledger.synced.state()
         except DatabaseError:  # no ledger yet, or none reachable: nothing to fall back on

@@ -15,12 +15,12 @@ makes (:mod:`scheduler.planner.candidates`) and what the ledger has.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from config.loader import file_hash
 from config.model import RitualFile
 from rituals.planning import Plan
 from scheduler.ledger import Ledger, Records
@@ -42,11 +42,6 @@ log = logging.getLogger("scheduler.planner")
 
 DEFAULT_HORIZON_DAYS = 14
 CHUNK = 500  # households per transaction while planning
-
-
-def file_hash(file: RitualFile) -> str:
-    """The hash of the file's validated content: comments and layout do not count."""
-    return hashlib.sha256(file.model_dump_json().encode()).hexdigest()
 
 
 @dataclass(frozen=True)

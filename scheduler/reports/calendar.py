@@ -18,14 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar import Calendar, Event, vDuration
 
 from config.model import RitualFile
 from rituals.planning import Delivery, Occurrence
-from scheduler.ledger import Records
-from scheduler.ledger.reports import CalendarEntry
+
+if TYPE_CHECKING:  # `tend plan --format ics` opens no ledger
+    from scheduler.ledger import Records
+    from scheduler.ledger.reports import CalendarEntry
 
 __all__ = [
     "DAYS_BACK",

@@ -9,10 +9,11 @@ failure of what was asked (``Failed``), never with a traceback.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -20,8 +21,10 @@ from pydantic import ValidationError
 from config.loader import LoadedFile, RitualFileError
 from config.model import Household, Partner, RitualFile
 from config.settings import Settings, without_password
-from scheduler.ledger import DatabaseError, Ledger, SchemaBehind
-from scheduler.source import FileSource
+
+if TYPE_CHECKING:  # SQLAlchemy and the drivers load only for a command that opens a ledger
+    from scheduler.ledger import Ledger
+    from scheduler.source import FileSource
 
 __all__ = [
     "ConfigOption",
@@ -81,15 +84,32 @@ def handled(command: Callable[P, R]) -> Callable[P, R]:
             for line in exc.lines:
                 typer.echo(line, err=not exc.stdout)
             raise typer.Exit(exc.code) from None
-        except SchemaBehind as exc:
-            typer.echo(f"tend: {exc}", err=True)
-            raise typer.Exit(2) from None
-        except DatabaseError as exc:
-            # One line for a database that cannot be reached, never a traceback.
-            typer.echo(f"tend: cannot reach the database {_url_now()}: {exc.orig}", err=True)
+        except Exception as exc:
+            problem = _ledger_problem(exc)
+            if problem is None:
+                raise
+            typer.echo(problem, err=True)
             raise typer.Exit(2) from None
 
     return run
+
+
+def _ledger_problem(exc: Exception) -> str | None:
+    """The line for a ledger that is behind or cannot be reached; None for anything else.
+
+    A command that never opened a ledger never imported it, and then `exc` is not one of
+    its errors: the check costs no import.
+    """
+    if "scheduler.ledger" not in sys.modules:
+        return None
+    from scheduler.ledger import DatabaseError, SchemaBehind
+
+    if isinstance(exc, SchemaBehind):
+        return f"tend: {exc}"
+    if isinstance(exc, DatabaseError):
+        # One line for a database that cannot be reached, never a traceback.
+        return f"tend: cannot reach the database {_url_now()}: {exc.orig}"
+    return None
 
 
 class _Opened:
@@ -125,6 +145,8 @@ def safe_url(settings: Settings) -> str:
 
 def open_ledger(settings: Settings) -> Ledger:
     """The one way a command opens the ledger (it connects only when first used)."""
+    from scheduler.ledger import Ledger
+
     try:
         ledger = Ledger.at(settings.database_url)
     except ValueError as exc:
@@ -143,6 +165,8 @@ def ledger_if_any(
 ) -> Ledger | None:
     """The ledger when there is one to read (never creates an SQLite file); None, with a
     note, when it cannot be read."""
+    from scheduler.ledger import DatabaseError
+
     ledger = open_ledger(settings)
     if ledger.missing_sqlite_file():
         return None
@@ -179,6 +203,8 @@ def load(
     With `fallback` (a long-running process), a broken file falls back to the last good one
     that ledger kept, so a restart during a bad edit does not stop sending.
     """
+    from scheduler.source import FileSource
+
     found = settings_ or settings()
     source = FileSource(config or found.config_path, ledger=fallback, clock=now)
     try:

@@ -8,21 +8,18 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.padding import Padding
-from rich.table import Table
-from rich.text import Text
 
 from config.model import RitualFile
 from rituals.planning import Delivery, Plan
 from rituals.schedule import FIRST_YEAR, LAST_YEAR
 from rituals.templates import TemplateProblem
-from scheduler.reports.calendar import plan_calendar
 from tend.cli.common import ConfigOption, Usage, handled, load, now
+
+if TYPE_CHECKING:  # Rich draws the plan's table; `tend check` needs none of it
+    from rich.console import Console
 
 __all__ = ["check", "config_app", "plan_command"]
 
@@ -92,6 +89,8 @@ def plan_command(
             json.dumps([_delivery_json(d) for d in deliveries], indent=2, ensure_ascii=False)
         )
     elif format_ is PlanFormat.ics:
+        from scheduler.reports.calendar import plan_calendar
+
         sys.stdout.write(plan_calendar(file, deliveries, moment).to_ical().decode())
     else:
         _table(deliveries, file)
@@ -163,6 +162,10 @@ def _delivery_json(delivery: Delivery) -> dict[str, Any]:
 
 
 def _table(deliveries: Sequence[Delivery], file: RitualFile) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     if not deliveries:
         console.print("Nothing planned in that range.")
@@ -210,6 +213,9 @@ def _narrow(
     several: bool,
 ) -> None:
     """The plan for an 80-column terminal: a heading per day, the message under each row."""
+    from rich.padding import Padding
+    from rich.text import Text
+
     last_day = None
     for delivery in deliveries:
         local = delivery.due_local

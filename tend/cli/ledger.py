@@ -9,17 +9,11 @@ import sys
 import uuid
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from notifiers.links import Links
-from scheduler.acts.replies import handle_reply
-from scheduler.reports.status import ledger_status
-from scheduler.reports.streaks import SeriesStreak, household_streaks
 from tend.cli.common import (
     ConfigOption,
     Usage,
@@ -32,7 +26,9 @@ from tend.cli.common import (
 )
 from tend.cli.common import settings as read_settings
 from tend.cli.service import logging_setup
-from tend.web.health import HEARTBEAT_STALE_SECONDS
+
+if TYPE_CHECKING:  # the ledger's reports and the web load when a command runs
+    from scheduler.reports.streaks import SeriesStreak
 
 __all__ = ["calendar_url", "db_app", "db_upgrade", "reply", "status", "streaks"]
 
@@ -65,6 +61,13 @@ def status(
     limit: Annotated[int, typer.Option("--limit", min=1, help="Next deliveries to list.")] = 10,
 ) -> None:
     """Next due deliveries, the workers' heartbeats, counts by status."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from scheduler.reports.status import ledger_status
+    from tend.web.health import HEARTBEAT_STALE_SECONDS
+
     settings = read_settings()
     ledger = open_ledger(settings)
     if ledger.missing_sqlite_file():
@@ -126,6 +129,12 @@ def streaks(
     config: ConfigOption = None,
 ) -> None:
     """Current and longest streaks, per household and ritual (per partner for `to = "each"`)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from scheduler.reports.streaks import household_streaks
+
     settings, source = load(config)
     file = source.file
     assert file is not None
@@ -190,6 +199,8 @@ def reply(
 ) -> None:
     """Apply a reply exactly as the SMS webhook would (without the signature); print the
     answer it would text back."""
+    from scheduler.acts.replies import handle_reply
+
     settings, source = load(config)
     assert source.file is not None
     ledger = ledger_for(settings)

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from config.model import mask_address
-from notifiers.base import Notifier
-from notifiers.registry import NotifierSet, UnknownNotifier
-from scheduler.dispatch.probe import send_test as probe
 from tend.cli.common import (
     ConfigOption,
     Failed,
@@ -23,6 +20,9 @@ from tend.cli.common import (
     safe_url,
 )
 from tend.cli.service import logging_setup
+
+if TYPE_CHECKING:  # notifiers load when a message is to be sent
+    from notifiers.base import Notifier
 
 __all__ = ["opt_in", "send_test"]
 
@@ -56,6 +56,9 @@ def send_test(
     It goes through the same notifier the worker uses (console without credentials) and is
     not recorded as a delivery; a partner who opted out of the channel is not messaged, and
     an opt-out the provider reports is recorded."""
+    from notifiers.registry import NotifierSet, UnknownNotifier
+    from scheduler.dispatch.probe import send_test as probe
+
     settings, source = load(config)
     assert source.file is not None
     household, partner = find_partner(source.file, to)

@@ -10,22 +10,20 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from config.loader import RitualFileError, load_ritual_file
 from config.model import RitualFile
 from config.settings import Settings
-from notifiers.links import Links
-from notifiers.registry import NotifierSet, UnknownNotifier
-from notifiers.twilio_webhooks import TwilioWebhooks
-from scheduler.dispatch import RetryPolicy
-from scheduler.ledger import Ledger
 from scheduler.source import FileSource, SyncedSource
-from scheduler.worker import AlreadyRunning, Worker, WorkerOptions
 from tend.cli.common import ConfigOption, Usage, handled, load, now, open_ledger, safe_url
 from tend.cli.common import settings as read_settings
+
+if TYPE_CHECKING:  # the worker, the ledger and the web load when a service starts
+    from scheduler.ledger import Ledger
+    from scheduler.worker import Worker
 
 __all__ = ["listen", "logging_setup", "run", "web", "worker"]
 
@@ -60,6 +58,10 @@ def _service_file(config: ConfigOption) -> tuple[Settings, FileSource, Ledger]:
 
 
 def _worker(settings: Settings, source: FileSource, ledger: Ledger) -> Worker:
+    from notifiers.registry import NotifierSet, UnknownNotifier
+    from scheduler.dispatch import RetryPolicy
+    from scheduler.worker import Worker, WorkerOptions
+
     file = source.file
     assert file is not None
     channels = {c for h in file.households for p in h.partners for c in p.channels}
@@ -88,6 +90,8 @@ def _worker(settings: Settings, source: FileSource, ledger: Ledger) -> Worker:
 
 
 def _start(process: Worker) -> None:
+    from scheduler.worker import AlreadyRunning
+
     try:
         process.start()
     except AlreadyRunning as exc:
@@ -191,6 +195,8 @@ def _serve(
 ) -> None:
     import uvicorn
 
+    from notifiers.links import Links
+    from notifiers.twilio_webhooks import TwilioWebhooks
     from tend.timeouts import with_request_timeout
     from tend.web import create_app
 

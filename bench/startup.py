@@ -1,0 +1,116 @@
+"""Start-up of the ``tend`` command: whole processes, run again and again, medians.
+
+Usage: .venv/bin/python bench/startup.py [RUNS] [TEND ...]
+Default: 21 runs of each command with ``.venv/bin/tend``. Give more than one ``tend``
+executable (say, one from a checkout of the commit before a change, in its own venv) to
+compare them in one sitting: the runs are interleaved, A B A B ..., so a machine that gets
+busier or quieter halfway does not favour one side.
+
+Each command is a fresh process, as a user types it: ``tend --help``, ``tend check`` and
+``tend plan`` on ``examples/tend.toml`` (the table for the next 14 days), and
+``tend plan --format ics``. Prints, per executable and command, the median and p90 of the
+wall time, the median CPU time (user + system of the child, which a busy neighbour disturbs
+less than the wall clock) and, from one more run with ``-X importtime``, how many modules
+the command imports and whether FastAPI, SQLAlchemy, psycopg, Alembic or Twilio are among
+them. The goal (issue 18): ``tend check`` and ``tend plan`` under 0.5 s.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "tend.toml"
+COMMANDS: dict[str, list[str]] = {
+    "tend --help": ["--help"],
+    "tend check": ["check", "--config", str(EXAMPLE)],
+    "tend plan": ["plan", "--config", str(EXAMPLE)],
+    "tend plan --format ics": ["plan", "--config", str(EXAMPLE), "--format", "ics"],
+}
+HEAVY = ("fastapi", "sqlalchemy", "psycopg", "alembic", "twilio")
+GOAL_SECONDS = 0.5
+
+
+def once(tend: Path, args: list[str]) -> tuple[float, float]:
+    """One whole process: its wall time and CPU time (user + system), in seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [str(tend), *args], capture_output=True, env=_env(), cwd=ROOT, check=False
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{tend} {' '.join(args)} exited {done.returncode}: {done.stderr!r}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def imported(tend: Path, args: list[str]) -> tuple[int, list[str]]:
+    """How many modules one run imports, and which of the heavy ones."""
+    python = tend.parent / "python"
+    code = "import sys; from tend.cli import main; sys.argv[0] = 'tend'; main()"
+    done = subprocess.run(
+        [str(python), "-P", "-X", "importtime", "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        check=False,
+    )
+    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", done.stderr, re.M)
+    tops = {name.split(".")[0] for name in names}
+    return len(names), [heavy for heavy in HEAVY if heavy in tops]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEND_")}
+    env["NO_COLOR"] = "1"
+    env["COLUMNS"] = "120"
+    return env
+
+
+def main(argv: list[str]) -> None:
+    runs = int(argv[0]) if argv else 21
+    tends = [Path(a).resolve() for a in argv[1:]] or [ROOT / ".venv" / "bin" / "tend"]
+    walls: dict[tuple[int, str], list[float]] = {}
+    cpus: dict[tuple[int, str], list[float]] = {}
+    for name, args in COMMANDS.items():
+        for tend in tends:
+            once(tend, args)  # warm the page cache and the bytecode
+        for _ in range(runs):
+            for i, tend in enumerate(tends):
+                wall, cpu = once(tend, args)
+                walls.setdefault((i, name), []).append(wall)
+                cpus.setdefault((i, name), []).append(cpu)
+    print(f"{runs} runs of each, interleaved; seconds; goal for check and plan: {GOAL_SECONDS}")
+    header = (
+        f"{'executable':<44} {'command':<24} {'median':>7} {'p90':>7} {'cpu':>7} {'modules':>8}"
+    )
+    print(header)
+    print("-" * len(header) + "  heavy imports")
+    for name, args in COMMANDS.items():
+        for i, tend in enumerate(tends):
+            w = sorted(walls[(i, name)])
+            p90 = w[min(len(w) - 1, round(0.9 * (len(w) - 1)))]
+            count, heavy = imported(tend, args)
+            print(
+                f"{_short(tend):<44} {name:<24} {statistics.median(w):>7.3f} {p90:>7.3f} "
+                f"{statistics.median(cpus[(i, name)]):>7.3f} {count:>8}  {', '.join(heavy) or '-'}"
+            )
+
+
+def _short(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 44 else "..." + text[-41:]
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
