@@ -347,3 +347,47 @@ def test_draws_on_neighbouring_days_are_still_an_hour_apart() -> None:
         )
         assert len({slot.date() for slot in drawn}) == 7
         assert all(b - a >= timedelta(hours=1) for a, b in pairwise(drawn))
+
+
+# A crontab line with day-of-month and month ``*`` is enumerated as one week repeated (the
+# fast path behind every count from the epoch); each year must be exactly APScheduler's.
+_cron_values = {
+    "minute": st.sampled_from(["0", "15", "*/20", "5,35", "10-12", "*/45"]),
+    "hour": st.sampled_from(["9", "18", "*/6", "7,19", "22-23", "*", "0"]),
+    "dow": st.sampled_from(["*", "sun", "mon-fri", "0", "7", "1,3,5", "*/2", "sat,sun", "6"]),
+}
+
+
+def _year_by_apscheduler(schedule: object, year: int) -> list[datetime]:
+    start, end = datetime(year, 1, 1), datetime(year + 1, 1, 1)
+    found = []
+    for slot in schedule.iter_from(start):  # type: ignore[attr-defined]
+        if slot >= end:
+            break
+        found.append(slot)
+    return found
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    minute=_cron_values["minute"],
+    hour=_cron_values["hour"],
+    dow=_cron_values["dow"],
+    year=st.integers(min_value=2000, max_value=2099),
+)
+def test_a_weekly_crontab_year_is_the_week_repeated_exactly_as_apscheduler_counts_it(
+    minute: str, hour: str, dow: str, year: int
+) -> None:
+    from rituals.schedule import _year_slots
+
+    schedule = parse_schedule(f"cron: {minute} {hour} * * {dow}")
+    assert _year_slots(schedule, year) == _year_by_apscheduler(schedule, year)
+
+
+@pytest.mark.parametrize("line", ["cron: 0 8 15 * mon", "cron: 0 12 1 1,7 *", "cron: 0 9 */10 * *"])
+def test_a_crontab_that_names_days_of_the_month_is_still_counted_by_apscheduler(line: str) -> None:
+    from rituals.schedule import _year_slots
+
+    schedule = parse_schedule(line)
+    for year in (2024, 2028, 2099):
+        assert _year_slots(schedule, year) == _year_by_apscheduler(schedule, year)
