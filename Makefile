@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/streaks.py
 	$(BIN)/python bench/dispatch.py $(TEND_BENCH_POSTGRES_URL) $(BENCH_DISPATCH)
 	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/memory.py $(subst $(comma), ,$(BENCH_HOUSEHOLDS))
 
 comma := ,
