@@ -368,7 +368,7 @@ def _year_by_apscheduler(schedule: object, year: int) -> list[datetime]:
     return found
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     minute=_cron_values["minute"],
     hour=_cron_values["hour"],
