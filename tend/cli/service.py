@@ -21,7 +21,8 @@ from notifiers.links import Links
 from notifiers.registry import NotifierSet, UnknownNotifier
 from notifiers.twilio_webhooks import TwilioWebhooks
 from scheduler.dispatch import RetryPolicy
-from scheduler.ledger import Ledger
+from scheduler.ledger import Ledger, SchemaBehind
+from scheduler.ledger.schema import LONGEST_PAUSE_SECONDS
 from scheduler.source import FileSource, SyncedSource
 from scheduler.worker import AlreadyRunning, Worker, WorkerOptions
 from tend.cli.common import ConfigOption, Usage, handled, load, now, open_ledger, safe_url
@@ -107,6 +108,30 @@ def _on_signals() -> threading.Event:
     return stop
 
 
+def _schema_ready(ledger: Ledger, stop: threading.Event, command: str) -> bool:
+    """True once the schema is at head; False when a signal came first.
+
+    On PostgreSQL a schema that ``tend db upgrade`` will create or bring up to date is waited
+    for, said once: a local Procfile runner (honcho, foreman) starts `web` and `worker`
+    beside the upgrade, and stops them all when one exits. SQLite is migrated in place by
+    whoever opens it (the worker, under its file lock), as before."""
+    if ledger.is_sqlite:
+        return True
+
+    def waiting(behind: SchemaBehind) -> None:
+        logging.getLogger("tend").warning(
+            "%s; %s waits for it, looking again at most every %g s",
+            str(behind).rstrip("."),
+            command,
+            LONGEST_PAUSE_SECONDS,
+        )
+
+    ready = ledger.wait_for_schema(stop.wait, waiting)
+    if ready and stop.is_set():  # the signal came as the schema did
+        return False
+    return ready
+
+
 @handled
 def worker(config: ConfigOption = None) -> None:
     """Plan and send: the scheduler process (Procfile `worker`)."""
@@ -124,9 +149,11 @@ def worker(config: ConfigOption = None) -> None:
             port = settings.metrics_port
             raise Usage(f"tend: cannot serve metrics on port {port}: {exc.strerror}") from None
     stop = _on_signals()
-    _start(process)
-    typer.echo(f"tend worker running on {safe_url(settings)}; Ctrl-C stops it", err=True)
     try:
+        if not _schema_ready(ledger, stop, "tend worker"):
+            return
+        _start(process)
+        typer.echo(f"tend worker running on {safe_url(settings)}; Ctrl-C stops it", err=True)
         # A timed wait, again and again: the kernel may hand SIGTERM to any thread, and then
         # the main thread, blocked in an untimed lock wait, would never run the handler.
         while not stop.wait(0.5):
@@ -141,10 +168,17 @@ def web(config: ConfigOption = None, port: PortOption = None, host: HostOption =
     settings = read_settings()
     logging_setup()
     ledger = open_ledger(settings)
-    ledger.ensure_schema()  # SQLite: migrated here too; PostgreSQL: refused when behind
     listening = listen(host, _port(port, settings))
-    rituals = SyncedSource(ledger, fallback=_file_if_any(config or settings.config_path))
-    _serve(ledger, listening, settings, rituals)
+    # uvicorn hands the signals it caught on to these handlers when it stops: exit 0.
+    stop = _on_signals()
+    try:
+        if not _schema_ready(ledger, stop, "tend web"):
+            return
+        ledger.ensure_schema()  # SQLite: migrated here too; PostgreSQL: at head by now
+        rituals = SyncedSource(ledger, fallback=_file_if_any(config or settings.config_path))
+        _serve(ledger, listening, settings, rituals)
+    finally:
+        listening.close()
 
 
 def _file_if_any(path: object) -> RitualFile | None:
