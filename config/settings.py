@@ -10,11 +10,15 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AliasChoices, AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["REQUEST_TIMEOUT_SECONDS", "Settings", "without_password"]
+__all__ = ["REQUEST_TIMEOUT_SECONDS", "SECRET_KEY_MIN_LENGTH", "Settings", "without_password"]
 
 # How long `tend web` waits for a whole request, headers and body (see tend/timeouts.py):
 # a webhook's form or a browser's GET arrives in well under a second.
 REQUEST_TIMEOUT_SECONDS = 10.0
+
+# The shortest TEND_SECRET_KEY accepted: it signs every link Tend sends (README and
+# docs/deployment.md say this number; tests/test_docs.py holds them to it).
+SECRET_KEY_MIN_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -79,9 +83,9 @@ class Settings(BaseSettings):
     @field_validator("secret_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 16:
+        if value is not None and len(value.get_secret_value()) < SECRET_KEY_MIN_LENGTH:
             raise ValueError(
-                "must be at least 16 characters; make one with: python3 -c "
+                f"must be at least {SECRET_KEY_MIN_LENGTH} characters; make one with: python3 -c "
                 "'import secrets; print(secrets.token_urlsafe(32))'"
             )
         return value

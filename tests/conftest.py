@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from ledger_setup import reset_postgres
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from scheduler.ledger.engine import make_engine
 from scheduler.ledger.schema import upgrade
@@ -52,6 +55,20 @@ def pg_engine(postgres_url: str) -> Iterator[Engine]:
     yield engine
     reset_postgres(engine)
     engine.dispose()
+
+
+@pytest.fixture
+def empty_postgres_url(postgres_url: str) -> Iterator[str]:
+    """The URL of a database of the test's own, new and empty, on the test PostgreSQL's
+    server; dropped after the test (with any connection a process left open)."""
+    url = make_url(postgres_url)
+    name = f"{url.database}_{uuid.uuid4().hex[:8]}"
+    server = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -1,4 +1,5 @@
-"""The README and docs/ stay true: their links resolve and their ritual files load."""
+"""The README and docs/ stay true: their links resolve, their ritual files load, and the Procfile
+lines and numbers they quote are the real ones."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from config.loader import load_ritual_file
+from config.settings import SECRET_KEY_MIN_LENGTH
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -120,3 +122,36 @@ def test_the_example_ritual_file_loads_without_errors_or_warnings(
     assert loaded.warning_lines() == []
     assert loaded.file.households
     assert loaded.file.rituals
+
+
+PROCFILE_LINE = re.compile(r"^(?:web|worker|release): .+$", re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    "page", [ROOT / "README.md", ROOT / "docs" / "deployment.md"], ids=["README", "deployment"]
+)
+def test_the_procfile_lines_a_page_quotes_are_the_procfiles(page: Path) -> None:
+    procfile = set((ROOT / "Procfile").read_text(encoding="utf-8").splitlines())
+    text = page.read_text(encoding="utf-8")
+    quoted = [
+        span.strip("`") for span in CODE_SPAN.findall(text) if PROCFILE_LINE.match(span[1:-1])
+    ]
+    quoted += PROCFILE_LINE.findall("\n".join(FENCE.findall(text)))
+    assert quoted
+    assert sorted(set(quoted) - procfile) == []
+
+
+@pytest.mark.parametrize(
+    "page", [ROOT / "README.md", ROOT / "docs" / "deployment.md"], ids=["README", "deployment"]
+)
+def test_a_page_gives_the_secret_keys_minimum_length_the_settings_enforce(page: Path) -> None:
+    text = " ".join(page.read_text(encoding="utf-8").split())  # a sentence may span lines
+    said = re.findall(r"`TEND_SECRET_KEY`[^.]{0,100}?at least (\d+) characters", text)
+    assert said, f"{page.name} does not say how long TEND_SECRET_KEY must be"
+    assert {int(n) for n in said} == {SECRET_KEY_MIN_LENGTH}
+
+
+def test_the_readme_says_how_to_run_the_procfile_locally() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "honcho start web worker" in text  # as tests/tend/test_procfile.py runs it
+    assert "tend db upgrade" in text

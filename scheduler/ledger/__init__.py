@@ -192,6 +192,13 @@ class Ledger(Records):
     def ensure_schema(self) -> None:
         schema.ensure_schema(self._engine)
 
+    def wait_for_schema(
+        self, pause: Callable[[float], bool], waiting: Callable[[SchemaBehind], None]
+    ) -> bool:
+        """:meth:`ensure_schema`, waiting on PostgreSQL for ``tend db upgrade`` (see
+        :func:`scheduler.ledger.schema.wait_for_schema`); False when `pause` gave up."""
+        return schema.wait_for_schema(self._engine, pause, waiting)
+
     # ------------------------------------------------------------------ the workers
 
     def planner_lock(self) -> PlannerLock:

@@ -131,6 +131,7 @@ class Worker:
         self._arm_lock = threading.Lock()
         self._armed_at: datetime | None = None
         self._wakes = 0
+        self._began = False  # past the schema check: there is a stop to record
 
     # ------------------------------------------------------------------ start and stop
 
@@ -139,6 +140,7 @@ class Worker:
         if self.ledger.is_sqlite:
             self._lock_sqlite()  # before migrating: a second worker must not touch the schema
         self.ledger.ensure_schema()
+        self._began = True
         if not self.source.started:
             self.source.start()
         if self.source.synced_at is not None and self.source.problems:
@@ -175,7 +177,8 @@ class Worker:
         s.add_job(self.dispatch, "date", run_date=now, id="wake-0", misfire_grace_time=None)
 
     def stop(self) -> None:
-        """Stop claiming; wait for sends in flight; record the stop. Idempotent."""
+        """Stop claiming; wait for sends in flight; record the stop. Idempotent; for a worker
+        that never got past the schema check (or was never started), only closes."""
         self.dispatcher.stop()
         # APScheduler 3's shutdown(wait=True) holds its job-store lock while it waits for
         # running jobs; a job adding a wake-up then would wait for that lock forever. Once
@@ -190,15 +193,17 @@ class Worker:
         if self._listener is not None:
             self._listener.join(timeout=LISTEN_TIMEOUT_SECONDS * 2)
             self._listener = None
-        try:
-            self.ledger.workers.stopped(self.worker_id, self.clock())
-        except Exception:  # the database may be what went away
-            log.exception("could not record the worker's stop")
+        if self._began:
+            try:
+                self.ledger.workers.stopped(self.worker_id, self.clock())
+            except Exception:  # the database may be what went away
+                log.exception("could not record the worker's stop")
         self._release_leadership()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
-        log.info("worker %s stopped", self.worker_id)
+        if self._began:
+            log.info("worker %s stopped", self.worker_id)
 
     # ------------------------------------------------------------------ jobs
 

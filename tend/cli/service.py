@@ -22,7 +22,7 @@ from tend.cli.common import ConfigOption, Usage, handled, load, now, open_ledger
 from tend.cli.common import settings as read_settings
 
 if TYPE_CHECKING:  # the worker, the ledger and the web load when a service starts
-    from scheduler.ledger import Ledger
+    from scheduler.ledger import Ledger, SchemaBehind
     from scheduler.worker import Worker
 
 __all__ = ["listen", "logging_setup", "run", "web", "worker"]
@@ -111,6 +111,31 @@ def _on_signals() -> threading.Event:
     return stop
 
 
+def _schema_ready(ledger: Ledger, stop: threading.Event, command: str) -> bool:
+    """True once the schema is at head; False when a signal came first.
+
+    On PostgreSQL a schema that ``tend db upgrade`` will create or bring up to date is waited
+    for, said once: a local Procfile runner (honcho, foreman) starts `web` and `worker`
+    beside the upgrade, and stops them all when one exits. SQLite is migrated in place by
+    whoever opens it (the worker, under its file lock), as before."""
+    if ledger.is_sqlite:
+        return True
+    from scheduler.ledger.schema import LONGEST_PAUSE_SECONDS
+
+    def waiting(behind: SchemaBehind) -> None:
+        logging.getLogger("tend").warning(
+            "%s; %s waits for it, looking again at most every %g s",
+            str(behind).rstrip("."),
+            command,
+            LONGEST_PAUSE_SECONDS,
+        )
+
+    ready = ledger.wait_for_schema(stop.wait, waiting)
+    if ready and stop.is_set():  # the signal came as the schema did
+        return False
+    return ready
+
+
 @handled
 def worker(config: ConfigOption = None) -> None:
     """Plan and send: the scheduler process (Procfile `worker`)."""
@@ -128,9 +153,11 @@ def worker(config: ConfigOption = None) -> None:
             port = settings.metrics_port
             raise Usage(f"tend: cannot serve metrics on port {port}: {exc.strerror}") from None
     stop = _on_signals()
-    _start(process)
-    typer.echo(f"tend worker running on {safe_url(settings)}; Ctrl-C stops it", err=True)
     try:
+        if not _schema_ready(ledger, stop, "tend worker"):
+            return
+        _start(process)
+        typer.echo(f"tend worker running on {safe_url(settings)}; Ctrl-C stops it", err=True)
         # A timed wait, again and again: the kernel may hand SIGTERM to any thread, and then
         # the main thread, blocked in an untimed lock wait, would never run the handler.
         while not stop.wait(0.5):
@@ -145,10 +172,17 @@ def web(config: ConfigOption = None, port: PortOption = None, host: HostOption =
     settings = read_settings()
     logging_setup()
     ledger = open_ledger(settings)
-    ledger.ensure_schema()  # SQLite: migrated here too; PostgreSQL: refused when behind
     listening = listen(host, _port(port, settings))
-    rituals = SyncedSource(ledger, fallback=_file_if_any(config or settings.config_path))
-    _serve(ledger, listening, settings, rituals)
+    # uvicorn hands the signals it caught on to these handlers when it stops: exit 0.
+    stop = _on_signals()
+    try:
+        if not _schema_ready(ledger, stop, "tend web"):
+            return
+        ledger.ensure_schema()  # SQLite: migrated here too; PostgreSQL: at head by now
+        rituals = SyncedSource(ledger, fallback=_file_if_any(config or settings.config_path))
+        _serve(ledger, listening, settings, rituals)
+    finally:
+        listening.close()
 
 
 def _file_if_any(path: object) -> RitualFile | None:

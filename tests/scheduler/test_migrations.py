@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,9 @@ from scheduler.ledger.schema import (
     downgrade,
     ensure_schema,
     head_revision,
+    pauses,
     upgrade,
+    wait_for_schema,
 )
 
 TABLES = set(Base.metadata.tables)
@@ -91,6 +95,96 @@ def test_ensure_schema_refuses_an_empty_postgres_database(pg_engine: Engine) -> 
 def test_ensure_schema_accepts_a_postgres_database_at_head(pg_engine: Engine) -> None:
     ensure_schema(pg_engine)
     assert current_revision(pg_engine) == head_revision()
+
+
+def test_the_pauses_between_looks_at_the_schema_double_from_half_a_second_up_to_ten() -> None:
+    assert list(islice(pauses(), 8)) == [0.5, 1, 2, 4, 8, 10, 10, 10]
+
+
+class Waiting:
+    """What `wait_for_schema` was told and how long it paused, with no time passing;
+    `during` runs at the pause of that index, and `stop_at` gives up there."""
+
+    def __init__(
+        self, during: dict[int, Callable[[], None]] | None = None, stop_at: int | None = None
+    ) -> None:
+        self.during = during or {}
+        self.stop_at = stop_at
+        self.told: list[str] = []
+        self.paused: list[float] = []
+
+    def tell(self, behind: SchemaBehind) -> None:
+        self.told.append(str(behind))
+
+    def pause(self, seconds: float) -> bool:
+        index = len(self.paused)
+        self.paused.append(seconds)
+        if index in self.during:
+            self.during[index]()
+        return index == self.stop_at
+
+
+def test_waiting_for_an_empty_postgres_database_tells_once_and_ends_when_it_is_upgraded(
+    pg_engine: Engine,
+) -> None:
+    reset_postgres(pg_engine)
+    waiting = Waiting(during={3: lambda: upgrade(pg_engine)})
+
+    assert wait_for_schema(pg_engine, waiting.pause, waiting.tell) is True
+
+    assert waiting.paused == [0.5, 1, 2, 4]  # looked again after each pause; at head after 4
+    assert len(waiting.told) == 1
+    assert "no Tend tables yet" in waiting.told[0]
+    assert "tend db upgrade" in waiting.told[0]
+
+
+def test_waiting_for_an_older_postgres_revision_ends_when_it_is_upgraded(
+    pg_engine: Engine,
+) -> None:
+    downgrade(pg_engine, "0003")
+    waiting = Waiting(during={0: lambda: upgrade(pg_engine)})
+
+    assert wait_for_schema(pg_engine, waiting.pause, waiting.tell) is True
+
+    assert waiting.paused == [0.5]
+    assert [told.split(";")[0] for told in waiting.told] == ["the database is at revision 0003"]
+
+
+def test_a_stop_while_waiting_for_the_schema_gives_up_and_migrates_nothing(
+    pg_engine: Engine,
+) -> None:
+    reset_postgres(pg_engine)
+    waiting = Waiting(stop_at=1)
+
+    assert wait_for_schema(pg_engine, waiting.pause, waiting.tell) is False
+
+    assert waiting.paused == [0.5, 1]
+    assert tables_of(pg_engine) == set()
+
+
+def test_a_revision_this_tend_does_not_know_is_refused_without_waiting(
+    pg_engine: Engine,
+) -> None:
+    with pg_engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
+    waiting = Waiting()
+
+    with pytest.raises(SchemaBehind, match="revision ffff, which this Tend does not know"):
+        wait_for_schema(pg_engine, waiting.pause, waiting.tell)
+
+    assert waiting.paused == []
+    assert waiting.told == []
+
+
+def test_waiting_for_the_schema_on_sqlite_migrates_it_at_once(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    waiting = Waiting()
+    try:
+        assert wait_for_schema(engine, waiting.pause, waiting.tell) is True
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+    assert (waiting.paused, waiting.told) == ([], [])
 
 
 def test_sqlite_connections_use_wal_a_busy_timeout_and_foreign_keys(
