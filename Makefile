@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/tend run --config $(CONFIG)
 
+# On every core (pytest-xdist): `.venv/bin/pytest tests/...` runs a part in one process.
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 # Benchmarks, not tests: each script prints a table with its baseline and the ratio
 # (docs/PERFORMANCE.md). PostgreSQL parts need TEND_BENCH_POSTGRES_URL, a database of their

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -19,17 +20,42 @@ from scheduler.ledger.schema import upgrade
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """The URL of a real PostgreSQL for tests; skipped on a laptop, required in CI."""
+def postgres_url() -> Iterator[str]:
+    """The URL of a real PostgreSQL for tests; skipped on a laptop, required in CI.
+
+    Under ``pytest -n`` (``make test``) each worker has a database of its own beside the one
+    named, ``test_gw0``, ``test_gw1`` ..., created for the run and dropped after it, so
+    tests that empty and migrate the ledger never meet another worker's."""
     url = os.environ.get("TEND_TEST_POSTGRES_URL")
-    if url:
-        return url
-    if os.environ.get("TEND_REQUIRE_POSTGRES") == "1":
-        pytest.fail("TEND_REQUIRE_POSTGRES=1 but TEND_TEST_POSTGRES_URL is not set")
-    pytest.skip(
-        "PostgreSQL tests need TEND_TEST_POSTGRES_URL "
-        "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); .ci/run sets it"
-    )
+    if not url:
+        if os.environ.get("TEND_REQUIRE_POSTGRES") == "1":
+            pytest.fail("TEND_REQUIRE_POSTGRES=1 but TEND_TEST_POSTGRES_URL is not set")
+        pytest.skip(
+            "PostgreSQL tests need TEND_TEST_POSTGRES_URL "
+            "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); .ci/run sets it"
+        )
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        yield url
+        return
+    with _database_of_its_own(url, f"{make_url(url).database}_{worker}") as own:
+        yield own
+
+
+@contextmanager
+def _database_of_its_own(url: str, name: str) -> Iterator[str]:
+    """A new, empty database `name` on `url`'s server (one left by a killed run is replaced);
+    dropped afterwards, with any connection a process left open."""
+    parsed = make_url(url)
+    server = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield parsed.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -61,14 +87,9 @@ def pg_engine(postgres_url: str) -> Iterator[Engine]:
 def empty_postgres_url(postgres_url: str) -> Iterator[str]:
     """The URL of a database of the test's own, new and empty, on the test PostgreSQL's
     server; dropped after the test (with any connection a process left open)."""
-    url = make_url(postgres_url)
-    name = f"{url.database}_{uuid.uuid4().hex[:8]}"
-    server = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(server, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(server, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    name = f"{make_url(postgres_url).database}_{uuid.uuid4().hex[:8]}"
+    with _database_of_its_own(postgres_url, name) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
