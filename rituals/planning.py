@@ -142,20 +142,37 @@ class Plan:
             yield from schedule.slots(start, end)
             return
         assert isinstance(schedule, RandomWindow)
+        audience = self._audience(ctx, ritual, recipient)
+        zone = self._window_zone(ctx, ritual, audience)
         quiet = QuietHours.of(
-            ctx.zone,
-            [
-                (ctx.partners[p].quiet_hours, ctx.zones[p])
-                for p in self._audience(ctx, ritual, recipient)
-            ],
+            zone, [(ctx.partners[p].quiet_hours, ctx.zones[p]) for p in audience], home=ctx.zone
         )
-
         owner = recipient or "*"
-        for period, first, after in schedule.periods(start.date(), end.date()):
+        if zone == ctx.zone:
+            for period, first, after in schedule.periods(start.date(), end.date()):
+                seed = f"{ctx.household.id}|{ritual.id}|{owner}|{period}"
+                for k, slot in enumerate(schedule.draw(seed, first, after, quiet)):
+                    if start <= slot < end:
+                        yield period * schedule.times + k, slot
+            return
+        # Drawn on the partner's clock, named on the household's. Two clocks are at most
+        # 26 hours apart (UTC-12 to UTC+14): the partner's periods two days either side
+        # hold every draw whose household slot is in range. The draw leaves out the
+        # household's repeated hour, so each slot resolves back to the instant drawn.
+        margin = timedelta(days=2)
+        for period, first, after in schedule.periods(start.date() - margin, end.date() + margin):
             seed = f"{ctx.household.id}|{ritual.id}|{owner}|{period}"
-            for k, slot in enumerate(schedule.draw(seed, first, after, quiet)):
+            for k, drawn in enumerate(schedule.draw(seed, first, after, quiet)):
+                slot = resolve(drawn, zone).astimezone(ctx.zone).replace(tzinfo=None)
                 if start <= slot < end:
                     yield period * schedule.times + k, slot
+
+    def _window_zone(self, ctx: _Context, ritual: Ritual, audience: Sequence[str]) -> ZoneInfo:
+        """The zone a random window's ``between`` is read in: the recipient's own when the
+        occurrence is for one partner (``to = "each"`` or a partner id), else the household's."""
+        if ritual.to != "both" and len(audience) == 1:
+            return ctx.zones[audience[0]]
+        return ctx.zone
 
     def _occurrence(
         self, ctx: _Context, ritual: Ritual, recipient: str | None, index: int, slot: datetime
