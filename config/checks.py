@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from itertools import pairwise
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from config.model import Household, Partner, Ritual
 from rituals.clock import QuietHours, format_duration, resolve
@@ -382,7 +384,11 @@ def _firing(
         days = [day for day in days if day.weekday() in schedule.days]
         found = True
         for audience in audiences:
-            quiet = QuietHours.of(zone, [(by_id[p].quiet_hours, zones[p]) for p in audience])
+            # Drawn as the planner draws it: on the clock of a partner it is for alone.
+            own = zones[audience[0]] if ritual.to != "both" and len(audience) == 1 else zone
+            quiet = QuietHours.of(
+                own, [(by_id[p].quiet_hours, zones[p]) for p in audience], home=zone
+            )
             found = found and any(quiet.allowed_minutes(day, schedule.marks) for day in days)
         if not found:
             yield Problem(
@@ -390,3 +396,56 @@ def _firing(
                 f"never fires for household {household.id!r}: every time in "
                 f"{schedule.between} falls in a partner's quiet hours",
             )
+    if ritual.to == "both":
+        yield from _shared_window(where, schedule, targets, timezone, today)
+
+
+def _shared_window(
+    where: Loc,
+    schedule: RandomWindow,
+    targets: list[Household],
+    timezone: str | None,
+    today: datetime,
+) -> Iterator[Problem]:
+    """Warn when a window shared by both partners is drawn on the household's clock while a
+    partner lives on another: ``between`` is not their local time (``to = 'each'`` is)."""
+    elsewhere: list[tuple[Household, Partner, ZoneInfo, ZoneInfo]] = []
+    for household in targets:
+        try:
+            zone, zones = household.zones(timezone)
+        except ValueError:
+            continue  # an unknown default zone is reported where it is written
+        for partner in household.partners:
+            if _clocks_differ(zone, zones[partner.id], today.date()):
+                elsewhere.append((household, partner, zone, zones[partner.id]))
+                break
+    if not elsewhere:
+        return
+    household, partner, zone, own = elsewhere[0]
+    day = today.date()
+    start, end = (
+        resolve(datetime.combine(day, moment), zone).astimezone(own)
+        for moment in (schedule.between.start, schedule.between.end)
+    )
+    more = f" (and {len(elsewhere) - 1} more households)" if len(elsewhere) > 1 else ""
+    yield Problem(
+        where,
+        f"with to = 'both' the window {schedule.between} is drawn on the clock of household "
+        f"{household.id!r} ({zone.key}){more}: for {partner.name} ({own.key}) that is "
+        f"{start:%H:%M}-{end:%H:%M} (on {day:%Y-%m-%d}); with to = 'each' each partner gets "
+        "it on their own clock",
+        "warning",
+    )
+
+
+@lru_cache(maxsize=1024)
+def _clocks_differ(zone: ZoneInfo, other: ZoneInfo, first: date) -> bool:
+    """Whether two zones' clocks read differently at some noon of the year from `first`."""
+    if zone == other:
+        return False
+    noon = datetime.combine(first, time(12), tzinfo=UTC)
+    return any(
+        (noon + timedelta(days=n)).astimezone(zone).utcoffset()
+        != (noon + timedelta(days=n)).astimezone(other).utcoffset()
+        for n in range(366)
+    )

@@ -1076,6 +1076,42 @@ def test_a_ritual_that_always_falls_in_quiet_hours_gets_a_warning(tmp_path: Path
     )
 
 
+ELSEWHERE = """\
+timezone = "Europe/Berlin"
+
+[[households]]
+id = "h"
+
+  [[households.partners]]
+  id = "pat"
+  name = "Pat"
+
+  [[households.partners]]
+  id = "sam"
+  name = "Sam"
+  timezone = "America/New_York"
+  quiet_hours = "00:00-09:00"
+
+[[rituals]]
+id = "thanks"
+kind = "appreciation"
+schedule = {{ times = 2, per = "week", between = "08:00-10:00" }}
+to = "{to}"
+"""
+
+
+@pytest.mark.parametrize("to", ["each", "sam"])
+def test_a_window_for_one_partner_is_checked_on_their_own_clock(tmp_path: Path, to: str) -> None:
+    # 08:00-10:00 in Berlin is quiet in New York; 09:00-10:00 in New York is not.
+    assert warnings_of(tmp_path, ELSEWHERE.format(to=to)) == []
+
+
+def test_a_shared_window_is_checked_on_the_households_clock(tmp_path: Path) -> None:
+    error = problems_of(write(tmp_path, ELSEWHERE.format(to="both")))
+    assert [(p.line, p.dotted) for p in error.problems] == [(19, "rituals.0.schedule")]
+    assert "never fires for household 'h'" in error.lines()[0]
+
+
 def test_the_sms_length_warning_uses_the_decks_longest_item(tmp_path: Path) -> None:
     long_item = "Ask about " + "the small things, " * 16
     [line] = warnings_of(
