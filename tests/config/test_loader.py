@@ -940,6 +940,138 @@ def test_it_reports_every_problem_at_once_sorted_by_line(tmp_path: Path) -> None
     assert str(error) == "\n".join(lines)
 
 
+# A table the schema refuses is still checked for the rest of what it says, and nothing is
+# reported because of a value left out: each case is a file and every (line, path) it gets.
+REFUSED_AND_THE_REST = [
+    pytest.param(
+        """\
+        [[households]]
+        id = "h"
+        timezone = "Mars/Olympus"
+        partners = [{ id = "pat", name = "Pat" }]
+        """,
+        [(3, "households.0.timezone")],
+        id="a zone that does not parse is not also no zone",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "pat", name = "Pat", phone = "+1555", channels = ["sms"] }]
+
+        [[rituals]]
+        id = "call"
+        kind = "custom"
+        schedule = "daily at 19:00"
+        message = "Call, {{ partner }}"
+        to = "pat"
+
+        [[rituals]]
+        id = "walk"
+        kind = "custom"
+        schedule = "daily at 08:00"
+        message = "Walk, {{ partner }}"
+        to = "kim"
+        """,
+        [(4, "households.0.partners.0.phone"), (18, "rituals.1.to")],
+        id="a partner whose phone is refused is still a partner others name",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "pat", name = "Pat" }]
+
+        [[rituals]]
+        id = "hug"
+        kind = "custom"
+        schedule = "daily at 18:00"
+        message = 3
+        deck = "no-such-deck"
+        """,
+        [(10, "rituals.0.message"), (11, "rituals.0.deck")],
+        id="a message that is not text is not also a missing message",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "pat", name = "Pat" }]
+
+        [[rituals]]
+        id = "hug"
+        kind = "custom"
+        schedule = "every 0 weeks on fri at 19:00"
+        message = "Hug, {{ partnr }}"
+        """,
+        [(9, "rituals.0.schedule"), (10, "rituals.0.message")],
+        id="a schedule that does not parse and a template in the same ritual",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "pat", name = "Pat" }, { id = "sam", name = "Sam" }]
+
+        [[rituals]]
+        id = "dates"
+        kind = "date_night"
+        schedule = "weekly on fri at 19:00"
+        planner = 5
+        plan_ahead = "2d"
+        """,
+        [(10, "rituals.0.planner")],
+        id="a planner that is not text is not also plan_ahead without a planner",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        timezone = "Europe/Bxrlin"
+        partners = [{ id = "pat", name = "Pat", quiet_hours = "20:00-10:00" }]
+
+        [[rituals]]
+        id = "thanks"
+        kind = "appreciation"
+        schedule = { times = 2, per = "week", between = "08:00-09:00" }
+        to = "pat"
+        """,
+        [(4, "households.0.timezone")],
+        id="no firing check on the default zone of a household whose own zone is refused",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "Pat!", name = "Pat" }]
+
+        [[rituals]]
+        id = "call"
+        kind = "custom"
+        schedule = "daily at 19:00"
+        message = "Call"
+        to = "pat"
+        """,
+        [(4, "households.0.partners.0.id")],
+        id="a household without its ids is not used to judge the partners rituals name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), REFUSED_AND_THE_REST)
+def test_a_table_the_schema_refuses_is_still_checked_for_the_rest_of_it(
+    tmp_path: Path, text: str, expected: list[tuple[int, str]]
+) -> None:
+    error = problems_of(write(tmp_path, text))
+    assert [(p.line, p.dotted) for p in error.problems] == expected, error.lines()
+
+
 def test_a_valid_file_loads_without_warnings() -> None:
     loaded = load_ritual_file(EXAMPLE, today=TODAY)
     assert isinstance(loaded, LoadedFile)

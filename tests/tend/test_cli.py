@@ -162,6 +162,63 @@ def test_check_prefers_the_config_option_to_tend_config(tmp_path: Path, new_york
     assert str(new_york) in result.stdout
 
 
+# Five independent mistakes: a zone and quiet hours that do not parse (the household fails
+# its schema), a planner who is not a partner, and a ritual with both a schedule nobody can
+# read and a deck that does not exist.
+FIVE_MISTAKES = """\
+timezone = "America/New_York"
+
+[[households]]
+id = "alex-sam"
+timezone = "Mars/Olympus"
+
+  [[households.partners]]
+  id = "alex"
+  name = "Alex"
+  phone = "+15551230001"
+  quiet_hours = "22:00-25:00"
+
+  [[households.partners]]
+  id = "sam"
+  name = "Sam"
+  phone = "+15551230002"
+
+[[rituals]]
+id = "date-night"
+kind = "date_night"
+schedule = "weekly on fri at 19:00"
+planner = "jamie"
+
+[[rituals]]
+id = "check-in"
+kind = "check_in"
+schedule = "weekly on funday at 19:30"
+deck = "no-such-deck"
+"""
+
+
+def test_check_reports_every_independent_mistake_in_one_run(tmp_path: Path) -> None:
+    path = write(tmp_path, FIVE_MISTAKES)
+    result = tend("check", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    matches = [ERROR_LINE.match(line) for line in result.stdout.splitlines()]
+    assert all(matches), result.stdout
+    found = [(m["file"], int(m["line"]), m["path"], m["msg"]) for m in matches if m]
+    assert [(file, line, where) for file, line, where, _ in found] == [
+        (str(path), 5, "households.0.timezone"),
+        (str(path), 11, "households.0.partners.0.quiet_hours"),
+        (str(path), 22, "rituals.0.planner"),
+        (str(path), 27, "rituals.1.schedule"),
+        (str(path), 28, "rituals.1.deck"),
+    ], result.stdout
+    messages = [message for *_, message in found]
+    assert messages[0].startswith("unknown time zone 'Mars/Olympus'")
+    assert messages[1].startswith("'25:00' is not a time of day")
+    assert messages[2].startswith("unknown partner 'jamie' in household 'alex-sam'")
+    assert "'funday' is not a day" in messages[3]
+    assert messages[4].startswith("unknown deck 'no-such-deck'")
+
+
 # A Berlin household whose second partner lives in New York, and a shared random window.
 SHARED_WINDOW = """\
 timezone = "Europe/Berlin"
