@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from notifiers.links import Links
+from rituals.streaks import weeks_text
 from scheduler.acts.replies import handle_reply
 from scheduler.reports.status import ledger_status
 from scheduler.reports.streaks import SeriesStreak, household_streaks
@@ -150,14 +151,14 @@ def streaks(
     for column in ("household", "ritual", "for", "current", "longest", "12-week rate", "strength"):
         table.add_column(column, no_wrap=True)
     for s in found:
-        unit = " weeks" if s.streak.unit == "weeks" else ""
+        counted = weeks_text if s.streak.unit == "weeks" else str
         rate = "-" if s.streak.rate is None else f"{s.streak.rate:.0%}"
         table.add_row(
             s.household,
             s.ritual.id,
             s.recipient or "both",
-            f"{s.streak.current}{unit}",
-            f"{s.streak.longest}{unit}",
+            counted(s.streak.current),
+            counted(s.streak.longest),
             rate,
             f"{s.streak.score:.0%}",
         )
