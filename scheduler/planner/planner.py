@@ -31,6 +31,7 @@ from scheduler.planner.candidates import Candidate, candidates
 __all__ = [
     "CONFIG_CANCELLED",
     "DEFAULT_HORIZON_DAYS",
+    "PLANNING_RULES",
     "PlanReport",
     "SyncResult",
     "file_hash",
@@ -41,12 +42,20 @@ __all__ = [
 log = logging.getLogger("scheduler.planner")
 
 DEFAULT_HORIZON_DAYS = 14
+
+#: The version of the rules that turn a file into occurrences. A release that plans the same
+#: file otherwise raises it (2: a random window for one partner is drawn on their own clock,
+#: and decks space their items across passes), so every ledger counts a new generation once
+#: and updates what it had planned, as after an edit, rather than keeping both plans.
+PLANNING_RULES = 2
 CHUNK = 500  # households per transaction while planning
 
 
 def file_hash(file: RitualFile) -> str:
-    """The hash of the file's validated content: comments and layout do not count."""
-    return hashlib.sha256(file.model_dump_json().encode()).hexdigest()
+    """The hash of the file's validated content (comments and layout do not count) under
+    these :data:`PLANNING_RULES`."""
+    content = f"planning rules {PLANNING_RULES}\n{file.model_dump_json()}"
+    return hashlib.sha256(content.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
