@@ -208,9 +208,14 @@ def _did_you_mean(word: str, choices: Sequence[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-#: A value a table cannot do without, put in place of one the schema refused, so the rest of
-#: the table is still checked; the checks skip what depends on it (it is in `unreadable`).
-_STAND_INS: dict[type[BaseModel], dict[str, Any]] = {Ritual: {"schedule": "daily at 12:00"}}
+#: Values put in place of ones the schema refused, by key: one a table cannot do without (a
+#: ritual's schedule; the checks skip what depends on it, since it is in `unreadable`), or
+#: one whose default would say something the file does not (a partner's channels left out
+#: would default to SMS, and SMS has checks of its own).
+_STAND_INS: dict[type[BaseModel], dict[str, Any]] = {
+    Ritual: {"schedule": "daily at 12:00"},
+    Household: {"channels": ["console"]},
+}
 
 #: Rounds of leaving values out: one that is left out may make another one wrong (a phone
 #: refused leaves ``channels = ["sms"]`` without a number), never more than a few.
@@ -268,7 +273,7 @@ def _removed(item: Any, loc: Loc, stand_ins: dict[str, Any]) -> Loc | None:
     if table is None:
         return None
     key = str(path[-1])
-    if len(path) == 1 and key in stand_ins:
+    if key in stand_ins:
         if table[key] == stand_ins[key]:
             return None
         table[key] = stand_ins[key]

@@ -1061,6 +1061,22 @@ REFUSED_AND_THE_REST = [
         [(4, "households.0.partners.0.id")],
         id="a household without its ids is not used to judge the partners rituals name",
     ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "pat", name = "Pat", phone = "+15551230001", channels = ["fax"] }]
+
+        [[rituals]]
+        id = "letter"
+        kind = "custom"
+        schedule = "weekly on sun at 10:00"
+        message = "LONG"
+        """.replace("LONG", "A long letter. " * 120),
+        [(4, "households.0.partners.0.channels.0")],
+        id="channels that are refused do not make a partner texted",
+    ),
 ]
 
 
