@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from itertools import pairwise
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from config.model import Household, Partner, Ritual
 from rituals.clock import QuietHours, format_duration, resolve
@@ -51,6 +53,7 @@ def check_file(
     households_complete: bool,
     today: datetime,
     deck_items: Mapping[str, Sequence[str]] | None = None,
+    unreadable: Collection[Loc] = (),
 ) -> list[Problem]:
     """Problems across tables. Lists hold ``(index in the file, valid table)``.
 
@@ -60,12 +63,28 @@ def check_file(
 
     `households_complete` is False when some household failed validation: references to
     partners are then not checked, since the missing household might have had them.
+
+    `unreadable` holds the paths of values the schema refused (reported at their own lines)
+    and left out of the tables given here, or stood in for (a ritual's schedule): what
+    depends on them is not checked, so that nothing is reported twice or for a value that
+    is not the one written.
     """
     problems: list[Problem] = []
     problems += _duplicates("households", [(i, h.id) for i, h in households])
     problems += _duplicates("rituals", [(i, r.id) for i, r in rituals])
+    # Households whose clock is not known as written: no check that needs their zone.
+    unsure_zones = {
+        h.id
+        for i, h in households
+        for loc in unreadable
+        if loc[:2] == ("households", i) and loc[-1] == "timezone"
+    }
     for i, household in households:
-        if household.timezone is None and timezone is None:
+        if (
+            household.timezone is None
+            and timezone is None
+            and ("households", i, "timezone") not in unreadable
+        ):
             problems.append(
                 Problem(("households", i), "no time zone: set 'timezone' here or at the top")
             )
@@ -81,13 +100,33 @@ def check_file(
         problems += _zone_style(("timezone",), timezone)
     known_decks = set(builtin_decks()) | set(decks)
     deck_items = {**builtin_decks(), **(deck_items or {})}
-    by_id = {h.id: h for _, h in households}
+    context = _Context(
+        households={h.id: h for _, h in households},
+        known_decks=known_decks,
+        deck_items=deck_items,
+        households_complete=households_complete,
+        timezone=timezone,
+        today=today,
+        unreadable=frozenset(unreadable),
+        unsure_zones=frozenset(unsure_zones),
+    )
     for i, ritual in rituals:
-        checks = _ritual(
-            i, ritual, by_id, known_decks, deck_items, households_complete, timezone, today
-        )
-        problems += _guarded(("rituals", i), checks)
+        problems += _guarded(("rituals", i), _ritual(i, ritual, context))
     return problems
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every ritual's checks need of the rest of the file."""
+
+    households: dict[str, Household]
+    known_decks: set[str]
+    deck_items: Mapping[str, Sequence[str]]
+    households_complete: bool
+    timezone: str | None
+    today: datetime
+    unreadable: frozenset[Loc]
+    unsure_zones: frozenset[str]  # households whose zone (or a partner's) was refused
 
 
 def _guarded(here: Loc, checks: Iterator[Problem]) -> list[Problem]:
@@ -172,25 +211,18 @@ def _split(dotted: str) -> Loc:
     return tuple(int(p) if p.isdigit() else p for p in dotted.split("."))
 
 
-def _ritual(
-    i: int,
-    ritual: Ritual,
-    households: dict[str, Household],
-    known_decks: set[str],
-    deck_items: Mapping[str, Sequence[str]],
-    households_complete: bool,
-    timezone: str | None,
-    today: datetime,
-) -> Iterator[Problem]:
+def _ritual(i: int, ritual: Ritual, context: _Context) -> Iterator[Problem]:
     here: Loc = ("rituals", i)
+    households = context.households
     targets = list(households.values())
     if ritual.households is not None:
         for k, name in enumerate(ritual.households):
-            if name not in households and households_complete:
+            if name not in households and context.households_complete:
                 yield Problem((*here, "households", k), f"unknown household {name!r}")
         targets = [households[n] for n in ritual.households if n in households]
 
     deck = ritual.deck or DEFAULT_DECKS.get(ritual.kind)
+    known_decks = context.known_decks
     if ritual.deck is not None and ritual.deck not in known_decks:
         yield Problem(
             (*here, "deck"),
@@ -203,12 +235,13 @@ def _ritual(
         for p in h.partners
         if ritual.to in ("both", "each", p.id)
     )
-    yield from _templates(here, ritual, deck, deck_items, names, texted)
+    yield from _templates(here, ritual, deck, context.deck_items, names, texted)
 
-    if ritual.kind == "custom" and ritual.message is None:
+    refused = {loc[-1] for loc in context.unreadable if loc[:-1] == here}
+    if ritual.kind == "custom" and ritual.message is None and "message" not in refused:
         yield Problem((*here, "message"), "a custom ritual needs a message")
 
-    if households_complete:
+    if context.households_complete:
         for field_name in ("to", "planner"):
             value = getattr(ritual, field_name)
             special = {"both", "each"} if field_name == "to" else {"alternate", "both"}
@@ -221,7 +254,7 @@ def _ritual(
                     f"unknown partner {value!r} in household {missing[0]!r} "
                     f"(use {' | '.join(sorted(special))} or a partner id)",
                 )
-    if ritual.plan_ahead is not None and ritual.planner is None:
+    if ritual.plan_ahead is not None and ritual.planner is None and "planner" not in refused:
         yield Problem((*here, "plan_ahead"), "plan_ahead needs a planner (alternate | both | id)")
     if ritual.to == "each":
         for name in ("planner", "plan_ahead"):
@@ -234,7 +267,9 @@ def _ritual(
     if ritual.households == []:
         yield Problem((*here, "households"), "empty: leave it out to apply to every household")
 
-    yield from _firing(here, ritual, targets, timezone, today)
+    if "schedule" not in refused:  # else it is a stand-in: the real one did not parse
+        known = [h for h in targets if h.id not in context.unsure_zones]
+        yield from _firing(here, ritual, known, context.timezone, context.today)
 
 
 def _templates(
@@ -382,7 +417,11 @@ def _firing(
         days = [day for day in days if day.weekday() in schedule.days]
         found = True
         for audience in audiences:
-            quiet = QuietHours.of(zone, [(by_id[p].quiet_hours, zones[p]) for p in audience])
+            # Drawn as the planner draws it: on the clock of a partner it is for alone.
+            own = zones[audience[0]] if ritual.to != "both" and len(audience) == 1 else zone
+            quiet = QuietHours.of(
+                own, [(by_id[p].quiet_hours, zones[p]) for p in audience], home=zone
+            )
             found = found and any(quiet.allowed_minutes(day, schedule.marks) for day in days)
         if not found:
             yield Problem(
@@ -390,3 +429,56 @@ def _firing(
                 f"never fires for household {household.id!r}: every time in "
                 f"{schedule.between} falls in a partner's quiet hours",
             )
+    if ritual.to == "both":
+        yield from _shared_window(where, schedule, targets, timezone, today)
+
+
+def _shared_window(
+    where: Loc,
+    schedule: RandomWindow,
+    targets: list[Household],
+    timezone: str | None,
+    today: datetime,
+) -> Iterator[Problem]:
+    """Warn when a window shared by both partners is drawn on the household's clock while a
+    partner lives on another: ``between`` is not their local time (``to = 'each'`` is)."""
+    elsewhere: list[tuple[Household, Partner, ZoneInfo, ZoneInfo]] = []
+    for household in targets:
+        try:
+            zone, zones = household.zones(timezone)
+        except ValueError:
+            continue  # an unknown default zone is reported where it is written
+        for partner in household.partners:
+            if _clocks_differ(zone, zones[partner.id], today.date()):
+                elsewhere.append((household, partner, zone, zones[partner.id]))
+                break
+    if not elsewhere:
+        return
+    household, partner, zone, own = elsewhere[0]
+    day = today.date()
+    start, end = (
+        resolve(datetime.combine(day, moment), zone).astimezone(own)
+        for moment in (schedule.between.start, schedule.between.end)
+    )
+    more = f" (and {len(elsewhere) - 1} more households)" if len(elsewhere) > 1 else ""
+    yield Problem(
+        where,
+        f"with to = 'both' the window {schedule.between} is drawn on the clock of household "
+        f"{household.id!r} ({zone.key}){more}: for {partner.name} ({own.key}) that is "
+        f"{start:%H:%M}-{end:%H:%M} (on {day:%Y-%m-%d}); with to = 'each' each partner gets "
+        "it on their own clock",
+        "warning",
+    )
+
+
+@lru_cache(maxsize=1024)
+def _clocks_differ(zone: ZoneInfo, other: ZoneInfo, first: date) -> bool:
+    """Whether two zones' clocks read differently at some noon of the year from `first`."""
+    if zone == other:
+        return False
+    noon = datetime.combine(first, time(12), tzinfo=UTC)
+    return any(
+        (noon + timedelta(days=n)).astimezone(zone).utcoffset()
+        != (noon + timedelta(days=n)).astimezone(other).utcoffset()
+        for n in range(366)
+    )

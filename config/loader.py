@@ -6,8 +6,8 @@ half-loaded. Lines come from :class:`config.positions.SourceMap`, since ``tomlli
 
 from __future__ import annotations
 
+import copy
 import difflib
-import hashlib
 import logging
 import re
 import tomllib
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from config.checks import Problem, check_file
+from config.checks import Loc, Problem, check_file
 from config.model import Deck, Household, Partner, Ritual, RitualFile
 from config.positions import SourceMap
 
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 __all__ = [
     "LoadedFile",
     "RitualFileError",
-    "file_hash",
     "load_ritual_file",
     "parse_ritual_file",
 ]
@@ -139,31 +138,38 @@ def _parse(text: str, name: str, today: datetime) -> LoadedFile:
     except ValidationError as exc:
         problems += _from_pydantic(exc)
 
+    unreadable: set[Loc] = set()
+    raw_decks = data.get("decks")
+    deck_items: dict[str, Sequence[str]]
     if file is not None:
         households = list(enumerate(file.households))
         rituals = list(enumerate(file.rituals))
+        deck_items = {name: deck.items for name, deck in file.decks.items()}
         complete = True
     else:
-        households = _each(Household, data.get("households"))
-        rituals = _each(Ritual, data.get("rituals"))
+        # What the schema refused is reported above; the checks across tables still run on
+        # the rest of each table, so that one run reports every problem it can.
+        households = _each(Household, data.get("households"), ("households",), unreadable)
+        rituals = _each(Ritual, data.get("rituals"), ("rituals",), unreadable)
         raw_households = data.get("households")
         complete = isinstance(raw_households, list) and len(households) == len(raw_households)
+        deck_items = _deck_items(raw_decks)
     # Names of every deck the file defines, valid or not: a ritual using a deck whose items
     # have an error is not also told that the deck is unknown.
-    raw_decks = data.get("decks")
     decks = list(raw_decks) if isinstance(raw_decks, dict) else []
     # The default zone as written, even when invalid (a number, an unknown name): it is
     # reported at its own line; households relying on it are not told they have no zone.
     raw_zone = data.get("timezone")
     timezone = None if raw_zone is None else str(raw_zone)
     problems += check_file(
-        deck_items={name: deck.items for name, deck in file.decks.items()} if file else None,
+        deck_items=deck_items,
         timezone=timezone,
         households=households,
         rituals=rituals,
         decks=decks,
         households_complete=complete,
         today=today,
+        unreadable=unreadable,
     )
     placed = [Problem(p.path, p.message, p.severity, line=source.line_of(p.path)) for p in problems]
     errors = [p for p in placed if p.severity == "error"]
@@ -207,18 +213,88 @@ def _did_you_mean(word: str, choices: Sequence[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _each(model: type[M], raw: Any) -> list[tuple[int, M]]:
+#: Values put in place of ones the schema refused, by key: one a table cannot do without (a
+#: ritual's schedule; the checks skip what depends on it, since it is in `unreadable`), or
+#: one whose default would say something the file does not (a partner's channels left out
+#: would default to SMS, and SMS has checks of its own).
+_STAND_INS: dict[type[BaseModel], dict[str, Any]] = {
+    Ritual: {"schedule": "daily at 12:00"},
+    Household: {"channels": ["console"]},
+}
+
+#: Rounds of leaving values out: one that is left out may make another one wrong (a phone
+#: refused leaves ``channels = ["sms"]`` without a number), never more than a few.
+_ROUNDS = 8
+
+
+def _each(model: type[M], raw: Any, where: Loc, unreadable: set[Loc]) -> list[tuple[int, M]]:
+    """Each table of the list `raw` that validates once the values the schema refused are
+    left out (their paths, below `where`, are added to `unreadable`). A table missing a value
+    it cannot do without (an id, a partner's name, a kind) is left out itself."""
     if not isinstance(raw, list):
         return []
     valid = []
     for i, item in enumerate(raw):
-        try:
-            valid.append((i, model.model_validate(item)))
-        except ValidationError:
-            continue
+        found = _salvaged(model, item)
+        if found is not None:
+            table, left_out = found
+            valid.append((i, table))
+            unreadable.update((*where, i, *loc) for loc in left_out)
     return valid
 
 
-def file_hash(file: RitualFile) -> str:
-    """The hash of the file's validated content: comments and layout do not count."""
-    return hashlib.sha256(file.model_dump_json().encode()).hexdigest()
+def _salvaged(model: type[M], raw: Any) -> tuple[M, set[Loc]] | None:
+    """`raw` validated as `model` with the values it refuses left out, and their paths."""
+    item = copy.deepcopy(raw)
+    left_out: set[Loc] = set()
+    for _ in range(_ROUNDS):
+        try:
+            return model.model_validate(item), left_out
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+        progress = False
+        for error in errors:
+            loc = _removed(item, tuple(error["loc"]), _STAND_INS.get(model, {}))
+            if loc is not None and loc not in left_out:
+                left_out.add(loc)
+                progress = True
+        if not progress:
+            return None
+    return None
+
+
+def _removed(item: Any, loc: Loc, stand_ins: dict[str, Any]) -> Loc | None:
+    """Leave out of `item` (in place) the key of the innermost table on the way to `loc`,
+    or put its stand-in there; the path of that key, or None when nothing can go."""
+    table: dict[str, Any] | None = None
+    path: Loc = ()
+    node: Any = item
+    for depth, part in enumerate(loc):
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            table, path = node, loc[: depth + 1]
+        elif not (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+            break
+        node = node[part]
+    if table is None:
+        return None
+    key = str(path[-1])
+    if key in stand_ins:
+        if table[key] == stand_ins[key]:
+            return None
+        table[key] = stand_ins[key]
+    else:
+        del table[key]
+    return path
+
+
+def _deck_items(raw: Any) -> dict[str, Sequence[str]]:
+    """The items of each deck of the file that validates, by name."""
+    if not isinstance(raw, dict):
+        return {}
+    items: dict[str, Sequence[str]] = {}
+    for name, table in raw.items():
+        try:
+            items[str(name)] = Deck.model_validate(table).items
+        except ValidationError:
+            continue
+    return items

@@ -148,30 +148,51 @@ class TimeWindow:
 
 @dataclass(frozen=True)
 class QuietHours:
-    """The quiet hours of a message's recipients, seen from the household's zone.
+    """The quiet hours of a message's recipients, seen from the zone a window is drawn in
+    (the household's, or a partner's own for their own nudges).
 
     Random windows test every 5-minute mark of every day against them, so marks are minutes
     of the local day (ints), and on a day when no zone involved changes its offset each
     partner's clock is a fixed shift from the household's: one addition per mark.
+
+    `home`, when the draw is in another zone than the household's, is the household's: a
+    slot is named on its clock, so a mark that falls in the second pass of an hour it
+    repeats (fall back) is not allowed; its wall-clock reading there names the first pass.
     """
 
     zone: tzinfo
     windows: tuple[tuple[TimeWindow, tzinfo], ...]
+    home: tzinfo | None = None
     _shifts: dict[date, tuple[tuple[TimeWindow, int], ...] | None] = field(
         default_factory=dict, compare=False, hash=False, repr=False
     )
     _offsets: dict[date, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @classmethod
-    def of(cls, zone: tzinfo, windows: Sequence[tuple[TimeWindow | None, tzinfo]]) -> QuietHours:
+    def of(
+        cls,
+        zone: tzinfo,
+        windows: Sequence[tuple[TimeWindow | None, tzinfo]],
+        *,
+        home: tzinfo | None = None,
+    ) -> QuietHours:
         """One shared instance per zone and windows: households alike share the per-day
         work (what each day's quiet hours leave), which is most of a random draw's cost."""
-        return _quiet_hours(zone, tuple((w, own) for w, own in windows if w is not None))
+        kept = tuple((w, own) for w, own in windows if w is not None)
+        return _quiet_hours(zone, kept, None if home == zone else home)
 
     def allows(self, slot: datetime) -> bool:
         """Whether the naive local `slot` is outside every recipient's quiet hours."""
         instant = resolve(slot, self.zone)
         return not any(w.contains(instant.astimezone(own).time()) for w, own in self.windows)
+
+    def named_at_home(self, slot: datetime) -> bool:
+        """Whether the naive local `slot`'s instant reads, on the household's clock, as a
+        wall-clock time that resolves back to it (not the second pass of a repeated hour)."""
+        if self.home is None:
+            return True
+        instant = resolve(slot, self.zone)
+        return resolve(instant.astimezone(self.home).replace(tzinfo=None), self.home) == instant
 
     def utc_base(self, day: date) -> int | None:
         """Where minute 0 of local `day` falls on the UTC minute line, if the day is steady."""
@@ -198,7 +219,11 @@ class QuietHours:
         if shifts is None:
             midnight = datetime.combine(day, time())
             slots = ((m, midnight + timedelta(minutes=m)) for m in minutes)
-            return [m for m, slot in slots if self.exists(slot) and self.allows(slot)]
+            return [
+                m
+                for m, slot in slots
+                if self.exists(slot) and self.allows(slot) and self.named_at_home(slot)
+            ]
         if not shifts:
             return minutes
         return _outside(shifts, tuple(minutes) if not isinstance(minutes, range) else minutes)
@@ -209,25 +234,32 @@ class QuietHours:
             start = resolve(midnight, self.zone)
             end = resolve(midnight + timedelta(days=1), self.zone)
             # Steady means: the day starts at 00:00 (not in a gap) and keeps one offset.
-            home = _steady_offset(start, end, self.zone) if self.exists(midnight) else None
-            if home is None:
+            here = _steady_offset(start, end, self.zone) if self.exists(midnight) else None
+            # The household's clock, when it is another, must not repeat an hour that day;
+            # a repeat that began the day before may reach into this one.
+            if here is None or (
+                self.home is not None
+                and _steady_offset(start - timedelta(days=1), end, self.home) is None
+            ):
                 self._shifts[day] = None
                 return None
-            self._offsets[day] = int(home.total_seconds()) // 60
+            self._offsets[day] = int(here.total_seconds()) // 60
             found: list[tuple[TimeWindow, int]] = []
             for window, own in self.windows:
                 theirs = _steady_offset(start, end, own)
                 if theirs is None:
                     self._shifts[day] = None
                     return None
-                found.append((window, int((theirs - home).total_seconds()) // 60))
+                found.append((window, int((theirs - here).total_seconds()) // 60))
             self._shifts[day] = tuple(found)
         return self._shifts[day]
 
 
 @lru_cache(maxsize=1024)
-def _quiet_hours(zone: tzinfo, windows: tuple[tuple[TimeWindow, tzinfo], ...]) -> QuietHours:
-    return QuietHours(zone, windows)
+def _quiet_hours(
+    zone: tzinfo, windows: tuple[tuple[TimeWindow, tzinfo], ...], home: tzinfo | None
+) -> QuietHours:
+    return QuietHours(zone, windows, home)
 
 
 @lru_cache(maxsize=4096)

@@ -7,6 +7,7 @@ draws an unseeded random number.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +23,21 @@ from rituals.templates import default_message, names_in, render
 if TYPE_CHECKING:
     from config.model import Household, Partner, Ritual, RitualFile
 
-__all__ = ["Delivery", "Occurrence", "Plan", "Role"]
+__all__ = ["PLANNING_RULES", "Delivery", "Occurrence", "Plan", "Role", "file_hash"]
+
+#: The version of the rules that turn a file into occurrences. A release that plans the same
+#: file otherwise raises it (2: a random window for one partner is drawn on their own clock,
+#: and decks space their items across passes), so every ledger counts a new generation once
+#: and updates what it had planned, as after an edit, rather than keeping both plans.
+PLANNING_RULES = 2
+
+
+def file_hash(file: RitualFile) -> str:
+    """The hash of the file's validated content (comments and layout do not count) under
+    these :data:`PLANNING_RULES`."""
+    content = f"planning rules {PLANNING_RULES}\n{file.model_dump_json()}"
+    return hashlib.sha256(content.encode()).hexdigest()
+
 
 Role = Literal["plan_ahead", "day_of", "reminder", "nudge"]
 
@@ -142,20 +157,37 @@ class Plan:
             yield from schedule.slots(start, end)
             return
         assert isinstance(schedule, RandomWindow)
+        audience = self._audience(ctx, ritual, recipient)
+        zone = self._window_zone(ctx, ritual, audience)
         quiet = QuietHours.of(
-            ctx.zone,
-            [
-                (ctx.partners[p].quiet_hours, ctx.zones[p])
-                for p in self._audience(ctx, ritual, recipient)
-            ],
+            zone, [(ctx.partners[p].quiet_hours, ctx.zones[p]) for p in audience], home=ctx.zone
         )
-
         owner = recipient or "*"
-        for period, first, after in schedule.periods(start.date(), end.date()):
+        if zone == ctx.zone:
+            for period, first, after in schedule.periods(start.date(), end.date()):
+                seed = f"{ctx.household.id}|{ritual.id}|{owner}|{period}"
+                for k, slot in enumerate(schedule.draw(seed, first, after, quiet)):
+                    if start <= slot < end:
+                        yield period * schedule.times + k, slot
+            return
+        # Drawn on the partner's clock, named on the household's. Two clocks are at most
+        # 26 hours apart (UTC-12 to UTC+14): the partner's periods two days either side
+        # hold every draw whose household slot is in range. The draw leaves out the
+        # household's repeated hour, so each slot resolves back to the instant drawn.
+        margin = timedelta(days=2)
+        for period, first, after in schedule.periods(start.date() - margin, end.date() + margin):
             seed = f"{ctx.household.id}|{ritual.id}|{owner}|{period}"
-            for k, slot in enumerate(schedule.draw(seed, first, after, quiet)):
+            for k, drawn in enumerate(schedule.draw(seed, first, after, quiet)):
+                slot = resolve(drawn, zone).astimezone(ctx.zone).replace(tzinfo=None)
                 if start <= slot < end:
                     yield period * schedule.times + k, slot
+
+    def _window_zone(self, ctx: _Context, ritual: Ritual, audience: Sequence[str]) -> ZoneInfo:
+        """The zone a random window's ``between`` is read in: the recipient's own when the
+        occurrence is for one partner (``to = "each"`` or a partner id), else the household's."""
+        if ritual.to != "both" and len(audience) == 1:
+            return ctx.zones[audience[0]]
+        return ctx.zone
 
     def _occurrence(
         self, ctx: _Context, ritual: Ritual, recipient: str | None, index: int, slot: datetime

@@ -49,6 +49,7 @@ __all__ = [
     "judge",
     "loop_score_step",
     "summarize",
+    "weeks_text",
 ]
 
 Mode = Literal["either", "both"]
@@ -127,6 +128,11 @@ class Rules:
             )
         )
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def weeks_text(count: int) -> str:
+    """A streak counted in weeks, as people write it: ``1 week``, ``0 weeks``, ``3 weeks``."""
+    return f"{count} week" if count == 1 else f"{count} weeks"
 
 
 def frequency_of(schedule: Schedule) -> Fraction:

@@ -21,14 +21,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from config.loader import (
-    LoadedFile,
-    RitualFileError,
-    file_hash,
-    load_ritual_file,
-    parse_ritual_file,
-)
+from config.loader import LoadedFile, RitualFileError, load_ritual_file, parse_ritual_file
 from config.model import RitualFile
+from rituals.planning import file_hash
 
 if TYPE_CHECKING:  # the ledger (SQLAlchemy) is imported only by a process that opens one
     from scheduler.ledger import Ledger

@@ -1,8 +1,9 @@
 """Decks: lists of ideas, questions and prompts, and the order a household meets them in.
 
 Built-in decks are TOML files beside this module. A deck rotates without repeating until it
-is used up; each pass is shuffled by a seed of household, ritual and pass, so the item of an
-occurrence follows from its index alone: a preview and the real send agree.
+is used up; each pass is shuffled by a seed of household, ritual and pass, and opens clear of
+the last items of the pass before, so no item comes back within :data:`SPACING` occurrences.
+The item of an occurrence follows from its index alone: a preview and the real send agree.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from collections.abc import Mapping, Sequence
 from functools import cache, lru_cache
 from importlib import resources
 
-__all__ = ["DEFAULT_DECKS", "builtin_decks", "item_at"]
+__all__ = ["DEFAULT_DECKS", "SPACING", "builtin_decks", "item_at"]
+
+#: No item comes back within this many occurrences, across the end of a pass too: a pass
+#: opens clear of the last items of the one before (a smaller deck keeps what it can).
+SPACING = 3
 
 #: The deck a ritual uses when it names none.
 DEFAULT_DECKS: Mapping[str, str] = {
@@ -44,15 +49,44 @@ def item_at(items: Sequence[str], seed: str, index: int) -> str:
 
 @lru_cache(maxsize=4096)
 def _order(items: tuple[str, ...], seed: str, passes: int) -> tuple[int, ...]:
-    """The order of pass `passes`; a pass never opens with the item the last one closed on."""
-    if len(items) <= 2:
-        return _shuffled(len(items), seed, 0)  # a, b, a, b: the only way without repeats
-    order = list(_shuffled(len(items), seed, passes))
-    if order[0] == _shuffled(len(items), seed, passes - 1)[-1]:
-        # Swapping the first two keeps every pass's last item as shuffled, so the rule
-        # needs only the previous pass's plain shuffle: no chain back to pass 0.
-        order[0], order[1] = order[1], order[0]
-    return tuple(order)
+    """The order of pass `passes`: its own shuffle, opening clear of the last items of the
+    pass before (see :data:`SPACING`)."""
+    size = len(items)
+    if size <= 2:
+        return _shuffled(size, seed, 0)  # a, b, a, b: the only way without repeats
+    spacing = min(SPACING, (size + 2) // 2)
+    if size < 2 * spacing - 1:
+        return _in_halves(size, seed, passes)
+    return _opened_clear(_shuffled(size, seed, passes), _shuffled(size, seed, passes - 1), spacing)
+
+
+def _opened_clear(order: tuple[int, ...], before: tuple[int, ...], spacing: int) -> tuple[int, ...]:
+    """`order` with its opening moved on just enough that no item of the end of `before`
+    comes back within `spacing` occurrences; the order is otherwise kept.
+
+    The last ``spacing - 1`` places are never touched, so every pass ends as shuffled: the
+    rule needs only the previous pass's plain shuffle, with no chain back to pass 0. Taking
+    the first item that may stand at each place never runs dry in a deck of at least
+    ``2 * spacing - 1`` items (the end of `before` holds ``spacing - 1`` of them).
+    """
+    tail = spacing - 1
+    # The item `j` places from the end of `before` may come from place `spacing - j` on.
+    earliest = {before[-j]: spacing - j for j in range(1, tail + 1)}
+    rest = list(order[: len(order) - tail])
+    opened: list[int] = []
+    for place in range(len(rest)):
+        pick = next(k for k, item in enumerate(rest) if earliest.get(item, 0) <= place)
+        opened.append(rest.pop(pick))
+    return (*opened, *order[len(order) - tail :])
+
+
+def _in_halves(size: int, seed: str, passes: int) -> tuple[int, ...]:
+    """A deck too small to move only its opening (4 items, spacing 3): one half always opens
+    a pass and the other closes it, each half shuffled anew every pass; an item then comes
+    back no sooner than half the deck and one later."""
+    opening = set(_shuffled(size, f"{seed}|opening", 0)[: size // 2])
+    order = _shuffled(size, seed, passes)
+    return (*(i for i in order if i in opening), *(i for i in order if i not in opening))
 
 
 @lru_cache(maxsize=4096)  # each pass's order asks for the previous pass's shuffle too

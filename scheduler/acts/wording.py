@@ -10,6 +10,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from rituals.replies import HELP, day_text, in_a_row
+from rituals.streaks import weeks_text
 from scheduler.acts.acts import MAX_SNOOZES, Done, Snoozed
 from scheduler.acts.targets import EARLY, Open, Pick
 from scheduler.ledger.completions import Skipped
@@ -167,7 +168,7 @@ def snoozed(
 def streaks(parts: Sequence[tuple[str, int, int, bool]]) -> str:
     """The answer to STREAK: (name, current, longest, weekly) of each streak kept yet."""
     shown = [
-        f"{name} {current}{' weeks' if weekly else ''} (best {longest})"
+        f"{name} {weeks_text(current) if weekly else current} (best {longest})"
         for name, current, longest, weekly in parts
     ]
     if not shown:

@@ -20,9 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from config.loader import file_hash
 from config.model import RitualFile
-from rituals.planning import Plan
+from rituals.planning import PLANNING_RULES, Plan, file_hash
 from scheduler.ledger import Ledger, Records
 from scheduler.ledger.plans import CONFIG_CANCELLED
 from scheduler.planner import rules
@@ -31,6 +30,7 @@ from scheduler.planner.candidates import Candidate, candidates
 __all__ = [
     "CONFIG_CANCELLED",
     "DEFAULT_HORIZON_DAYS",
+    "PLANNING_RULES",
     "PlanReport",
     "SyncResult",
     "file_hash",
@@ -41,6 +41,7 @@ __all__ = [
 log = logging.getLogger("scheduler.planner")
 
 DEFAULT_HORIZON_DAYS = 14
+
 CHUNK = 500  # households per transaction while planning
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from notifiers.links import Links
+from rituals.streaks import weeks_text
 from tend.cli.common import (
     ConfigOption,
     Usage,
@@ -159,14 +160,14 @@ def streaks(
     for column in ("household", "ritual", "for", "current", "longest", "12-week rate", "strength"):
         table.add_column(column, no_wrap=True)
     for s in found:
-        unit = " weeks" if s.streak.unit == "weeks" else ""
+        counted = weeks_text if s.streak.unit == "weeks" else str
         rate = "-" if s.streak.rate is None else f"{s.streak.rate:.0%}"
         table.add_row(
             s.household,
             s.ritual.id,
             s.recipient or "both",
-            f"{s.streak.current}{unit}",
-            f"{s.streak.longest}{unit}",
+            counted(s.streak.current),
+            counted(s.streak.longest),
             rate,
             f"{s.streak.score:.0%}",
         )

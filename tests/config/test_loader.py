@@ -940,6 +940,154 @@ def test_it_reports_every_problem_at_once_sorted_by_line(tmp_path: Path) -> None
     assert str(error) == "\n".join(lines)
 
 
+# A table the schema refuses is still checked for the rest of what it says, and nothing is
+# reported because of a value left out: each case is a file and every (line, path) it gets.
+REFUSED_AND_THE_REST = [
+    pytest.param(
+        """\
+        [[households]]
+        id = "h"
+        timezone = "Mars/Olympus"
+        partners = [{ id = "pat", name = "Pat" }]
+        """,
+        [(3, "households.0.timezone")],
+        id="a zone that does not parse is not also no zone",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "pat", name = "Pat", phone = "+1555", channels = ["sms"] }]
+
+        [[rituals]]
+        id = "call"
+        kind = "custom"
+        schedule = "daily at 19:00"
+        message = "Call, {{ partner }}"
+        to = "pat"
+
+        [[rituals]]
+        id = "walk"
+        kind = "custom"
+        schedule = "daily at 08:00"
+        message = "Walk, {{ partner }}"
+        to = "kim"
+        """,
+        [(4, "households.0.partners.0.phone"), (18, "rituals.1.to")],
+        id="a partner whose phone is refused is still a partner others name",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "pat", name = "Pat" }]
+
+        [[rituals]]
+        id = "hug"
+        kind = "custom"
+        schedule = "daily at 18:00"
+        message = 3
+        deck = "no-such-deck"
+        """,
+        [(10, "rituals.0.message"), (11, "rituals.0.deck")],
+        id="a message that is not text is not also a missing message",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "pat", name = "Pat" }]
+
+        [[rituals]]
+        id = "hug"
+        kind = "custom"
+        schedule = "every 0 weeks on fri at 19:00"
+        message = "Hug, {{ partnr }}"
+        """,
+        [(9, "rituals.0.schedule"), (10, "rituals.0.message")],
+        id="a schedule that does not parse and a template in the same ritual",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "pat", name = "Pat" }, { id = "sam", name = "Sam" }]
+
+        [[rituals]]
+        id = "dates"
+        kind = "date_night"
+        schedule = "weekly on fri at 19:00"
+        planner = 5
+        plan_ahead = "2d"
+        """,
+        [(10, "rituals.0.planner")],
+        id="a planner that is not text is not also plan_ahead without a planner",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        timezone = "Europe/Bxrlin"
+        partners = [{ id = "pat", name = "Pat", quiet_hours = "20:00-10:00" }]
+
+        [[rituals]]
+        id = "thanks"
+        kind = "appreciation"
+        schedule = { times = 2, per = "week", between = "08:00-09:00" }
+        to = "pat"
+        """,
+        [(4, "households.0.timezone")],
+        id="no firing check on the default zone of a household whose own zone is refused",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "Pat!", name = "Pat" }]
+
+        [[rituals]]
+        id = "call"
+        kind = "custom"
+        schedule = "daily at 19:00"
+        message = "Call"
+        to = "pat"
+        """,
+        [(4, "households.0.partners.0.id")],
+        id="a household without its ids is not used to judge the partners rituals name",
+    ),
+    pytest.param(
+        """\
+        timezone = "UTC"
+        [[households]]
+        id = "h"
+        partners = [{ id = "pat", name = "Pat", phone = "+15551230001", channels = ["fax"] }]
+
+        [[rituals]]
+        id = "letter"
+        kind = "custom"
+        schedule = "weekly on sun at 10:00"
+        message = "LONG"
+        """.replace("LONG", "A long letter. " * 120),
+        [(4, "households.0.partners.0.channels.0")],
+        id="channels that are refused do not make a partner texted",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), REFUSED_AND_THE_REST)
+def test_a_table_the_schema_refuses_is_still_checked_for_the_rest_of_it(
+    tmp_path: Path, text: str, expected: list[tuple[int, str]]
+) -> None:
+    error = problems_of(write(tmp_path, text))
+    assert [(p.line, p.dotted) for p in error.problems] == expected, error.lines()
+
+
 def test_a_valid_file_loads_without_warnings() -> None:
     loaded = load_ritual_file(EXAMPLE, today=TODAY)
     assert isinstance(loaded, LoadedFile)
@@ -1074,6 +1222,42 @@ def test_a_ritual_that_always_falls_in_quiet_hours_gets_a_warning(tmp_path: Path
         "rituals.0.schedule: warning: 00:30 (Europe/London) falls in Mia's quiet hours "
         "(22:30-07:00): their messages will wait until 07:00"
     )
+
+
+ELSEWHERE = """\
+timezone = "Europe/Berlin"
+
+[[households]]
+id = "h"
+
+  [[households.partners]]
+  id = "pat"
+  name = "Pat"
+
+  [[households.partners]]
+  id = "sam"
+  name = "Sam"
+  timezone = "America/New_York"
+  quiet_hours = "00:00-09:00"
+
+[[rituals]]
+id = "thanks"
+kind = "appreciation"
+schedule = {{ times = 2, per = "week", between = "08:00-10:00" }}
+to = "{to}"
+"""
+
+
+@pytest.mark.parametrize("to", ["each", "sam"])
+def test_a_window_for_one_partner_is_checked_on_their_own_clock(tmp_path: Path, to: str) -> None:
+    # 08:00-10:00 in Berlin is quiet in New York; 09:00-10:00 in New York is not.
+    assert warnings_of(tmp_path, ELSEWHERE.format(to=to)) == []
+
+
+def test_a_shared_window_is_checked_on_the_households_clock(tmp_path: Path) -> None:
+    error = problems_of(write(tmp_path, ELSEWHERE.format(to="both")))
+    assert [(p.line, p.dotted) for p in error.problems] == [(19, "rituals.0.schedule")]
+    assert "never fires for household 'h'" in error.lines()[0]
 
 
 def test_the_sms_length_warning_uses_the_decks_longest_item(tmp_path: Path) -> None:

@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from rituals.decks import DEFAULT_DECKS, builtin_decks, item_at
+from rituals.decks import DEFAULT_DECKS, SPACING, builtin_decks, item_at
 from rituals.sms import count_segments
 
 
@@ -66,3 +68,22 @@ def test_a_new_pass_never_opens_with_the_item_the_last_one_closed_on(size: int) 
     for seed in ("alex-sam|reunion|", "kim-lee|reunion|", "x|y|z"):
         run = [item_at(items, seed, i) for i in range(-3 * size, 40 * size)]
         assert all(a != b for a, b in itertools.pairwise(run)), seed
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    size=st.integers(min_value=SPACING + 1, max_value=40),
+    seed=st.text(min_size=1, max_size=30),
+    start=st.integers(min_value=-50, max_value=50),
+)
+def test_no_item_comes_back_within_the_spacing_even_across_passes(
+    size: int, seed: str, start: int
+) -> None:
+    items = [f"idea {n}" for n in range(size)]
+    passes = range(start, start + 8)
+    run = [item_at(items, seed, i) for i in range(passes[0] * size, (passes[-1] + 1) * size)]
+    for at in range(len(run) - SPACING + 1):
+        window = run[at : at + SPACING]
+        assert len(set(window)) == SPACING, (at, window)
+    for n in range(len(passes)):
+        assert sorted(run[n * size : (n + 1) * size]) == sorted(items)  # each item once a pass

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, Row, Table, func, select, update
 
 from config.loader import parse_ritual_file
 from config.model import RitualFile
+from rituals import planning as planning_module
 from rituals.clock import resolve
 from rituals.planning import Plan
 from scheduler.ledger import Ledger
@@ -957,3 +958,39 @@ def test_a_ritual_whose_rrule_has_ended_warns_and_the_synced_file_still_loads(
     assert synced is not None
     assert [r.id for r in synced.rituals] == ["check-in", "june-challenge"]
     assert [h.id for h in synced.households] == [HOUSEHOLD]
+
+
+def test_a_release_that_plans_the_same_file_otherwise_replaces_what_is_pending(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The release before drew Sam's nudges on Berlin's clock; this one draws them on Sam's.
+    # The file is the same, but its plan is not: the ledger must not keep both.
+    file = berlin_file(
+        household("home", partner("alex"), partner("sam", 'timezone = "America/New_York"')),
+        """
+[[rituals]]
+id = "appreciation"
+kind = "appreciation"
+schedule = { times = 3, per = "week", between = "10:00-20:00" }
+to = "each"
+""",
+    )
+    new_york = ZoneInfo("America/New_York")
+    with monkeypatch.context() as patch:
+        patch.setattr(planning_module, "PLANNING_RULES", planning_module.PLANNING_RULES - 1)
+        patch.setattr(Plan, "_window_zone", lambda self, ctx, ritual, audience: ctx.zone)
+        plan(engine, file, NOW)
+    before = [d for d in deliveries(engine) if d.partner_key == "sam" and d.status == "pending"]
+    assert any(not 10 <= d.due_at.astimezone(new_york).hour < 20 for d in before)
+
+    synced, _ = plan(engine, file, NOW + timedelta(minutes=5))
+
+    assert synced.changed
+    sams = [d for d in deliveries(engine) if d.partner_key == "sam" and d.status == "pending"]
+    drawn = {
+        d.due_at
+        for d in Plan(file).deliveries_between(NOW.date() - timedelta(days=3), 21)
+        if d.partner == "sam"
+    }
+    assert sams and {d.due_at for d in sams} <= drawn
+    assert all(10 <= d.due_at.astimezone(new_york).hour < 20 for d in sams)

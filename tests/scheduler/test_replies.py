@@ -41,6 +41,7 @@ from sqlalchemy import Engine, delete, func, select, update
 from config.model import RitualFile
 from rituals.planning import Plan
 from rituals.streaks import Outcome
+from scheduler.acts import wording
 from scheduler.acts.replies import Answer, handle_reply
 from scheduler.acts.wording import LIMITED, NOTHING_OPEN, STRANGER
 from scheduler.ledger import Ledger, Records
@@ -1049,6 +1050,32 @@ def test_five_weekly_check_ins_in_a_row_make_five_weeks_and_a_missed_one_starts_
     assert reply(SAM, "STREAK", missed).text.startswith(
         "Streaks in a row: check in 0 weeks (best 5)."
     )
+
+
+def test_the_streak_answer_says_one_week_not_one_weeks(engine: Engine) -> None:
+    file = plan(engine, rituals(), days=10)
+    reply = Replies(engine, file)
+    sunday = ny(6, 7, 19, 45)
+    send_due(engine, sunday)
+    reply(SAM, "DONE", sunday)
+    answer = reply(SAM, "STREAK", sunday + timedelta(minutes=5)).text
+    assert answer.startswith("Streaks in a row: check in 1 week (best 1)"), answer
+    assert "1 weeks" not in answer
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        ([("check in", 1, 1, True)], "Streaks in a row: check in 1 week (best 1)."),
+        ([("check in", 0, 1, True)], "Streaks in a row: check in 0 weeks (best 1)."),
+        ([("check in", 2, 5, True)], "Streaks in a row: check in 2 weeks (best 5)."),
+        ([("date night", 1, 3, False)], "Streaks in a row: date night 1 (best 3)."),
+    ],
+)
+def test_the_streak_answer_counts_weeks_in_the_singular_and_the_plural(
+    parts: list[tuple[str, int, int, bool]], expected: str
+) -> None:
+    assert wording.streaks(parts) == expected
 
 
 def test_two_years_of_history_are_folded_into_a_checkpoint_that_a_late_confirm_throws_away(

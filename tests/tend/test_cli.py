@@ -162,6 +162,132 @@ def test_check_prefers_the_config_option_to_tend_config(tmp_path: Path, new_york
     assert str(new_york) in result.stdout
 
 
+# Five independent mistakes: a zone and quiet hours that do not parse (the household fails
+# its schema), a planner who is not a partner, and a ritual with both a schedule nobody can
+# read and a deck that does not exist.
+FIVE_MISTAKES = """\
+timezone = "America/New_York"
+
+[[households]]
+id = "alex-sam"
+timezone = "Mars/Olympus"
+
+  [[households.partners]]
+  id = "alex"
+  name = "Alex"
+  phone = "+15551230001"
+  quiet_hours = "22:00-25:00"
+
+  [[households.partners]]
+  id = "sam"
+  name = "Sam"
+  phone = "+15551230002"
+
+[[rituals]]
+id = "date-night"
+kind = "date_night"
+schedule = "weekly on fri at 19:00"
+planner = "jamie"
+
+[[rituals]]
+id = "check-in"
+kind = "check_in"
+schedule = "weekly on funday at 19:30"
+deck = "no-such-deck"
+"""
+
+
+def test_check_reports_every_independent_mistake_in_one_run(tmp_path: Path) -> None:
+    path = write(tmp_path, FIVE_MISTAKES)
+    result = tend("check", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    matches = [ERROR_LINE.match(line) for line in result.stdout.splitlines()]
+    assert all(matches), result.stdout
+    found = [(m["file"], int(m["line"]), m["path"], m["msg"]) for m in matches if m]
+    assert [(file, line, where) for file, line, where, _ in found] == [
+        (str(path), 5, "households.0.timezone"),
+        (str(path), 11, "households.0.partners.0.quiet_hours"),
+        (str(path), 22, "rituals.0.planner"),
+        (str(path), 27, "rituals.1.schedule"),
+        (str(path), 28, "rituals.1.deck"),
+    ], result.stdout
+    messages = [message for *_, message in found]
+    assert messages[0].startswith("unknown time zone 'Mars/Olympus'")
+    assert messages[1].startswith("'25:00' is not a time of day")
+    assert messages[2].startswith("unknown partner 'jamie' in household 'alex-sam'")
+    assert "'funday' is not a day" in messages[3]
+    assert messages[4].startswith("unknown deck 'no-such-deck'")
+
+
+# A Berlin household whose second partner lives in New York, and a shared random window.
+SHARED_WINDOW = """\
+timezone = "Europe/Berlin"
+
+[[households]]
+id = "alex-sam"
+
+  [[households.partners]]
+  id = "alex"
+  name = "Alex"
+  phone = "+15551230001"
+
+  [[households.partners]]
+  id = "sam"
+  name = "Sam"
+  phone = "+15551230002"
+  {sam_zone}
+
+[[rituals]]
+id = "appreciation"
+kind = "appreciation"
+to = "{to}"
+schedule = {{ times = 3, per = "week", between = "10:00-20:00" }}
+"""
+
+
+def test_check_warns_that_a_shared_window_is_on_the_households_clock_when_zones_differ(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path, SHARED_WINDOW.format(sam_zone='timezone = "America/New_York"', to="both")
+    )
+    result = tend("check", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [line] = [line for line in result.stderr.splitlines() if ": warning: " in line]
+    match = ERROR_LINE.match(line)
+    assert match, line
+    assert (match["file"], int(match["line"]), match["path"]) == (
+        str(path),
+        21,
+        "rituals.0.schedule",
+    )
+    # Six hours apart most of the year, five for a few weeks around the clock changes.
+    assert re.search(
+        r"warning: with to = 'both' the window 10:00-20:00 is drawn on the clock of household "
+        r"'alex-sam' \(Europe/Berlin\): for Sam \(America/New_York\) that is "
+        r"0[45]:00-1[45]:00 \(on \d{4}-\d\d-\d\d\); with to = 'each' each partner gets it "
+        r"on their own clock$",
+        match["msg"],
+    ), line
+
+
+@pytest.mark.parametrize(
+    ("sam_zone", "to"),
+    [
+        ('timezone = "America/New_York"', "each"),
+        ('timezone = "Europe/Berlin"', "both"),
+        ("", "both"),
+    ],
+)
+def test_check_says_nothing_of_windows_each_partner_reads_on_their_own_clock(
+    tmp_path: Path, sam_zone: str, to: str
+) -> None:
+    path = write(tmp_path, SHARED_WINDOW.format(sam_zone=sam_zone, to=to))
+    result = tend("check", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning" not in result.stderr
+
+
 def test_check_without_any_file_says_how_to_name_one(tmp_path: Path) -> None:
     result = tend("check", cwd=tmp_path)
     assert result.returncode == 2

@@ -138,6 +138,17 @@ def test_streaks_of_one_household_and_as_a_table(
     assert "2 weeks" in table.stdout
 
 
+def test_the_streaks_table_says_one_week_not_one_weeks(
+    ritual_path: Path, database_url: str, ledger: Engine
+) -> None:
+    now = confirmed_weeks(ledger, ritual_path, 1)
+    table = tend("streaks", url=database_url, config=ritual_path, at=now)
+    assert table.exit_code == 0, table.output
+    [row] = [line for line in table.stdout.splitlines() if " check-in " in f" {line} "]
+    assert row.split()[:5] == ["alex-sam", "check-in", "both", "1", "week"], row
+    assert "1 weeks" not in table.stdout
+
+
 def test_streaks_of_an_unknown_household_exit_2(
     ritual_path: Path, database_url: str, ledger: Engine
 ) -> None:
