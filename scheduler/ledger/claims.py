@@ -69,6 +69,8 @@ class Claim:
     partner_active: bool
     sms_opted_out_at: datetime | None
     email_opted_out_at: datetime | None
+    # (channel, body) of the partner's later channels that word it otherwise.
+    fallback_bodies: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -167,6 +169,7 @@ _CLAIMS = (
         PartnerRow.active.label("partner_active"),
         PartnerRow.sms_opted_out_at,
         PartnerRow.email_opted_out_at,
+        DeliveryRow.fallback_bodies,
     )
     .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
     .join(HouseholdRow, HouseholdRow.id == DeliveryRow.household_id)
@@ -210,6 +213,7 @@ def _read(connection: Connection, ids: Sequence[int]) -> list[Claim]:
     for row in rows:
         values: dict[str, Any] = dict(row)
         values["channels"] = tuple(c for c in values["channels"].split(",") if c)
+        values["fallback_bodies"] = tuple(sorted((values["fallback_bodies"] or {}).items()))
         claims.append(Claim(**values))
     return claims
 
@@ -384,8 +388,14 @@ class MoveOn:
 
 
 def _insert_fallback(connection: Connection, claim: Claim, channel: str, now: datetime) -> None:
-    """The delivery of `claim` again on `channel`, due now (once: the unique key on
-    occurrence, partner, role and channel makes a repeat a no-op)."""
+    """The delivery of `claim` again on `channel`, due now, worded for `channel` (once: the
+    unique key on occurrence, partner, role and channel makes a repeat a no-op)."""
+    bodies = dict(claim.fallback_bodies)  # those not named say what claim.body says
+    body = bodies.get(channel, claim.body)
+    order = list(claim.channels)
+    later = order[order.index(channel) + 1 :] if channel in order else []
+    # The same rule for the new row: the later channels that word it otherwise than `body`.
+    still = {c: bodies.get(c, claim.body) for c in later if bodies.get(c, claim.body) != body}
     insert = dialect_insert(connection, DeliveryRow)
     connection.execute(
         insert.values(
@@ -399,7 +409,8 @@ def _insert_fallback(connection: Connection, claim: Claim, channel: str, now: da
             next_attempt_at=now,
             expires_at=claim.expires_at,
             attempts=0,
-            body=claim.body,
+            body=body,
+            fallback_bodies=still or None,
             subject=claim.subject,
             generation=0,
             fallback_of=claim.id,

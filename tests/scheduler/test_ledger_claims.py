@@ -217,7 +217,11 @@ def test_fall_back_makes_the_message_again_on_the_next_channel_due_now_once(
         at(14),
         at(12, 3),
     )
-    assert (moved["body"], moved["attempts"]) == (claim.body, 0)
+    # Worded for e-mail, as the planner wrote it beside the text: no "Reply DONE".
+    assert claim.body.endswith(" Reply DONE when you've talked.")
+    email_body = claim.body.removesuffix(" Reply DONE when you've talked.")
+    assert claim.fallback_bodies == (("email", email_body),)
+    assert (moved["body"], moved["attempts"]) == (email_body, 0)
 
 
 def test_fall_back_has_nowhere_to_go_without_another_usable_channel_or_past_the_grace(
@@ -245,6 +249,31 @@ def test_fall_back_passes_over_a_channel_the_partner_opted_out_of(engine: Engine
 
     assert claims.fall_back(claim, at(12, 3)) == "console"
     assert [d["channel"] for d in deliveries(engine, fallback_of=claim.id)] == ["console"]
+
+
+def test_each_fallback_is_worded_for_its_own_channel_down_the_partners_list(
+    engine: Engine,
+) -> None:
+    three = partner_table("alex", phone=True, email=True, channels=["email", "sms", "console"])
+    walk = """
+[[rituals]]
+id = "walk"
+kind = "custom"
+schedule = "daily at 12:00"
+message = "Walk, {{ partner }}.{% if channel == 'sms' %} Reply DONE after.{% endif %}"
+"""
+    plan(engine, couple_file(three, rituals=walk), at(9))
+    claims = Ledger(engine).claims
+    first = claim_one(claims)
+    assert (first.channel, first.body) == ("email", "Walk, Alex.")
+
+    assert claims.fall_back(first, at(12, 1)) == "sms"
+    (texted,) = deliveries(engine, channel="sms")
+    assert texted["body"] == "Walk, Alex. Reply DONE after."
+    (by_sms,) = claims.read([texted["id"]])
+    assert claims.fall_back(by_sms, at(12, 2)) == "console"
+    (printed,) = deliveries(engine, channel="console")
+    assert printed["body"] == "Walk, Alex."  # the console words it as the e-mail did
 
 
 def test_move_on_settles_the_claim_and_makes_the_fallback_in_one_write_once(
