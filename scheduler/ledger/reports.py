@@ -3,6 +3,7 @@ status``, ``/metrics``), the next due ones, and a household's occurrences for it
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -113,11 +114,26 @@ class Reports(Bound):
             return None
         return People(rows[0].timezone, {r.key: r.name for r in rows if r.key is not None})
 
-    def events(self, household: str, since: datetime, limit: int) -> list[CalendarEntry]:
+    def events(
+        self,
+        household: str,
+        since: datetime,
+        limit: int,
+        *,
+        recipients: Collection[str] | None = None,
+        leaving_out: Collection[str] = (),
+    ) -> list[CalendarEntry]:
         """The household's occurrences at or after `since` but those called off, the
-        newest `limit` of them, newest first."""
+        newest `limit` of them, newest first: only those of `recipients` (``""``: an
+        occurrence for the household rather than one partner's own; None: every one), and
+        none of the rituals `leaving_out`."""
         # Bounded by the window and the limit; served by the unique index on
         # (household_id, ritual_id, slot, recipient).
+        chosen = []
+        if recipients is not None:
+            chosen.append(OccurrenceRow.recipient.in_(list(recipients)))
+        if leaving_out:
+            chosen.append(OccurrenceRow.ritual_id.not_in(list(leaving_out)))
         with self._reading() as connection:
             rows = connection.execute(
                 select(
@@ -135,6 +151,7 @@ class Reports(Bound):
                     OccurrenceRow.household_id == household,
                     OccurrenceRow.at >= since,
                     OccurrenceRow.status != "cancelled",
+                    *chosen,
                 )
                 .order_by(
                     OccurrenceRow.at.desc(),

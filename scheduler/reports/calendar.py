@@ -7,6 +7,10 @@ idea drawn, who plans) and what became of it. It covers the occurrences from
 its UID is the occurrence's identity (household, ritual, local slot, recipient), the same
 ``tend plan --format ics`` gives, so a calendar updates an event instead of doubling it.
 
+The household's feed shows what both partners share; a partner's feed shows that and the
+partner's own (their ``to = "each"`` occurrences, and rituals sent to them alone), never the
+other partner's own.
+
 What became of an occurrence is its STATUS: done (``confirmed``) is CONFIRMED; still
 ``open``, or ``missed``, is TENTATIVE (planned, nobody said it happened); ``skipped`` (the
 couple said so) stays in the feed as CANCELLED, so calendars that had it strike it out
@@ -31,6 +35,7 @@ __all__ = [
     "DAYS_BACK",
     "MAX_EVENTS",
     "REFRESH",
+    "addressed_rituals",
     "event_length",
     "household_calendar",
     "new_calendar",
@@ -74,23 +79,43 @@ def occurrence_uid(household: str, ritual: str, slot: datetime, recipient: str |
     return f"{key}/{recipient}@tend" if recipient else f"{key}@tend"
 
 
+def addressed_rituals(file: RitualFile) -> dict[str, str]:
+    """The rituals sent to one partner only (``to = "<partner id>"``), by id: that partner's
+    own, as a ``to = "each"`` ritual's occurrences are each partner's."""
+    return {r.id: r.to for r in file.rituals if r.to not in ("both", "each")}
+
+
 def household_calendar(
     ledger: Records,
     household_id: str,
     now: datetime,
     titles: Mapping[str, str] | None = None,
+    *,
+    partner: str | None = None,
+    addressed: Mapping[str, str] | None = None,
 ) -> bytes | None:
     """The household's occurrences from :data:`DAYS_BACK` days before `now` on, as ICS.
 
-    `titles` maps a ritual id to its display title (default: the id, ``-`` and ``_`` as
-    spaces). None when the ledger has no such household.
+    Without `partner`, the shared feed: only what both share, never a partner's own (the
+    occurrences of a ``to = "each"`` ritual, and of the rituals `addressed` to one partner,
+    see :func:`addressed_rituals`). With `partner`, their feed: the shared events and their
+    own, never the other partner's. `titles` maps a ritual id to its display title
+    (default: the id, ``-`` and ``_`` as spaces). None when the ledger has no such
+    household, or no such partner in it.
     """
     people = ledger.reports.people(household_id)
-    if people is None:
+    if people is None or (partner is not None and partner not in people.names):
         return None
     zone = _zone(people.timezone)
-    rows = ledger.reports.events(household_id, now - timedelta(days=DAYS_BACK), MAX_EVENTS)
-    calendar = new_calendar(f"Tend: {household_id}")
+    rows = ledger.reports.events(
+        household_id,
+        now - timedelta(days=DAYS_BACK),
+        MAX_EVENTS,
+        recipients=[""] if partner is None else ["", partner],
+        leaving_out=[r for r, to in (addressed or {}).items() if to != partner],
+    )
+    name = f"Tend: {household_id}"
+    calendar = new_calendar(name if partner is None else f"{name} ({people.names[partner]})")
     calendar.add("x-wr-timezone", str(zone))
     calendar.add("refresh-interval", vDuration(REFRESH), parameters={"VALUE": "DURATION"})
     calendar.add("x-published-ttl", vDuration(REFRESH))

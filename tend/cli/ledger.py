@@ -216,11 +216,20 @@ def calendar_url(
     household: Annotated[
         str, typer.Option("--household", help="The household's id.", show_default=False)
     ],
+    partner: Annotated[
+        str | None,
+        typer.Option(
+            "--partner",
+            help="A partner's own feed: the shared rituals and their own nudges.",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Print the household's private iCalendar feed URL (subscribe to it in a calendar app).
+    """Print the household's private iCalendar feed URL (subscribe to it in a calendar app):
+    what both partners share, or with --partner that and the partner's own nudges.
 
-    Whoever has the URL can read the household's rituals. A new TEND_SECRET_KEY voids it."""
+    Whoever has the URL can read those rituals. A new TEND_SECRET_KEY voids it."""
     settings = read_settings()
     links = Links.from_settings(settings)
     if links is None:
@@ -238,10 +247,15 @@ def calendar_url(
         )
     _settings_again, source = load(config, settings_=settings)
     assert source.file is not None
-    known = [h.id for h in source.file.households]
-    if household not in known:
-        raise Usage(f"tend: unknown household {household!r} (known: {', '.join(known)})")
-    typer.echo(links.calendar_url(household))
+    found = {h.id: h for h in source.file.households}
+    if household not in found:
+        raise Usage(f"tend: unknown household {household!r} (known: {', '.join(found)})")
+    partners = [p.id for p in found[household].partners]
+    if partner is not None and partner not in partners:
+        raise Usage(
+            f"tend: {household} has no partner {partner!r} (its partners: {', '.join(partners)})"
+        )
+    typer.echo(links.calendar_url(household, partner))
 
 
 def _ago(delta: timedelta) -> str:
