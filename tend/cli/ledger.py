@@ -18,7 +18,7 @@ from rich.table import Table
 
 from notifiers.links import Links
 from scheduler.acts.replies import handle_reply
-from scheduler.reports.status import ledger_status
+from scheduler.reports.status import LedgerStatus, due_text, ledger_status
 from scheduler.reports.streaks import SeriesStreak, household_streaks
 from tend.cli.common import (
     ConfigOption,
@@ -63,18 +63,53 @@ def db_upgrade(config: ConfigOption = None) -> None:
 def status(
     config: ConfigOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Next deliveries to list.")] = 10,
+    household: Annotated[
+        str | None,
+        typer.Option("--household", help="Only this household's deliveries.", show_default=False),
+    ] = None,
 ) -> None:
-    """Next due deliveries, the workers' heartbeats, counts by status."""
+    """Next due deliveries (in UTC and on the recipient's clock), the workers' heartbeats,
+    counts by status."""
     settings = read_settings()
     ledger = open_ledger(settings)
     if ledger.missing_sqlite_file():
         raise Usage(
             f"tend: no ledger at {ledger.sqlite_path} yet: start `tend run` (or `tend db upgrade`)"
         )
-    report = ledger_status(ledger, now(), limit=limit)
+    report = ledger_status(ledger, now(), limit=limit, household=household)
+    if household is not None and household not in (known := ledger.reports.household_ids()):
+        raise Usage(
+            f"tend: the ledger has no household {household!r} "
+            f"(it has: {', '.join(known) or 'none yet'})"
+        )
     # Piped (a script, a log), Rich would cut the table to 80 columns.
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(f"[bold]Ledger[/bold] {safe_url(settings)}", highlight=False)
+    _workers(console, report)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())) or "none"
+    whose = f" ({household})" if household is not None else ""
+    console.print(f"Deliveries{whose}: {counts}", highlight=False)
+    if report.next_due:
+        table = Table(title="Next due", box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("due", "household", "ritual", "to", "role", "channel", "status"):
+            table.add_column(column, no_wrap=True)
+        for row in report.next_due:
+            table.add_row(
+                due_text(row.next_attempt_at, row.timezone),
+                row.household_id,
+                row.ritual_id,
+                row.partner_key,
+                row.role,
+                row.channel,
+                row.status,
+            )
+        console.print(table)
+    else:
+        console.print("Nothing pending.")
+
+
+def _workers(console: Console, report: LedgerStatus) -> None:
+    """The workers' lines: each one's last heartbeat (or stop), and which one plans."""
     if not report.workers:
         console.print("Workers: none has run yet. Start one with `tend worker` or `tend run`.")
     for beat in report.workers:
@@ -88,25 +123,6 @@ def status(
             state += " (stale: not running?)"
         role = " planner" if beat.leader and not beat.stopped_at and not stale else ""
         console.print(f"Worker {beat.worker_id}{role}: {state}", highlight=False)
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())) or "none"
-    console.print(f"Deliveries: {counts}", highlight=False)
-    if report.next_due:
-        table = Table(title="Next due", box=box.SIMPLE_HEAD, pad_edge=False)
-        for column in ("due (UTC)", "household", "ritual", "to", "role", "channel", "status"):
-            table.add_column(column, no_wrap=True)
-        for row in report.next_due:
-            table.add_row(
-                f"{row.next_attempt_at:%Y-%m-%d %H:%M}",
-                row.household_id,
-                row.ritual_id,
-                row.partner_key,
-                row.role,
-                row.channel,
-                row.status,
-            )
-        console.print(table)
-    else:
-        console.print("Nothing pending.")
 
 
 class StreakFormat(StrEnum):

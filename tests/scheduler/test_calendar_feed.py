@@ -190,3 +190,29 @@ def test_the_shared_feed_has_what_both_share_and_a_partners_adds_only_their_own(
     # A partner the ledger does not have in this household has no feed.
     assert household_calendar(Ledger(planned), "alex-sam", NOW, partner="kim") is None
     assert household_calendar(Ledger(planned), "kim-lee", NOW, partner="kim") is not None
+
+
+def test_tend_plans_calendar_is_in_the_households_zone_with_the_feeds_events(
+    planned: Engine,
+) -> None:
+    file = ritual_file(TEXT)
+    deliveries = Plan(file).deliveries_between(date(2026, 1, 12), 3, ["alex-sam"])
+    preview = plan_calendar(file, deliveries, NOW)
+    body = household_calendar(Ledger(planned), "alex-sam", NOW, partner="alex")
+    assert body is not None
+    feed_calendar = Calendar.from_ical(body)
+
+    assert str(preview["x-wr-timezone"]) == str(feed_calendar["x-wr-timezone"]) == "Europe/Berlin"
+    assert [str(tz["tzid"]) for tz in preview.walk("VTIMEZONE")] == ["Europe/Berlin"]
+    by_uid = {str(e["uid"]): e for e in preview.walk("VEVENT")}
+    shown = list(feed_calendar.walk("VEVENT"))
+    assert len(shown) == 6
+    for event in shown:
+        planned_event = by_uid[str(event["uid"])]
+        for name in ("dtstart", "dtend"):
+            assert planned_event[name].params["TZID"] == "Europe/Berlin"
+            assert planned_event[name].to_ical() == event[name].to_ical()
+        for name in ("summary", "categories", "transp"):
+            assert planned_event[name].to_ical() == event[name].to_ical(), name
+    first = by_uid["alex-sam/check-in/2026-01-12T12:00@tend"]
+    assert first["dtstart"].to_ical() == b"20260112T120000"  # noon in Berlin, not 11:00Z
