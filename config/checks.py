@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -229,13 +230,11 @@ def _ritual(i: int, ritual: Ritual, context: _Context) -> Iterator[Problem]:
             f"unknown deck {ritual.deck!r} (known: {', '.join(sorted(known_decks))})",
         )
     names = sorted({p.name for h in targets for p in h.partners})
-    texted = any(
-        "sms" in p.channels
-        for h in targets
-        for p in h.partners
-        if ritual.to in ("both", "each", p.id)
-    )
+    audience = [p for h in targets for p in h.partners if ritual.to in ("both", "each", p.id)]
+    texted = any("sms" in p.channels for p in audience)
     yield from _templates(here, ritual, deck, context.deck_items, names, texted)
+    if any("email" in p.channels for p in audience):
+        yield from _email_wording(here, ritual)
 
     refused = {loc[-1] for loc in context.unreadable if loc[:-1] == here}
     if ritual.kind == "custom" and ritual.message is None and "message" not in refused:
@@ -330,6 +329,30 @@ def _templates(
                 (*here, name),
                 f"an SMS of this message needs {segments.count} segments ({segments.encoding}, "
                 f"{segments.units} characters{detail}); keep it to 2",
+                "warning",
+            )
+
+
+_REPLY = re.compile(r"\breply\b", re.IGNORECASE)
+
+
+def _email_wording(here: Loc, ritual: Ritual) -> Iterator[Problem]:
+    """Warn when the ritual's own template asks for a reply in an e-mail: nobody reads the
+    replies to Tend's e-mails (they carry a confirm link instead)."""
+    for name in ("message", "plan_ahead_message", "reminder_message"):
+        source = getattr(ritual, name)
+        if source is None:
+            continue
+        try:
+            text = render(source, {**SAMPLE_VALUES, "channel": "email"})
+        except TemplateProblem:
+            continue  # reported by _templates
+        if _REPLY.search(text):
+            yield Problem(
+                (*here, name),
+                "an e-mail of this message asks for a reply, but e-mail replies are not read "
+                "(an e-mail has a confirm link instead): word the reply for texts only, e.g. "
+                "{% if channel != 'email' %} Reply DONE after.{% endif %}",
                 "warning",
             )
 

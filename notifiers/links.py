@@ -5,8 +5,11 @@ payload and a timestamp), each kind under its own salt so a token of one kind is
 accepted as another. A confirm token expires after :data:`CONFIRM_MAX_AGE`; an unsubscribe
 token does not (RFC 8058 expects the List-Unsubscribe URL to keep working), but names only
 one partner and one channel. A calendar token does not expire either: a calendar app keeps
-polling the URL it was given for years. It names one household and only lets its planned
-occurrences be read; changing ``TEND_SECRET_KEY`` revokes every calendar URL at once.
+polling the URL it was given for years. It names one household (the feed of what both
+partners share) or one household and one of its partners (that feed and the partner's own
+nudges); the partner is inside the signed payload, so one partner's URL cannot be edited
+into the other's. It only lets planned occurrences be read; changing ``TEND_SECRET_KEY``
+revokes every calendar URL at once.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIRM_MAX_AGE",
     "BadLink",
+    "CalendarLink",
     "ConfirmLink",
     "Links",
     "UnsubscribeLink",
@@ -55,6 +59,15 @@ class ConfirmLink:
     household: str
     occurrence: int
     partner: str
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarLink:
+    """Whose feed a calendar token is: the household's shared one (``partner`` None), or
+    one partner's."""
+
+    household: str
+    partner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +103,10 @@ class Links:
         token = self._unsubscribe.dumps([household, partner, channel])
         return f"{self.public_url}/unsubscribe/{token}"
 
-    def calendar_url(self, household: str) -> str:
-        """The household's private iCalendar feed (``GET /calendar/{token}.ics``)."""
-        token = self._calendar.dumps([household])
+    def calendar_url(self, household: str, partner: str | None = None) -> str:
+        """The household's private iCalendar feed (``GET /calendar/{token}.ics``): what
+        both share, or with `partner` that and the partner's own."""
+        token = self._calendar.dumps([household] if partner is None else [household, partner])
         return f"{self.public_url}/calendar/{token}.ics"
 
     def read_confirm(self, token: str, *, max_age: timedelta = CONFIRM_MAX_AGE) -> ConfirmLink:
@@ -105,18 +119,19 @@ class Links:
         household, partner, channel = self._load(self._unsubscribe, token, None, ("id",) * 3)
         return UnsubscribeLink(household, partner, channel)
 
-    def read_calendar(self, token: str) -> str:
-        """The household a calendar token names (without the ``.ics``); BadLink if forged."""
-        (household,) = self._load(self._calendar, token, None, ("id",))
-        return str(household)
+    def read_calendar(self, token: str) -> CalendarLink:
+        """Whose feed a calendar token (without the ``.ics``) is; BadLink if forged."""
+        ids = self._load(self._calendar, token, None, ("id",), ("id", "id"))
+        return CalendarLink(*ids)
 
     @staticmethod
     def _load(
         serializer: URLSafeTimedSerializer,
         token: str,
         max_age: timedelta | None,
-        shape: tuple[_Field, ...],
+        *shapes: tuple[_Field, ...],
     ) -> list[Any]:
+        """The payload of `token`, if it is signed and has one of `shapes`."""
         try:
             seconds = None if max_age is None else int(max_age.total_seconds())
             payload = serializer.loads(token, max_age=seconds)
@@ -126,10 +141,10 @@ class Links:
             # BadData, not only BadSignature: a rightly signed payload that is not JSON (or
             # not zlib when it says so) is a BadPayload, and as bad a link as a forged one.
             raise BadLink("this link is not valid") from exc
-        if (
-            not isinstance(payload, list)
-            or len(payload) != len(shape)
-            or not all(_fits(v, f) for v, f in zip(payload, shape, strict=True))
+        if not isinstance(payload, list) or not any(
+            len(payload) == len(shape)
+            and all(_fits(v, f) for v, f in zip(payload, shape, strict=True))
+            for shape in shapes
         ):
             raise BadLink("this link is not valid")
         return payload

@@ -73,7 +73,10 @@ class Delivery:
     channel: str
     due_at: datetime  # UTC, after quiet hours
     due_local: datetime  # aware, in the partner's zone
-    text: str
+    text: str  # worded for `channel`
+    # The message as the partner's later channels word it, where that differs from `text`
+    # (an e-mail asks for no reply): what a fallback to one of them sends.
+    fallback_texts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,23 +290,42 @@ class Plan:
         due = after_quiet_hours(due, partner.quiet_hours, zone)
         if expired_before is not None and due + ritual.grace < expired_before:
             return None
+        first, *later = partner.channels
+        # One rendering per template and wording: a template that does not name `channel`
+        # says the same on every channel it is used for.
+        rendered: dict[tuple[str, str], str] = {}
+        texts = []
+        for channel in partner.channels:
+            template = _template(ritual, role, channel)
+            key = (template, channel if "channel" in names_in(template) else "")
+            if key not in rendered:
+                rendered[key] = self.message(ctx, ritual, occurrence, partner_id, template, channel)
+            texts.append(rendered[key])
         return Delivery(
             occurrence=occurrence,
             partner=partner_id,
             role=role,
-            channel=partner.channels[0],
+            channel=first,
             due_at=due,
             due_local=due.astimezone(zone),
-            text=self.message(ctx, ritual, occurrence, partner_id, role),
+            text=texts[0],
+            fallback_texts=tuple(
+                (channel, text)
+                for channel, text in zip(later, texts[1:], strict=True)
+                if text != texts[0]
+            ),
         )
 
     def message(
-        self, ctx: _Context, ritual: Ritual, occurrence: Occurrence, partner_id: str, role: Role
+        self,
+        ctx: _Context,
+        ritual: Ritual,
+        occurrence: Occurrence,
+        partner_id: str,
+        template: str,
+        channel: str,
     ) -> str:
-        template = {
-            "plan_ahead": ritual.plan_ahead_message,
-            "reminder": ritual.reminder_message,
-        }.get(role, ritual.message) or default_message(role, ritual.kind)
+        """`template` rendered for one partner of `occurrence`, sent by `channel`."""
         # Only what the template uses: the planner renders every delivery it plans.
         used = names_in(template)
         values: dict[str, str] = {}
@@ -321,6 +343,7 @@ class Plan:
         values["item"] = occurrence.item or ""
         values["ritual"] = ritual.display_name
         values["household"] = ctx.household.id
+        values["channel"] = channel
         return render(template, values)
 
     def deliveries_between(
@@ -337,6 +360,15 @@ class Plan:
                     found.extend(self.deliveries(occurrence))
         found.sort(key=lambda d: (d.due_at, d.occurrence.household, d.occurrence.ritual, d.partner))
         return found
+
+
+def _template(ritual: Ritual, role: Role, channel: str) -> str:
+    """The ritual's own template for `role`, else the built-in one as `channel` words it."""
+    own = {
+        "plan_ahead": ritual.plan_ahead_message,
+        "reminder": ritual.reminder_message,
+    }.get(role, ritual.message)
+    return own or default_message(role, ritual.kind, channel)
 
 
 def after_quiet_hours(due: datetime, quiet: TimeWindow | None, zone: ZoneInfo) -> datetime:

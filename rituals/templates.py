@@ -18,6 +18,7 @@ from jinja2.visitor import NodeTransformer
 
 __all__ = [
     "DEFAULT_MESSAGES",
+    "EMAIL_MESSAGES",
     "MAX_OUTPUT",
     "SAMPLE_VALUES",
     "VARIABLES",
@@ -37,6 +38,7 @@ VARIABLES: Mapping[str, str] = {
     "item": "this occurrence's idea or question from the deck",
     "ritual": "the ritual's title, e.g. 'date night'",
     "household": "the household id",
+    "channel": "how this message goes: 'sms', 'email' or 'console' (e-mail replies are not read)",
 }
 
 SAMPLE_VALUES: Mapping[str, str] = {
@@ -49,6 +51,7 @@ SAMPLE_VALUES: Mapping[str, str] = {
     "item": "Cook a recipe from a cuisine neither of you has tried",
     "ritual": "date night",
     "household": "alex-sam",
+    "channel": "sms",
 }
 
 #: Built-in messages by role, then kind; a ritual's own ``message`` replaces day_of/nudge.
@@ -79,9 +82,36 @@ DEFAULT_MESSAGES: Mapping[str, Mapping[str, str]] = {
 }
 
 
-def default_message(role: str, kind: str) -> str:
-    by_kind = DEFAULT_MESSAGES["day_of" if role == "nudge" else role]
-    return by_kind.get(kind, by_kind["custom"])
+#: The built-in messages as e-mails say them, where the text asks for a reply: nobody reads
+#: the replies to an e-mail, which carries a confirm link ("Done it? Confirm here: ...")
+#: instead, added by the e-mail notifier under the text.
+EMAIL_MESSAGES: Mapping[str, Mapping[str, str]] = {
+    "day_of": {
+        "date_night": "Date night {{ when }}! Planner: {{ planner }}. Idea: {{ item }}.",
+        "check_in": (
+            "Check-in time, {{ partner }}. Open with one thing you appreciated this week, "
+            "then: {{ item }}"
+        ),
+        "custom": "Time for {{ ritual }}, {{ partner }}.",
+    },
+    "reminder": {
+        "date_night": "Did date night happen?",
+        "check_in": "Did you two get to your check-in?",
+        "custom": "Still on for {{ ritual }}?",
+    },
+}
+
+
+def default_message(role: str, kind: str, channel: str = "sms") -> str:
+    """The built-in message of a role and kind, worded for `channel`: a text (and the
+    console, answered with ``tend reply``) asks for a reply; an e-mail does not."""
+    role = "day_of" if role == "nudge" else role
+    by_kind = DEFAULT_MESSAGES[role]
+    source = by_kind.get(kind, by_kind["custom"])
+    by_email = EMAIL_MESSAGES.get(role, {}) if channel == "email" else {}
+    if kind in by_kind:
+        return by_email.get(kind, source)
+    return by_email.get("custom", source)
 
 
 #: What one rendering may cost. A template is user code that runs in the worker for every

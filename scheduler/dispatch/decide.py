@@ -89,16 +89,21 @@ def decide(claim: Claim, now: datetime) -> Next:
 class Failure:
     """What a failed send leads to.
 
-    ``opted_out``: the recipient opted out (recorded on the partner; next channel);
-    ``permanent``: next channel; ``gave_up``: out of attempts; ``retry``: pending again
-    after the retry policy's delay. `error` is what the ledger keeps."""
+    ``opted_out``: the recipient opted out (recorded on the partner); ``permanent``: this
+    channel will never take it; ``gave_up``: out of attempts (transient errors every time);
+    each of these settles the delivery as failed and moves the message to the partner's
+    next channel. ``retry``: pending again after the retry policy's delay. `error` is what
+    the ledger keeps."""
 
     kind: Literal["opted_out", "permanent", "gave_up", "retry"]
     error: str
 
     @property
     def falls_back(self) -> bool:
-        return self.kind in ("opted_out", "permanent")
+        """Whether the message moves to the next channel: whenever this channel is done
+        with it. After an unsure give-up the text may have arrived as well; a partner who
+        gets it twice, by text and by e-mail, is better off than one who gets neither."""
+        return self.kind != "retry"
 
 
 def after_failure(error: NotifierError, masked: str, attempts: int, max_attempts: int) -> Failure:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from config.model import mask_address
 from notifiers.base import Notifier, NotifierError, SendResult, mask_addresses
@@ -43,7 +43,7 @@ from scheduler.dispatch.decide import (
 from scheduler.dispatch.recorder import RECORD_EVERY, Recorder, Sent
 from scheduler.dispatch.retry import RetryPolicy
 from scheduler.ledger import Busy, Ledger
-from scheduler.ledger.claims import Claim, SentRecord
+from scheduler.ledger.claims import Claim, MoveOn, SentRecord
 from scheduler.ledger.receipts import FAILED
 from scheduler.metrics import LATENESS, SEND_DURATION, SENDS
 
@@ -55,6 +55,8 @@ log = logging.getLogger("scheduler.dispatcher")
 Clock = Callable[[], datetime]
 
 RECORD_RETRIES = (0.5, 2.0, 5.0)  # seconds between tries to record an outcome
+
+_T = TypeVar("_T")
 
 
 class Dispatcher:
@@ -173,12 +175,16 @@ class Dispatcher:
             # cannot be written leaves the row to the reconciler, never to a blind resend.)
             log.exception("delivery %d: unexpected error", claim.id)
             attempts = claim.attempts + 1
-            gave_up = attempts >= self.retry.max_attempts
+            error = still_unsure(claim, "internal error; see the worker's log")
+            if attempts >= self.retry.max_attempts:
+                why = f"failed on {claim.channel} (internal error)"
+                self._move_on(claim, "failed", why, attempts=attempts, last_error=error)
+                return
             self._finish(
                 claim,
-                status="failed" if gave_up else "pending",
+                status="pending",
                 attempts=attempts,
-                last_error=still_unsure(claim, "internal error; see the worker's log"),
+                last_error=error,
                 next_attempt_at=self.clock() + self.retry.base,
             )
 
@@ -196,16 +202,8 @@ class Dispatcher:
             case "miss":
                 return self._finish(claim, status="missed", last_error=step.reason)
             case "move":
-                moved = self.ledger.claims.fall_back(claim, now)
-                log.info(
-                    "delivery %d: %s/%s opted out of %s; %s",
-                    claim.id,
-                    claim.household_id,
-                    claim.partner_key,
-                    claim.channel,
-                    f"sending by {moved} instead" if moved else "no other channel: not sent",
-                )
-                return self._finish(claim, status="cancelled", last_error=step.reason)
+                why = f"{claim.household_id}/{claim.partner_key} opted out of {claim.channel}"
+                return self._move_on(claim, "cancelled", why, last_error=step.reason)
             case "wait":
                 return self._finish(
                     claim, status="pending", next_attempt_at=step.until, last_error=step.reason
@@ -426,20 +424,20 @@ class Dispatcher:
         error = failure.error
         if failure.kind == "opted_out":
             log.warning("%s: recipient opted out (%s)", where, error)
-            SENDS.labels(channel=claim.channel, outcome="opted_out").inc()
-            self.ledger.partners.record_opt_out(
-                claim.household_id, claim.partner_key, claim.channel, now
-            )
         elif failure.kind == "permanent":
             log.warning("%s: permanent failure: %s", where, error)
-            SENDS.labels(channel=claim.channel, outcome="permanent").inc()
         elif failure.kind == "gave_up":
             log.warning("%s: giving up after %d attempts: %s", where, attempts, error)
-            SENDS.labels(channel=claim.channel, outcome="gave_up").inc()
         if failure.falls_back:
-            self.ledger.claims.fall_back(claim, now)
-        if failure.kind != "retry":
-            return self._finish(claim, status="failed", attempts=attempts, last_error=error)
+            SENDS.labels(channel=claim.channel, outcome=failure.kind).inc()
+            return self._move_on(
+                claim,
+                "failed",
+                f"failed on {claim.channel}",
+                opted_out=failure.kind == "opted_out",
+                attempts=attempts,
+                last_error=error,
+            )
         SENDS.labels(channel=claim.channel, outcome="transient").inc()
         with self._rng_lock:
             delay = self.retry.delay(attempts, self._rng, original.retry_after)
@@ -464,17 +462,49 @@ class Dispatcher:
         now = self.clock()
         if status != "sending":
             values.update(claimed_by=None)
-        # After a send, losing the record to a passing database error would leave the row in
-        # `sending` and get it sent again by a channel that cannot tell: try a few times.
-        for pause in (*RECORD_RETRIES, None):
+        written = self._retrying(
+            claim,
+            status,
+            lambda: self.ledger.claims.finish(
+                claim, self.worker_id, now, {"status": status, **values}
+            ),
+        )
+        if not written:
+            self._not_recorded(claim, status)
+        return status
+
+    def _move_on(
+        self, claim: Claim, status: str, why: str, *, opted_out: bool = False, **values: Any
+    ) -> str:
+        """Settle the claim as `status` and move its message to the partner's next channel,
+        in one transaction (with the opt-out, when the provider said so): a crash leaves
+        either neither, the claim in `sending` for the reconciler, or both."""
+        now = self.clock()
+
+        def write() -> MoveOn:
+            with self.ledger.transaction() as tx:
+                if opted_out:
+                    tx.partners.record_opt_out(
+                        claim.household_id, claim.partner_key, claim.channel, now
+                    )
+                return tx.claims.move_on(claim, self.worker_id, now, {"status": status, **values})
+
+        moved = self._retrying(claim, status, write)
+        if not moved.written:
+            self._not_recorded(claim, status)
+            return status
+        then = f"sending by {moved.channel} instead" if moved.channel else "no other channel"
+        log.info("delivery %d: %s; %s", claim.id, why, then)
+        return status
+
+    def _retrying(self, claim: Claim, status: str, write: Callable[[], _T]) -> _T:
+        """`write`, tried again after a passing database error: after a send, losing its
+        record would leave the row in `sending`, and a channel that cannot tell would send
+        it again."""
+        for pause in RECORD_RETRIES:
             try:
-                written = self.ledger.claims.finish(
-                    claim, self.worker_id, now, {"status": status, **values}
-                )
-                break
+                return write()
             except Busy as exc:
-                if pause is None:
-                    raise
                 log.warning(
                     "delivery %d: recording %r failed (%s); trying again",
                     claim.id,
@@ -482,13 +512,15 @@ class Dispatcher:
                     type(exc.orig).__name__,
                 )
                 time.sleep(pause)
-        if not written:
-            log.warning(
-                "delivery %d: outcome %r not recorded: the claim was reconciled meanwhile",
-                claim.id,
-                status,
-            )
-        return status
+        return write()
+
+    @staticmethod
+    def _not_recorded(claim: Claim, status: str) -> None:
+        log.warning(
+            "delivery %d: outcome %r not recorded: the claim was reconciled meanwhile",
+            claim.id,
+            status,
+        )
 
     # ------------------------------------------------------------------ crash recovery
 

@@ -31,7 +31,7 @@ from scheduler.ledger.rows import (
     PartnerRow,
 )
 
-__all__ = ["Claim", "Claims", "SentRecord"]
+__all__ = ["Claim", "Claims", "MoveOn", "SentRecord"]
 
 # The dispatcher's log: these lines are about its deliveries.
 log = logging.getLogger("scheduler.dispatcher")
@@ -69,6 +69,8 @@ class Claim:
     partner_active: bool
     sms_opted_out_at: datetime | None
     email_opted_out_at: datetime | None
+    # (channel, body) of the partner's later channels that word it otherwise.
+    fallback_bodies: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -167,6 +169,7 @@ _CLAIMS = (
         PartnerRow.active.label("partner_active"),
         PartnerRow.sms_opted_out_at,
         PartnerRow.email_opted_out_at,
+        DeliveryRow.fallback_bodies,
     )
     .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
     .join(HouseholdRow, HouseholdRow.id == DeliveryRow.household_id)
@@ -210,6 +213,7 @@ def _read(connection: Connection, ids: Sequence[int]) -> list[Claim]:
     for row in rows:
         values: dict[str, Any] = dict(row)
         values["channels"] = tuple(c for c in values["channels"].split(",") if c)
+        values["fallback_bodies"] = tuple(sorted((values["fallback_bodies"] or {}).items()))
         claims.append(Claim(**values))
     return claims
 
@@ -353,26 +357,64 @@ class Claims(Bound):
         if channel is None:
             return None
         with self._writing() as connection:
-            insert = dialect_insert(connection, DeliveryRow)
-            connection.execute(
-                insert.values(
-                    occurrence_id=claim.occurrence_id,
-                    household_id=claim.household_id,
-                    partner_key=claim.partner_key,
-                    role=claim.role,
-                    channel=channel,
-                    status="pending",
-                    due_at=claim.due_at,
-                    next_attempt_at=now,
-                    expires_at=claim.expires_at,
-                    attempts=0,
-                    body=claim.body,
-                    subject=claim.subject,
-                    generation=0,
-                    fallback_of=claim.id,
-                    created_at=now,
-                    updated_at=now,
-                ).on_conflict_do_nothing()
-            )
+            _insert_fallback(connection, claim, channel, now)
         log.info("delivery %d: falling back from %s to %s", claim.id, claim.channel, channel)
         return channel
+
+    def move_on(self, claim: Claim, worker: str, now: datetime, values: dict[str, Any]) -> MoveOn:
+        """Settle a claim that will not be sent on its channel (`values`: its outcome, failed
+        or cancelled) and make the same message on the partner's next usable channel, in one
+        transaction: both are written, or neither. Only while the claim is `worker`'s, so a
+        settled delivery makes its fallback once, whoever repeats the call."""
+        channel = claim.next_channel(now)
+        with self._writing() as connection:
+            result = connection.execute(
+                _still_held(claim, worker).values(updated_at=now, claimed_by=None, **values)
+            )
+            if not result.rowcount:
+                return MoveOn(written=False, channel=None)
+            if channel is not None:
+                _insert_fallback(connection, claim, channel, now)
+        return MoveOn(written=True, channel=channel)
+
+
+@dataclass(frozen=True, slots=True)
+class MoveOn:
+    """What :meth:`Claims.move_on` wrote: the outcome (``written``: the claim was still
+    held) and the channel the message moved to (None: nowhere, or not written)."""
+
+    written: bool
+    channel: str | None
+
+
+def _insert_fallback(connection: Connection, claim: Claim, channel: str, now: datetime) -> None:
+    """The delivery of `claim` again on `channel`, due now, worded for `channel` (once: the
+    unique key on occurrence, partner, role and channel makes a repeat a no-op)."""
+    bodies = dict(claim.fallback_bodies)  # those not named say what claim.body says
+    body = bodies.get(channel, claim.body)
+    order = list(claim.channels)
+    later = order[order.index(channel) + 1 :] if channel in order else []
+    # The same rule for the new row: the later channels that word it otherwise than `body`.
+    still = {c: bodies.get(c, claim.body) for c in later if bodies.get(c, claim.body) != body}
+    insert = dialect_insert(connection, DeliveryRow)
+    connection.execute(
+        insert.values(
+            occurrence_id=claim.occurrence_id,
+            household_id=claim.household_id,
+            partner_key=claim.partner_key,
+            role=claim.role,
+            channel=channel,
+            status="pending",
+            due_at=claim.due_at,
+            next_attempt_at=now,
+            expires_at=claim.expires_at,
+            attempts=0,
+            body=body,
+            fallback_bodies=still or None,
+            subject=claim.subject,
+            generation=0,
+            fallback_of=claim.id,
+            created_at=now,
+            updated_at=now,
+        ).on_conflict_do_nothing()
+    )

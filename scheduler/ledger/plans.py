@@ -170,6 +170,7 @@ class Plans(Bound):
                         "attempts": case((revive, 0), else_=current.attempts),
                         "last_error": case((revive, None), else_=current.last_error),
                         "body": ex.body,
+                        "fallback_bodies": ex.fallback_bodies,
                         "subject": ex.subject,
                         "generation": ex.generation,
                         "updated_at": ex.updated_at,

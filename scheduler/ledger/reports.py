@@ -3,6 +3,7 @@ status``, ``/metrics``), the next due ones, and a household's occurrences for it
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,6 +32,7 @@ class Due:
     role: str
     channel: str
     status: str
+    timezone: str  # the recipient's own zone (IANA), as the ledger has it
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +63,13 @@ class Reports(Bound):
 
     __slots__ = ()
 
-    def counts(self) -> dict[str, int]:
-        """Deliveries by status."""
+    def counts(self, household: str | None = None) -> dict[str, int]:
+        """Deliveries by status (of one household, or of all)."""
+        query = select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)
+        if household is not None:
+            query = query.where(DeliveryRow.household_id == household)
         with self._reading() as connection:
-            return {
-                status: int(count)
-                for status, count in connection.execute(
-                    select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)
-                )
-            }
+            return {status: int(count) for status, count in connection.execute(query)}
 
     def counts_by_channel(self) -> dict[tuple[str, str], int]:
         """Deliveries by (status, channel)."""
@@ -81,24 +81,40 @@ class Reports(Bound):
             ).all()
         return {(status, channel): n for status, channel, n in rows}
 
-    def next_due(self, limit: int) -> list[Due]:
-        with self._reading() as connection:
-            rows = connection.execute(
-                select(
-                    DeliveryRow.next_attempt_at,
-                    DeliveryRow.household_id,
-                    OccurrenceRow.ritual_id,
-                    DeliveryRow.partner_key,
-                    DeliveryRow.role,
-                    DeliveryRow.channel,
-                    DeliveryRow.status,
-                )
-                .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
-                .where(DeliveryRow.status.in_(("pending", "sending")))
-                .order_by(DeliveryRow.next_attempt_at)
-                .limit(limit)
+    def next_due(self, limit: int, household: str | None = None) -> list[Due]:
+        """The `limit` deliveries still to send soonest (of one household, or of all)."""
+        query = (
+            select(
+                DeliveryRow.next_attempt_at,
+                DeliveryRow.household_id,
+                OccurrenceRow.ritual_id,
+                DeliveryRow.partner_key,
+                DeliveryRow.role,
+                DeliveryRow.channel,
+                DeliveryRow.status,
+                PartnerRow.timezone,
             )
-            return [Due(*row) for row in rows]
+            .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
+            .join(
+                PartnerRow,
+                (PartnerRow.household_id == DeliveryRow.household_id)
+                & (PartnerRow.key == DeliveryRow.partner_key),
+            )
+            .where(DeliveryRow.status.in_(("pending", "sending")))
+            .order_by(DeliveryRow.next_attempt_at)
+            .limit(limit)
+        )
+        if household is not None:
+            query = query.where(DeliveryRow.household_id == household)
+        with self._reading() as connection:
+            return [Due(*row) for row in connection.execute(query)]
+
+    def household_ids(self) -> list[str]:
+        """Every household the ledger has (also those since removed from the file), by id."""
+        with self._reading() as connection:
+            return list(
+                connection.execute(select(HouseholdRow.id).order_by(HouseholdRow.id)).scalars()
+            )
 
     def people(self, household: str) -> People | None:
         """The household's zone and its partners' names; None when the ledger has no such
@@ -113,11 +129,26 @@ class Reports(Bound):
             return None
         return People(rows[0].timezone, {r.key: r.name for r in rows if r.key is not None})
 
-    def events(self, household: str, since: datetime, limit: int) -> list[CalendarEntry]:
+    def events(
+        self,
+        household: str,
+        since: datetime,
+        limit: int,
+        *,
+        recipients: Collection[str] | None = None,
+        leaving_out: Collection[str] = (),
+    ) -> list[CalendarEntry]:
         """The household's occurrences at or after `since` but those called off, the
-        newest `limit` of them, newest first."""
+        newest `limit` of them, newest first: only those of `recipients` (``""``: an
+        occurrence for the household rather than one partner's own; None: every one), and
+        none of the rituals `leaving_out`."""
         # Bounded by the window and the limit; served by the unique index on
         # (household_id, ritual_id, slot, recipient).
+        chosen = []
+        if recipients is not None:
+            chosen.append(OccurrenceRow.recipient.in_(list(recipients)))
+        if leaving_out:
+            chosen.append(OccurrenceRow.ritual_id.not_in(list(leaving_out)))
         with self._reading() as connection:
             rows = connection.execute(
                 select(
@@ -135,6 +166,7 @@ class Reports(Bound):
                     OccurrenceRow.household_id == household,
                     OccurrenceRow.at >= since,
                     OccurrenceRow.status != "cancelled",
+                    *chosen,
                 )
                 .order_by(
                     OccurrenceRow.at.desc(),

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     DateTime,
     Dialect,
@@ -207,7 +208,10 @@ class DeliveryRow(Base):
     next_attempt_at: Mapped[datetime]  # due_at, or later after a transient failure
     expires_at: Mapped[datetime]  # due_at + the ritual's grace: later than this is missed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    body: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)  # worded for `channel`
+    # {channel: body} for the partner's later channels whose wording differs (an e-mail asks
+    # for no reply): what a fallback to one of them sends. None: the same body everywhere.
+    fallback_bodies: Mapped[dict[str, str] | None] = mapped_column(JSON)
     subject: Mapped[str | None] = mapped_column(String(200))
     provider_id: Mapped[str | None] = mapped_column(String(128))
     # What the provider said afterwards (Twilio's status callback): delivered | undelivered |

@@ -58,6 +58,7 @@ def candidates(
                             "expires_at": delivery.due_at + ritual.grace,
                             "attempts": 0,
                             "body": delivery.text,
+                            "fallback_bodies": dict(delivery.fallback_texts) or None,
                             "subject": f"Tend: {ritual.display_name}",
                             "generation": generation,
                             "created_at": now,

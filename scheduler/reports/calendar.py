@@ -7,6 +7,10 @@ idea drawn, who plans) and what became of it. It covers the occurrences from
 its UID is the occurrence's identity (household, ritual, local slot, recipient), the same
 ``tend plan --format ics`` gives, so a calendar updates an event instead of doubling it.
 
+The household's feed shows what both partners share; a partner's feed shows that and the
+partner's own (their ``to = "each"`` occurrences, and rituals sent to them alone), never the
+other partner's own.
+
 What became of an occurrence is its STATUS: done (``confirmed``) is CONFIRMED; still
 ``open``, or ``missed``, is TENTATIVE (planned, nobody said it happened); ``skipped`` (the
 couple said so) stays in the feed as CANCELLED, so calendars that had it strike it out
@@ -34,6 +38,7 @@ __all__ = [
     "DAYS_BACK",
     "MAX_EVENTS",
     "REFRESH",
+    "addressed_rituals",
     "event_length",
     "household_calendar",
     "new_calendar",
@@ -77,40 +82,64 @@ def occurrence_uid(household: str, ritual: str, slot: datetime, recipient: str |
     return f"{key}/{recipient}@tend" if recipient else f"{key}@tend"
 
 
+def addressed_rituals(file: RitualFile) -> dict[str, str]:
+    """The rituals sent to one partner only (``to = "<partner id>"``), by id: that partner's
+    own, as a ``to = "each"`` ritual's occurrences are each partner's."""
+    return {r.id: r.to for r in file.rituals if r.to not in ("both", "each")}
+
+
 def household_calendar(
     ledger: Records,
     household_id: str,
     now: datetime,
     titles: Mapping[str, str] | None = None,
+    *,
+    partner: str | None = None,
+    addressed: Mapping[str, str] | None = None,
 ) -> bytes | None:
     """The household's occurrences from :data:`DAYS_BACK` days before `now` on, as ICS.
 
-    `titles` maps a ritual id to its display title (default: the id, ``-`` and ``_`` as
-    spaces). None when the ledger has no such household.
+    Without `partner`, the shared feed: only what both share, never a partner's own (the
+    occurrences of a ``to = "each"`` ritual, and of the rituals `addressed` to one partner,
+    see :func:`addressed_rituals`). With `partner`, their feed: the shared events and their
+    own, never the other partner's. `titles` maps a ritual id to its display title
+    (default: the id, ``-`` and ``_`` as spaces). None when the ledger has no such
+    household, or no such partner in it.
     """
     people = ledger.reports.people(household_id)
-    if people is None:
+    if people is None or (partner is not None and partner not in people.names):
         return None
     zone = _zone(people.timezone)
-    rows = ledger.reports.events(household_id, now - timedelta(days=DAYS_BACK), MAX_EVENTS)
-    calendar = new_calendar(f"Tend: {household_id}")
+    rows = ledger.reports.events(
+        household_id,
+        now - timedelta(days=DAYS_BACK),
+        MAX_EVENTS,
+        recipients=[""] if partner is None else ["", partner],
+        leaving_out=[r for r, to in (addressed or {}).items() if to != partner],
+    )
+    name = f"Tend: {household_id}"
+    calendar = new_calendar(name if partner is None else f"{name} ({people.names[partner]})")
     calendar.add("x-wr-timezone", str(zone))
     calendar.add("refresh-interval", vDuration(REFRESH), parameters={"VALUE": "DURATION"})
     calendar.add("x-published-ttl", vDuration(REFRESH))
     for row in reversed(rows):
-        calendar.add_component(_event(household_id, row, people.names, zone, titles, now))
+        calendar.add_component(_entry_event(household_id, row, people.names, zone, titles, now))
     if rows:
-        first, last = rows[-1].at.date(), rows[0].at.date()
-        calendar.add_missing_timezones(
-            first_date=first - timedelta(days=1), last_date=last + timedelta(days=2)
-        )
-        # VTIMEZONE before the events that name it: some clients read in one pass.
-        calendar.subcomponents.sort(key=lambda component: component.name != "VTIMEZONE")
+        _add_zones(calendar, rows[-1].at, rows[0].at)
     body: bytes = calendar.to_ical()
     return body
 
 
-def _event(
+def _add_zones(calendar: Calendar, first: datetime, last: datetime) -> None:
+    """The VTIMEZONEs the events between `first` and `last` name, before the events: some
+    clients read in one pass."""
+    calendar.add_missing_timezones(
+        first_date=first.date() - timedelta(days=1), last_date=last.date() + timedelta(days=2)
+    )
+    calendar.subcomponents.sort(key=lambda component: component.name != "VTIMEZONE")
+
+
+def _entry_event(
     household_id: str,
     row: CalendarEntry,
     names: Mapping[str, str],
@@ -118,29 +147,57 @@ def _event(
     titles: Mapping[str, str] | None,
     now: datetime,
 ) -> Event:
+    """The VEVENT of an occurrence as the ledger has it."""
     title = (titles or {}).get(row.ritual_id) or row.ritual_id.replace("-", " ").replace("_", " ")
+    event = _event(
+        uid=occurrence_uid(household_id, row.ritual_id, row.slot, row.recipient),
+        title=title,
+        kind=row.kind,
+        at=row.at,
+        zone=zone,
+        recipient=names.get(row.recipient, row.recipient) if row.recipient else None,
+        planners=[names.get(p, p) for p in row.planners.split(",") if p],
+        item=row.item,
+        now=now,
+    )
+    event.add("last-modified", row.updated_at)
+    event.add("status", _STATUS.get(row.status, "TENTATIVE"))
+    return event
+
+
+def _event(
+    *,
+    uid: str,
+    title: str,
+    kind: str,
+    at: datetime,
+    zone: tzinfo,
+    recipient: str | None,
+    planners: Sequence[str],
+    item: str | None,
+    now: datetime,
+) -> Event:
+    """A VEVENT as the feed and ``tend plan --format ics`` both write it: on the household's
+    wall clock, the ritual's title (and whose it is), the idea and who plans."""
     summary = title[:1].upper() + title[1:]
-    if row.recipient:
-        summary += f" for {names.get(row.recipient, row.recipient)}"
-    planners = [names.get(p, p) for p in row.planners.split(",") if p]
+    if recipient:
+        summary += f" for {recipient}"
     lines = []
-    if row.item:
-        lines.append(f"Idea: {row.item}")
+    if item:
+        lines.append(f"Idea: {item}")
     if planners:
         lines.append(f"{' and '.join(planners)} {'plans' if len(planners) == 1 else 'plan'}.")
-    start = _local(row.at, zone)
+    start = _local(at, zone)
     event = Event()
-    event.add("uid", occurrence_uid(household_id, row.ritual_id, row.slot, row.recipient))
+    event.add("uid", uid)
     event.add("dtstamp", now)
-    event.add("last-modified", row.updated_at)
     event.add("dtstart", start)
-    event.add("dtend", start + event_length(row.kind))
+    event.add("dtend", start + event_length(kind))
     event.add("summary", summary)
     if lines:
         event.add("description", "\n".join(lines))
-    event.add("categories", [row.kind])
-    event.add("status", _STATUS.get(row.status, "TENTATIVE"))
-    event.add("transp", "TRANSPARENT" if row.kind not in _EVENT_LENGTH else "OPAQUE")
+    event.add("categories", [kind])
+    event.add("transp", "TRANSPARENT" if kind not in _EVENT_LENGTH else "OPAQUE")
     return event
 
 
@@ -166,33 +223,34 @@ def _zone(name: str) -> tzinfo:
 
 def plan_calendar(file: RitualFile, deliveries: Sequence[Delivery], now: datetime) -> Calendar:
     """The occurrences of planned `deliveries` as a calendar (``tend plan --format ics``):
-    one VEVENT per occurrence, with the UID the feed gives it."""
+    one VEVENT per occurrence, with the UID, the wall-clock time in the household's zone and
+    the words the feed gives it, so importing the preview and subscribing to the feed agree."""
     calendar = new_calendar("Tend rituals")
     seen: dict[str, Occurrence] = {}
     for delivery in deliveries:
         seen.setdefault(delivery.occurrence.key, delivery.occurrence)
     rituals = {r.id: r for r in file.rituals}
-    for occurrence in sorted(seen.values(), key=lambda o: (o.at, o.key)):
-        ritual = rituals[occurrence.ritual]
-        names = {
-            p.id: p.name
-            for h in file.households
-            for p in h.partners
-            if h.id == occurrence.household
-        }
-        summary = ritual.display_name.capitalize()
-        if occurrence.planners:
-            summary += f" ({' and '.join(names[p] for p in occurrence.planners)} plans)"
-        if occurrence.recipient:
-            summary += f" for {names[occurrence.recipient]}"
-        event = Event()
-        event.add("uid", f"{occurrence.key}@tend")
-        event.add("dtstamp", now)
-        event.add("dtstart", occurrence.at)
-        event.add("dtend", occurrence.at + event_length(occurrence.kind))
-        event.add("summary", summary)
-        if occurrence.item:
-            event.add("description", occurrence.item)
-        event.add("categories", [occurrence.kind])
-        calendar.add_component(event)
+    households = {h.id: h for h in file.households}
+    zones = {h: households[h].zones(file.timezone)[0] for h in households}
+    occurrences = sorted(seen.values(), key=lambda o: (o.at, o.key))
+    for occurrence in occurrences:
+        names = {p.id: p.name for p in households[occurrence.household].partners}
+        calendar.add_component(
+            _event(
+                uid=f"{occurrence.key}@tend",
+                title=rituals[occurrence.ritual].display_name,
+                kind=occurrence.kind,
+                at=occurrence.at,
+                zone=zones[occurrence.household],
+                recipient=names[occurrence.recipient] if occurrence.recipient else None,
+                planners=[names[p] for p in occurrence.planners],
+                item=occurrence.item,
+                now=now,
+            )
+        )
+    shown = {str(zones[o.household]) for o in occurrences}
+    if len(shown) == 1:
+        calendar.add("x-wr-timezone", shown.pop())
+    if occurrences:
+        _add_zones(calendar, occurrences[0].at, occurrences[-1].at)
     return calendar

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from scheduler.ledger import Ledger
 from scheduler.ledger.reports import Due
 from scheduler.ledger.workers import Beat
 
-__all__ = ["LedgerStatus", "ledger_status"]
+__all__ = ["LedgerStatus", "due_text", "ledger_status"]
 
 
 @dataclass(frozen=True)
@@ -20,13 +21,32 @@ class LedgerStatus:
     next_due: list[Due]
 
 
-def ledger_status(ledger: Ledger, now: datetime, *, limit: int = 10) -> LedgerStatus:
-    """The status at `now`; :class:`~scheduler.ledger.SchemaBehind` when the database is
-    not at the code's schema."""
+def ledger_status(
+    ledger: Ledger, now: datetime, *, limit: int = 10, household: str | None = None
+) -> LedgerStatus:
+    """The status at `now` (the deliveries of one `household`, or of all);
+    :class:`~scheduler.ledger.SchemaBehind` when the database is not at the code's schema."""
     ledger.check_schema()
     return LedgerStatus(
         now=now,
         workers=ledger.workers.latest(10),
-        counts=ledger.reports.counts(),
-        next_due=ledger.reports.next_due(limit),
+        counts=ledger.reports.counts(household),
+        next_due=ledger.reports.next_due(limit, household),
     )
+
+
+def due_text(instant: datetime, zone: str) -> str:
+    """``2026-03-29 09:00 UTC (11:00 Europe/Berlin)``: a due time in UTC and on the
+    recipient's clock, with the day there when it is another day than in UTC. Only UTC for
+    a recipient on UTC, or in a zone this machine does not know."""
+    utc = instant.astimezone(UTC)
+    text = f"{utc:%Y-%m-%d %H:%M} UTC"
+    try:
+        there = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return text
+    if zone in ("UTC", "Etc/UTC"):
+        return text
+    local = utc.astimezone(there)
+    day = "" if local.date() == utc.date() else f"{local:%a} {local.day} {local:%b} "
+    return f"{text} ({day}{local:%H:%M} {zone})"

@@ -29,6 +29,9 @@ from tend.cli.common import settings as read_settings
 from tend.cli.service import logging_setup
 
 if TYPE_CHECKING:  # the ledger's reports and the web load when a command runs
+    from rich.console import Console
+
+    from scheduler.reports.status import LedgerStatus
     from scheduler.reports.streaks import SeriesStreak
 
 __all__ = ["calendar_url", "db_app", "db_upgrade", "reply", "status", "streaks"]
@@ -60,14 +63,18 @@ def db_upgrade(config: ConfigOption = None) -> None:
 def status(
     config: ConfigOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Next deliveries to list.")] = 10,
+    household: Annotated[
+        str | None,
+        typer.Option("--household", help="Only this household's deliveries.", show_default=False),
+    ] = None,
 ) -> None:
-    """Next due deliveries, the workers' heartbeats, counts by status."""
+    """Next due deliveries (in UTC and on the recipient's clock), the workers' heartbeats,
+    counts by status."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    from scheduler.reports.status import ledger_status
-    from tend.web.health import HEARTBEAT_STALE_SECONDS
+    from scheduler.reports.status import due_text, ledger_status
 
     settings = read_settings()
     ledger = open_ledger(settings)
@@ -75,10 +82,42 @@ def status(
         raise Usage(
             f"tend: no ledger at {ledger.sqlite_path} yet: start `tend run` (or `tend db upgrade`)"
         )
-    report = ledger_status(ledger, now(), limit=limit)
+    report = ledger_status(ledger, now(), limit=limit, household=household)
+    if household is not None and household not in (known := ledger.reports.household_ids()):
+        raise Usage(
+            f"tend: the ledger has no household {household!r} "
+            f"(it has: {', '.join(known) or 'none yet'})"
+        )
     # Piped (a script, a log), Rich would cut the table to 80 columns.
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(f"[bold]Ledger[/bold] {safe_url(settings)}", highlight=False)
+    _workers(console, report)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())) or "none"
+    whose = f" ({household})" if household is not None else ""
+    console.print(f"Deliveries{whose}: {counts}", highlight=False)
+    if report.next_due:
+        table = Table(title="Next due", box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("due", "household", "ritual", "to", "role", "channel", "status"):
+            table.add_column(column, no_wrap=True)
+        for row in report.next_due:
+            table.add_row(
+                due_text(row.next_attempt_at, row.timezone),
+                row.household_id,
+                row.ritual_id,
+                row.partner_key,
+                row.role,
+                row.channel,
+                row.status,
+            )
+        console.print(table)
+    else:
+        console.print("Nothing pending.")
+
+
+def _workers(console: Console, report: LedgerStatus) -> None:
+    """The workers' lines: each one's last heartbeat (or stop), and which one plans."""
+    from tend.web.health import HEARTBEAT_STALE_SECONDS
+
     if not report.workers:
         console.print("Workers: none has run yet. Start one with `tend worker` or `tend run`.")
     for beat in report.workers:
@@ -92,25 +131,6 @@ def status(
             state += " (stale: not running?)"
         role = " planner" if beat.leader and not beat.stopped_at and not stale else ""
         console.print(f"Worker {beat.worker_id}{role}: {state}", highlight=False)
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())) or "none"
-    console.print(f"Deliveries: {counts}", highlight=False)
-    if report.next_due:
-        table = Table(title="Next due", box=box.SIMPLE_HEAD, pad_edge=False)
-        for column in ("due (UTC)", "household", "ritual", "to", "role", "channel", "status"):
-            table.add_column(column, no_wrap=True)
-        for row in report.next_due:
-            table.add_row(
-                f"{row.next_attempt_at:%Y-%m-%d %H:%M}",
-                row.household_id,
-                row.ritual_id,
-                row.partner_key,
-                row.role,
-                row.channel,
-                row.status,
-            )
-        console.print(table)
-    else:
-        console.print("Nothing pending.")
 
 
 class StreakFormat(StrEnum):
@@ -228,11 +248,20 @@ def calendar_url(
     household: Annotated[
         str, typer.Option("--household", help="The household's id.", show_default=False)
     ],
+    partner: Annotated[
+        str | None,
+        typer.Option(
+            "--partner",
+            help="A partner's own feed: the shared rituals and their own nudges.",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Print the household's private iCalendar feed URL (subscribe to it in a calendar app).
+    """Print the household's private iCalendar feed URL (subscribe to it in a calendar app):
+    what both partners share, or with --partner that and the partner's own nudges.
 
-    Whoever has the URL can read the household's rituals. A new TEND_SECRET_KEY voids it."""
+    Whoever has the URL can read those rituals. A new TEND_SECRET_KEY voids it."""
     settings = read_settings()
     links = Links.from_settings(settings)
     if links is None:
@@ -250,10 +279,15 @@ def calendar_url(
         )
     _settings_again, source = load(config, settings_=settings)
     assert source.file is not None
-    known = [h.id for h in source.file.households]
-    if household not in known:
-        raise Usage(f"tend: unknown household {household!r} (known: {', '.join(known)})")
-    typer.echo(links.calendar_url(household))
+    found = {h.id: h for h in source.file.households}
+    if household not in found:
+        raise Usage(f"tend: unknown household {household!r} (known: {', '.join(found)})")
+    partners = [p.id for p in found[household].partners]
+    if partner is not None and partner not in partners:
+        raise Usage(
+            f"tend: {household} has no partner {partner!r} (its partners: {', '.join(partners)})"
+        )
+    typer.echo(links.calendar_url(household, partner))
 
 
 def _ago(delta: timedelta) -> str:

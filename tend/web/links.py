@@ -6,8 +6,9 @@ private calendar feed.
   previews fetch every link;
 - ``GET /unsubscribe/{token}`` shows a button, ``POST`` unsubscribes: one-click unsubscribe
   per RFC 8058, which mail providers call with ``List-Unsubscribe=One-Click``;
-- ``GET /calendar/{token}.ics``: a household's private iCalendar feed; any bad URL is a
-  plain 404 (never says whether a household exists), and the token is never logged.
+- ``GET /calendar/{token}.ics``: a household's private iCalendar feed (what both share), or
+  one partner's (that and their own nudges); any bad URL is a plain 404 (never says whether
+  a household exists), and the token is never logged.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from config.model import RitualFile
-from notifiers.links import BadLink, ConfirmLink
+from notifiers.links import BadLink, CalendarLink, ConfirmLink
 from scheduler.acts import acts, wording
 from scheduler.acts.acts import Done
 from scheduler.ledger import LedgerError, Records
-from scheduler.reports.calendar import household_calendar
+from scheduler.reports.calendar import addressed_rituals, household_calendar
 from tend.web.context import AppContext, Context
 from tend.web.pages import show
 
@@ -173,6 +174,15 @@ def unsubscribe(token: str, ctx: Context) -> HTMLResponse:
     return show(wording.UNSUBSCRIBED)
 
 
+def _in_file(file: RitualFile, link: CalendarLink) -> bool:
+    """The household of a calendar link (and its partner, for a partner's feed) is still in
+    the ritual file."""
+    household = next((h for h in file.households if h.id == link.household), None)
+    if household is None:
+        return False
+    return link.partner is None or link.partner in {p.id for p in household.partners}
+
+
 @router.get("/calendar/{token}.ics")
 def calendar_feed(token: str, ctx: Context) -> Response:
     """The household's private iCalendar feed; any bad URL is a plain 404. Calendar apps
@@ -181,15 +191,22 @@ def calendar_feed(token: str, ctx: Context) -> Response:
     if ctx.links is None:
         return missing
     try:
-        household = ctx.links.read_calendar(token)
+        found = ctx.links.read_calendar(token)
     except BadLink:
         return missing
     file = ctx.ritual_file()
-    if file is not None and household not in {h.id for h in file.households}:
+    if file is not None and not _in_file(file, found):
         return missing  # removed from the file: its feed goes with it
     titles = {r.id: r.display_name for r in file.rituals} if file else None
     try:
-        body = household_calendar(ctx.ledger, household, ctx.now(), titles)
+        body = household_calendar(
+            ctx.ledger,
+            found.household,
+            ctx.now(),
+            titles,
+            partner=found.partner,
+            addressed=addressed_rituals(file) if file else None,
+        )
     except LedgerError as exc:
         log.error("reading a calendar feed failed: %s", type(exc).__name__)
         return PlainTextResponse("try again later", status_code=503)

@@ -1470,3 +1470,55 @@ def test_whatever_a_field_holds_the_loader_reports_problems_and_never_crashes(
         parse_ritual_file(text, name="tend.toml", today=TODAY)
     except RitualFileError as exc:
         assert all(re.match(r"tend\.toml:\d+: ", line) for line in exc.lines())
+
+
+REPLYING = """\
+timezone = "UTC"
+[[households]]
+id = "h"
+
+  [[households.partners]]
+  id = "p"
+  name = "Pat"
+  phone = "+15551230001"
+  email = "pat@example.com"
+  channels = {channels}
+
+[[rituals]]
+id = "walk"
+kind = "custom"
+schedule = "daily at 09:00"
+message = "{message}"
+"""
+
+
+def test_a_message_asking_an_email_for_a_reply_is_a_warning_naming_the_channel_variable(
+    tmp_path: Path,
+) -> None:
+    [line] = warnings_of(
+        tmp_path,
+        REPLYING.format(
+            channels='["sms", "email"]', message="Walk, {{ partner }}. Reply DONE after."
+        ),
+    )
+    assert line.startswith("rituals.0.message: warning: ")
+    assert "e-mail replies are not read" in line
+    assert "{% if channel" in line
+
+
+@pytest.mark.parametrize(
+    ("channels", "message"),
+    [
+        pytest.param('["sms"]', "Walk. Reply DONE after.", id="texts-only"),
+        pytest.param(
+            '["sms", "email"]',
+            "Walk.{% if channel != 'email' %} Reply DONE after.{% endif %}",
+            id="worded-by-channel",
+        ),
+        pytest.param('["email"]', "Walk, {{ partner }}.", id="no-reply-asked"),
+    ],
+)
+def test_a_message_that_asks_no_email_for_a_reply_is_no_warning(
+    tmp_path: Path, channels: str, message: str
+) -> None:
+    assert warnings_of(tmp_path, REPLYING.format(channels=channels, message=message)) == []

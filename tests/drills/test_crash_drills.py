@@ -14,6 +14,10 @@ environment, as in production.
   come from a seed printed with the figures; ``TEND_DRILL_SEED=N`` replays its choices
   (the timing of the processes themselves differs from run to run).
 - **three workers** (PostgreSQL): 5,000 due SMS shared by three workers at once.
+- **kill -9 around a give-up** (SQLite and PostgreSQL): Twilio refuses every text, so the
+  message gives up on SMS and moves to e-mail (an aiosmtpd server on loopback); the worker
+  is killed with the last SMS attempt in flight, then with the e-mail in flight, and the
+  e-mail still arrives once and Twilio is not asked again after the give-up.
 
 Each drill asserts 0 lost and 0 duplicated at the provider (counted per recipient and
 body, every body being unique), a ledger that agrees (every due delivery ``sent``, with the
@@ -48,8 +52,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_twilio import FakeTwilio
+from fake_twilio import FailureSpec, FakeTwilio
 from ledger_setup import reset_postgres
+from smtp_server import SmtpServer
 from sqlalchemy import Engine, func, select
 
 from scheduler.ledger.engine import make_engine
@@ -608,3 +613,154 @@ def test_three_workers_on_postgres_send_5000_sms_exactly_once(
         assert sum(1 for n in senders.values() if n > 0) >= 2, f"one worker sent all: {senders}"
     finally:
         engine.dispose()
+
+
+# ---------------------------------------------------------------------- kill -9 around a give-up
+
+GIVE_UP_PHONE = "+15552990001"
+GIVE_UP_EMAIL = "robin@example.com"
+STALL = 30.0  # seconds a held send waits: far longer than a kill takes to land
+
+
+def give_up_file(path: Path, at: datetime) -> None:
+    """One partner, texted first and e-mailed when a text cannot go, with a check-in due at
+    `at` (a few minutes ago: inside its grace)."""
+    day = f"{at:%a}".lower()
+    path.write_text(
+        f"""timezone = "UTC"
+
+[[households]]
+id = "robin-kim"
+  [[households.partners]]
+  id = "robin"
+  name = "Robin"
+  phone = "{GIVE_UP_PHONE}"
+  email = "{GIVE_UP_EMAIL}"
+  channels = ["sms", "email"]
+
+[[rituals]]
+id = "check-in"
+kind = "check_in"
+schedule = "weekly on {day} at {at:%H:%M}"
+"""
+    )
+
+
+def until(condition: Any, deadline: float, what: str, workers: Workers) -> None:
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}\n{workers.logs()}")
+        time.sleep(0.02)
+
+
+def by_channel(engine: Engine) -> dict[str, Any]:
+    """The partner's deliveries due so far, by channel (one each at most)."""
+    query = select(
+        DeliveryRow.channel,
+        DeliveryRow.status,
+        DeliveryRow.last_error,
+        DeliveryRow.fallback_of,
+        DeliveryRow.id,
+    )
+    with engine.connect() as connection:
+        return {row.channel: row for row in connection.execute(query)}
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_kill_9_around_a_give_up_sends_the_email_once_and_the_sms_no_more(
+    tmp_path: Path,
+    provider: Provider,
+    workers_made: list[Workers],
+    database: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Twilio refuses every text with a 500 and Tend gives up after one attempt
+    (``TEND_MAX_ATTEMPTS=1``): the message moves to e-mail. The worker is killed twice, in
+    the two places that matter: while the last SMS attempt is in flight (the give-up not
+    yet recorded), and after the give-up and its fallback were recorded, while the e-mail
+    is in flight. Workers started again send the e-mail exactly once, and Twilio hears no
+    more after the give-up."""
+    url = (
+        str(request.getfixturevalue("postgres_url"))
+        if database == "postgres"
+        else f"sqlite:///{tmp_path}/tend.db"
+    )
+    deadline = time.monotonic() + DEADLINE / 2
+    started = datetime.now(UTC)
+    config = tmp_path / "tend.toml"
+    give_up_file(config, started - timedelta(minutes=5))
+    creates = threading.Event()
+    attempts: list[str] = []
+
+    def refuse(form: dict[str, str]) -> FailureSpec:
+        attempts.append(form["To"])
+        creates.set()
+        # The first attempt is held in flight, to be killed; later ones fail at once.
+        return FailureSpec(500, stall=STALL if len(attempts) == 1 else 0.0)
+
+    provider.fake.on_create = refuse
+    engine = make_engine(url)
+    with SmtpServer() as smtp:
+        try:
+            if database == "postgres":
+                reset_postgres(engine)
+            upgrade(engine)
+            workers = Workers(
+                tmp_path,
+                url,
+                config,
+                provider.fake,
+                TEND_MAX_ATTEMPTS="1",
+                TEND_CLAIM_TIMEOUT_SECONDS="2",
+                SMTP_URL=smtp.url(),
+                SMTP_FROM="Tend <tend@example.com>",
+                TEND_PUBLIC_URL="https://tend.example.com",
+                TEND_SECRET_KEY="drill-secret-key-0123456789",
+            )
+            workers_made.append(workers)
+
+            # 1. Killed while its one SMS attempt is in flight: nothing recorded yet.
+            first = workers.start()
+            until(creates.is_set, deadline, "the SMS attempt", workers)
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            rows = by_channel(engine)
+            assert set(rows) == {"sms"} and rows["sms"].status == "sending", rows
+
+            # 2. Killed after the give-up and its fallback, with the e-mail in flight.
+            smtp.stall_next_mail(STALL)
+            second = workers.start()
+            until(smtp.stalled.is_set, deadline, "the e-mail in flight", workers)
+            second.send_signal(signal.SIGKILL)
+            second.wait()
+            rows = by_channel(engine)
+            assert rows["sms"].status == "failed", rows
+            assert rows["sms"].last_error.startswith("gave up after 1 attempts"), rows
+            assert rows["email"].fallback_of == rows["sms"].id
+            assert rows["email"].status == "sending", rows
+            tried = len(attempts)
+
+            # 3. Started again: the e-mail goes out once; the SMS is not tried again.
+            third = workers.start()
+            until(
+                lambda: by_channel(engine)["email"].status == "sent",
+                deadline,
+                "the e-mail sent",
+                workers,
+            )
+            wait_started(third, deadline, workers)
+            third.send_signal(signal.SIGTERM)
+            assert third.wait(timeout=20) == 0, workers.logs()
+
+            assert tried == 2  # the killed attempt, then the one that gave up
+            assert len(attempts) == tried, "Twilio was asked again after the give-up"
+            assert provider.fake.messages == []
+            received = [m for m in smtp.messages if GIVE_UP_EMAIL in m.rcpt_tos]
+            assert len(received) == 1, f"{len(received)} e-mails\n{workers.logs()}"
+            assert {r.channel: r.status for r in by_channel(engine).values()} == {
+                "sms": "failed",
+                "email": "sent",
+            }
+            assert provider.fake.server_errors == []
+        finally:
+            engine.dispose()

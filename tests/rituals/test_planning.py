@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from textwrap import dedent
 
@@ -10,6 +11,7 @@ import pytest
 from config.loader import parse_ritual_file
 from rituals.clock import TimeWindow, get_zone
 from rituals.planning import Delivery, Plan, after_quiet_hours
+from rituals.templates import default_message
 
 TODAY = datetime(2027, 1, 1, tzinfo=UTC)
 
@@ -242,3 +244,73 @@ def test_waiting_out_quiet_hours_in_a_repeated_hour_never_moves_a_message_earlie
     # The first 01:10 (BST) waits for the first 01:30.
     first = datetime(2025, 10, 26, 0, 10, tzinfo=UTC)
     assert after_quiet_hours(first, quiet, london) == datetime(2025, 10, 26, 0, 30, tzinfo=UTC)
+
+
+# ----------------------------------------------------------------------------- wording by channel
+
+CHECK_IN = """
+[[rituals]]
+id = "check-in"
+kind = "check_in"
+schedule = "weekly on mon at 19:00"
+remind_after = "2h"
+"""
+BOTH_CHANNELS = 'email = "alex@example.com"\n  channels = ["sms", "email"]'
+
+
+def texts(plan: Plan) -> dict[tuple[str, str], Delivery]:
+    return {(d.partner, d.role): d for d in plan.deliveries_between(date(2027, 1, 4), 1)}
+
+
+def test_a_text_asks_for_a_reply_and_an_email_does_not_since_email_replies_are_not_read() -> None:
+    found = texts(plan_of(CHECK_IN))
+    alex, sam = found["alex", "day_of"], found["sam", "day_of"]
+    item = alex.occurrence.item
+    assert alex.channel == "sms"
+    assert alex.text == (  # word for word as before
+        "Check-in time, Alex. Open with one thing you appreciated this week, then: "
+        f"{item} Reply DONE when you've talked."
+    )
+    assert sam.channel == "email"
+    assert sam.text == (
+        f"Check-in time, Sam. Open with one thing you appreciated this week, then: {item}"
+    )
+    assert found["alex", "reminder"].text == (
+        "Did you two get to your check-in? Reply DONE, SKIP or SNOOZE 1h."
+    )
+    assert found["sam", "reminder"].text == "Did you two get to your check-in?"
+
+
+@pytest.mark.parametrize("kind", ["date_night", "check_in", "appreciation", "custom"])
+@pytest.mark.parametrize("role", ["day_of", "plan_ahead", "reminder"])
+def test_no_built_in_email_asks_for_a_reply(kind: str, role: str) -> None:
+    source = default_message(role, kind, "email")
+    assert not re.search(r"(?i:\breply\b)|\bDONE\b|\bSKIP\b|\bSNOOZE\b", source)
+    sms = default_message(role, kind, "sms")
+    assert default_message(role, kind) == sms == default_message(role, kind, "console")
+
+
+def test_a_delivery_carries_its_wording_for_the_partners_later_channels() -> None:
+    found = texts(plan_of(CHECK_IN, alex=BOTH_CHANNELS))
+    alex = found["alex", "day_of"]
+    assert alex.channel == "sms" and alex.text.endswith("Reply DONE when you've talked.")
+    fallback = dict(alex.fallback_texts)
+    assert list(fallback) == ["email"]
+    assert fallback["email"] == alex.text.removesuffix(" Reply DONE when you've talked.")
+    # Sam has one channel: nothing else to word.
+    assert found["sam", "day_of"].fallback_texts == ()
+
+
+def test_a_ritual_of_its_own_words_each_channel_with_the_channel_variable() -> None:
+    own = """
+    [[rituals]]
+    id = "walk"
+    kind = "custom"
+    schedule = "weekly on mon at 19:00"
+    message = "Walk time, {{ partner }}.{% if channel == 'sms' %} Reply DONE after.{% endif %}"
+    """
+    found = texts(plan_of(own, alex=BOTH_CHANNELS))
+    alex, sam = found["alex", "day_of"], found["sam", "day_of"]
+    assert alex.text == "Walk time, Alex. Reply DONE after."
+    assert dict(alex.fallback_texts) == {"email": "Walk time, Alex."}
+    assert sam.text == "Walk time, Sam."

@@ -368,13 +368,26 @@ def test_a_failed_send_leads_to_what_its_error_and_attempts_call_for(
 
 
 @pytest.mark.parametrize(
-    ("kind", "falls_back"),
-    [("opted_out", True), ("permanent", True), ("gave_up", False), ("retry", False)],
+    ("error", "attempts", "falls_back"),
+    [
+        pytest.param(failed(opt_out=True), 1, True, id="an-opt-out-moves-on"),
+        pytest.param(failed(permanent=True), 1, True, id="a-permanent-error-moves-on"),
+        pytest.param(failed(), 5, True, id="a-transient-error-given-up-moves-on"),
+        pytest.param(failed(), 7, True, id="a-transient-error-past-max-attempts-moves-on"),
+        pytest.param(
+            failed(unsure=True),
+            5,
+            True,
+            id="an-unsure-send-given-up-moves-on-too-the-text-may-have-arrived",
+        ),
+        pytest.param(failed(), 4, False, id="a-transient-error-still-retried-stays"),
+        pytest.param(failed(unsure=True), 1, False, id="an-unsure-send-retried-stays"),
+    ],
 )
-def test_only_an_opt_out_or_a_permanent_error_moves_to_the_next_channel(
-    kind: Any, falls_back: bool
+def test_every_failure_that_settles_the_delivery_moves_to_the_next_channel_a_retry_does_not(
+    error: NotifierError, attempts: int, falls_back: bool
 ) -> None:
-    assert Failure(kind, "x").falls_back is falls_back
+    assert after_failure(error, MASKED, attempts, max_attempts=5).falls_back is falls_back
 
 
 def test_the_error_kept_is_the_masked_text_never_the_number() -> None:

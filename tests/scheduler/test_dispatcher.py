@@ -151,11 +151,13 @@ def test_a_transient_failure_is_retried_with_growing_backoff_until_the_policy_gi
         clock.set(row["next_attempt_at"])
 
     dispatcher.run_until_idle()
-    row = one(engine, due_at=at(12))
+    row = one(engine, due_at=at(12), channel="sms")
     assert row["status"] == "failed"
     assert row["attempts"] == policy.max_attempts
     assert "gave up" in row["last_error"]
     assert len(sms.calls) == policy.max_attempts
+    # Alex's next channel takes it from here (see the next test); SMS is done with it.
+    assert one(engine, due_at=at(12), channel="email")["fallback_of"] == row["id"]
 
     clock.set(at(13))
     dispatcher.run_until_idle()
@@ -301,6 +303,44 @@ def test_a_permanent_failure_stops_at_once_and_falls_back_to_the_partners_next_c
     assert sent["status"] == "sent"
     assert sent["provider_id"] == "email-1"
     assert len(sms.calls) == 2
+
+
+def test_a_transient_failure_that_gives_up_falls_back_to_the_partners_next_channel_once(
+    engine: Engine,
+    clock: FakeClock,
+    sms: FakeSms,
+    email: FakeEmail,
+    make_dispatcher: MakeDispatcher,
+) -> None:
+    policy = RetryPolicy(max_attempts=2, base=timedelta(minutes=1))
+    dispatcher = make_dispatcher(engine, sms=sms, email=email, retry=policy)
+    plan(engine, COUPLE, at(9))
+    sms.fail_always(transient("connection refused"))
+
+    clock.set(at(12))
+    dispatcher.run_until_idle()
+    assert deliveries(engine, channel="email") == []  # a retry is not a give-up
+    clock.set(at(12, 5))  # past the backoff: the last attempt
+    dispatcher.run_until_idle()
+
+    for who in ("alex", "sam"):
+        row = one(engine, partner_key=who, channel="sms", due_at=at(12))
+        assert (row["status"], row["attempts"]) == ("failed", 2)
+        assert row["last_error"] == "gave up after 2 attempts: connection refused"
+    fallback = one(engine, partner_key="alex", channel="email", due_at=at(12))
+    sms_row = one(engine, partner_key="alex", channel="sms", due_at=at(12))
+    assert (fallback["fallback_of"], fallback["status"]) == (sms_row["id"], "pending")
+    assert fallback["next_attempt_at"] == at(12, 5)
+    # Sam chose SMS only: given up, nowhere else to go.
+    assert deliveries(engine, partner_key="sam", channel="email") == []
+
+    dispatcher.run_until_idle()
+    clock.set(at(13))
+    dispatcher.run_until_idle()
+
+    assert email.sent == [key("alex", channel="email")]
+    assert one(engine, partner_key="alex", channel="email", due_at=at(12))["status"] == "sent"
+    assert len(sms.calls) == 4  # two attempts each, none after the give-up
 
 
 def test_an_opt_out_is_recorded_and_the_partners_messages_go_by_their_next_channel(

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from january_couple import ALEX_PHONE, CHECK_IN, COUPLE, SAM, at, deliveries, one, plan
 from ritual_files import couple_file, partner_table
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, event, update
+from sqlalchemy.exc import OperationalError
 
 from scheduler.ledger import Ledger
 from scheduler.ledger.claims import Claim, Claims, SentRecord
@@ -215,7 +217,11 @@ def test_fall_back_makes_the_message_again_on_the_next_channel_due_now_once(
         at(14),
         at(12, 3),
     )
-    assert (moved["body"], moved["attempts"]) == (claim.body, 0)
+    # Worded for e-mail, as the planner wrote it beside the text: no "Reply DONE".
+    assert claim.body.endswith(" Reply DONE when you've talked.")
+    email_body = claim.body.removesuffix(" Reply DONE when you've talked.")
+    assert claim.fallback_bodies == (("email", email_body),)
+    assert (moved["body"], moved["attempts"]) == (email_body, 0)
 
 
 def test_fall_back_has_nowhere_to_go_without_another_usable_channel_or_past_the_grace(
@@ -243,6 +249,87 @@ def test_fall_back_passes_over_a_channel_the_partner_opted_out_of(engine: Engine
 
     assert claims.fall_back(claim, at(12, 3)) == "console"
     assert [d["channel"] for d in deliveries(engine, fallback_of=claim.id)] == ["console"]
+
+
+def test_each_fallback_is_worded_for_its_own_channel_down_the_partners_list(
+    engine: Engine,
+) -> None:
+    three = partner_table("alex", phone=True, email=True, channels=["email", "sms", "console"])
+    walk = """
+[[rituals]]
+id = "walk"
+kind = "custom"
+schedule = "daily at 12:00"
+message = "Walk, {{ partner }}.{% if channel == 'sms' %} Reply DONE after.{% endif %}"
+"""
+    plan(engine, couple_file(three, rituals=walk), at(9))
+    claims = Ledger(engine).claims
+    first = claim_one(claims)
+    assert (first.channel, first.body) == ("email", "Walk, Alex.")
+
+    assert claims.fall_back(first, at(12, 1)) == "sms"
+    (texted,) = deliveries(engine, channel="sms")
+    assert texted["body"] == "Walk, Alex. Reply DONE after."
+    (by_sms,) = claims.read([texted["id"]])
+    assert claims.fall_back(by_sms, at(12, 2)) == "console"
+    (printed,) = deliveries(engine, channel="console")
+    assert printed["body"] == "Walk, Alex."  # the console words it as the e-mail did
+
+
+def test_move_on_settles_the_claim_and_makes_the_fallback_in_one_write_once(
+    engine: Engine, claims: Claims
+) -> None:
+    claim = claim_one(claims)
+    failed = {"status": "failed", "attempts": 5, "last_error": "gave up after 5 attempts: 503"}
+
+    moved = claims.move_on(claim, "w1", at(12, 3), failed)
+
+    assert (moved.written, moved.channel) == (True, "email")
+    row = one(engine, id=claim.id)
+    assert (row["status"], row["attempts"], row["claimed_by"]) == ("failed", 5, None)
+    (fallback,) = deliveries(engine, channel="email")
+    assert (fallback["fallback_of"], fallback["status"]) == (claim.id, "pending")
+    # Settled once: the same claim again (a repeat, a second worker) writes nothing more.
+    again = claims.move_on(claim, "w1", at(12, 4), failed)
+    assert (again.written, again.channel) == (False, None)
+    assert len(deliveries(engine, channel="email")) == 1
+
+
+def test_move_on_makes_no_fallback_for_a_claim_no_longer_held(
+    engine: Engine, claims: Claims
+) -> None:
+    claim = claim_one(claims)
+    # A reconciler took it back meanwhile: the outcome is not this worker's to write.
+    claims.finish(claim, None, at(12, 2), {"status": "pending", "claimed_by": None})
+
+    moved = claims.move_on(claim, "w1", at(12, 3), {"status": "failed", "attempts": 5})
+
+    assert (moved.written, moved.channel) == (False, None)
+    assert one(engine, id=claim.id)["status"] == "pending"
+    assert deliveries(engine, channel="email") == []
+
+
+def test_move_on_whose_fallback_the_database_refuses_leaves_the_claim_as_it_was(
+    engine: Engine, claims: Claims
+) -> None:
+    claim = claim_one(claims)
+
+    def refuse(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO delivery"):
+            raise OperationalError(statement, {}, Exception("disk I/O error"))
+
+    event.listen(engine, "before_cursor_execute", refuse)
+    try:
+        with pytest.raises(OperationalError):
+            claims.move_on(claim, "w1", at(12, 3), {"status": "failed", "attempts": 5})
+    finally:
+        event.remove(engine, "before_cursor_execute", refuse)
+
+    # Neither the give-up nor the fallback: still `sending`, for the reconciler, never a
+    # failed delivery whose fallback was lost.
+    row = one(engine, id=claim.id)
+    assert (row["status"], row["claimed_by"]) == ("sending", "w1")
+    assert deliveries(engine, channel="email") == []
 
 
 # ----------------------------------------------------------------------------- due and missed

@@ -8,18 +8,20 @@ check-in on Monday 12, Tuesday 13 and Wednesday 14 January 2026 (UTC), deliverie
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
-from january_couple import COUPLE, at, plan, set_delivery
+from january_couple import CHECK_IN, COUPLE, at, plan, set_delivery
 from ledger_setup import reset_postgres
+from ritual_files import couple_file, household_table, partner_table
 from sqlalchemy import Engine
 
 from scheduler.ledger import Ledger, SchemaBehind
 from scheduler.ledger.engine import make_engine
 from scheduler.ledger.reports import Due
+from scheduler.ledger.schema import head_revision
 from scheduler.ledger.workers import Beat
-from scheduler.reports.status import ledger_status
+from scheduler.reports.status import due_text, ledger_status
 
 
 def beat(ledger: Ledger, worker: str, now: datetime, *, leader: bool = False) -> None:
@@ -67,8 +69,8 @@ def test_the_next_due_are_those_still_to_send_soonest_first_up_to_the_limit(
     status = ledger_status(ledger, at(12, 1), limit=2)
 
     assert status.next_due == [
-        Due(at(12), "alex-sam", "check-in", "alex", "day_of", "sms", "sending"),
-        Due(at(11, day=1), "alex-sam", "check-in", "sam", "day_of", "sms", "pending"),
+        Due(at(12), "alex-sam", "check-in", "alex", "day_of", "sms", "sending", "UTC"),
+        Due(at(11, day=1), "alex-sam", "check-in", "sam", "day_of", "sms", "pending", "UTC"),
     ]
     # The default limit (10) shows all five; those due at the same time in any order.
     every = ledger_status(ledger, at(12, 1)).next_due
@@ -79,6 +81,80 @@ def test_the_next_due_are_those_still_to_send_soonest_first_up_to_the_limit(
         at(12, day=1),
         at(12, day=2),
     ]
+
+
+# Kim lives in Berlin (UTC+1 in January), Sam in New York (UTC-5): each check-in at noon
+# on the household's own clock (UTC for alex-sam, Berlin for kim-lee).
+ZONES = couple_file(
+    partner_table("alex", phone=True),
+    partner_table("sam", phone=True, timezone="America/New_York"),
+    households=household_table(
+        "kim-lee", partner_table("kim", phone=True), timezone="Europe/Berlin"
+    ),
+    rituals=CHECK_IN,
+)
+
+
+def test_the_next_due_carry_the_recipients_own_zone(engine: Engine) -> None:
+    plan(engine, ZONES, at(9))
+
+    due = ledger_status(Ledger(engine), at(9), limit=3).next_due
+
+    # Those due at the same time in any order.
+    assert sorted((d.next_attempt_at, d.partner_key, d.timezone) for d in due) == [
+        (at(11), "kim", "Europe/Berlin"),
+        (at(12), "alex", "UTC"),
+        (at(12), "sam", "America/New_York"),
+    ]
+
+
+def test_a_household_narrows_the_counts_and_the_next_due_to_its_own(engine: Engine) -> None:
+    plan(engine, ZONES, at(9))
+    ledger = Ledger(engine)
+    set_delivery(engine, 1, status="sent", sent_at=at(12))
+
+    everyone = ledger_status(ledger, at(9))
+    kim = ledger_status(ledger, at(9), household="kim-lee")
+
+    assert everyone.counts == {"pending": 8, "sent": 1}
+    assert kim.counts == {"pending": 3}
+    assert {d.household_id for d in kim.next_due} == {"kim-lee"}
+    assert [d.next_attempt_at for d in kim.next_due] == [at(11), at(11, day=1), at(11, day=2)]
+    assert ledger_status(ledger, at(9), household="nobody").next_due == []
+
+
+@pytest.mark.parametrize(
+    ("instant", "zone", "text"),
+    [
+        pytest.param(at(12), "UTC", "2026-01-12 12:00 UTC", id="utc-says-it-once"),
+        pytest.param(
+            at(11), "Europe/Berlin", "2026-01-12 11:00 UTC (12:00 Europe/Berlin)", id="same-day"
+        ),
+        pytest.param(
+            at(23, 30),
+            "Europe/Berlin",
+            "2026-01-12 23:30 UTC (Tue 13 Jan 00:30 Europe/Berlin)",
+            id="the-next-day-there",
+        ),
+        pytest.param(
+            at(2),
+            "America/New_York",
+            "2026-01-12 02:00 UTC (Sun 11 Jan 21:00 America/New_York)",
+            id="the-day-before-there",
+        ),
+        pytest.param(
+            datetime(2026, 3, 29, 9, tzinfo=UTC),
+            "Europe/Berlin",
+            "2026-03-29 09:00 UTC (11:00 Europe/Berlin)",
+            id="summer-time-from-the-day-it-starts",
+        ),
+        pytest.param(at(12), "Not/AZone", "2026-01-12 12:00 UTC", id="a-zone-unknown-here"),
+    ],
+)
+def test_a_due_time_is_shown_in_utc_and_on_the_recipients_clock(
+    instant: datetime, zone: str, text: str
+) -> None:
+    assert due_text(instant, zone) == text
 
 
 def test_workers_are_shown_newest_beat_first_with_who_plans_and_who_stopped(
@@ -127,7 +203,7 @@ def test_a_database_at_an_older_revision_says_which_it_is_and_which_is_needed(
         ledger_status(ledger, at(9))
 
     assert str(raised.value).startswith(
-        "the database is at revision 0003; this Tend needs revision 0004."
+        f"the database is at revision 0003; this Tend needs revision {head_revision()}."
     )
     ledger.upgrade()
     assert ledger_status(ledger, at(9)).counts == {}

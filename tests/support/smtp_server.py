@@ -20,7 +20,8 @@ as ``cafile``. The certificate is its own trust anchor: there is no separate CA.
 Faults a test can inject, safe to call from the test's thread while clients send:
 ``refuse_recipients`` (550), ``defer_recipients`` (450), :meth:`SmtpServer.fail_data_next`
 (e.g. 451 or 554 at the end of DATA; nothing recorded), :meth:`SmtpServer.drop_next_connection`
-(the connection is closed right after the greeting) and :meth:`SmtpServer.stop` then
+(the connection is closed right after the greeting), :meth:`SmtpServer.stall_next_mail` (a
+send held in flight, for a test to kill its sender then) and :meth:`SmtpServer.stop` then
 :meth:`SmtpServer.start` again (same port: asyncio binds with ``SO_REUSEADDR``).
 
 No pytest import here: the module is plain support code on pytest's ``pythonpath``.
@@ -194,6 +195,9 @@ class SmtpServer:
         self._sessions = 0
         self._data_failures: deque[tuple[int, str]] = deque()
         self._drops = 0
+        self._mail_stalls: deque[float] = deque()
+        # Set when a stalled MAIL FROM starts waiting: a send is in flight.
+        self.stalled = threading.Event()
         self._starting = False
         self._port = 0
         self._controller: _Controller | None = None
@@ -315,6 +319,17 @@ class SmtpServer:
         with self._lock:
             self._data_failures.extend([(code, text)] * times)
 
+    def stall_next_mail(self, seconds: float, times: int = 1) -> None:
+        """The next ``times`` MAIL FROM commands wait ``seconds`` before they are answered
+        (:attr:`stalled` is set as one starts): a message in flight that is not recorded,
+        whatever becomes of its client meanwhile. :meth:`stop` cuts a stall short."""
+        with self._lock:
+            self._mail_stalls.extend([seconds] * times)
+
+    def _take_mail_stall(self) -> float | None:
+        with self._lock:
+            return self._mail_stalls.popleft() if self._mail_stalls else None
+
     def drop_next_connection(self, times: int = 1) -> None:
         """Close the next ``times`` connections right after the 220 greeting."""
         with self._lock:
@@ -371,6 +386,10 @@ class _Handler:
         # fails under filterwarnings=error) when combined with auth_require_tls=False.
         if self._owner.username is not None and not session.authenticated:
             return "530 5.7.0 Authentication required"
+        stall = self._owner._take_mail_stall()
+        if stall is not None:
+            self._owner.stalled.set()
+            await asyncio.sleep(stall)
         if isinstance(server, _Smtp) and not server.counted:
             server.counted = True
             self._owner._record_session()

@@ -5,6 +5,8 @@ household's zone across a clock change, with UIDs that stay put; any bad URL is 
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import textwrap
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from icalendar import Calendar
+from itsdangerous import URLSafeTimedSerializer
 from ritual_files import couple_file, household_table, partner_table
 from sqlalchemy import Engine, insert, select, update
 from typer.testing import CliRunner
@@ -61,6 +64,14 @@ id = "kind_words"
 kind = "appreciation"
 schedule = "weekly on wed at 12:00"
 to = "each"
+households = ["alex-sam"]
+
+[[rituals]]
+id = "alex-run"
+kind = "custom"
+schedule = "weekly on sun at 08:00"
+to = "alex"
+message = "Run, {{ partner }}."
 households = ["alex-sam"]
 """,
 )
@@ -119,16 +130,19 @@ def add_occurrence(
 
 @pytest.fixture
 def client(engine: Engine) -> Iterator[TestClient]:
-    with TestClient(create_app(Ledger(engine), clock=lambda: NOW, links=LINKS)) as client:
+    """The web app on the ledger, with the ritual file (as `tend web` has the last synced)."""
+    file = ritual_file()
+    app = create_app(Ledger(engine), clock=lambda: NOW, links=LINKS, rituals=lambda: file)
+    with TestClient(app) as client:
         yield client
 
 
-def feed_path(household: str, links: Links = LINKS) -> str:
-    return links.calendar_url(household).removeprefix(links.public_url)
+def feed_path(household: str, links: Links = LINKS, partner: str | None = None) -> str:
+    return links.calendar_url(household, partner).removeprefix(links.public_url)
 
 
-def fetch(client: TestClient, household: str = "alex-sam") -> Calendar:
-    answer = client.get(feed_path(household))
+def fetch(client: TestClient, household: str = "alex-sam", partner: str | None = None) -> Calendar:
+    answer = client.get(feed_path(household, partner=partner))
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == "text/calendar; charset=utf-8"
     assert answer.headers["cache-control"] == "private, max-age=300"
@@ -168,13 +182,14 @@ def test_the_feed_has_one_event_per_planned_occurrence_of_the_household(
     with engine.connect() as connection:
         planned = connection.execute(
             select(OccurrenceRow.ritual_id, OccurrenceRow.slot, OccurrenceRow.recipient).where(
-                OccurrenceRow.household_id == "alex-sam"
+                OccurrenceRow.household_id == "alex-sam",
+                OccurrenceRow.ritual_id.in_(["check-in", "date-night"]),
             )
         ).all()
     found = events(calendar)
     assert len(found) == len(planned) > 14
     summaries = {str(e["summary"]) for e in found.values()}
-    assert summaries == {"Check in", "Date night", "Kind words for Alex", "Kind words for Sam"}
+    assert summaries == {"Check in", "Date night"}  # what both share: see the partner feeds
     # Nothing of the other household (in Berlin) leaks in.
     assert not any("kim-lee" in uid for uid in found)
     [night, *_] = sorted(
@@ -244,7 +259,9 @@ def test_uids_are_stable_across_fetches_and_replanning_and_match_tend_plan(
     later = events(fetch(client))
     assert first.keys() < later.keys()
     assert all(local_start(later[uid]) == local_start(first[uid]) for uid in first)
-    # The same UIDs as `tend plan --format ics`, so an imported preview is updated, not doubled.
+    # The same UIDs as `tend plan --format ics`, so an imported preview is updated, not doubled:
+    # the shared feed and the partners' own ones between them have each occurrence once.
+    alex, sam = events(fetch(client, partner="alex")), events(fetch(client, partner="sam"))
     file = ritual_file()
     preview = Plan(file)
     expected = {
@@ -252,9 +269,85 @@ def test_uids_are_stable_across_fetches_and_replanning_and_match_tend_plan(
         for ritual in preview.rituals_for("alex-sam")
         for o in preview.occurrences("alex-sam", ritual, date(2027, 11, 2), date(2027, 11, 9))
     }
-    assert expected <= first.keys()
+    assert expected <= alex.keys() | sam.keys()
+    assert {uid for uid in expected if uid in first} == expected - (alex.keys() ^ sam.keys())
     assert "alex-sam/check-in/2027-11-07T19:00@tend" in expected
-    assert "alex-sam/kind_words/2027-11-03T12:00/sam@tend" in expected
+    assert "alex-sam/kind_words/2027-11-03T12:00/sam@tend" in expected & sam.keys()
+
+
+# -- the shared feed and the partners' own ----------------------------------------------------
+
+
+def test_the_shared_feed_shows_only_what_both_share_never_a_partners_own(
+    client: TestClient, engine: Engine
+) -> None:
+    plan(engine)
+    found = events(fetch(client))
+    assert found
+    assert {uid.split("/")[1] for uid in found} == {"check-in", "date-night"}
+    assert not any("kind_words" in uid or "alex-run" in uid for uid in found)
+
+
+@pytest.mark.parametrize(("partner", "other"), [("alex", "Sam"), ("sam", "Alex")])
+def test_a_partner_feed_shows_the_shared_ones_and_their_own_never_the_other_partners(
+    client: TestClient, engine: Engine, partner: str, other: str
+) -> None:
+    plan(engine)
+    shared = events(fetch(client))
+    calendar = fetch(client, partner=partner)
+    own = events(calendar)
+    assert str(calendar["x-wr-calname"]) == f"Tend: alex-sam ({partner.title()})"
+    assert shared.keys() < own.keys()
+    summaries = {str(own[uid]["summary"]) for uid in own.keys() - shared.keys()}
+    expected = {f"Kind words for {partner.title()}"}
+    if partner == "alex":
+        expected.add("Alex run")  # to = "alex": Alex's alone
+    assert summaries == expected
+    assert not any(other in str(e["summary"]) for e in own.values())
+    assert not any(uid.endswith(f"/{other.lower()}@tend") for uid in own)
+
+
+def forged(url: str, payload: list[str]) -> str:
+    """`url`'s calendar token with its payload replaced and its signature kept."""
+    token = url.rsplit("/", 1)[-1].removesuffix(".ics")
+    _, stamp, signature = token.split(".")
+    body = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode())
+    return f"/calendar/{body.decode().rstrip('=')}.{stamp}.{signature}.ics"
+
+
+def test_a_partner_feed_url_cannot_be_turned_into_the_other_partners(
+    client: TestClient, engine: Engine
+) -> None:
+    plan(engine)
+    alex = LINKS.calendar_url("alex-sam", "alex")
+    assert client.get(alex.removeprefix(PUBLIC_URL)).status_code == 200
+    for payload in (["alex-sam", "sam"], ["alex-sam"], ["kim-lee", "kim"]):
+        answer = client.get(forged(alex, payload))
+        assert answer.status_code == 404, payload
+        assert "BEGIN:VCALENDAR" not in answer.text
+    # Nor is a partner's feed a household's with another partner's name added to it.
+    assert (
+        client.get(forged(LINKS.calendar_url("alex-sam"), ["alex-sam", "sam"])).status_code == 404
+    )
+
+
+def test_a_household_feed_url_made_before_partner_feeds_is_still_the_shared_feed(
+    client: TestClient, engine: Engine
+) -> None:
+    plan(engine)
+    # What `tend calendar-url --household` has always printed: the household, signed.
+    token = URLSafeTimedSerializer(SECRET, salt="tend.calendar").dumps(["alex-sam"])
+    answer = client.get(f"/calendar/{token}.ics")
+    assert answer.status_code == 200
+    assert events(Calendar.from_ical(answer.content)).keys() == events(fetch(client)).keys()
+
+
+def test_a_partner_feed_of_a_partner_not_in_the_household_is_a_404(
+    client: TestClient, engine: Engine
+) -> None:
+    plan(engine)
+    for household, partner in (("alex-sam", "kim"), ("alex-sam", "nobody"), ("kim-lee", "alex")):
+        assert client.get(feed_path(household, partner=partner)).status_code == 404
 
 
 def test_cancelled_occurrences_are_left_out_and_the_rest_show_what_became_of_them(
@@ -419,6 +512,41 @@ def test_calendar_url_prints_a_url_the_web_app_serves(ritual_path: Path, ledger:
         answer = client.get(url.removeprefix(PUBLIC_URL))
     assert answer.status_code == 200
     assert "alex-sam/check-in/2027-11-07T19:00@tend" in events(Calendar.from_ical(answer.content))
+
+
+def test_calendar_url_with_a_partner_prints_their_own_feed(
+    ritual_path: Path, ledger: Engine
+) -> None:
+    env = {"TEND_PUBLIC_URL": PUBLIC_URL, "TEND_SECRET_KEY": SECRET}
+    args = ["--household", "alex-sam", "--config", str(ritual_path)]
+    shared = calendar_url(*args, env=env)
+    own = calendar_url(*args, "--partner", "sam", env=env)
+    assert shared.exit_code == own.exit_code == 0, own.output
+    assert own.stdout != shared.stdout
+    plan(ledger)
+    with TestClient(create_app(Ledger(ledger), clock=lambda: NOW, links=LINKS)) as client:
+        answer = client.get(own.stdout.strip().removeprefix(PUBLIC_URL))
+    assert answer.status_code == 200
+    found = events(Calendar.from_ical(answer.content))
+    assert "alex-sam/kind_words/2027-11-03T12:00/sam@tend" in found
+    assert "alex-sam/kind_words/2027-11-03T12:00/alex@tend" not in found
+
+
+def test_calendar_url_of_a_partner_not_in_the_household_lists_its_partners(
+    ritual_path: Path,
+) -> None:
+    result = calendar_url(
+        "--household",
+        "alex-sam",
+        "--partner",
+        "kim",
+        "--config",
+        str(ritual_path),
+        env={"TEND_PUBLIC_URL": PUBLIC_URL, "TEND_SECRET_KEY": SECRET},
+    )
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "'kim'" in result.stderr and "alex, sam" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -375,7 +375,16 @@ def test_plan_ics_has_one_event_per_occurrence_with_unique_stable_uids(
     assert len(events) == 4
     uids = [str(event["UID"]) for event in events]
     assert len(set(uids)) == 4
-    assert [event.decoded("DTSTART") for event in events] == [
+    # On the household's clock, as the feed has them: 01:30 in New York, the first of the two
+    # on the night the clocks go back.
+    assert {event["DTSTART"].params["TZID"] for event in events} == {"America/New_York"}
+    assert [event["DTSTART"].to_ical() for event in events] == [
+        b"20271105T013000",
+        b"20271106T013000",
+        b"20271107T013000",
+        b"20271108T013000",
+    ]
+    assert [event.decoded("DTSTART").astimezone(UTC) for event in events] == [
         datetime(2027, 11, 5, 5, 30, tzinfo=UTC),
         datetime(2027, 11, 6, 5, 30, tzinfo=UTC),
         datetime(2027, 11, 7, 5, 30, tzinfo=UTC),

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from january_couple import CHECK_IN, at, plan
 from loopback import free_port
+from ritual_files import couple_file, household_table, partner_table
 from sqlalchemy import text
 
 from scheduler.ledger.engine import make_engine
@@ -267,6 +269,59 @@ def test_status_with_no_worker_yet_says_how_to_start_one(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     assert "none has run yet" in result.stdout
     assert "Nothing pending." in result.stdout
+
+
+# Kim lives in Berlin (UTC+1 in January), Sam in New York; each household's check-in at noon.
+ZONED = couple_file(
+    partner_table("alex", phone=True),
+    partner_table("sam", phone=True, timezone="America/New_York"),
+    households=household_table(
+        "kim-lee", partner_table("kim", phone=True), timezone="Europe/Berlin"
+    ),
+    rituals=CHECK_IN,
+)
+
+
+@pytest.fixture
+def zoned_ledger(tmp_path: Path) -> dict[str, str]:
+    """A SQLite ledger with the next days of ZONED planned; the environment to reach it."""
+    url = f"sqlite:///{tmp_path}/zoned.db"
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        plan(engine, ZONED, at(9))
+    finally:
+        engine.dispose()
+    return {"DATABASE_URL": url}
+
+
+def test_status_shows_each_due_time_in_utc_and_on_the_recipients_clock(
+    tmp_path: Path, zoned_ledger: dict[str, str]
+) -> None:
+    result = tend("status", cwd=tmp_path, env=zoned_ledger)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "check-in" in line]
+    kim = next(line for line in rows if " kim " in line)
+    sam = next(line for line in rows if " sam " in line)
+    alex = next(line for line in rows if " alex " in line)
+    assert "2026-01-12 11:00 UTC (12:00 Europe/Berlin)" in kim
+    assert "2026-01-12 12:00 UTC (07:00 America/New_York)" in sam
+    assert "2026-01-12 12:00 UTC" in alex and "(" not in alex
+    assert "Deliveries: 9 pending" in result.stdout
+
+
+def test_status_for_one_household_shows_only_its_deliveries(
+    tmp_path: Path, zoned_ledger: dict[str, str]
+) -> None:
+    result = tend("status", "--household", "kim-lee", cwd=tmp_path, env=zoned_ledger)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "check-in" in line]
+    assert len(rows) == 3 and all("kim-lee" in line and " kim " in line for line in rows)
+    assert "Deliveries (kim-lee): 3 pending" in result.stdout
+
+    unknown = tend("status", "--household", "robin-kai", cwd=tmp_path, env=zoned_ledger)
+    assert unknown.returncode == 2
+    assert "robin-kai" in unknown.stderr and "alex-sam, kim-lee" in unknown.stderr
 
 
 @pytest.mark.parametrize(
