@@ -7,7 +7,7 @@ compare them in one sitting: the runs are interleaved, A B A B ..., so a machine
 busier or quieter halfway does not favour one side.
 
 Each command is a fresh process, as a user types it: ``tend --help``, ``tend check`` and
-``tend plan`` on ``examples/tend.toml`` (the table for the next 14 days), and
+``tend plan`` on ``examples/tend.toml`` (each checkout's own) (the table for the next 14 days), and
 ``tend plan --format ics``. Prints, per executable and command, the median and p90 of the
 wall time, the median CPU time (user + system of the child, which a busy neighbour disturbs
 less than the wall clock) and, from one more run with ``-X importtime``, how many modules
@@ -27,15 +27,25 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "tend.toml"
 COMMANDS: dict[str, list[str]] = {
     "tend --help": ["--help"],
-    "tend check": ["check", "--config", str(EXAMPLE)],
-    "tend plan": ["plan", "--config", str(EXAMPLE)],
-    "tend plan --format ics": ["plan", "--config", str(EXAMPLE), "--format", "ics"],
+    "tend check": ["check", "--config", "{example}"],
+    "tend plan": ["plan", "--config", "{example}"],
+    "tend plan --format ics": ["plan", "--config", "{example}", "--format", "ics"],
 }
 HEAVY = ("fastapi", "sqlalchemy", "psycopg", "alembic", "twilio")
 GOAL_SECONDS = 0.5
+
+
+def example_of(tend: Path) -> Path:
+    """The example of the checkout `tend` was installed from (``CHECKOUT/.venv/bin/tend``):
+    each tree runs on its own example, which the other may not read."""
+    own = tend.parent.parent.parent / "examples" / "tend.toml"
+    return own if own.is_file() else ROOT / "examples" / "tend.toml"
+
+
+def command(tend: Path, name: str) -> list[str]:
+    return [a.format(example=example_of(tend)) for a in COMMANDS[name]]
 
 
 def once(tend: Path, args: list[str]) -> tuple[float, float]:
@@ -82,12 +92,12 @@ def main(argv: list[str]) -> None:
     tends = [Path(a).resolve() for a in argv[1:]] or [ROOT / ".venv" / "bin" / "tend"]
     walls: dict[tuple[int, str], list[float]] = {}
     cpus: dict[tuple[int, str], list[float]] = {}
-    for name, args in COMMANDS.items():
+    for name in COMMANDS:
         for tend in tends:
-            once(tend, args)  # warm the page cache and the bytecode
+            once(tend, command(tend, name))  # warm the page cache and the bytecode
         for _ in range(runs):
             for i, tend in enumerate(tends):
-                wall, cpu = once(tend, args)
+                wall, cpu = once(tend, command(tend, name))
                 walls.setdefault((i, name), []).append(wall)
                 cpus.setdefault((i, name), []).append(cpu)
     print(f"{runs} runs of each, interleaved; seconds; goal for check and plan: {GOAL_SECONDS}")
@@ -96,11 +106,11 @@ def main(argv: list[str]) -> None:
     )
     print(header)
     print("-" * len(header) + "  heavy imports")
-    for name, args in COMMANDS.items():
+    for name in COMMANDS:
         for i, tend in enumerate(tends):
             w = sorted(walls[(i, name)])
             p90 = w[min(len(w) - 1, round(0.9 * (len(w) - 1)))]
-            count, heavy = imported(tend, args)
+            count, heavy = imported(tend, command(tend, name))
             print(
                 f"{_short(tend):<44} {name:<24} {statistics.median(w):>7.3f} {p90:>7.3f} "
                 f"{statistics.median(cpus[(i, name)]):>7.3f} {count:>8}  {', '.join(heavy) or '-'}"
