@@ -27,8 +27,10 @@ __all__ = ["PLANNING_RULES", "Delivery", "Occurrence", "Plan", "Role", "file_has
 
 #: The version of the rules that turn a file into occurrences. A release that plans the same
 #: file otherwise raises it (2: a random window for one partner is drawn on their own clock,
-#: and decks space their items across passes), so every ledger counts a new generation once
-#: and updates what it had planned, as after an edit, rather than keeping both plans.
+#: decks space their items across passes, and a delivery carries its later channels'
+#: wordings), so every ledger counts a new generation once and updates what it had planned,
+#: as after an edit, rather than keeping both plans (or a fallback in the first channel's
+#: words).
 PLANNING_RULES = 2
 
 
