@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from notifiers.links import Links
-from rituals.streaks import weeks_text
 from tend.cli.common import (
     ConfigOption,
     Usage,
@@ -154,6 +152,7 @@ def streaks(
     from rich.console import Console
     from rich.table import Table
 
+    from rituals.streaks import weeks_text
     from scheduler.reports.streaks import household_streaks
 
     settings, source = load(config)
@@ -262,6 +261,8 @@ def calendar_url(
     what both partners share, or with --partner that and the partner's own nudges.
 
     Whoever has the URL can read those rituals. A new TEND_SECRET_KEY voids it."""
+    from notifiers.links import Links
+
     settings = read_settings()
     links = Links.from_settings(settings)
     if links is None:
