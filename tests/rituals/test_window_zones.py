@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
-from textwrap import dedent
 from zoneinfo import ZoneInfo, available_timezones
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ritual_files import couple_file, partner_table
 
 from config.loader import parse_ritual_file
 from rituals.clock import TimeWindow, resolve
@@ -18,23 +18,7 @@ from rituals.planning import Delivery, Plan
 
 TODAY = datetime(2027, 1, 1, tzinfo=UTC)
 
-COUPLE = """
-timezone = "{home}"
-
-[[households]]
-id = "alex-sam"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  phone = "+15551230001"
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  phone = "+15551230002"
-  {sam}
-
+WINDOW = """
 [[rituals]]
 id = "appreciation"
 kind = "appreciation"
@@ -52,8 +36,12 @@ def plan_of(
     times: int = 3,
     per: str = "week",
 ) -> Plan:
-    sam = f'timezone = "{sam_zone}"' if sam_zone else ""
-    text = dedent(COUPLE).format(home=home, sam=sam, to=to, between=between, times=times, per=per)
+    text = couple_file(
+        partner_table("alex", phone=True),
+        partner_table("sam", phone=True, timezone=sam_zone),
+        timezone=home,
+        rituals=WINDOW.format(to=to, between=between, times=times, per=per),
+    )
     return Plan(parse_ritual_file(text, name="tend.toml", today=TODAY).file)
 
 

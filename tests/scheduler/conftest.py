@@ -4,6 +4,7 @@ e-mail notifiers on it, dispatchers built on it, and `tend worker` subprocesses.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from fake_notifiers import FakeClock, FakeEmail, FakeSms, MakeDispatcher
+from fake_twilio import FakeTwilio
 from january_couple import at
 from sqlalchemy import Engine
 from tend_workers import Workers
@@ -24,6 +26,22 @@ from scheduler.ledger import Ledger
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(at(9))
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No HTTP proxy from the environment between a notifier and a loopback server."""
+    for name in list(os.environ):
+        if name.upper().endswith("_PROXY"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def twilio(clock: FakeClock) -> Iterator[FakeTwilio]:
+    """The fake Twilio API on loopback, on the fake clock; it must have served no 500."""
+    with FakeTwilio(clock=clock) as server:
+        yield server
+    assert server.server_errors == []
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ Time is the scheduler tests' fake clock, shared with the fake Twilio (its
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,23 +38,13 @@ from scheduler.dispatch.dispatcher import UNSURE, Dispatcher
 from scheduler.ledger import Ledger
 from scheduler.ledger.rows import PartnerRow
 
+# Loopback servers: a proxy from the environment must not stand in between.
+pytestmark = pytest.mark.usefixtures("no_proxy")
+
+
 SENDER = "+15550001111"
 TIMEOUT = 0.3
 STALL = 2.0  # longer than TIMEOUT; the fake's stop() cuts it short at teardown
-
-
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().endswith("_PROXY"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def twilio(clock: FakeClock) -> Iterator[FakeTwilio]:
-    with FakeTwilio(clock=clock) as server:
-        yield server
-    assert server.server_errors == []
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ ledger; the preview through the real ``tend plan --format json``.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -31,6 +30,10 @@ from notifiers.sms import SmsNotifier
 from scheduler.dispatch.dispatcher import Dispatcher
 from tend.cli import app as cli
 
+# Loopback servers: a proxy from the environment must not stand in between.
+pytestmark = pytest.mark.usefixtures("no_proxy")
+
+
 SENDER = "+15550001111"
 PUBLIC_URL = "https://tend.example.com"
 LINKS = Links(PUBLIC_URL, "wording-test-secret-key")
@@ -50,20 +53,6 @@ schedule = "daily at 12:00"
 remind_after = "2h"
 """,
 )
-
-
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().endswith("_PROXY"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def twilio(clock: FakeClock) -> Iterator[FakeTwilio]:
-    with FakeTwilio(clock=clock) as server:
-        yield server
-    assert server.server_errors == []
 
 
 @pytest.fixture

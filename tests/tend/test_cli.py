@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from icalendar import Calendar
+from ritual_files import couple_file, partner_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "tend.toml"
@@ -220,23 +221,7 @@ def test_check_reports_every_independent_mistake_in_one_run(tmp_path: Path) -> N
 
 
 # A Berlin household whose second partner lives in New York, and a shared random window.
-SHARED_WINDOW = """\
-timezone = "Europe/Berlin"
-
-[[households]]
-id = "alex-sam"
-
-  [[households.partners]]
-  id = "alex"
-  name = "Alex"
-  phone = "+15551230001"
-
-  [[households.partners]]
-  id = "sam"
-  name = "Sam"
-  phone = "+15551230002"
-  {sam_zone}
-
+SHARED_RITUAL = """
 [[rituals]]
 id = "appreciation"
 kind = "appreciation"
@@ -245,12 +230,19 @@ schedule = {{ times = 3, per = "week", between = "10:00-20:00" }}
 """
 
 
+def shared_window(sam_zone: str | None, to: str) -> str:
+    return couple_file(
+        partner_table("alex", phone=True),
+        partner_table("sam", phone=True, timezone=sam_zone),
+        timezone="Europe/Berlin",
+        rituals=SHARED_RITUAL.format(to=to),
+    )
+
+
 def test_check_warns_that_a_shared_window_is_on_the_households_clock_when_zones_differ(
     tmp_path: Path,
 ) -> None:
-    path = write(
-        tmp_path, SHARED_WINDOW.format(sam_zone='timezone = "America/New_York"', to="both")
-    )
+    path = write(tmp_path, shared_window("America/New_York", "both"))
     result = tend("check", "--config", str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     [line] = [line for line in result.stderr.splitlines() if ": warning: " in line]
@@ -274,15 +266,15 @@ def test_check_warns_that_a_shared_window_is_on_the_households_clock_when_zones_
 @pytest.mark.parametrize(
     ("sam_zone", "to"),
     [
-        ('timezone = "America/New_York"', "each"),
-        ('timezone = "Europe/Berlin"', "both"),
-        ("", "both"),
+        ("America/New_York", "each"),
+        ("Europe/Berlin", "both"),
+        (None, "both"),
     ],
 )
 def test_check_says_nothing_of_windows_each_partner_reads_on_their_own_clock(
-    tmp_path: Path, sam_zone: str, to: str
+    tmp_path: Path, sam_zone: str | None, to: str
 ) -> None:
-    path = write(tmp_path, SHARED_WINDOW.format(sam_zone=sam_zone, to=to))
+    path = write(tmp_path, shared_window(sam_zone, to))
     result = tend("check", "--config", str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "warning" not in result.stderr
