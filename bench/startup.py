@@ -1,6 +1,6 @@
 """Start-up of the ``tend`` command: whole processes, run again and again, medians.
 
-Usage: .venv/bin/python bench/startup.py [RUNS] [TEND ...]
+Usage: .venv/bin/python bench/startup.py [--instructions] [RUNS] [TEND ...]
 Default: 21 runs of each command with ``.venv/bin/tend``. Give more than one ``tend``
 executable (say, one from a checkout of the commit before a change, in its own venv) to
 compare them in one sitting: the runs are interleaved, A B A B ..., so a machine that gets
@@ -13,6 +13,12 @@ wall time, the median CPU time (user + system of the child, which a busy neighbo
 less than the wall clock) and, from one more run with ``-X importtime``, how many modules
 the command imports and whether FastAPI, SQLAlchemy, psycopg, Alembic or Twilio are among
 them. The goal (issue 18): ``tend check`` and ``tend plan`` under 0.5 s.
+
+With ``--instructions``, each command also runs once under ``valgrind --tool=callgrind``
+(``PYTHONHASHSEED=0``) and the table gets the instructions it executed: a count that stays
+the same from run to run, where the wall clock of a shared 2-core machine can move by a
+third between two sittings. Python runs about 50 times slower under valgrind, so this adds
+a minute or two.
 """
 
 from __future__ import annotations
@@ -80,14 +86,35 @@ def imported(tend: Path, args: list[str]) -> tuple[int, list[str]]:
     return len(names), [heavy for heavy in HEAVY if heavy in tops]
 
 
+def instructions(tend: Path, args: list[str]) -> int:
+    """Instructions one run executes, counted by callgrind: the same in every sitting."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", str(tend), *args],
+        capture_output=True,
+        text=True,
+        env={**_env(), "PYTHONHASHSEED": "0"},
+        cwd=ROOT,
+        check=False,
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"valgrind {tend} {' '.join(args)} failed: {done.stderr[-500:]!r}")
+    return int(found.group(1))
+
+
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEND_")}
+    # As on a user's machine, Python keeps the bytecode it compiles: a sandbox or CI that sets
+    # PYTHONDONTWRITEBYTECODE would otherwise compile every Tend module again at each start.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["NO_COLOR"] = "1"
     env["COLUMNS"] = "120"
     return env
 
 
 def main(argv: list[str]) -> None:
+    counting = "--instructions" in argv
+    argv = [a for a in argv if a != "--instructions"]
     runs = int(argv[0]) if argv else 21
     tends = [Path(a).resolve() for a in argv[1:]] or [ROOT / ".venv" / "bin" / "tend"]
     walls: dict[tuple[int, str], list[float]] = {}
@@ -103,6 +130,7 @@ def main(argv: list[str]) -> None:
     print(f"{runs} runs of each, interleaved; seconds; goal for check and plan: {GOAL_SECONDS}")
     header = (
         f"{'executable':<44} {'command':<24} {'median':>7} {'p90':>7} {'cpu':>7} {'modules':>8}"
+        + (f" {'instructions':>14}" if counting else "")
     )
     print(header)
     print("-" * len(header) + "  heavy imports")
@@ -111,9 +139,11 @@ def main(argv: list[str]) -> None:
             w = sorted(walls[(i, name)])
             p90 = w[min(len(w) - 1, round(0.9 * (len(w) - 1)))]
             count, heavy = imported(tend, command(tend, name))
+            counted = f" {instructions(tend, command(tend, name)):>14,}" if counting else ""
             print(
                 f"{_short(tend):<44} {name:<24} {statistics.median(w):>7.3f} {p90:>7.3f} "
-                f"{statistics.median(cpus[(i, name)]):>7.3f} {count:>8}  {', '.join(heavy) or '-'}"
+                f"{statistics.median(cpus[(i, name)]):>7.3f} {count:>8}{counted}  "
+                f"{', '.join(heavy) or '-'}"
             )
 
 

@@ -231,7 +231,7 @@ class Partner(_Table):
     phone: Phone | None = None
     email: EmailStr | None = None
     channels: list[Channel] = Field(
-        default_factory=list,
+        default=[],
         description="In order of preference. Default: sms with a phone, else email, else console.",
     )
     quiet_hours: Window | None = Field(None, description="No messages then, e.g. '22:00-08:00'.")
@@ -354,5 +354,5 @@ class RitualFile(_Table):
 
     timezone: ZoneName | None = Field(None, description="Default zone for households.")
     households: list[Household] = Field(min_length=1)
-    rituals: list[Ritual] = Field(default_factory=list)
-    decks: dict[str, Deck] = Field(default_factory=dict)
+    rituals: list[Ritual] = []
+    decks: dict[str, Deck] = {}

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         REQUEST_TIMEOUT_SECONDS, gt=0, validation_alias="TEND_REQUEST_TIMEOUT_SECONDS"
     )
     notifiers: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict,
+        default={},
         validation_alias="TEND_NOTIFIERS",
         description="channel=package.module:Class pairs, comma-separated",
     )

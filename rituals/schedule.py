@@ -202,6 +202,15 @@ class CronSchedule(FixedSchedule):
             return super().slots_between(start, end)
         return _repeat_weekly(week, start, end)
 
+    def next_slots(self, after: datetime, count: int) -> list[datetime]:
+        week = _weekly_pattern(self)
+        if week is None:
+            return super().next_slots(after, count)
+        if not week or count <= 0:
+            return []
+        weeks = -(-count // len(week)) + 1  # the first week may start after some of its slots
+        return _repeat_weekly(week, after, after + timedelta(days=7 * weeks))[:count]
+
     def iter_from(self, start: datetime) -> Iterator[datetime]:
         streams = [_cron_stream(trigger, start) for trigger in self.triggers]
         last: datetime | None = None
@@ -235,7 +244,7 @@ def _weekly_pattern(schedule: CronSchedule) -> tuple[timedelta, ...] | None:
 
 
 def _repeat_weekly(week: tuple[timedelta, ...], start: datetime, end: datetime) -> list[datetime]:
-    monday = start - timedelta(days=start.weekday())
+    monday = datetime.combine(start.date(), time()) - timedelta(days=start.weekday())
     slots: list[datetime] = []
     while monday < end:
         slots.extend(s for offset in week if start <= (s := monday + offset) < end)

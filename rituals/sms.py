@@ -14,6 +14,7 @@ _GSM_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
+_GSM_ALL = _GSM_BASIC | _GSM_EXTENDED
 
 
 # Typography that forces UCS-2 (70 characters a segment instead of 160) but has a GSM-7
@@ -35,7 +36,7 @@ _GSM_EQUIVALENTS = str.maketrans(
 
 
 def is_gsm7(body: str) -> bool:
-    return all(c in _GSM_BASIC or c in _GSM_EXTENDED for c in body)
+    return _GSM_ALL.issuperset(body)
 
 
 def to_gsm7(body: str) -> str:
@@ -58,7 +59,7 @@ class Segments:
 def count_segments(body: str) -> Segments:
     """Segments one SMS body needs: 160/153 septets in GSM-7, else 70/67 UTF-16 units."""
     if is_gsm7(body):
-        units = sum(2 if c in _GSM_EXTENDED else 1 for c in body)
+        units = len(body) + sum(body.count(c) for c in _GSM_EXTENDED)
         single, multi, encoding = 160, 153, "GSM-7"
     else:
         units = len(body.encode("utf-16-le")) // 2

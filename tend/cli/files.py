@@ -212,26 +212,32 @@ def _narrow(
     names: dict[tuple[str, str], str],
     several: bool,
 ) -> None:
-    """The plan for an 80-column terminal: a heading per day, the message under each row."""
+    """The plan for an 80-column terminal: a heading per day, the message under each row
+    (printed at once: a print per line costs Rich a render each)."""
+    from rich.console import Group
     from rich.padding import Padding
     from rich.text import Text
 
+    lines: list[Text | Padding] = []
     last_day = None
     for delivery in deliveries:
         local = delivery.due_local
         day = f"{local:%A %d %B %Y}"
         if day != last_day:
-            console.print(f"\n[bold]{day}[/bold]")
+            lines.append(Text.assemble("\n", (day, "bold")))
             last_day = day
         occurrence = delivery.occurrence
         where = f"{occurrence.household} " if several else ""
         to = names[(occurrence.household, delivery.partner)]
-        console.print(
-            f"  [cyan]{local:%H:%M %Z}[/cyan]  {where}{occurrence.ritual} ({delivery.role}) "
-            f"to {to} by {delivery.channel}",
-            highlight=False,
+        lines.append(
+            Text.assemble(
+                "  ",
+                (f"{local:%H:%M %Z}", "cyan"),
+                f"  {where}{occurrence.ritual} ({delivery.role}) to {to} by {delivery.channel}",
+            )
         )
-        console.print(Padding(Text(delivery.text), (0, 0, 0, 6)))
+        lines.append(Padding(Text(delivery.text), (0, 0, 0, 6)))
+    console.print(Group(*lines))
 
 
 def _local_text(instant: datetime, plan: Plan, household: str) -> str:

@@ -391,3 +391,20 @@ def test_a_crontab_that_names_days_of_the_month_is_still_counted_by_apscheduler(
     schedule = parse_schedule(line)
     for year in (2024, 2028, 2099):
         assert _year_slots(schedule, year) == _year_by_apscheduler(schedule, year)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    minute=_cron_values["minute"],
+    hour=_cron_values["hour"],
+    dow=_cron_values["dow"],
+    after=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 1)),
+    count=st.integers(min_value=0, max_value=60),
+)
+def test_the_next_slots_of_a_weekly_crontab_are_apschedulers(
+    minute: str, hour: str, dow: str, after: datetime, count: int
+) -> None:
+    from itertools import islice
+
+    schedule = parse_schedule(f"cron: {minute} {hour} * * {dow}")
+    assert schedule.next_slots(after, count) == list(islice(schedule.iter_from(after), count))
