@@ -165,6 +165,7 @@ def _table(deliveries: Sequence[Delivery], file: RitualFile) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     if not deliveries:
@@ -192,7 +193,10 @@ def _table(deliveries: Sequence[Delivery], file: RitualFile) -> None:
         if last_day is not None and day != last_day:
             table.add_section()
         household = [delivery.occurrence.household] if several else []
-        table.add_row(
+        # Text, not str: Rich would read a str as markup and emoji codes ("[laugh]" vanishes,
+        # ":heart:" turns into a heart), and the preview must show what is sent. Text is also
+        # far cheaper to measure and draw.
+        cells = (
             day if day != last_day else "",
             f"{local:%H:%M} {local:%Z}",
             *household,
@@ -202,6 +206,7 @@ def _table(deliveries: Sequence[Delivery], file: RitualFile) -> None:
             delivery.channel,
             delivery.text,
         )
+        table.add_row(*(Text(cell) for cell in cells))
         last_day = day
     console.print(table)
 

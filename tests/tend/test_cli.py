@@ -409,6 +409,32 @@ def test_plan_table_shows_the_ritual_ids(tmp_path: Path) -> None:
         assert ritual in result.stdout
 
 
+@pytest.mark.parametrize("columns", ["80", "160"])  # the narrow listing and the wide table
+def test_plan_shows_a_message_exactly_as_sent_brackets_and_emoji_codes_too(
+    tmp_path: Path, columns: str
+) -> None:
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        '"What made you laugh today?"', '"What made you [laugh] today? :heart:"'
+    )
+    assert "[laugh]" in text
+    config = write(tmp_path, text)
+    result = tend(
+        "plan",
+        "--config",
+        str(config),
+        "--from",
+        "2026-11-30",
+        "--days",
+        "14",
+        cwd=tmp_path,
+        env={"COLUMNS": columns},
+    )
+    assert result.returncode == 0, result.stderr
+    flat = " ".join(result.stdout.split())
+    assert "What made you [laugh] today? :heart:" in flat
+    assert "\u2764" not in result.stdout
+
+
 # -- tend plan: mistakes ------------------------------------------------------------------------
 
 
