@@ -105,16 +105,19 @@ class Receipts(Bound):
                 )
                 .values(values)
             ).rowcount
-        if not changed:
-            return Receipt("repeat", found)
-        if status not in FAILED:
-            return Receipt("recorded", found)
+            if not changed:
+                return Receipt("repeat", found)
+            if status not in FAILED:
+                return Receipt("recorded", found)
+            # The failure and the message on the next channel are written together: a crash
+            # between two transactions would leave it failed with no fallback, and the
+            # provider's retry of the callback would then be a repeat.
+            claims = Claims(connection)
+            found_claims = claims.read([found])
+            moved = claims.fall_back(found_claims[0], now) if found_claims else None
         log.warning(
             "delivery %d: %s %s (provider error %s)", found, channel, status, error_code or "-"
         )
-        claims = Claims(self._bind)
-        found_claims = claims.read([found])
-        moved = claims.fall_back(found_claims[0], now) if found_claims else None
         return Receipt("recorded", found, moved)
 
     def apply_held(self, *, channel: str, provider_id: str, now: datetime) -> Receipt | None:

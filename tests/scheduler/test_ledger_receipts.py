@@ -165,3 +165,32 @@ def test_a_held_word_no_delivery_claimed_in_two_days_is_dropped(
     assert set(held(engine)) == {"SM-old", "SM-recent", "SM-new"}
     say(receipts, "SM-newer", "delivered", two_days + timedelta(seconds=1))
     assert set(held(engine)) == {"SM-recent", "SM-new", "SM-newer"}
+
+
+def test_a_failure_and_its_fallback_are_written_together_or_not_at_all(
+    engine: Engine, receipts: Receipts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import scheduler.ledger.claims as claims_module
+
+    send(engine, "SM1")
+    real_insert = claims_module._insert_fallback
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the process died while writing the fallback")
+
+    monkeypatch.setattr(claims_module, "_insert_fallback", crash)
+    with pytest.raises(RuntimeError):
+        say(receipts, "SM1", "undelivered", at(12, 5), "30003")
+
+    # Nothing of the failure was kept: the provider's retry finds the message as it was.
+    row = one(engine, id=1)
+    assert (row["status"], row["provider_status"]) == ("sent", None)
+    assert deliveries(engine, channel="email") == []
+
+    monkeypatch.setattr(claims_module, "_insert_fallback", real_insert)
+    assert say(receipts, "SM1", "undelivered", at(12, 6), "30003") == Receipt(
+        "recorded", 1, "email"
+    )
+    assert one(engine, id=1)["status"] == "failed"
+    (moved,) = deliveries(engine, channel="email")
+    assert (moved["fallback_of"], moved["status"]) == (1, "pending")
