@@ -15,6 +15,8 @@ and emoji variation selectors are folded first (NFKC), so full-width ``DONE!!`` 
 ``CANCEL``, ``END``, ``QUIT``             as Twilio's own opt-out keywords)
 ``START``, ``UNSTOP``                   texts again
 ``PAUSE [2w]``, ``RESUME``              vacation for the household (default 1 week)
+``TELL <text>``                         pass an appreciation on to the other partner (the
+                                        text as written, at most 320 characters)
 anything else                           "didn't catch that" and the help text
 ======================================  =================================================
 """
@@ -34,6 +36,7 @@ __all__ = [
     "HELP",
     "MAX_PAUSE",
     "MAX_SNOOZE",
+    "MAX_TELL",
     "Command",
     "Reply",
     "Snooze",
@@ -42,13 +45,23 @@ __all__ = [
 ]
 
 Command = Literal[
-    "confirm", "skip", "snooze", "streak", "help", "stop", "start", "pause", "resume", "unknown"
+    "confirm",
+    "skip",
+    "snooze",
+    "streak",
+    "help",
+    "stop",
+    "start",
+    "pause",
+    "resume",
+    "tell",
+    "unknown",
 ]
 
 # One SMS: GSM-7 and at most 160 characters (a test holds it to that).
 HELP = (
-    "Tend: reply DONE when you did it, SKIP to skip one, SNOOZE 2h (or tomorrow) to hear "
-    "again later, STREAK for streaks, PAUSE 2w or RESUME, STOP to end texts."
+    "Tend: reply DONE when you did it, SKIP, SNOOZE 2h (or tomorrow), STREAK, "
+    "TELL <words> passes thanks to your partner, PAUSE 2w or RESUME, STOP ends texts."
 )
 
 DEFAULT_SNOOZE = timedelta(hours=1)
@@ -56,6 +69,7 @@ MIN_SNOOZE = timedelta(minutes=5)
 MAX_SNOOZE = timedelta(days=7)
 DEFAULT_PAUSE = timedelta(weeks=1)
 MAX_PAUSE = timedelta(days=90)
+MAX_TELL = 320  # characters of a TELL's text, as written
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +92,24 @@ class Reply:
     problem: str | None = None
     # YES is also one of Twilio's opt-in keywords: a partner who had opted out is back in.
     opts_in: bool = False
+    # TELL's text, as written (trimmed): what the other partner gets.
+    text: str | None = None
+
+    def __repr__(self) -> str:  # a TELL's text is the partner's own: never in a repr
+        shown = {
+            name: getattr(self, name) for name in self.__slots__ if getattr(self, name) is not None
+        }
+        if self.text is not None:
+            shown["text"] = _Hidden(len(self.text))
+        return "Reply(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class _Hidden:
+    length: int
+
+    def __repr__(self) -> str:
+        return f"<{self.length} characters>"
 
 
 _CONFIRM_WORDS = {
@@ -160,8 +192,23 @@ def _trim(text: str) -> str:
     return text[start:end]
 
 
+# After TELL, before its text: "TELL thanks", "Tell: you were great", "tell - love you".
+_TELL_GAP = " \t\r\n:,.-\u2013\u2014"
+TELL_EMPTY = "TELL needs your words after it, e.g. TELL Thank you for dinner. Nothing was sent."
+
+
+def tell_too_long(length: int) -> str:
+    return (
+        f"That TELL is {length} characters; it can be at most {MAX_TELL}. "
+        "Nothing was sent: please send a shorter one."
+    )
+
+
 def parse(text: str) -> Reply:
     """What `text` asks for; never raises."""
+    told = _told(text)
+    if told is not None:
+        return _tell(told)
     if _TAPBACK.match(" ".join(text.split()).casefold()):
         return Reply("confirm")
     raw = " ".join(text.split())
@@ -203,6 +250,26 @@ def parse(text: str) -> Reply:
     if head and head[0] in _CONFIRM_EMOJI and all(c in _CONFIRM_EMOJI for c in head):
         return Reply("confirm")
     return Reply("unknown")
+
+
+def _told(text: str) -> str | None:
+    """The text after a leading TELL (any case, full width too), as written; None when the
+    message does not start with the word TELL."""
+    start = len(text) - len(text.lstrip())
+    head, rest = text[start : start + 4], text[start + 4 :]
+    if unicodedata.normalize("NFKC", head).casefold() != "tell":
+        return None
+    if rest and not (rest[0] in _TELL_GAP or rest[0].isspace()):
+        return None  # "Telling you: done", "tells"
+    return rest.lstrip(_TELL_GAP).strip()
+
+
+def _tell(text: str) -> Reply:
+    if not text:
+        return Reply("tell", problem=TELL_EMPTY)
+    if len(text) > MAX_TELL:
+        return Reply("tell", problem=tell_too_long(len(text)))
+    return Reply("tell", text=text)
 
 
 def _doubtful(tail: str) -> bool:

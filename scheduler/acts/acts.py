@@ -1,5 +1,5 @@
 """The one path for "a partner did X": done, skip, snooze, pause, resume, opt-out and
-opt-in, each recorded in the transaction it is given and returning what happened.
+opt-in, a TELL passed on, each recorded in the transaction it is given and returning what happened.
 
 The SMS webhook and ``tend reply`` (:mod:`scheduler.acts.replies`) and the e-mail's confirm
 link (``tend web``) all come here; what the partner is told is
@@ -8,11 +8,14 @@ link (``tend web``) all come here; what the partner is told is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
-from config.model import Ritual, RitualFile
+from config.model import Household, Partner, Ritual, RitualFile
+from rituals.clock import resolve
 from scheduler.acts.targets import EARLY, Open
 from scheduler.ledger import Records
 from scheduler.ledger.completions import Confirmed, Skipped
@@ -20,8 +23,12 @@ from scheduler.reports.streaks import rules_for
 
 __all__ = [
     "MAX_SNOOZES",
+    "MAX_TELLS_PER_DAY",
+    "TELL_GRACE",
     "Done",
     "Look",
+    "Passed",
+    "PassedTo",
     "Snoozed",
     "confirm",
     "look",
@@ -32,11 +39,16 @@ __all__ = [
     "resume",
     "skip",
     "snooze",
+    "tell",
     "too_early",
     "unsubscribe",
 ]
 
 MAX_SNOOZES = 3  # per partner and occurrence
+MAX_TELLS_PER_DAY = 5  # TELLs a partner may pass on in one of their local days
+# A TELL not sent this long after it was due (the worker was down) is missed, as a nudge
+# past its ritual's grace is: a thank-you two days late reads oddly.
+TELL_GRACE = timedelta(hours=12)
 
 
 def too_early(at: datetime, now: datetime) -> bool:
@@ -287,3 +299,76 @@ def unsubscribe(tx: Records, *, household: str, partner: str, channel: str, now:
     """The partner opted out of `channel` (an e-mail's unsubscribe link); False when the
     ledger has no such partner."""
     return tx.partners.record_opt_out(household, partner, channel, now)
+
+
+@dataclass(frozen=True, slots=True)
+class PassedTo:
+    """A partner a TELL goes to, and when (UTC): now, or at the end of their quiet hours."""
+
+    partner: str
+    name: str
+    due: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Passed:
+    """What a TELL did. ``queued``: on its way to `to`; ``alone``: the household has no
+    other partner; ``unreachable``: the other partner opted out of every channel they have
+    (nothing queued; `to` names them); ``limit``: the sender passed on
+    :data:`MAX_TELLS_PER_DAY` today already (nothing queued)."""
+
+    outcome: Literal["queued", "alone", "unreachable", "limit"]
+    to: tuple[PassedTo, ...] = ()
+
+
+def tell(
+    tx: Records,
+    *,
+    household: Household,
+    sender: Partner,
+    text: str,
+    inbound_id: str,
+    now: datetime,
+    zones: Mapping[str, ZoneInfo],
+) -> Passed:
+    """`sender`'s `text` passed on to the household's other partner as ``"Alex: <text>"``,
+    on their first channel, after their quiet hours: a delivery the dispatcher sends like
+    any other (retries, fallback, opt-outs), made once per inbound message `inbound_id`."""
+    # The planner's rule, imported late as rituals.replies does: planning imports the decks
+    # and templates, which the web's start-up does not need.
+    from rituals.planning import after_quiet_hours
+
+    others = [p for p in household.partners if p.id != sender.id]
+    if not others:
+        return Passed("alone")
+    local = now.astimezone(zones[sender.id])
+    day_start = resolve(datetime.combine(local.date(), time()), zones[sender.id])
+    if tx.tells.sent_since(household.id, sender.id, day_start) >= MAX_TELLS_PER_DAY:
+        return Passed("limit")
+    reachable = [p for p in others if _reachable(tx, household.id, p)]
+    if not reachable:
+        return Passed("unreachable", tuple(PassedTo(p.id, p.name, now) for p in others))
+    to = []
+    for partner in reachable:
+        due = after_quiet_hours(now, partner.quiet_hours, zones[partner.id])
+        tx.tells.pass_on(
+            inbound_id=inbound_id,
+            household=household.id,
+            partner=partner.id,
+            channel=partner.channels[0],
+            body=f"{sender.name}: {text}",
+            subject=f"{sender.name} passed on an appreciation",
+            due=due,
+            expires=due + TELL_GRACE,
+            now=now,
+        )
+        to.append(PassedTo(partner.id, partner.name, due))
+    return Passed("queued", tuple(to))
+
+
+def _reachable(tx: Records, household: str, partner: Partner) -> bool:
+    """Whether any of the partner's channels may take a message (not opted out of)."""
+    return any(
+        channel == "console" or tx.partners.opted_out_at(household, partner.id, channel) is None
+        for channel in partner.channels
+    )

@@ -77,7 +77,7 @@ def handle_reply(
                 earlier = _earlier(tx, provider_id, idempotency_token)
                 if earlier is not None:
                     return earlier
-                answer = _handle(tx, file, sender, body, now, source)
+                answer = _handle(tx, file, sender, body, now, source, provider_id)
                 tx.inbound.record(
                     provider_id=provider_id,
                     idempotency_token=idempotency_token,
@@ -177,7 +177,13 @@ def _index(file: RitualFile) -> _Index:
 
 
 def _handle(
-    tx: Records, file: RitualFile, sender: str, body: str, now: datetime, source: str = "sms"
+    tx: Records,
+    file: RitualFile,
+    sender: str,
+    body: str,
+    now: datetime,
+    source: str = "sms",
+    provider_id: str = "",
 ) -> Answer:
     found = _partner(tx, file, sender)
     reply = parse(body)
@@ -192,7 +198,7 @@ def _handle(
         return Answer(said, "limited", household=found.household, partner=found.key)
     if found is None:
         return Answer(wording.STRANGER if _may_answer(tx, sender, now) else "", "stranger")
-    text = _Replier(tx, file, found, sender, body, now, source).answer(reply)
+    text = _Replier(tx, file, found, sender, body, now, source, provider_id).answer(reply)
     return Answer(text, reply.command, household=found.household, partner=found.key)
 
 
@@ -224,8 +230,10 @@ class _Replier:
         body: str,
         now: datetime,
         source: str = "sms",
+        provider_id: str = "",
     ) -> None:
         self.tx = tx
+        self.provider_id = provider_id  # the inbound message's id: a TELL is made once by it
         self.file = file
         index = _index(file)
         self.household = index.households[partner.household]
@@ -257,6 +265,9 @@ class _Replier:
                 return self._snooze(reply)
             case "streak":
                 return self._streaks()
+            case "tell":
+                assert reply.text is not None
+                return self._tell(reply.text)
             case "help":
                 return HELP
             case "stop":
@@ -392,6 +403,37 @@ class _Replier:
         return wording.snoozed(
             target, done, due=due, now=self.now, zone=self.zone, quiet=due > plain
         )
+
+    def _tell(self, text: str) -> str:
+        zones = _index(self.file).zones(self.household)
+        passed = acts.tell(
+            self.tx,
+            household=self.household,
+            sender=self.partner,
+            text=text,
+            inbound_id=self.provider_id,
+            now=self.now,
+            zones=zones,
+        )
+        counted = False
+        if passed.outcome == "queued":
+            # Passing an appreciation on is doing the appreciation nudge, if one is open.
+            target = targets.tell_target(self._told(), self.partner.id, self.now)
+            if target is not None:
+                acts.confirm(
+                    self.tx,
+                    household=self.household.id,
+                    partner=self.partner.id,
+                    occurrence=target.occurrence,
+                    at=self.now,
+                    source=self.source,
+                    needs=acts.needs_for(
+                        self.file, self.household.id, target.ritual.id, target.recipient
+                    ),
+                    raw_text="TELL",  # the words are the partners': kept with the TELL only
+                )
+                counted = True
+        return wording.passed_on(passed, now=self.now, zone=self.zone, zones=zones, counted=counted)
 
     def _streaks(self) -> str:
         names = {p.id: p.name for p in self.household.partners}

@@ -25,6 +25,7 @@ __all__ = [
     "skip_target",
     "skippable",
     "snooze_target",
+    "tell_target",
     "to_confirm",
 ]
 
@@ -178,3 +179,10 @@ def snooze_target(told: Sequence[Open], partner: str) -> Open | None:
         if t.status == "open" and partner not in t.confirmed_by and partner not in t.skipped_by
     ]
     return max(open_, key=lambda t: t.last_sent) if open_ else None
+
+
+def tell_target(told: Sequence[Open], partner: str, now: datetime) -> Open | None:
+    """What a TELL counts as done: the partner's open appreciation nudge, the one the last
+    message was about first; None when there is none."""
+    open_ = [t for t in to_confirm(told, partner, now) if t.ritual.kind == "appreciation"]
+    return open_[0] if open_ else None

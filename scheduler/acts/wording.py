@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from rituals.replies import HELP, day_text, in_a_row
 from rituals.streaks import weeks_text
-from scheduler.acts.acts import MAX_SNOOZES, Done, Snoozed
+from scheduler.acts.acts import MAX_SNOOZES, MAX_TELLS_PER_DAY, Done, Passed, Snoozed
 from scheduler.acts.targets import EARLY, Open, Pick
 from scheduler.ledger.completions import Skipped
 
@@ -163,6 +163,47 @@ def snoozed(
     )
     after = " (after your quiet hours)" if quiet else ""
     return f"OK: Tend will remind you about the {label(target)} {when}{after}."
+
+
+def passed_on(
+    passed: Passed,
+    *,
+    now: datetime,
+    zone: ZoneInfo,
+    zones: dict[str, ZoneInfo],
+    counted: bool,
+) -> str:
+    """The answer to a TELL: when it arrives, on the sender's clock (`zone`), the zone named
+    when the other partner's differs; `counted`: it was the sender's appreciation done."""
+    if passed.outcome == "alone":
+        return "There is nobody else in your household to pass that on to. Nothing was sent."
+    if passed.outcome == "limit":
+        return (
+            f"You have passed on {MAX_TELLS_PER_DAY} messages today, the most for one day. "
+            "Nothing was sent: try again tomorrow."
+        )
+    if passed.outcome == "unreachable":
+        names = " and ".join(to.name for to in passed.to) or "Your partner"
+        return f"That could not be passed on: {names} turned off Tend's messages. Nothing was sent."
+    today = now.astimezone(zone).date()
+    parts = []
+    for to in passed.to:
+        if to.due <= now:
+            parts.append(f"Sent to {to.name}.")
+            continue
+        local = to.due.astimezone(zone)
+        when = f"at {local:%H:%M}"
+        if local.date() == today + timedelta(days=1):
+            when = f"tomorrow {when}"
+        elif local.date() != today:
+            when = f"on {day_text(local)} {when}"
+        theirs = zones.get(to.partner, zone)
+        if theirs.key != zone.key:
+            when = f"{when} your time ({zone.key})"
+        parts.append(f"{to.name} gets it {when}, after their quiet hours.")
+    if counted:
+        parts.append("Your appreciation counts as done.")
+    return " ".join(parts)
 
 
 def streaks(parts: Sequence[tuple[str, int, int, bool]]) -> str:

@@ -68,7 +68,8 @@ def decide(claim: Claim, now: datetime) -> Next:
         return Next("cancel", f"no reminder needed: the occurrence is {done}")
     if claim.occurrence_status in ("cancelled", "skipped"):
         return Next("cancel", f"occurrence {claim.occurrence_status}")
-    if claim.paused_until is not None and now < claim.paused_until:
+    # A household's pause stops Tend's nudges; a partner's TELL is their own words: it goes.
+    if not claim.is_tell and claim.paused_until is not None and now < claim.paused_until:
         return Next("cancel", "household paused")
     if now > claim.expires_at:
         return Next("miss", "not sent within the ritual's grace")

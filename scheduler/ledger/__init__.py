@@ -21,7 +21,8 @@ A module per kind of record: :mod:`~scheduler.ledger.claims` and
 :mod:`~scheduler.ledger.partners` (and opt-outs), :mod:`~scheduler.ledger.inbound`,
 :mod:`~scheduler.ledger.receipts`, :mod:`~scheduler.ledger.streaks`,
 :mod:`~scheduler.ledger.workers` (heartbeats, the planner's lock),
-:mod:`~scheduler.ledger.synced` (the ritual file last synced) and
+:mod:`~scheduler.ledger.synced` (the ritual file last synced), :mod:`~scheduler.ledger.tells`
+(a partner's TELL passed on) and
 :mod:`~scheduler.ledger.reports`; the rows themselves in :mod:`~scheduler.ledger.rows`, the
 schema's migrations in :mod:`~scheduler.ledger.schema`.
 """
@@ -63,6 +64,7 @@ from scheduler.ledger.rows import (
 from scheduler.ledger.schema import SchemaBehind
 from scheduler.ledger.streaks import Streaks
 from scheduler.ledger.synced import Synced
+from scheduler.ledger.tells import Tells
 from scheduler.ledger.workers import PlannerLock, Workers, listen
 
 __all__ = [
@@ -104,6 +106,7 @@ class Records:
         self.reports = Reports(bind)
         self.streaks = Streaks(bind)
         self.synced = Synced(bind)
+        self.tells = Tells(bind)
         self.workers = Workers(bind)
 
 

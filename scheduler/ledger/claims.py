@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,27 +42,27 @@ class Claim:
     """A claimed delivery and what deciding about it needs, read after the claim."""
 
     id: int
-    occurrence_id: int
+    occurrence_id: int | None  # None for a TELL
     household_id: str
     partner_key: str
     role: str
     channel: str
-    body: str
+    body: str = field(repr=False)  # a TELL's words are the partners': never in a repr
     subject: str | None
     due_at: datetime
     expires_at: datetime
     attempts: int
     claimed_at: datetime
     last_error: str | None
-    occurrence_status: str
+    occurrence_status: str | None  # None for a TELL
     partner_done: bool  # this partner confirmed the occurrence
-    ritual_id: str
-    slot: datetime
+    ritual_id: str | None  # None for a TELL
+    slot: datetime | None  # None for a TELL
     household_active: bool
     paused_until: datetime | None
     name: str
-    phone: str | None
-    email: str | None
+    phone: str | None = field(repr=False)
+    email: str | None = field(repr=False)
     channels: tuple[str, ...]
     timezone: str
     quiet_hours: str | None
@@ -70,10 +70,22 @@ class Claim:
     sms_opted_out_at: datetime | None
     email_opted_out_at: datetime | None
     # (channel, body) of the partner's later channels that word it otherwise.
-    fallback_bodies: tuple[tuple[str, str], ...] = ()
+    fallback_bodies: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # A TELL's inbound message (its provider id): what makes it once.
+    inbound_id: str | None = None
+
+    @property
+    def is_tell(self) -> bool:
+        """A partner's TELL passed on: about no occurrence."""
+        return self.occurrence_id is None
 
     @property
     def key(self) -> str:
+        if self.slot is None:  # a TELL: its inbound message identifies it
+            return (
+                f"{self.household_id}/{self.role}/{self.inbound_id}/"
+                f"{self.partner_key}/{self.channel}"
+            )
         return (
             f"{self.household_id}/{self.ritual_id}/{self.slot:%Y-%m-%dT%H:%M}/"
             f"{self.partner_key}/{self.role}/{self.channel}"
@@ -170,8 +182,10 @@ _CLAIMS = (
         PartnerRow.sms_opted_out_at,
         PartnerRow.email_opted_out_at,
         DeliveryRow.fallback_bodies,
+        DeliveryRow.inbound_id,
     )
-    .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
+    # Outer: a TELL is about no occurrence.
+    .outerjoin(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
     .join(HouseholdRow, HouseholdRow.id == DeliveryRow.household_id)
     .join(
         PartnerRow,
@@ -389,7 +403,8 @@ class MoveOn:
 
 def _insert_fallback(connection: Connection, claim: Claim, channel: str, now: datetime) -> None:
     """The delivery of `claim` again on `channel`, due now, worded for `channel` (once: the
-    unique key on occurrence, partner, role and channel makes a repeat a no-op)."""
+    unique key on occurrence, partner, role and channel, or a TELL's on its inbound message,
+    partner and channel, makes a repeat a no-op)."""
     bodies = dict(claim.fallback_bodies)  # those not named say what claim.body says
     body = bodies.get(channel, claim.body)
     order = list(claim.channels)
@@ -400,6 +415,7 @@ def _insert_fallback(connection: Connection, claim: Claim, channel: str, now: da
     connection.execute(
         insert.values(
             occurrence_id=claim.occurrence_id,
+            inbound_id=claim.inbound_id,
             household_id=claim.household_id,
             partner_key=claim.partner_key,
             role=claim.role,

@@ -76,6 +76,7 @@ _TOLD = (
         OccurrenceRow.at,
         OccurrenceRow.status,
     )
+    # Inner: a TELL the partner received is about no occurrence, so nothing to reply to.
     .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
     .where(
         DeliveryRow.household_id == bindparam("household"),

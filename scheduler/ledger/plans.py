@@ -217,6 +217,7 @@ class Plans(Bound):
             exists().where(
                 DeliveryRow.generation < generation,
                 DeliveryRow.status == "pending",
+                DeliveryRow.occurrence_id.is_not(None),  # a TELL is the partner's
                 DeliveryRow.fallback_of.is_(None),
                 DeliveryRow.role.not_like(f"{SNOOZE_ROLE}%"),
                 DeliveryRow.expires_at >= now,
@@ -280,8 +281,9 @@ def _cancel_deliveries(
             DeliveryRow.generation < generation,
             or_(
                 # Not made again; the expired are left to be marked missed. A snoozed nudge
-                # is the partner's, not the file's: kept.
+                # and a TELL are the partner's, not the file's: kept.
                 and_(
+                    DeliveryRow.occurrence_id.is_not(None),
                     DeliveryRow.fallback_of.is_(None),
                     DeliveryRow.role.not_like(f"{SNOOZE_ROLE}%"),
                     DeliveryRow.expires_at >= now,

@@ -18,7 +18,10 @@ from scheduler.ledger.rows import (
     PartnerRow,
 )
 
-__all__ = ["CalendarEntry", "Due", "People", "Reports"]
+__all__ = ["TELL_LABEL", "CalendarEntry", "Due", "People", "Reports"]
+
+#: What `tend status` shows in the ritual's place for a TELL (about no ritual).
+TELL_LABEL = "TELL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +90,15 @@ class Reports(Bound):
             select(
                 DeliveryRow.next_attempt_at,
                 DeliveryRow.household_id,
-                OccurrenceRow.ritual_id,
+                # A TELL is about no occurrence: shown as its role's word.
+                func.coalesce(OccurrenceRow.ritual_id, TELL_LABEL),
                 DeliveryRow.partner_key,
                 DeliveryRow.role,
                 DeliveryRow.channel,
                 DeliveryRow.status,
                 PartnerRow.timezone,
             )
-            .join(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
+            .outerjoin(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
             .join(
                 PartnerRow,
                 (PartnerRow.household_id == DeliveryRow.household_id)

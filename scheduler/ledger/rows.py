@@ -34,6 +34,7 @@ __all__ = [
     "REACHED",
     "SNOOZE_ROLE",
     "STRANGER_ANSWERED",
+    "TELL_ROLE",
     "Base",
     "CompletionAction",
     "CompletionRow",
@@ -57,6 +58,9 @@ OccurrenceStatus = Literal["open", "confirmed", "skipped", "missed", "cancelled"
 # A partner's SNOOZE makes a delivery of role "snooze-1", "snooze-2", ... (a nudge sent
 # again): the planner does not make these, so it does not cancel them either.
 SNOOZE_ROLE = "snooze"
+# A partner's TELL makes a delivery of role "tell" to the other partner: about no
+# occurrence (occurrence_id is NULL), made once per inbound message (its inbound_id).
+TELL_ROLE = "tell"
 
 
 def is_follow_up(role: str) -> bool:
@@ -184,11 +188,15 @@ class OccurrenceRow(Base):
 
 
 class DeliveryRow(Base):
-    """One message to one partner about one occurrence, on one channel."""
+    """One message to one partner about one occurrence, on one channel; or one partner's
+    TELL passed on to the other (no occurrence: the inbound message it came in)."""
 
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("occurrence_id", "partner_key", "role", "channel"),
+        # A TELL is passed on once per inbound message, recipient and channel (a replayed
+        # webhook, or a fallback made twice, is a no-op).
+        UniqueConstraint("inbound_id", "partner_key", "channel"),
         # The dispatcher's one hot query: due pending work, oldest first.
         Index("ix_delivery_status_next_attempt_at", "status", "next_attempt_at"),
         # Status callbacks find their delivery by the provider's message id.
@@ -198,10 +206,14 @@ class DeliveryRow(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    occurrence_id: Mapped[int] = mapped_column(ForeignKey("occurrence.id"))
+    # None for a TELL, which is about no occurrence.
+    occurrence_id: Mapped[int | None] = mapped_column(ForeignKey("occurrence.id"))
+    # A TELL's inbound message (its provider id, Twilio's MessageSid); None otherwise.
+    inbound_id: Mapped[str | None] = mapped_column(String(128))
     household_id: Mapped[str] = mapped_column(String(64))
     partner_key: Mapped[str] = mapped_column(String(64))
-    role: Mapped[str] = mapped_column(String(16))  # plan_ahead | day_of | reminder | nudge
+    # plan_ahead | day_of | reminder | nudge | snooze-N | tell
+    role: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str] = mapped_column(String(16))
     status: Mapped[DeliveryStatus] = mapped_column(String(16), default="pending")
     due_at: Mapped[datetime]  # when the plan wants it sent (after quiet hours)

@@ -18,6 +18,9 @@ environment, as in production.
   message gives up on SMS and moves to e-mail (an aiosmtpd server on loopback); the worker
   is killed with the last SMS attempt in flight, then with the e-mail in flight, and the
   e-mail still arrives once and Twilio is not asked again after the give-up.
+- **kill -9 with a TELL in flight** (SQLite and PostgreSQL): a partner's TELL, taken by the
+  signed webhook in the other's quiet hours and replayed, is due at their end; the worker is
+  killed with it at Twilio, and the next worker reconciles it: one text, never logged.
 
 Each drill asserts 0 lost and 0 duplicated at the provider (counted per recipient and
 body, every body being unique), a ledger that agrees (every due delivery ``sent``, with the
@@ -53,13 +56,20 @@ from typing import Any
 
 import pytest
 from fake_twilio import FailureSpec, FakeTwilio
+from fastapi.testclient import TestClient
 from ledger_setup import reset_postgres
 from smtp_server import SmtpServer
 from sqlalchemy import Engine, func, select
+from twilio.request_validator import RequestValidator
 
+from config.loader import load_ritual_file
+from notifiers.twilio_webhooks import TwilioWebhooks
+from scheduler.ledger import Ledger
 from scheduler.ledger.engine import make_engine
 from scheduler.ledger.rows import DeliveryRow, PartnerRow
 from scheduler.ledger.schema import upgrade
+from scheduler.planner import sync_file
+from tend.web import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 SENDER = "+15550001111"
@@ -764,3 +774,139 @@ def test_kill_9_around_a_give_up_sends_the_email_once_and_the_sms_no_more(
             assert provider.fake.server_errors == []
         finally:
             engine.dispose()
+
+
+# ---------------------------------------------------------------------- kill -9 with a TELL
+
+TELL_TOKEN = "0123456789abcdef0123456789abcdef"
+TELL_PUBLIC = "https://tend.example.com"
+TELL_ALEX = "+15552990011"
+TELL_SAM = "+15552990012"
+TELL_WORDS = "Thank you for this week, you carried us"
+
+
+def tell_file(path: Path, quiet: str, at: datetime) -> None:
+    """Alex and Sam by SMS, Sam with `quiet` hours; an appreciation nudge days away (after
+    the worker's one-day horizon: the TELL is the only message)."""
+    day = f"{at + timedelta(days=3):%a}".lower()
+    path.write_text(
+        f"""timezone = "UTC"
+
+[[households]]
+id = "alex-sam"
+  [[households.partners]]
+  id = "alex"
+  name = "Alex"
+  phone = "{TELL_ALEX}"
+  channels = ["sms"]
+
+  [[households.partners]]
+  id = "sam"
+  name = "Sam"
+  phone = "{TELL_SAM}"
+  channels = ["sms"]
+  quiet_hours = "{quiet}"
+
+[[rituals]]
+id = "appreciation"
+kind = "appreciation"
+schedule = "weekly on {day} at 12:00"
+"""
+    )
+
+
+def tell_rows(engine: Engine) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.execute(select(DeliveryRow).where(DeliveryRow.role == "tell")))
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_kill_9_with_a_tell_in_flight_passes_it_on_once_at_the_end_of_quiet_hours(
+    tmp_path: Path,
+    provider: Provider,
+    workers_made: list[Workers],
+    database: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Alex's TELL comes through the signed webhook an hour before Sam's quiet hours end: it
+    is due at their end (a couple of minutes ago, so a worker sends it at once, inside its
+    grace); a replay of the webhook adds nothing. The worker is killed with the text in
+    flight (Twilio has it; the worker never heard back); a worker started again reconciles
+    it with Twilio's list, and Sam has it exactly once."""
+    url = (
+        str(request.getfixturevalue("postgres_url"))
+        if database == "postgres"
+        else f"sqlite:///{tmp_path}/tend.db"
+    )
+    deadline = time.monotonic() + DEADLINE / 2
+    quiet_end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
+    told_at = quiet_end - timedelta(hours=1)
+    config = tmp_path / "tend.toml"
+    tell_file(config, f"{quiet_end - timedelta(hours=8):%H:%M}-{quiet_end:%H:%M}", told_at)
+    engine = make_engine(url)
+    try:
+        if database == "postgres":
+            reset_postgres(engine)
+        upgrade(engine)
+        file = load_ritual_file(config, today=told_at).file
+        sync_file(Ledger(engine), file, told_at)
+
+        # 1. The TELL, through the signed webhook, in Sam's quiet hours; then replayed.
+        app = create_app(
+            Ledger(engine),
+            clock=lambda: told_at,
+            twilio=TwilioWebhooks(TELL_TOKEN, TELL_PUBLIC),
+            rituals=lambda: file,
+        )
+        form = {
+            "MessageSid": "SM" + "7" * 32,
+            "AccountSid": "AC" + "0" * 32,
+            "From": TELL_ALEX,
+            "To": SENDER,
+            "Body": f"TELL {TELL_WORDS}",
+        }
+        signature = RequestValidator(TELL_TOKEN).compute_signature(
+            f"{TELL_PUBLIC}/twilio/sms", form
+        )
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        }
+        with TestClient(app) as client:
+            answers = [
+                client.post("/twilio/sms", data=form, headers=headers).text for _ in range(2)
+            ]
+        tomorrow = "tomorrow " if quiet_end.date() != told_at.date() else ""
+        expected = f"Sam gets it {tomorrow}at {quiet_end:%H:%M}, after their quiet hours."
+        assert answers[0] == answers[1] and expected in answers[0], answers
+        [row] = tell_rows(engine)
+        assert (row.status, row.due_at) == ("pending", quiet_end)
+
+        # 2. Killed with the text in flight: Twilio recorded it, the answer is held back.
+        provider.fake.stall_next(STALL)
+        workers = Workers(tmp_path, url, config, provider.fake, TEND_CLAIM_TIMEOUT_SECONDS="2")
+        workers_made.append(workers)
+        first = workers.start()
+        until(lambda: provider.count >= 1, deadline, "the TELL at Twilio", workers)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        [row] = tell_rows(engine)
+        assert row.status == "sending", row
+
+        # 3. Started again: reconciled with Twilio's list, recorded as sent, not sent again.
+        second = workers.start()
+        until(lambda: tell_rows(engine)[0].status == "sent", deadline, "the TELL sent", workers)
+        wait_started(second, deadline, workers)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=20) == 0, workers.logs()
+
+        assert [(to, body) for to, body, _ in provider.recorded] == [
+            (TELL_SAM, f"Alex: {TELL_WORDS}")
+        ], workers.logs()
+        [row] = tell_rows(engine)
+        assert row.provider_id == provider.recorded[0][2]
+        assert row.due_at == quiet_end
+        assert TELL_WORDS not in workers.logs(tail=100_000)  # the words are never logged
+        assert provider.fake.server_errors == []
+    finally:
+        engine.dispose()

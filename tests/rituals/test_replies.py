@@ -14,6 +14,8 @@ from rituals.clock import TimeWindow, resolve
 from rituals.replies import (
     HELP,
     MAX_PAUSE,
+    MAX_TELL,
+    TELL_EMPTY,
     Command,
     Reply,
     Snooze,
@@ -21,6 +23,7 @@ from rituals.replies import (
     in_a_row,
     parse,
     snooze_until,
+    tell_too_long,
 )
 from rituals.sms import count_segments, is_gsm7
 
@@ -47,6 +50,10 @@ def snoozed(
     delay: timedelta | None = None, *, tomorrow: bool = False, weekday: int | None = None
 ) -> Reply:
     return Reply("snooze", snooze=Snooze(delay=delay, tomorrow=tomorrow, weekday=weekday))
+
+
+def told(text: str) -> Reply:
+    return Reply("tell", text=text)
 
 
 # ----------------------------------------------------------------------------- the grammar
@@ -177,6 +184,26 @@ GRAMMAR = [
     case("pause a while", Reply("pause", problem=PAUSE_PROBLEM), "pause-unreadable"),
     case("RESUME", Reply("resume"), "resume"),
     case("back!", Reply("resume"), "back"),
+    # TELL: the text kept as written (case, inner spaces, emoji, newlines), trimmed.
+    case("TELL Thank you for dinner", told("Thank you for dinner"), "tell"),
+    case("tell you were wonderful today", told("you were wonderful today"), "tell-lowercase"),
+    case("Tell:  You rock ❤️ ", told("You rock ❤️"), "tell-colon-trimmed"),
+    case("  TELL - thanks!!", told("thanks!!"), "tell-dash-kept-exclamations"),
+    case("TELL\nthank you\nfor everything", told("thank you\nfor everything"), "tell-lines"),
+    case("\uff34\uff25\uff2c\uff2c hi", told("hi"), "tell-full-width"),
+    case("TELL done", told("done"), "tell-of-a-command-word-is-a-tell"),
+    case("TELL STOP", told("STOP"), "tell-stop-is-a-tell-not-an-opt-out"),
+    case("TELL " + "x" * MAX_TELL, told("x" * MAX_TELL), "tell-at-the-limit"),
+    case("TELL", Reply("tell", problem=TELL_EMPTY), "tell-alone"),
+    case("tell :  ", Reply("tell", problem=TELL_EMPTY), "tell-with-only-punctuation"),
+    case(
+        "TELL " + "x" * (MAX_TELL + 1),
+        Reply("tell", problem=tell_too_long(MAX_TELL + 1)),
+        "tell-one-over-the-limit",
+    ),
+    case("telling you: done", UNKNOWN, "telling-is-not-tell"),
+    case("tells", UNKNOWN, "tells-is-not-tell"),
+    case("Did you tell her?", UNKNOWN, "tell-not-first-is-not-tell"),
     # Anything else.
     case("hello", UNKNOWN, "hello"),
     case("", UNKNOWN, "empty"),
@@ -197,6 +224,20 @@ def test_a_pause_far_too_long_to_count_is_a_problem_not_an_error() -> None:
     assert parse("pause " + "9999w" * 15000) == Reply("pause", problem=PAUSE_PROBLEM)
 
 
+def test_a_tells_text_is_not_in_its_repr() -> None:
+    reply = parse("TELL my secret words")
+    assert reply.text == "my secret words"
+    assert "secret" not in repr(reply)
+    assert repr(reply) == "Reply(command='tell', opts_in=False, text=<15 characters>)"
+
+
+def test_the_too_long_answer_says_how_long_and_the_limit() -> None:
+    assert tell_too_long(400) == (
+        "That TELL is 400 characters; it can be at most 320. "
+        "Nothing was sent: please send a shorter one."
+    )
+
+
 def test_the_help_text_is_one_gsm7_sms() -> None:
     assert is_gsm7(HELP)
     assert count_segments(HELP).count == 1
@@ -206,6 +247,8 @@ def test_the_help_text_names_every_command_it_teaches() -> None:
     for word in ("DONE", "SKIP", "SNOOZE", "STREAK", "PAUSE", "RESUME", "STOP"):
         assert word in HELP
         assert parse(word).command != "unknown"
+    assert "TELL <words>" in HELP
+    assert parse("TELL thank you").command == "tell"
 
 
 COMMANDS = set(typing.get_args(Command))
