@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from config.model import Household, Partner, Ritual
 from rituals.clock import QuietHours, format_duration, resolve
-from rituals.decks import DEFAULT_DECKS, builtin_decks
+from rituals.decks import DEFAULT_DECKS, builtin_decks, topic_title
 from rituals.schedule import MIN_GAP, FixedSchedule, RandomWindow
 from rituals.sms import MAX_LENGTH as SMS_MAX_LENGTH
 from rituals.sms import count_segments, to_gsm7
@@ -222,21 +222,22 @@ def _ritual(i: int, ritual: Ritual, context: _Context) -> Iterator[Problem]:
                 yield Problem((*here, "households", k), f"unknown household {name!r}")
         targets = [households[n] for n in ritual.households if n in households]
 
-    deck = ritual.deck or DEFAULT_DECKS.get(ritual.kind)
+    refused = {loc[-1] for loc in context.unreadable if loc[:-1] == here}
     known_decks = context.known_decks
-    if ritual.deck is not None and ritual.deck not in known_decks:
-        yield Problem(
-            (*here, "deck"),
-            f"unknown deck {ritual.deck!r} (known: {', '.join(sorted(known_decks))})",
-        )
+    for at, name in _named_decks(here, ritual):
+        if name not in known_decks:
+            yield Problem(at, f"unknown deck {name!r} (known: {', '.join(sorted(known_decks))})")
+    default = DEFAULT_DECKS.get(ritual.kind)
+    # A deck the schema refused is not known as written: {{ item }} and {{ topic }} may be
+    # right for it, and are not reported again.
+    decks = None if "deck" in refused else ritual.decks or ((default,) if default else ())
     names = sorted({p.name for h in targets for p in h.partners})
     audience = [p for h in targets for p in h.partners if ritual.to in ("both", "each", p.id)]
     texted = any("sms" in p.channels for p in audience)
-    yield from _templates(here, ritual, deck, context.deck_items, names, texted)
+    yield from _templates(here, ritual, decks, context.deck_items, names, texted)
     if any("email" in p.channels for p in audience):
         yield from _email_wording(here, ritual)
 
-    refused = {loc[-1] for loc in context.unreadable if loc[:-1] == here}
     if ritual.kind == "custom" and ritual.message is None and "message" not in refused:
         yield Problem((*here, "message"), "a custom ritual needs a message")
 
@@ -271,19 +272,36 @@ def _ritual(i: int, ritual: Ritual, context: _Context) -> Iterator[Problem]:
         yield from _firing(here, ritual, known, context.timezone, context.today)
 
 
+def _named_decks(here: Loc, ritual: Ritual) -> Iterator[tuple[Loc, str]]:
+    """Each deck the ritual names, at its path: ``deck``, or ``deck.K`` in a list."""
+    if isinstance(ritual.deck, str):
+        yield (*here, "deck"), ritual.deck
+    elif ritual.deck is not None:
+        for k, name in enumerate(ritual.deck):
+            yield (*here, "deck", k), name
+
+
+_DRAWN = frozenset({"item", "topic"})  # what a ritual with no deck has nothing for
+
+
 def _templates(
     here: Loc,
     ritual: Ritual,
-    deck: str | None,
+    decks: Sequence[str] | None,
     deck_items: Mapping[str, Sequence[str]],
     names: Collection[str],
     texted: bool,
 ) -> Iterator[Problem]:
-    """Each template renders; an SMS of it, with this deck's longest item, fits 2 segments,
-    and a message for a partner who gets texts is never longer than an SMS can be."""
-    items = deck_items.get(deck) if deck else None
+    """Each template renders; an SMS of it, with its decks' longest item, fits 2 segments,
+    and a message for a partner who gets texts is never longer than an SMS can be.
+
+    `decks`: those the ritual draws from (none: it has no deck); None when they are not
+    known as written (the schema refused the value)."""
+    drawn = [(item, topic_title(deck)) for deck in decks or () for item in deck_items.get(deck, ())]
+    items = [item for item, _topic in drawn]
+    has_deck = decks is None or bool(decks)
     # An unknown deck is reported once, at `deck`, not again at every {{ item }}.
-    allowed = frozenset(SAMPLE_VALUES) - ({"item"} if deck is None else frozenset())
+    allowed = frozenset(SAMPLE_VALUES) - (frozenset() if has_deck else _DRAWN)
     for name, role in (
         ("message", "day_of"),
         ("plan_ahead_message", "plan_ahead"),
@@ -294,7 +312,8 @@ def _templates(
             try:
                 check_template(source, allowed)
             except TemplateProblem as exc:
-                hint = " (this ritual has no deck)" if "'item'" in str(exc) and deck is None else ""
+                drawing = any(f"{word!r}" in str(exc) for word in _DRAWN)
+                hint = " (this ritual has no deck)" if drawing and not has_deck else ""
                 yield Problem((*here, name), f"{exc}{hint}")
                 continue
         elif role == "day_of" and ritual.kind == "custom":
@@ -302,8 +321,9 @@ def _templates(
         template = source or default_message(role, ritual.kind)
         # Render with every real item and every real name too: "{{ partner[3] }}" works for
         # the sample "Alex" and fails for "Sam"; better here than at send time.
-        candidates = (items or [SAMPLE_VALUES["item"]]) if "item" in allowed else [""]
-        variants = [{**SAMPLE_VALUES, "item": c} for c in candidates]
+        sample = [(SAMPLE_VALUES["item"], SAMPLE_VALUES["topic"])]
+        candidates = (drawn or sample) if has_deck else [("", "")]
+        variants = [{**SAMPLE_VALUES, "item": i, "topic": t} for i, t in candidates]
         variants += [{**SAMPLE_VALUES, "partner": n, "planner": n} for n in names]
         try:
             texts = [(to_gsm7(render(template, v)), v["item"]) for v in variants]

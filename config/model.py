@@ -209,6 +209,46 @@ ScheduleField = Annotated[
 ]
 
 
+def _deck(value: Any) -> str | list[str]:
+    """A deck's name, or a list of them (topics the ritual rotates), each once."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise ValueError("a deck's name, or a list of deck names like ['finances', 'feelings']")
+    if not value:
+        raise ValueError("an empty list: name at least one deck, or leave 'deck' out")
+    seen: set[str] = set()
+    for k, name in enumerate(value):
+        if not isinstance(name, str):
+            raise ValueError(f"item {k} is not a deck's name: write each name in quotes")
+        if name in seen:
+            raise ValueError(f"{name!r} is in the list twice: name each deck once")
+        seen.add(name)
+    return list(value)
+
+
+DeckField = Annotated[
+    str | list[str],
+    PlainValidator(_deck),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "string", "description": "A deck's name.", "examples": ["date-ideas"]},
+                {
+                    "type": "array",
+                    "description": "Decks rotated occurrence by occurrence (week by week for "
+                    "a weekly ritual), each used up before its items repeat.",
+                    "items": {"type": "string"},
+                    "minItems": 1,
+                    "uniqueItems": True,
+                    "examples": [["finances", "family-life", "relationship-goals"]],
+                },
+            ]
+        }
+    ),
+]
+
+
 def mask_address(value: str | None) -> str | None:
     """``+15551230001`` -> ``+1*******001``; ``alex@example.com`` -> ``a***@example.com``."""
     if value is None:
@@ -293,7 +333,11 @@ class Ritual(_Table):
     plan_ahead: Duration | None = Field(
         None, description="Nudge the planner this long before. Date nights: 3d."
     )
-    deck: str | None = Field(None, description="Deck of ideas; default from the kind.")
+    deck: DeckField | None = Field(
+        None,
+        description="Deck of ideas, or a list of decks (topics) rotated occurrence by "
+        "occurrence; default from the kind.",
+    )
     message: str | None = Field(None, description="Jinja2 template of the message.")
     plan_ahead_message: str | None = None
     reminder_message: str | None = None
@@ -334,6 +378,13 @@ class Ritual(_Table):
     @property
     def display_name(self) -> str:
         return self.title or self.id.replace("-", " ").replace("_", " ")
+
+    @property
+    def decks(self) -> tuple[str, ...]:
+        """The decks the ritual names, in its order (none: the kind's default, if any)."""
+        if self.deck is None:
+            return ()
+        return (self.deck,) if isinstance(self.deck, str) else tuple(self.deck)
 
 
 class Deck(_Table):

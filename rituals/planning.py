@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 from rituals.clock import QuietHours, TimeWindow, resolve
-from rituals.decks import DEFAULT_DECKS, builtin_decks, item_at
+from rituals.decks import DEFAULT_DECKS, builtin_decks, topic_at, topic_title
 from rituals.schedule import FixedSchedule, RandomWindow
 from rituals.templates import default_message, names_in, render
 
@@ -28,10 +28,10 @@ __all__ = ["PLANNING_RULES", "Delivery", "Occurrence", "Plan", "Role", "file_has
 #: The version of the rules that turn a file into occurrences. A release that plans the same
 #: file otherwise raises it (2: a random window for one partner is drawn on their own clock,
 #: decks space their items across passes, and a delivery carries its later channels'
-#: wordings), so every ledger counts a new generation once and updates what it had planned,
-#: as after an edit, rather than keeping both plans (or a fallback in the first channel's
-#: words).
-PLANNING_RULES = 2
+#: wordings; 3: an occurrence records the deck its item came from), so every ledger counts a
+#: new generation once and updates what it had planned, as after an edit, rather than keeping
+#: both plans (or a fallback in the first channel's words, or occurrences with no deck).
+PLANNING_RULES = 3
 
 
 def file_hash(file: RitualFile) -> str:
@@ -57,6 +57,7 @@ class Occurrence:
     at: datetime  # the slot resolved to UTC
     planners: tuple[str, ...]
     item: str | None
+    deck: str | None = None  # the deck `item` was drawn from (one of the ritual's topics)
 
     @property
     def key(self) -> str:
@@ -197,6 +198,7 @@ class Plan:
     def _occurrence(
         self, ctx: _Context, ritual: Ritual, recipient: str | None, index: int, slot: datetime
     ) -> Occurrence:
+        deck, item = self._draw(ctx, ritual, recipient, index)
         return Occurrence(
             household=ctx.household.id,
             ritual=ritual.id,
@@ -206,7 +208,8 @@ class Plan:
             index=index,
             at=resolve(slot, ctx.zone),
             planners=self._planners(ctx, ritual, index),
-            item=self._item(ctx, ritual, recipient, index),
+            item=item,
+            deck=deck,
         )
 
     def _planners(self, ctx: _Context, ritual: Ritual, index: int) -> tuple[str, ...]:
@@ -220,15 +223,23 @@ class Plan:
             return tuple(ids)
         return (mode,)
 
-    def deck_of(self, ritual: Ritual) -> str | None:
-        return ritual.deck or DEFAULT_DECKS.get(ritual.kind)
+    def decks_of(self, ritual: Ritual) -> tuple[str, ...]:
+        """The decks the ritual draws from, in turn: its own, else its kind's default."""
+        if ritual.decks:
+            return ritual.decks
+        default = DEFAULT_DECKS.get(ritual.kind)
+        return (default,) if default else ()
 
-    def _item(self, ctx: _Context, ritual: Ritual, recipient: str | None, index: int) -> str | None:
-        name = self.deck_of(ritual)
-        items = self._decks.get(name) if name else None
-        if not items:
-            return None
-        return item_at(items, f"{ctx.household.id}|{ritual.id}|{recipient or ''}", index)
+    def _draw(
+        self, ctx: _Context, ritual: Ritual, recipient: str | None, index: int
+    ) -> tuple[str | None, str | None]:
+        """The deck and item of occurrence `index`; (None, None) with no deck."""
+        decks = [(name, self._decks.get(name)) for name in self.decks_of(ritual)]
+        usable = [(name, items) for name, items in decks if items]
+        if not usable:
+            return None, None
+        seed = f"{ctx.household.id}|{ritual.id}|{recipient or ''}"
+        return topic_at(usable, seed, index)
 
     def _audience(self, ctx: _Context, ritual: Ritual, recipient: str | None) -> list[str]:
         if recipient is not None:
@@ -343,6 +354,7 @@ class Plan:
             values["planner"] = _join(planners) if planners else _join(names)
         values["partner"] = ctx.partners[partner_id].name
         values["item"] = occurrence.item or ""
+        values["topic"] = topic_title(occurrence.deck) if occurrence.deck else ""
         values["ritual"] = ritual.display_name
         values["household"] = ctx.household.id
         values["channel"] = channel

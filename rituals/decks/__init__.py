@@ -4,6 +4,9 @@ Built-in decks are TOML files beside this module. A deck rotates without repeati
 is used up; each pass is shuffled by a seed of household, ritual and pass, and opens clear of
 the last items of the pass before, so no item comes back within :data:`SPACING` occurrences.
 The item of an occurrence follows from its index alone: a preview and the real send agree.
+
+A ritual may rotate a list of decks (topics): occurrence ``n`` draws from deck ``n mod k`` of
+the ``k``, and each deck keeps its own sequence of draws, as if it were the ritual's only deck.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache, lru_cache
 from importlib import resources
 
-__all__ = ["DEFAULT_DECKS", "SPACING", "builtin_decks", "item_at"]
+__all__ = ["DEFAULT_DECKS", "SPACING", "builtin_decks", "item_at", "topic_at", "topic_title"]
 
 #: No item comes back within this many occurrences, across the end of a pass too: a pass
 #: opens clear of the last items of the one before (a smaller deck keeps what it can).
@@ -45,6 +48,27 @@ def item_at(items: Sequence[str], seed: str, index: int) -> str:
     size = len(items)
     passes, position = divmod(index, size)
     return items[_order(tuple(items), seed, passes)[position]]
+
+
+def topic_at(decks: Sequence[tuple[str, Sequence[str]]], seed: str, index: int) -> tuple[str, str]:
+    """The deck (its name) and item for occurrence `index` of a ritual that rotates `decks`,
+    given as ``(name, items)`` in the ritual's order.
+
+    Occurrence `index` falls to deck ``index mod len(decks)``, as its draw number
+    ``index // len(decks)``: each deck is used up before any of its items repeats, and keeps
+    its items apart across its passes (:func:`item_at`), counted in its own draws. A list of
+    one deck is that deck: the same items in the same order as naming it alone.
+    """
+    count = len(decks)
+    name, items = decks[index % count]
+    own = seed if count == 1 else f"{seed}|{name}"  # two decks of one size: not one shuffle
+    return name, item_at(items, own, index // count)
+
+
+def topic_title(deck: str) -> str:
+    """A deck's name as a message says it (``{{ topic }}``): "family-life" -> "Family life"."""
+    words = deck.replace("-", " ").replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
 
 
 @lru_cache(maxsize=4096)

@@ -138,6 +138,7 @@ class Plans(Bound):
                         "kind": ex.kind,
                         "at": ex.at,
                         "item": ex.item,
+                        "deck": ex.deck,
                         "planners": ex.planners,
                         "generation": ex.generation,
                         "updated_at": ex.updated_at,

@@ -57,6 +57,7 @@ class CalendarEntry:
     at: datetime
     status: OccurrenceStatus
     item: str | None
+    deck: str | None
     planners: str
     updated_at: datetime
 
@@ -163,6 +164,7 @@ class Reports(Bound):
                     OccurrenceRow.at,
                     OccurrenceRow.status,
                     OccurrenceRow.item,
+                    OccurrenceRow.deck,
                     OccurrenceRow.planners,
                     OccurrenceRow.updated_at,
                 )

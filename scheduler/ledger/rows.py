@@ -181,6 +181,8 @@ class OccurrenceRow(Base):
     at: Mapped[datetime]  # the slot resolved to UTC
     status: Mapped[OccurrenceStatus] = mapped_column(String(16), default="open")
     item: Mapped[str | None] = mapped_column(Text)
+    # The deck `item` was drawn from (a ritual may rotate several: its topics); None with none.
+    deck: Mapped[str | None] = mapped_column(Text)
     planners: Mapped[str] = mapped_column(String(200), default="")  # "alex" or "alex,sam"
     generation: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]

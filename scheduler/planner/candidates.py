@@ -88,6 +88,7 @@ def _candidate(
             "at": occurrence.at,
             "status": "open",
             "item": occurrence.item,
+            "deck": occurrence.deck,
             "planners": ",".join(occurrence.planners),
             "generation": generation,
             "created_at": now,

@@ -1,7 +1,7 @@
 """A household's planned rituals as iCalendar: the private feed ``GET /calendar/{token}.ics``.
 
 The feed is read from the ledger, not the ritual file: it shows what the planner wrote (the
-idea drawn, who plans) and what became of it. It covers the occurrences from
+topic and the idea drawn, who plans) and what became of it. It covers the occurrences from
 :data:`DAYS_BACK` days ago to the end of what is planned (the planner writes
 ``TEND_HORIZON_DAYS`` ahead, so the feed grows as the days come). One VEVENT per occurrence;
 its UID is the occurrence's identity (household, ritual, local slot, recipient), the same
@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from icalendar import Calendar, Event, vDuration
 
 from config.model import RitualFile
+from rituals.decks import topic_title
 from rituals.planning import Delivery, Occurrence
 
 if TYPE_CHECKING:  # `tend plan --format ics` opens no ledger
@@ -158,6 +159,7 @@ def _entry_event(
         recipient=names.get(row.recipient, row.recipient) if row.recipient else None,
         planners=[names.get(p, p) for p in row.planners.split(",") if p],
         item=row.item,
+        deck=row.deck,
         now=now,
     )
     event.add("last-modified", row.updated_at)
@@ -175,14 +177,18 @@ def _event(
     recipient: str | None,
     planners: Sequence[str],
     item: str | None,
+    deck: str | None,
     now: datetime,
 ) -> Event:
     """A VEVENT as the feed and ``tend plan --format ics`` both write it: on the household's
-    wall clock, the ritual's title (and whose it is), the idea and who plans."""
+    wall clock, the ritual's title (and whose it is), the topic (the deck of the idea), the
+    idea and who plans."""
     summary = title[:1].upper() + title[1:]
     if recipient:
         summary += f" for {recipient}"
     lines = []
+    if deck:
+        lines.append(f"Topic: {topic_title(deck)}")
     if item:
         lines.append(f"Idea: {item}")
     if planners:
@@ -245,6 +251,7 @@ def plan_calendar(file: RitualFile, deliveries: Sequence[Delivery], now: datetim
                 recipient=names[occurrence.recipient] if occurrence.recipient else None,
                 planners=[names[p] for p in occurrence.planners],
                 item=occurrence.item,
+                deck=occurrence.deck,
                 now=now,
             )
         )

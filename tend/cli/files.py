@@ -157,6 +157,7 @@ def _delivery_json(delivery: Delivery) -> dict[str, Any]:
         "due_utc": delivery.due_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "planner": list(occurrence.planners),
         "item": occurrence.item,
+        "deck": occurrence.deck,
         "text": delivery.text,
     }
 
@@ -183,7 +184,7 @@ def _table(deliveries: Sequence[Delivery], file: RitualFile) -> None:
     table.add_column("time", no_wrap=True)
     if several:
         table.add_column("household")
-    for column in ("ritual", "role", "to", "channel"):
+    for column in ("ritual", "deck", "role", "to", "channel"):
         table.add_column(column)
     table.add_column("message", overflow="fold", ratio=1)
     last_day = None
@@ -201,6 +202,7 @@ def _table(deliveries: Sequence[Delivery], file: RitualFile) -> None:
             f"{local:%H:%M} {local:%Z}",
             *household,
             delivery.occurrence.ritual,
+            delivery.occurrence.deck or "",
             delivery.role,
             names[(delivery.occurrence.household, delivery.partner)],
             delivery.channel,
@@ -234,11 +236,13 @@ def _narrow(
         occurrence = delivery.occurrence
         where = f"{occurrence.household} " if several else ""
         to = names[(occurrence.household, delivery.partner)]
+        deck = f", deck {occurrence.deck}" if occurrence.deck else ""
         lines.append(
             Text.assemble(
                 "  ",
                 (f"{local:%H:%M %Z}", "cyan"),
-                f"  {where}{occurrence.ritual} ({delivery.role}) to {to} by {delivery.channel}",
+                f"  {where}{occurrence.ritual} ({delivery.role}) to {to} by {delivery.channel}"
+                f"{deck}",
             )
         )
         lines.append(Padding(Text(delivery.text), (0, 0, 0, 6)))
