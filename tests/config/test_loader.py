@@ -1098,6 +1098,7 @@ def test_a_valid_file_loads_without_warnings() -> None:
     assert [r.id for r in loaded.file.rituals] == [
         "date-night",
         "check-in",
+        "money-and-plans",
         "appreciation",
         "reunion",
     ]

@@ -18,6 +18,7 @@ from ritual_files import couple_file, partner_table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "tend.toml"
+EXAMPLE_RITUALS = ("date-night", "check-in", "money-and-plans", "appreciation", "reunion")
 ERROR_LINE = re.compile(r"^(?P<file>.+):(?P<line>\d+): (?P<path>[\w.-]+|\(file\)): (?P<msg>.+)$")
 PLAN_KEYS = {
     "household",
@@ -29,6 +30,7 @@ PLAN_KEYS = {
     "due_utc",
     "role",
     "item",
+    "deck",
     "text",
 }
 
@@ -116,8 +118,8 @@ def new_york(tmp_path: Path) -> Path:
 def test_check_accepts_the_example_and_prints_a_summary(tmp_path: Path) -> None:
     result = tend("check", "--config", str(EXAMPLE), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{EXAMPLE}: OK: 1 household, 2 partners, 4 rituals" in result.stdout
-    for ritual in ("date-night", "check-in", "appreciation", "reunion"):
+    assert f"{EXAMPLE}: OK: 1 household, 2 partners, 5 rituals" in result.stdout
+    for ritual in EXAMPLE_RITUALS:
         assert ritual in result.stdout
 
 
@@ -294,7 +296,7 @@ def test_check_without_any_file_says_how_to_name_one(tmp_path: Path) -> None:
 def test_plan_json_is_one_array_of_deliveries_with_the_documented_keys(tmp_path: Path) -> None:
     plan = plan_json("--config", str(EXAMPLE), "--from", "2026-11-30", "--days", "14", cwd=tmp_path)
     assert plan, "two weeks of the example plan something"
-    assert {d["ritual"] for d in plan} == {"date-night", "check-in", "appreciation", "reunion"}
+    assert {d["ritual"] for d in plan} == set(EXAMPLE_RITUALS)
     for delivery in plan:
         assert set(delivery) >= PLAN_KEYS, delivery
         assert delivery["household"] == "alex-sam"
@@ -400,12 +402,72 @@ def test_plan_ics_of_the_example_has_one_event_per_occurrence_not_per_delivery(
     assert uids == {str(event["UID"]) for event in ics_events(*args, cwd=tmp_path)}
 
 
+TOPIC_FILE = couple_file(
+    rituals="""
+[[rituals]]
+id = "money-and-plans"
+kind = "check_in"
+schedule = "weekly on sat at 10:00"
+deck = ["finances", "family-life", "relationship-goals"]
+message = "This week: {{ topic }}. {{ item }}"
+"""
+)
+
+
+def test_plan_json_gives_each_occurrences_deck_and_the_topics_take_turns(tmp_path: Path) -> None:
+    config = write(tmp_path, TOPIC_FILE)
+    plan = plan_json("--config", str(config), "--from", "2027-01-01", "--days", "42", cwd=tmp_path)
+    alex = [d for d in plan if d["recipient"] == "alex"]
+    assert len(alex) == 6  # six Saturdays
+    decks = [d["deck"] for d in alex]
+    turns = ["finances", "family-life", "relationship-goals"]
+    assert decks == [turns[(turns.index(decks[0]) + n) % 3] for n in range(6)]
+    titles = {"finances": "Finances", "family-life": "Family life"}
+    titles["relationship-goals"] = "Relationship goals"
+    for delivery in plan:
+        assert delivery["text"] == f"This week: {titles[delivery['deck']]}. {delivery['item']}"
+
+
+@pytest.mark.parametrize("columns", ["80", "160"])  # the narrow listing and the wide table
+def test_plan_shows_each_deliverys_deck(tmp_path: Path, columns: str) -> None:
+    config = write(tmp_path, TOPIC_FILE)
+    result = tend(
+        "plan",
+        "--config",
+        str(config),
+        "--from",
+        "2027-01-01",
+        "--days",
+        "21",
+        cwd=tmp_path,
+        env={"COLUMNS": columns},
+    )
+    assert result.returncode == 0, result.stderr
+    for deck in ("finances", "family-life", "relationship-goals"):
+        assert deck in result.stdout
+    if columns == "160":
+        assert re.search(r"^\s*day\s+time\s+ritual\s+deck\s+role", result.stdout, re.MULTILINE)
+    else:
+        assert re.search(r"money-and-plans \(day_of\) to Alex by sms, deck f", result.stdout)
+
+
+def test_check_and_reply_report_an_unknown_deck_in_a_list_at_its_line(tmp_path: Path) -> None:
+    text = TOPIC_FILE.replace('"family-life"', '"famly-life"')
+    config = write(tmp_path, text)
+    line = text.splitlines().index('deck = ["finances", "famly-life", "relationship-goals"]') + 1
+    for args in (("check",), ("reply", "--from", "+15551230001", "DONE")):
+        result = tend(*args, "--config", str(config), cwd=tmp_path)
+        assert result.returncode == 2, result.stdout + result.stderr
+        said = result.stdout + result.stderr
+        assert f"{config}:{line}: rituals.0.deck.1: unknown deck 'famly-life'" in said, args
+
+
 def test_plan_table_shows_the_ritual_ids(tmp_path: Path) -> None:
     result = tend(
         "plan", "--config", str(EXAMPLE), "--from", "2026-11-30", "--days", "14", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
-    for ritual in ("date-night", "check-in", "appreciation", "reunion"):
+    for ritual in EXAMPLE_RITUALS:
         assert ritual in result.stdout
 
 
@@ -474,6 +536,17 @@ def test_config_schema_prints_the_json_schema_of_the_ritual_file(tmp_path: Path)
     assert schema["type"] == "object"
     assert {"households", "rituals", "decks", "timezone"} <= set(schema["properties"])
     assert "households" in schema.get("required", [])
+
+
+def test_config_schema_gives_a_rituals_deck_as_a_name_or_a_list_of_names(tmp_path: Path) -> None:
+    result = tend("config", "schema", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    deck = json.loads(result.stdout)["$defs"]["Ritual"]["properties"]["deck"]
+    [forms] = [part["oneOf"] for part in deck["anyOf"] if "oneOf" in part]
+    assert {form["type"] for form in forms} == {"string", "array"}
+    [listed] = [form for form in forms if form["type"] == "array"]
+    assert listed["items"] == {"type": "string"}
+    assert (listed["minItems"], listed["uniqueItems"]) == (1, True)
 
 
 def test_plan_outside_the_supported_years_exits_2(tmp_path: Path) -> None:
