@@ -3,7 +3,7 @@ ritual may rotate a list of decks
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-08 09:00:00
+Create Date: 2026-12-07 12:30:00
 """
 
 from __future__ import annotations
