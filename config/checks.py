@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 from config.model import Household, Partner, Ritual
 from rituals.clock import QuietHours, format_duration, resolve
 from rituals.decks import DEFAULT_DECKS, builtin_decks
+from rituals.planning import with_pulse_line
+from rituals.pulse import CONVERSATION_DECK
 from rituals.schedule import MIN_GAP, FixedSchedule, RandomWindow
 from rituals.sms import MAX_LENGTH as SMS_MAX_LENGTH
 from rituals.sms import count_segments, to_gsm7
@@ -299,14 +301,28 @@ def _templates(
                 continue
         elif role == "day_of" and ritual.kind == "custom":
             continue
-        template = source or default_message(role, ritual.kind)
+        pulse = ritual.asks_pulse and role == "day_of"
+        # A pulse check-in's built-in text asks for no DONE: the rating is the reply.
+        template = source or default_message(role, ritual.kind, "email" if pulse else "sms")
         # Render with every real item and every real name too: "{{ partner[3] }}" works for
         # the sample "Alex" and fails for "Sam"; better here than at send time.
         candidates = (items or [SAMPLE_VALUES["item"]]) if "item" in allowed else [""]
+        if pulse and "item" in allowed:  # a slipping household's question takes its place
+            candidates = [*candidates, *deck_items.get(CONVERSATION_DECK, ())]
         variants = [{**SAMPLE_VALUES, "item": c} for c in candidates]
         variants += [{**SAMPLE_VALUES, "partner": n, "planner": n} for n in names]
         try:
-            texts = [(to_gsm7(render(template, v)), v["item"]) for v in variants]
+            texts = [
+                (
+                    to_gsm7(
+                        with_pulse_line(render(template, v), "sms")
+                        if pulse
+                        else render(template, v)
+                    ),
+                    v["item"],
+                )
+                for v in variants
+            ]
         except TemplateProblem as exc:
             yield Problem((*here, name), f"{exc} (with this file's names and deck items)")
             continue

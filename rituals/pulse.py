@@ -33,10 +33,12 @@ __all__ = [
     "Rated",
     "Turn",
     "household_slipping",
+    "next_turn",
     "shared_line",
     "slipping",
     "support_due",
     "trend",
+    "worded",
 ]
 
 MIN_RATING = 1
@@ -141,3 +143,28 @@ def trend(ratings: Iterable[Rated], now: datetime) -> str:
 def shared_line(names: Sequence[tuple[str, int]]) -> str:
     """The one line a ``share_pulse`` household gets once both have rated a check-in."""
     return "Check-in pulse: " + ", ".join(f"{name} {rating}" for name, rating in names) + "."
+
+
+def next_turn(
+    by_partner: Mapping[str, Iterable[Rated]], earlier: Sequence[Turn], now: datetime
+) -> Turn:
+    """How a pulse check-in whose first message goes out at `now` is worded: the longer
+    conversation when the household is slipping, and the support message when that has
+    persisted (see :func:`support_due`)."""
+    conversation = household_slipping(by_partner, now)
+    return Turn(now, conversation, support_due(earlier, conversation, now))
+
+
+def worded(body: str, pulse: Mapping[str, object], channel: str, turn: Turn) -> str:
+    """What one partner's pulse check-in says under `turn`: `body` as planned, or the
+    longer-conversation wording for `channel` (from the delivery's `pulse` alternates), then
+    the support message. The same for a retry: built from the alternates, never from a body
+    already reworded."""
+    if not turn.conversation:
+        return body
+    wordings = pulse.get("conversation")
+    text = wordings.get(channel, body) if isinstance(wordings, Mapping) else body
+    support = pulse.get("support")
+    if turn.support and isinstance(support, str) and support:
+        text = f"{text}\n\n{support}"
+    return str(text)
