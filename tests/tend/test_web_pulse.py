@@ -410,12 +410,8 @@ def test_two_low_ratings_make_the_next_check_in_a_longer_conversation_for_both(
 
     to_alex, to_sam = bodies(twilio, ALEX)[2], bodies(twilio, SAM)[2]
     plan = Plan(rituals)
-    [occurrence] = [
-        o
-        for o in plan.occurrences(
-            "alex-sam", rituals.rituals[0], sunday(2).date(), sunday(3).date()
-        )
-    ]
+    first, after = sunday(2).date(), sunday(3).date()
+    [occurrence] = plan.occurrences("alex-sam", rituals.rituals[0], first, after)
     question = plan.conversation_item(occurrence)
     assert question in to_alex and question in to_sam
     assert to_alex.replace("Alex", "X") == to_sam.replace("Sam", "X")  # the same words
