@@ -20,7 +20,7 @@ from rituals.pulse import shared_line
 from scheduler.acts.targets import EARLY, Open
 from scheduler.ledger import Records
 from scheduler.ledger.completions import Confirmed, Skipped
-from scheduler.ledger.rows import PULSE_SHARE_ROLE
+from scheduler.ledger.ratings import PULSE_SHARE_ROLE
 from scheduler.reports.streaks import rules_for
 
 __all__ = [

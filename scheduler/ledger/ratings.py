@@ -17,9 +17,9 @@ from sqlalchemy import select, update
 from rituals.pulse import Rated, Turn
 from scheduler.ledger.base import Bound
 from scheduler.ledger.engine import dialect_insert
-from scheduler.ledger.rows import PulseTurnRow, RatingRow
+from scheduler.ledger.rows import PULSE_SHARE_ROLE, PulseTurnRow, RatingRow
 
-__all__ = ["Ratings"]
+__all__ = ["PULSE_SHARE_ROLE", "Ratings"]
 
 
 class Ratings(Bound):
