@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 from config.model import Household, Partner, Ritual
 from rituals.clock import QuietHours, format_duration, resolve
 from rituals.decks import DEFAULT_DECKS, builtin_decks, topic_title
+from rituals.planning import with_pulse_line
+from rituals.pulse import CONVERSATION_DECK
 from rituals.schedule import MIN_GAP, FixedSchedule, RandomWindow
 from rituals.sms import MAX_LENGTH as SMS_MAX_LENGTH
 from rituals.sms import count_segments, to_gsm7
@@ -318,15 +320,12 @@ def _templates(
                 continue
         elif role == "day_of" and ritual.kind == "custom":
             continue
-        template = source or default_message(role, ritual.kind)
-        # Render with every real item and every real name too: "{{ partner[3] }}" works for
-        # the sample "Alex" and fails for "Sam"; better here than at send time.
-        sample = [(SAMPLE_VALUES["item"], SAMPLE_VALUES["topic"])]
-        candidates = (drawn or sample) if has_deck else [("", "")]
-        variants = [{**SAMPLE_VALUES, "item": i, "topic": t} for i, t in candidates]
-        variants += [{**SAMPLE_VALUES, "partner": n, "planner": n} for n in names]
+        pulse = ritual.asks_pulse and role == "day_of"
+        # A pulse check-in's built-in text asks for no DONE: the rating is the reply.
+        template = source or default_message(role, ritual.kind, "email" if pulse else "sms")
+        variants = _variants(drawn if has_deck else None, deck_items, names, pulse)
         try:
-            texts = [(to_gsm7(render(template, v)), v["item"]) for v in variants]
+            texts = [(to_gsm7(_sms(render(template, v), pulse)), v["item"]) for v in variants]
         except TemplateProblem as exc:
             yield Problem((*here, name), f"{exc} (with this file's names and deck items)")
             continue
@@ -351,6 +350,29 @@ def _templates(
                 f"{segments.units} characters{detail}); keep it to 2",
                 "warning",
             )
+
+
+def _variants(
+    drawn: Sequence[tuple[str, str]] | None,
+    deck_items: Mapping[str, Sequence[str]],
+    names: Collection[str],
+    pulse: bool,
+) -> list[dict[str, str]]:
+    """The values to render a template with: every real item (and its topic) and every real
+    name too, as "{{ partner[3] }}" works for the sample "Alex" and fails for "Sam"; better
+    here than at send time. `drawn`: the ritual's (item, topic) pairs, None with no deck."""
+    sample = [(SAMPLE_VALUES["item"], SAMPLE_VALUES["topic"])]
+    candidates = list(drawn or sample) if drawn is not None else [("", "")]
+    if pulse and drawn is not None:  # a slipping household's question takes the item's place
+        conversation = topic_title(CONVERSATION_DECK)
+        candidates += [(i, conversation) for i in deck_items.get(CONVERSATION_DECK, ())]
+    variants = [{**SAMPLE_VALUES, "item": i, "topic": t} for i, t in candidates]
+    return variants + [{**SAMPLE_VALUES, "partner": n, "planner": n} for n in names]
+
+
+def _sms(text: str, pulse: bool) -> str:
+    """A rendered message as a text message sends it: a pulse check-in's with its line."""
+    return with_pulse_line(text, "sms") if pulse else text
 
 
 _REPLY = re.compile(r"\breply\b", re.IGNORECASE)

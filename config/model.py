@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from rituals.clock import TimeWindow, format_duration, get_zone, parse_duration
+from rituals.pulse import DEFAULT_SUPPORT_MESSAGE
 from rituals.schedule import Schedule, ScheduleError, parse_schedule
 
 __all__ = [
@@ -306,6 +307,12 @@ class Household(_Table):
     id: Id
     timezone: ZoneName | None = Field(None, description="Overrides the file's default zone.")
     partners: list[Partner] = Field(min_length=1)
+    share_pulse: bool = Field(
+        False,
+        strict=True,
+        description="Once both partners have rated a pulse check-in, each gets one line "
+        "with both ratings. Off: a rating is only ever its partner's.",
+    )
 
     def zones(self, default: str | None) -> tuple[ZoneInfo, dict[str, ZoneInfo]]:
         """The household's zone (its own, else `default`, else UTC) and each partner's.
@@ -364,6 +371,36 @@ class Ritual(_Table):
         json_schema_extra={"default": "3d"},
     )
     households: list[str] | None = Field(None, description="Only these households.")
+    pulse: bool | None = Field(
+        None,
+        strict=True,
+        description="A check-in asks for a 1-5 rating ('Reply 1-5: how connected did you "
+        "feel this week?'); a rating counts as DONE. Only for kind = 'check_in'; off unless "
+        "set.",
+    )
+    support_message: Annotated[
+        str, StringConstraints(min_length=1, max_length=320, strip_whitespace=True)
+    ] = Field(
+        DEFAULT_SUPPORT_MESSAGE,
+        description="Sent once, with a pulse check-in, when a slip in the ratings has "
+        "lasted 4 check-ins; not again within 8 weeks.",
+    )
+
+    @field_validator("pulse")
+    @classmethod
+    def _pulse_on_a_check_in(cls, pulse: bool | None, info: ValidationInfo) -> bool | None:
+        # A field validator, so the error's path (and line) is `pulse`.
+        kind = info.data.get("kind")
+        if pulse and kind is not None and kind != "check_in":
+            raise ValueError(
+                f"a pulse is asked only by a check-in (kind = 'check_in'), not {kind!r}"
+            )
+        return pulse
+
+    @property
+    def asks_pulse(self) -> bool:
+        """Whether its messages ask for a 1-5 rating (``pulse = true``; off unless set)."""
+        return bool(self.pulse) and self.kind == "check_in"
 
     @model_validator(mode="after")
     def _date_night_defaults(self) -> Ritual:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 from rituals.clock import QuietHours, TimeWindow, resolve
-from rituals.decks import DEFAULT_DECKS, builtin_decks, topic_at, topic_title
+from rituals.decks import DEFAULT_DECKS, builtin_decks, item_at, topic_at, topic_title
+from rituals.pulse import CONVERSATION_DECK, PULSE_LINE
 from rituals.schedule import FixedSchedule, RandomWindow
 from rituals.templates import default_message, names_in, render
 
@@ -80,6 +81,11 @@ class Delivery:
     # The message as the partner's later channels word it, where that differs from `text`
     # (an e-mail asks for no reply): what a fallback to one of them sends.
     fallback_texts: tuple[tuple[str, str], ...] = ()
+    # A pulse check-in's main message: each of the partner's channels' wording with the
+    # "longer conversation" question in place of the deck's (what the dispatcher sends
+    # when the household's ratings slip), and the ritual's support message.
+    conversation_texts: tuple[tuple[str, str], ...] = ()
+    support: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +320,14 @@ class Plan:
             if key not in rendered:
                 rendered[key] = self.message(ctx, ritual, occurrence, partner_id, template, channel)
             texts.append(rendered[key])
+        conversation: list[tuple[str, str]] = []
+        if ritual.asks_pulse and role in ("day_of", "nudge"):
+            texts = [with_pulse_line(t, c) for t, c in zip(texts, partner.channels, strict=True)]
+            asked = self.conversation_item(occurrence)
+            for channel in partner.channels:
+                template = _template(ritual, role, channel)
+                text = self.message(ctx, ritual, occurrence, partner_id, template, channel, asked)
+                conversation.append((channel, with_pulse_line(text, channel)))
         return Delivery(
             occurrence=occurrence,
             partner=partner_id,
@@ -327,6 +341,16 @@ class Plan:
                 for channel, text in zip(later, texts[1:], strict=True)
                 if text != texts[0]
             ),
+            conversation_texts=tuple(conversation),
+            support=ritual.support_message if conversation else None,
+        )
+
+    def conversation_item(self, occurrence: Occurrence) -> str:
+        """The "longer conversation" question a slipping household's check-in asks instead
+        of its deck's: one per occurrence, the same for both partners."""
+        items = self._decks.get(CONVERSATION_DECK) or builtin_decks()[CONVERSATION_DECK]
+        return item_at(
+            items, f"{occurrence.household}|{occurrence.ritual}|conversation", occurrence.index
         )
 
     def message(
@@ -337,8 +361,10 @@ class Plan:
         partner_id: str,
         template: str,
         channel: str,
+        item: str | None = None,
     ) -> str:
-        """`template` rendered for one partner of `occurrence`, sent by `channel`."""
+        """`template` rendered for one partner of `occurrence`, sent by `channel` (with
+        `item` in place of the occurrence's own, when given)."""
         # Only what the template uses: the planner renders every delivery it plans.
         used = names_in(template)
         values: dict[str, str] = {}
@@ -353,8 +379,12 @@ class Plan:
             values["partners"] = _join(names)
             values["planner"] = _join(planners) if planners else _join(names)
         values["partner"] = ctx.partners[partner_id].name
-        values["item"] = occurrence.item or ""
-        values["topic"] = topic_title(occurrence.deck) if occurrence.deck else ""
+        if item is not None:  # a slipping household's longer conversation
+            values["item"] = item
+            values["topic"] = topic_title(CONVERSATION_DECK)
+        else:
+            values["item"] = occurrence.item or ""
+            values["topic"] = topic_title(occurrence.deck) if occurrence.deck else ""
         values["ritual"] = ritual.display_name
         values["household"] = ctx.household.id
         values["channel"] = channel
@@ -382,7 +412,17 @@ def _template(ritual: Ritual, role: Role, channel: str) -> str:
         "plan_ahead": ritual.plan_ahead_message,
         "reminder": ritual.reminder_message,
     }.get(role, ritual.message)
+    if own is None and ritual.asks_pulse and role in ("day_of", "nudge"):
+        # The rating is the reply (and counts as DONE): the built-in wording that asks for
+        # none, then the pulse line.
+        return default_message(role, ritual.kind, "email")
     return own or default_message(role, ritual.kind, channel)
+
+
+def with_pulse_line(text: str, channel: str) -> str:
+    """A pulse check-in's text, ending with the one line that asks for the rating; not in
+    an e-mail, whose replies nobody reads."""
+    return text if channel == "email" else f"{text}\n{PULSE_LINE}"
 
 
 def after_quiet_hours(due: datetime, quiet: TimeWindow | None, zone: ZoneInfo) -> datetime:

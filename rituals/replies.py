@@ -17,6 +17,9 @@ and emoji variation selectors are folded first (NFKC), so full-width ``DONE!!`` 
 ``PAUSE [2w]``, ``RESUME``              vacation for the household (default 1 week)
 ``TELL <text>``                         pass an appreciation on to the other partner (the
                                         text as written, at most 320 characters)
+``4``, ``4/5``, ``PULSE 4``,            rate a pulse check-in 1-5 (counts as DONE); a note
+``4 - tired but good``                  after a dash or colon is allowed
+``PULSE``                               the partner's own recent ratings
 anything else                           "didn't catch that" and the help text
 ======================================  =================================================
 """
@@ -37,6 +40,7 @@ __all__ = [
     "MAX_PAUSE",
     "MAX_SNOOZE",
     "MAX_TELL",
+    "RATING_RANGE",
     "Command",
     "Reply",
     "Snooze",
@@ -55,13 +59,15 @@ Command = Literal[
     "pause",
     "resume",
     "tell",
+    "rate",
+    "pulse",
     "unknown",
 ]
 
 # One SMS: GSM-7 and at most 160 characters (a test holds it to that).
 HELP = (
-    "Tend: reply DONE when you did it, SKIP, SNOOZE 2h (or tomorrow), STREAK, "
-    "TELL <words> passes thanks to your partner, PAUSE 2w or RESUME, STOP ends texts."
+    "Tend: DONE, SKIP, SNOOZE 2h, 1-5 rates a check-in, PULSE your trend, "
+    "TELL <words> thanks your partner, STREAK, PAUSE 2w, RESUME, STOP ends texts."
 )
 
 DEFAULT_SNOOZE = timedelta(hours=1)
@@ -94,22 +100,26 @@ class Reply:
     opts_in: bool = False
     # TELL's text, as written (trimmed): what the other partner gets.
     text: str | None = None
+    # A pulse rating, 1-5: the partner's own.
+    rating: int | None = None
 
-    def __repr__(self) -> str:  # a TELL's text is the partner's own: never in a repr
-        shown = {
+    def __repr__(self) -> str:  # a TELL's text and a rating are the partner's: never shown
+        shown: dict[str, object] = {
             name: getattr(self, name) for name in self.__slots__ if getattr(self, name) is not None
         }
         if self.text is not None:
-            shown["text"] = _Hidden(len(self.text))
+            shown["text"] = _Hidden(f"<{len(self.text)} characters>")
+        if self.rating is not None:
+            shown["rating"] = _Hidden("<hidden>")
         return "Reply(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 
 @dataclass(frozen=True, slots=True)
 class _Hidden:
-    length: int
+    shown: str
 
     def __repr__(self) -> str:
-        return f"<{self.length} characters>"
+        return self.shown
 
 
 _CONFIRM_WORDS = {
@@ -204,6 +214,39 @@ def tell_too_long(length: int) -> str:
     )
 
 
+RATING_RANGE = "A rating is a whole number from 1 to 5, e.g. reply 4. Nothing was recorded."
+_PULSE = "pulse"
+# A rating: "4", "4/5", "4 out of 5", then perhaps a note after a dash, colon or comma.
+_RATING = re.compile(r"^(\d{1,3})(?:\s*/\s*(\d{1,3})|\s+out\s+of\s+(\d{1,3}))?(.*)$")
+_NOTE = re.compile(r"^\s*[-\u2013\u2014:,;!(]|^\.(?:\s|$)")
+
+
+def _rated(words: str) -> Reply | None:
+    """A rating (``4``, ``4/5``, ``PULSE 4``, ``4 - tired but good``), ``PULSE`` alone, or
+    a rating out of range (answered, never recorded); None for anything else, so a number
+    inside other words ("2 more days", "1 OR 1=1") keeps its meaning."""
+    pulse = words == _PULSE or (words.startswith(_PULSE) and not words[len(_PULSE)].isalnum())
+    if pulse:
+        words = _trim(words[len(_PULSE) :])
+        if not words:
+            return Reply("pulse")
+    match = _RATING.match(words)
+    if match is None:
+        return Reply("rate", problem=RATING_RANGE) if pulse else None
+    value, scale, spelled, tail = match.groups()
+    if tail and re.match(r"^[.,]\d", tail):  # 3.5
+        return Reply("rate", problem=RATING_RANGE)
+    if tail and not pulse and not _NOTE.match(tail):
+        return None  # "2h", "2 more days": not a rating
+    if tail and pulse and not (tail[0].isspace() or _NOTE.match(tail)):
+        return Reply("rate", problem=RATING_RANGE)
+    scale = scale or spelled
+    number = int(value)
+    if (scale is not None and int(scale) != 5) or not 1 <= number <= 5:
+        return Reply("rate", problem=RATING_RANGE)
+    return Reply("rate", rating=number)
+
+
 def parse(text: str) -> Reply:
     """What `text` asks for; never raises."""
     told = _told(text)
@@ -226,6 +269,9 @@ def parse(text: str) -> Reply:
         return Reply("streak")
     if words in _RESUME:
         return Reply("resume")
+    rated = _rated(words)
+    if rated is not None:
+        return rated
     if all(c in _CONFIRM_EMOJI or c.isspace() for c in words):
         return Reply("confirm")
     for phrase in sorted(_CONFIRM_WORDS, key=len, reverse=True):

@@ -9,16 +9,18 @@ link (``tend web``) all come here; what the partner is told is
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from config.model import Household, Partner, Ritual, RitualFile
 from rituals.clock import resolve
+from rituals.pulse import shared_line
 from scheduler.acts.targets import EARLY, Open
 from scheduler.ledger import Records
 from scheduler.ledger.completions import Confirmed, Skipped
+from scheduler.ledger.ratings import PULSE_SHARE_ROLE
 from scheduler.reports.streaks import rules_for
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "Look",
     "Passed",
     "PassedTo",
+    "Rating",
     "Snoozed",
     "confirm",
     "look",
@@ -36,6 +39,7 @@ __all__ = [
     "opt_in",
     "opt_out",
     "pause",
+    "rate",
     "resume",
     "skip",
     "snooze",
@@ -372,3 +376,76 @@ def _reachable(tx: Records, household: str, partner: Partner) -> bool:
         channel == "console" or tx.partners.opted_out_at(household, partner.id, channel) is None
         for channel in partner.channels
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    """What a rating did: ``new`` or ``replaced`` (the partner's earlier rating of the same
+    check-in); `done` the DONE it counts as; `shared` the line with both ratings when this
+    rating was the last of a ``share_pulse`` household's (queued to the others, and for the
+    rater's own answer)."""
+
+    outcome: Literal["new", "replaced"]
+    done: Done
+    shared: str | None = field(default=None, repr=False)
+
+
+def rate(
+    tx: Records,
+    *,
+    household: Household,
+    partner: Partner,
+    target: Open,
+    rating: int,
+    at: datetime,
+    source: str,
+    needs: frozenset[str],
+    inbound_id: str,
+    zones: Mapping[str, ZoneInfo],
+) -> Rating:
+    """`partner` rates `target` (a pulse check-in) `rating` (1-5), in place of an earlier
+    rating of theirs, and it counts as their DONE (through :func:`confirm`). The rating is
+    theirs alone; with ``share_pulse``, once every partner has rated, each gets one line
+    with all ratings (the others as a message after their quiet hours)."""
+    from rituals.planning import after_quiet_hours  # imported late, as in tell()
+
+    outcome = tx.ratings.record(
+        household=household.id,
+        partner=partner.id,
+        occurrence=target.occurrence,
+        rating=rating,
+        at=at,
+        inbound_id=inbound_id,
+    )
+    done = confirm(
+        tx,
+        household=household.id,
+        partner=partner.id,
+        occurrence=target.occurrence,
+        at=at,
+        source=source,
+        needs=needs,
+        raw_text="rating",  # the rating is the partner's: kept with the rating only
+    )
+    shared = None
+    if household.share_pulse and outcome == "new" and len(household.partners) > 1:
+        ratings = tx.ratings.of(target.occurrence)
+        if all(p.id in ratings for p in household.partners):
+            shared = shared_line([(p.name, ratings[p.id]) for p in household.partners])
+            for other in household.partners:
+                if other.id == partner.id:
+                    continue
+                due = after_quiet_hours(at, other.quiet_hours, zones[other.id])
+                tx.tells.pass_on(
+                    inbound_id=inbound_id,
+                    household=household.id,
+                    partner=other.id,
+                    channel=other.channels[0],
+                    body=shared,
+                    subject="Tend: your check-in pulse",
+                    due=due,
+                    expires=due + TELL_GRACE,
+                    now=at,
+                    role=PULSE_SHARE_ROLE,
+                )
+    return Rating(outcome, done, shared)

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from config.model import Household, Ritual, RitualFile, mask_address
+from rituals.pulse import TREND_WEEKS, trend
 from rituals.replies import HELP, Reply, parse, snooze_until
 from scheduler.acts import acts, targets, wording
 from scheduler.acts.targets import Open
@@ -268,6 +269,11 @@ class _Replier:
             case "tell":
                 assert reply.text is not None
                 return self._tell(reply.text)
+            case "rate":
+                assert reply.rating is not None
+                return self._rate(reply.rating)
+            case "pulse":
+                return self._pulse()
             case "help":
                 return HELP
             case "stop":
@@ -434,6 +440,46 @@ class _Replier:
                 )
                 counted = True
         return wording.passed_on(passed, now=self.now, zone=self.zone, zones=zones, counted=counted)
+
+    def _rate(self, rating: int) -> str:
+        told = self._told()
+        target = targets.rate_target(told, self.partner.id, self.now)
+        if target is None:
+            return wording.NOTHING_TO_RATE
+        zones = _index(self.file).zones(self.household)
+        rated = acts.rate(
+            self.tx,
+            household=self.household,
+            partner=self.partner,
+            target=target,
+            rating=rating,
+            at=self.now,
+            source=self.source,
+            needs=acts.needs_for(self.file, self.household.id, target.ritual.id, target.recipient),
+            inbound_id=self.provider_id,
+            zones=zones,
+        )
+        done = rated.done
+        names = {p.id: p.name for p in self.household.partners}
+        streak = None
+        if done.confirmed.outcome not in ("cancelled", "already") and not done.waiting:
+            series = self._series(target, include=[target.occurrence])
+            streak = series.streak if series else None
+        done_text = wording.confirmed(
+            target,
+            done,
+            waiting=[names[p] for p in names if p in done.waiting],
+            others=[names[p] for p in names if p in target.confirmed_by],
+            weekly=bool(streak and streak.unit == "weeks"),
+            current=streak.current if streak else 1,
+            still=[],
+        )
+        return wording.rated(rated.outcome, rating, done_text, rated.shared)
+
+    def _pulse(self) -> str:
+        since = self.now - timedelta(weeks=TREND_WEEKS)
+        mine = self.tx.ratings.by_partner(self.household.id, since, self.now, self.partner.id)
+        return trend(mine.get(self.partner.id, []), self.now)
 
     def _streaks(self) -> str:
         names = {p.id: p.name for p in self.household.partners}

@@ -22,6 +22,7 @@ __all__ = [
     "confirm_target",
     "latest_per_occurrence",
     "open_for",
+    "rate_target",
     "skip_target",
     "skippable",
     "snooze_target",
@@ -186,3 +187,18 @@ def tell_target(told: Sequence[Open], partner: str, now: datetime) -> Open | Non
     message was about first; None when there is none."""
     open_ = [t for t in to_confirm(told, partner, now) if t.ritual.kind == "appreciation"]
     return open_[0] if open_ else None
+
+
+def rate_target(told: Sequence[Open], partner: str, now: datetime) -> Open | None:
+    """What a rating rates: a pulse check-in that has happened (or starts within
+    :data:`EARLY`), not skipped or called off, the one the last message was about first;
+    one this partner rated or confirmed already too (a second rating replaces the first)."""
+    rateable = [
+        t
+        for t in told
+        if t.ritual.asks_pulse
+        and t.status in ("open", "confirmed")
+        and partner not in t.skipped_by
+        and t.at <= now + EARLY
+    ]
+    return rateable[0] if rateable else None

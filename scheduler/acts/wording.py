@@ -33,6 +33,10 @@ NOTHING_OPEN = (
 )
 NOT_UNDERSTOOD = f"Sorry, I didn't catch that. {HELP}"
 NO_STREAKS = "No streaks yet: reply DONE after a ritual to start one."
+NOTHING_TO_RATE = (
+    "There is no check-in to rate just now: a rating 1-5 answers a check-in that asks for "
+    "one. Nothing was recorded. Reply PULSE for your trend."
+)
 NOT_PAUSED = "Tend is not paused. Reply PAUSE 2w for a break of two weeks."
 WELCOME_BACK = "Welcome back! Nudges start again, and your streaks go on from here."
 
@@ -286,3 +290,17 @@ UNSUBSCRIBED = Page("Unsubscribed", "Tend will send no more e-mails to this addr
 def ritual_title(titles: dict[str, str], ritual: str | None) -> str:
     """How a page names a ritual: its title in the file, else its id with spaces."""
     return titles.get(ritual or "") or (ritual or "").replace("-", " ").replace("_", " ")
+
+
+def rated(outcome: str, rating: int, done_text: str | None, shared: str | None) -> str:
+    """The answer to a rating: noted (or changed), the DONE it counts as, and with
+    ``share_pulse`` the shared line once both have rated."""
+    if outcome == "replaced":
+        text = f"Changed your rating to {rating} (only you see it)."
+    else:
+        text = f"Noted your {rating} (only you see it)."
+    if done_text and outcome == "new":
+        text += f" {done_text}"
+    if shared:
+        text += f" {shared}"
+    return text

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from config.model import mask_address
 from notifiers.base import Notifier, NotifierError, SendResult, mask_addresses
 from notifiers.registry import NotifierSet
+from rituals import pulse
 from scheduler.dispatch.decide import (
     MAY_REPEAT,
     SENT_AGAIN,
@@ -208,6 +209,8 @@ class Dispatcher:
                 return self._finish(
                     claim, status="pending", next_attempt_at=step.until, last_error=step.reason
                 )
+        if claim.pulse and claim.occurrence_id is not None:
+            claim = self._pulse_turn(claim, now)
         held = self._hold(claim, now)
         if held is None:
             log.warning(
@@ -216,6 +219,37 @@ class Dispatcher:
             )
             return "lost"
         return self._send(held)
+
+    def _pulse_turn(self, claim: Claim, now: datetime) -> Claim:
+        """A pulse check-in worded as its turn says: decided (from the household's ratings
+        up to `now`) by the occurrence's first message, followed by every other, so both
+        partners' messages say the same and never who rated what."""
+        assert claim.occurrence_id is not None and claim.ritual_id is not None
+        assert claim.pulse is not None
+        with self.ledger.transaction() as tx:
+            turn = tx.ratings.turn(claim.occurrence_id)
+            if turn is None:
+                by_partner = tx.ratings.by_partner(
+                    claim.household_id, now - timedelta(weeks=pulse.TWELVE_WEEK), now
+                )
+                earlier = tx.ratings.turns_before(
+                    claim.household_id,
+                    claim.ritual_id,
+                    now,
+                    pulse.PERSIST - 1,
+                    now - pulse.SUPPORT_EVERY,
+                )
+                turn = tx.ratings.decide(
+                    occurrence=claim.occurrence_id,
+                    household=claim.household_id,
+                    ritual=claim.ritual_id,
+                    turn=pulse.next_turn(by_partner, earlier, now),
+                )
+            body = pulse.worded(claim.body, claim.pulse, claim.channel, turn)
+            if body == claim.body:
+                return claim
+            tx.claims.reword(claim, self.worker_id, now, body)
+        return replace(claim, body=body)
 
     def _hold(self, claim: Claim, now: datetime) -> Claim | None:
         """Renew the claim just before the provider call; None if it is no longer ours.

@@ -22,7 +22,8 @@ A module per kind of record: :mod:`~scheduler.ledger.claims` and
 :mod:`~scheduler.ledger.receipts`, :mod:`~scheduler.ledger.streaks`,
 :mod:`~scheduler.ledger.workers` (heartbeats, the planner's lock),
 :mod:`~scheduler.ledger.synced` (the ritual file last synced), :mod:`~scheduler.ledger.tells`
-(a partner's TELL passed on) and
+(a partner's TELL passed on), :mod:`~scheduler.ledger.ratings` (pulse ratings and how each
+pulse check-in went out) and
 :mod:`~scheduler.ledger.reports`; the rows themselves in :mod:`~scheduler.ledger.rows`, the
 schema's migrations in :mod:`~scheduler.ledger.schema`.
 """
@@ -53,6 +54,7 @@ from scheduler.ledger.inbound import Inbound
 from scheduler.ledger.occurrences import Occurrences
 from scheduler.ledger.partners import Partners
 from scheduler.ledger.plans import Plans
+from scheduler.ledger.ratings import Ratings
 from scheduler.ledger.receipts import Receipts
 from scheduler.ledger.reports import Reports
 from scheduler.ledger.rows import (
@@ -102,6 +104,7 @@ class Records:
         self.occurrences = Occurrences(bind)
         self.partners = Partners(bind)
         self.plans = Plans(bind)
+        self.ratings = Ratings(bind)
         self.receipts = Receipts(bind)
         self.reports = Reports(bind)
         self.streaks = Streaks(bind)

@@ -73,6 +73,8 @@ class Claim:
     fallback_bodies: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     # A TELL's inbound message (its provider id): what makes it once.
     inbound_id: str | None = None
+    # A pulse check-in's other wordings (DeliveryRow.pulse): never in a repr.
+    pulse: dict[str, Any] | None = field(default=None, repr=False, compare=False, hash=False)
 
     @property
     def is_tell(self) -> bool:
@@ -183,6 +185,7 @@ _CLAIMS = (
         PartnerRow.email_opted_out_at,
         DeliveryRow.fallback_bodies,
         DeliveryRow.inbound_id,
+        DeliveryRow.pulse,
     )
     # Outer: a TELL is about no occurrence.
     .outerjoin(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)
@@ -316,6 +319,16 @@ class Claims(Bound):
             result = connection.execute(_still_held(claim, worker).values(claimed_at=now))
         return bool(result.rowcount)
 
+    def reword(self, claim: Claim, worker: str, now: datetime, body: str) -> bool:
+        """Write the body `claim` goes out with (a pulse check-in's longer-conversation
+        wording), if the claim is still `worker`'s: what a reply, a snooze and the
+        reconciler's lookup then go by."""
+        with self._writing() as connection:
+            result = connection.execute(
+                _still_held(claim, worker).values(body=body, updated_at=now)
+            )
+        return bool(result.rowcount)
+
     def finish(
         self, claim: Claim, worker: str | None, now: datetime, values: dict[str, Any]
     ) -> bool:
@@ -427,6 +440,7 @@ def _insert_fallback(connection: Connection, claim: Claim, channel: str, now: da
             attempts=0,
             body=body,
             fallback_bodies=still or None,
+            pulse=claim.pulse,
             subject=claim.subject,
             generation=0,
             fallback_of=claim.id,

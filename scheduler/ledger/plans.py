@@ -172,6 +172,7 @@ class Plans(Bound):
                         "last_error": case((revive, None), else_=current.last_error),
                         "body": ex.body,
                         "fallback_bodies": ex.fallback_bodies,
+                        "pulse": ex.pulse,
                         "subject": ex.subject,
                         "generation": ex.generation,
                         "updated_at": ex.updated_at,

@@ -31,6 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "MAY_HAVE_REACHED",
+    "PULSE_SHARE_ROLE",
     "REACHED",
     "SNOOZE_ROLE",
     "STRANGER_ANSWERED",
@@ -48,6 +49,8 @@ __all__ = [
     "PartnerRow",
     "PauseRow",
     "ProviderReceiptRow",
+    "PulseTurnRow",
+    "RatingRow",
     "StreakCheckpointRow",
     "UTCDateTime",
     "WorkerHeartbeatRow",
@@ -61,6 +64,9 @@ SNOOZE_ROLE = "snooze"
 # A partner's TELL makes a delivery of role "tell" to the other partner: about no
 # occurrence (occurrence_id is NULL), made once per inbound message (its inbound_id).
 TELL_ROLE = "tell"
+# A share_pulse household's line with both ratings, to the partner who rated first: like a
+# TELL, about no occurrence and made once per inbound message (the second rating's).
+PULSE_SHARE_ROLE = "pulse"
 
 
 def is_follow_up(role: str) -> bool:
@@ -226,6 +232,9 @@ class DeliveryRow(Base):
     # {channel: body} for the partner's later channels whose wording differs (an e-mail asks
     # for no reply): what a fallback to one of them sends. None: the same body everywhere.
     fallback_bodies: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # A pulse check-in's main message: {"conversation": {channel: body}, "support": text},
+    # what the dispatcher sends instead when the household's ratings slip (see PulseTurnRow).
+    pulse: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     subject: Mapped[str | None] = mapped_column(String(200))
     provider_id: Mapped[str | None] = mapped_column(String(128))
     # What the provider said afterwards (Twilio's status callback): delivered | undelivered |
@@ -311,6 +320,47 @@ class InboundMessageRow(Base):
     body: Mapped[str] = mapped_column(Text)
     answer: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime]
+
+
+class RatingRow(Base):
+    """A partner's pulse rating (1-5) of a check-in: theirs alone, never logged. One per
+    partner and occurrence; a second rating replaces the first."""
+
+    __tablename__ = "rating"
+    __table_args__ = (
+        UniqueConstraint("occurrence_id", "partner_key"),
+        Index("ix_rating_household_id_rated_at", "household_id", "rated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    household_id: Mapped[str] = mapped_column(String(64))
+    partner_key: Mapped[str] = mapped_column(String(64))
+    occurrence_id: Mapped[int] = mapped_column(ForeignKey("occurrence.id"))
+    rating: Mapped[int] = mapped_column(Integer)
+    rated_at: Mapped[datetime]
+    # The inbound message that gave it (its provider id): a replayed one is not applied again.
+    inbound_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class PulseTurnRow(Base):
+    """How a pulse check-in went out, decided once when its first message was sent: with
+    the "longer conversation" question (the household's ratings slipped), and with the
+    support message. Both partners' messages follow it; the support message's 8 weeks are
+    counted from these rows."""
+
+    __tablename__ = "pulse_turn"
+    __table_args__ = (Index("ix_pulse_turn_household_id_at", "household_id", "ritual_id", "at"),)
+
+    occurrence_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("occurrence.id"),
+        primary_key=True,
+    )
+    household_id: Mapped[str] = mapped_column(String(64))
+    ritual_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]  # when it was decided (its first message's send)
+    conversation: Mapped[bool] = mapped_column(default=False)
+    support: Mapped[bool] = mapped_column(default=False)
 
 
 class PauseRow(Base):

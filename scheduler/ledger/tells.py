@@ -34,9 +34,11 @@ class Tells(Bound):
         due: datetime,
         expires: datetime,
         now: datetime,
+        role: str = TELL_ROLE,
     ) -> bool:
         """Queue the TELL of inbound message `inbound_id` to `partner` on `channel`, due at
-        `due`; False when it was queued already (nothing is written twice).
+        `due`; False when it was queued already (nothing is written twice). A
+        ``share_pulse`` line (role ``pulse``) is queued the same way, by the rating's message.
 
         On PostgreSQL the workers are woken when the transaction commits (``NOTIFY`` is
         transactional), as the planner wakes them: a web process queued it, and a worker's
@@ -49,7 +51,7 @@ class Tells(Bound):
                     inbound_id=inbound_id,
                     household_id=household,
                     partner_key=partner,
-                    role=TELL_ROLE,
+                    role=role,
                     channel=channel,
                     status="pending",
                     due_at=due,

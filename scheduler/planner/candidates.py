@@ -59,6 +59,12 @@ def candidates(
                             "attempts": 0,
                             "body": delivery.text,
                             "fallback_bodies": dict(delivery.fallback_texts) or None,
+                            "pulse": {
+                                "conversation": dict(delivery.conversation_texts),
+                                "support": delivery.support,
+                            }
+                            if delivery.conversation_texts
+                            else None,
                             "subject": f"Tend: {ritual.display_name}",
                             "generation": generation,
                             "created_at": now,

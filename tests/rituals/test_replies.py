@@ -15,6 +15,7 @@ from rituals.replies import (
     HELP,
     MAX_PAUSE,
     MAX_TELL,
+    RATING_RANGE,
     TELL_EMPTY,
     Command,
     Reply,
@@ -54,6 +55,13 @@ def snoozed(
 
 def told(text: str) -> Reply:
     return Reply("tell", text=text)
+
+
+def rated(rating: int) -> Reply:
+    return Reply("rate", rating=rating)
+
+
+OUT_OF_RANGE = Reply("rate", problem=RATING_RANGE)
 
 
 # ----------------------------------------------------------------------------- the grammar
@@ -202,6 +210,36 @@ GRAMMAR = [
         "tell-one-over-the-limit",
     ),
     case("telling you: done", UNKNOWN, "telling-is-not-tell"),
+    # The pulse: a rating 1-5 of a check-in, PULSE for the partner's own trend.
+    case("4", rated(4), "rating-bare-digit"),
+    case("1", rated(1), "rating-lowest"),
+    case("5!", rated(5), "rating-highest-with-exclamation"),
+    case("4/5", rated(4), "rating-out-of-five"),
+    case("4 / 5", rated(4), "rating-out-of-five-spaced"),
+    case("3 out of 5", rated(3), "rating-out-of-five-in-words"),
+    case("PULSE 4", rated(4), "rating-after-pulse"),
+    case("pulse: 2", rated(2), "rating-after-pulse-colon"),
+    case("Pulse 4 tired but good", rated(4), "rating-after-pulse-with-a-note"),
+    case("4 - tired but good", rated(4), "rating-with-a-dash-note"),
+    case("4: long week", rated(4), "rating-with-a-colon-note"),
+    case("2, rough one", rated(2), "rating-with-a-comma-note"),
+    case("\uff14", rated(4), "rating-full-width-digit"),
+    case("0", OUT_OF_RANGE, "rating-zero-is-out-of-range"),
+    case("6", OUT_OF_RANGE, "rating-six-is-out-of-range"),
+    case("10", OUT_OF_RANGE, "rating-ten-is-out-of-range"),
+    case("PULSE 9", OUT_OF_RANGE, "rating-nine-after-pulse"),
+    case("8/10", OUT_OF_RANGE, "rating-out-of-ten"),
+    case("3.5", OUT_OF_RANGE, "rating-not-whole"),
+    case("PULSE great", OUT_OF_RANGE, "pulse-with-words-not-a-number"),
+    case("PULSE", Reply("pulse"), "pulse-alone-is-the-trend"),
+    case("pulse?", Reply("pulse"), "pulse-asked"),
+    case("pulsed", UNKNOWN, "pulsed-is-not-pulse"),
+    case("2h", UNKNOWN, "a-duration-is-not-a-rating"),
+    case("2 more days", UNKNOWN, "a-number-in-words-is-not-a-rating"),
+    case("4 tired", UNKNOWN, "a-number-then-a-word-is-not-a-rating"),
+    case("DONE 2", Reply("confirm", pick=2), "done-pick-keeps-its-meaning"),
+    case("SKIP 2", Reply("skip", pick=2), "skip-pick-keeps-its-meaning"),
+    case("SNOOZE 2h", snoozed(timedelta(hours=2)), "snooze-keeps-its-meaning"),
     case("tells", UNKNOWN, "tells-is-not-tell"),
     case("Did you tell her?", UNKNOWN, "tell-not-first-is-not-tell"),
     # Anything else.
@@ -231,6 +269,14 @@ def test_a_tells_text_is_not_in_its_repr() -> None:
     assert repr(reply) == "Reply(command='tell', opts_in=False, text=<15 characters>)"
 
 
+def test_a_rating_is_not_in_its_repr() -> None:
+    reply = parse("PULSE 4 - worried about us")
+    assert reply.rating == 4
+    assert "4" not in repr(reply)
+    assert "worried" not in repr(reply)
+    assert repr(reply) == "Reply(command='rate', opts_in=False, rating=<hidden>)"
+
+
 def test_the_too_long_answer_says_how_long_and_the_limit() -> None:
     assert tell_too_long(400) == (
         "That TELL is 400 characters; it can be at most 320. "
@@ -249,6 +295,9 @@ def test_the_help_text_names_every_command_it_teaches() -> None:
         assert parse(word).command != "unknown"
     assert "TELL <words>" in HELP
     assert parse("TELL thank you").command == "tell"
+    assert "1-5" in HELP and "PULSE" in HELP
+    assert parse("4").command == "rate"
+    assert parse("PULSE").command == "pulse"
 
 
 COMMANDS = set(typing.get_args(Command))
