@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # the ledger's reports and the web load when a command runs
 
     from config.model import RitualFile
     from scheduler.ledger import Ledger
-    from scheduler.reports.history import RitualHistory
+    from scheduler.reports.history import RitualHistory, State
     from scheduler.reports.status import LedgerStatus
     from scheduler.reports.streaks import SeriesStreak
 
@@ -142,7 +142,7 @@ class StreakFormat(StrEnum):
 
 #: ``tend streaks --history``: a character per occurrence, a different one per state, so
 #: the picture reads without colour too.
-GLYPHS = {
+GLYPHS: dict[State, str] = {
     "both": "■",
     "one": "▪",
     "freeze": "◇",
@@ -277,10 +277,15 @@ def _history(
         return
     # The width the terminal (or COLUMNS) gives; week groups wrap at it.
     console = Console(highlight=False)
-    legend = Text()
+    # The legend, each state's glyph and label kept on one line.
+    legend: list[Text] = [Text()]
     for state in STATES:
-        legend.append(GLYPHS[state], style=COLOURS[state])
-        legend.append(f" {LABELS[state]}  ")
+        item = Text(GLYPHS[state], style=COLOURS[state]).append(f" {LABELS[state]}")
+        if legend[-1] and len(legend[-1]) + 2 + len(item) > console.width:
+            legend.append(Text())
+        if legend[-1]:
+            legend[-1].append("  ")
+        legend[-1].append_text(item)
     for h, rows in found:
         console.print(Text(f"History of {h}, the last 12 months", style="bold"))
         if not any(r.cells for r in rows):
@@ -296,7 +301,8 @@ def _history(
                 week = this
                 line.append(GLYPHS[cell.state], style=COLOURS[cell.state])
             console.print(line if r.cells else Text("  (none yet)"))
-    console.print(legend)
+    for line in legend:
+        console.print(line)
 
 
 def _streak_json(s: SeriesStreak) -> dict[str, object]:

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, update
 
 from config.model import RitualFile
 from rituals.streaks import Outcome
-from scheduler.ledger import Ledger, Records
+from scheduler.ledger import Records
 from scheduler.ledger.rows import DeliveryRow, OccurrenceRow
 from scheduler.reports.heatmap import heatmap_svg
 from scheduler.reports.history import (
@@ -153,7 +153,8 @@ def test_a_partner_sees_the_shared_rituals_and_only_their_own_nudges(engine: Eng
 def test_a_ritual_sent_to_one_partner_alone_is_theirs(engine: Engine) -> None:
     text = (
         rituals()
-        + '\n[[rituals]]\nid = "note"\nkind = "custom"\nmessage = "A note for you."\nschedule = "daily at 12:00"\nto = "sam"\n'
+        + '\n[[rituals]]\nid = "note"\nkind = "custom"\nmessage = "A note for you."\n'
+        + 'schedule = "daily at 12:00"\nto = "sam"\n'
     )
     file = seeded(engine, text)
 
