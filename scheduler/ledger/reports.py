@@ -1,24 +1,29 @@
 """What the ledger tells about itself, read only: deliveries counted by status (``tend
-status``, ``/metrics``), the next due ones, and a household's occurrences for its calendar."""
+status``, ``/metrics``), the next due ones, a household's occurrences for its calendar, and
+its past occurrences with what became of them (the history heatmap)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, exists, func, or_, select, type_coerce
 
 from scheduler.ledger.base import Bound
 from scheduler.ledger.rows import (
+    REACHED,
+    CompletionRow,
     DeliveryRow,
     HouseholdRow,
     OccurrenceRow,
     OccurrenceStatus,
     PartnerRow,
+    UTCDateTime,
 )
 
-__all__ = ["TELL_LABEL", "CalendarEntry", "Due", "People", "Reports"]
+__all__ = ["TELL_LABEL", "CalendarEntry", "Due", "HistoryEntry", "People", "Reports"]
 
 #: What `tend status` shows in the ritual's place for a TELL (about no ritual).
 TELL_LABEL = "TELL"
@@ -60,6 +65,64 @@ class CalendarEntry:
     deck: str | None
     planners: str
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """A due occurrence and what became of it, as the history heatmap reads it."""
+
+    ritual_id: str
+    recipient: str  # "" for the household's; the partner's id for their own nudge
+    slot: datetime  # naive, the household's wall clock
+    at: datetime  # aware UTC
+    item: str | None
+    reached_at: datetime | None  # the last message about it that reached a partner
+    waiting: bool  # a message about it is still to send (pending, or being sent)
+    confirmed_by: frozenset[str]
+    skipped_by: str | None  # the partner who skipped it, if anyone did
+    froze: bool  # the skip used a freeze
+
+
+def _history_statement() -> Select[Any]:
+    """A household's due occurrences since an instant, with their completions (one row per
+    completion, or one without): one indexed read for the whole heatmap."""
+    reached = type_coerce(
+        select(func.max(DeliveryRow.sent_at))
+        .where(DeliveryRow.occurrence_id == OccurrenceRow.id, DeliveryRow.status.in_(REACHED))
+        .scalar_subquery(),
+        UTCDateTime(),
+    )
+    waiting = exists().where(
+        DeliveryRow.occurrence_id == OccurrenceRow.id,
+        DeliveryRow.status.in_(("pending", "sending")),
+    )
+    return (
+        select(
+            OccurrenceRow.id,
+            OccurrenceRow.ritual_id,
+            OccurrenceRow.recipient,
+            OccurrenceRow.slot,
+            OccurrenceRow.at,
+            OccurrenceRow.item,
+            reached.label("reached_at"),
+            waiting.label("waiting"),
+            CompletionRow.partner_key,
+            CompletionRow.action,
+            CompletionRow.froze,
+        )
+        .outerjoin(CompletionRow, CompletionRow.occurrence_id == OccurrenceRow.id)
+        .where(
+            OccurrenceRow.household_id == bindparam("household"),
+            OccurrenceRow.at >= bindparam("since"),
+            # Due, or skipped ahead (its freeze is taken at the skip), as streaks read them.
+            or_(OccurrenceRow.at <= bindparam("now"), OccurrenceRow.status == "skipped"),
+            OccurrenceRow.status != "cancelled",
+        )
+        .order_by(OccurrenceRow.at, OccurrenceRow.id)
+    )
+
+
+_HISTORY = _history_statement()
 
 
 class Reports(Bound):
@@ -182,3 +245,42 @@ class Reports(Bound):
                 .limit(limit)
             )
             return [CalendarEntry(*row) for row in rows]
+
+    def history(self, household: str, since: datetime, now: datetime) -> list[HistoryEntry]:
+        """The household's occurrences due from `since` to `now` (and those skipped ahead),
+        but those called off, oldest first, each with its completions and whether a message
+        about it reached anyone."""
+        with self._reading() as connection:
+            rows = connection.execute(
+                _HISTORY, {"household": household, "since": since, "now": now}
+            ).all()
+        found: list[HistoryEntry] = []
+        index = 0
+        while index < len(rows):
+            first = rows[index]
+            confirmed: set[str] = set()
+            skipped_by: str | None = None
+            froze = False
+            while index < len(rows) and rows[index].id == first.id:
+                row = rows[index]
+                if row.action == "confirm":
+                    confirmed.add(row.partner_key)
+                elif row.action == "skip":
+                    skipped_by = row.partner_key
+                    froze = froze or bool(row.froze)
+                index += 1
+            found.append(
+                HistoryEntry(
+                    ritual_id=first.ritual_id,
+                    recipient=first.recipient,
+                    slot=first.slot,
+                    at=first.at,
+                    item=first.item,
+                    reached_at=first.reached_at,
+                    waiting=bool(first.waiting),
+                    confirmed_by=frozenset(confirmed),
+                    skipped_by=skipped_by,
+                    froze=froze,
+                )
+            )
+        return found

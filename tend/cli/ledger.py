@@ -29,6 +29,9 @@ from tend.cli.service import logging_setup
 if TYPE_CHECKING:  # the ledger's reports and the web load when a command runs
     from rich.console import Console
 
+    from config.model import RitualFile
+    from scheduler.ledger import Ledger
+    from scheduler.reports.history import RitualHistory, State
     from scheduler.reports.status import LedgerStatus
     from scheduler.reports.streaks import SeriesStreak
 
@@ -134,6 +137,20 @@ def _workers(console: Console, report: LedgerStatus) -> None:
 class StreakFormat(StrEnum):
     table = "table"
     json = "json"
+    svg = "svg"
+
+
+#: ``tend streaks --history``: a character per occurrence, a different one per state, so
+#: the picture reads without colour too.
+GLYPHS: dict[State, str] = {
+    "both": "■",
+    "one": "▪",
+    "freeze": "◇",
+    "paused": "‖",
+    "missed": "·",
+    "failed": "\u00d7",
+    "open": "○",
+}
 
 
 @handled
@@ -143,11 +160,23 @@ def streaks(
         typer.Option("--household", help="Only this household.", show_default=False),
     ] = None,
     format_: Annotated[
-        StreakFormat, typer.Option("--format", help="table or json.")
+        StreakFormat,
+        typer.Option(
+            "--format",
+            help="table or json; svg: the history heatmap of one household, as SVG.",
+        ),
     ] = StreakFormat.table,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="The last 12 months, a character per occurrence (with --format json: as JSON).",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Current and longest streaks, per household and ritual (per partner for `to = "each"`)."""
+    """Current and longest streaks, per household and ritual (per partner for `to = "each"`);
+    with --history or --format svg, the history heatmap."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -162,6 +191,9 @@ def streaks(
     if household is not None and household not in known:
         raise Usage(f"tend: unknown household {household!r} (known: {', '.join(known)})")
     ledger = ledger_for(settings)
+    if history or format_ is StreakFormat.svg:
+        _history(ledger, file, household, format_)
+        return
     moment = now()
     found: list[SeriesStreak] = []
     with ledger.transaction() as tx:
@@ -191,6 +223,86 @@ def streaks(
             f"{s.streak.score:.0%}",
         )
     console.print(table)
+
+
+def _history(
+    ledger: Ledger, file: RitualFile, household: str | None, format_: StreakFormat
+) -> None:
+    """``tend streaks --history`` (and ``--format svg``): the heatmap of the last 12 months."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from scheduler.reports.heatmap import COLOURS, heatmap_svg
+    from scheduler.reports.history import LABELS, STATES, household_history
+
+    chosen = [h.id for h in file.households if household is None or h.id == household]
+    if format_ is StreakFormat.svg and len(chosen) != 1:
+        raise Usage(
+            "tend: --format svg draws one household: name it with --household "
+            f"(known: {', '.join(chosen)})"
+        )
+    moment = now()
+    found: list[tuple[str, tuple[RitualHistory, ...]]] = []
+    with ledger.transaction() as tx:
+        for h in chosen:
+            found.append((h, household_history(tx, file, h, moment)))
+    if format_ is StreakFormat.svg:
+        h, rows = found[0]
+        zone = next(x for x in file.households if x.id == h).zones(file.timezone)[0]
+        today = moment.astimezone(zone).date()
+        typer.echo(heatmap_svg(rows, today=today, title=f"History of {h}"))
+        return
+    if format_ is StreakFormat.json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "household": h,
+                        "ritual": r.ritual,
+                        "title": r.title,
+                        "recipient": r.recipient,
+                        "weekly": r.weekly,
+                        "cells": [
+                            {"day": c.day.isoformat(), "state": c.state, "note": c.note}
+                            for c in r.cells
+                        ],
+                    }
+                    for h, rows in found
+                    for r in rows
+                ],
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return
+    # The width the terminal (or COLUMNS) gives; week groups wrap at it.
+    console = Console(highlight=False)
+    # The legend, each state's glyph and label kept on one line.
+    legend: list[Text] = [Text()]
+    for state in STATES:
+        item = Text(GLYPHS[state], style=COLOURS[state]).append(f" {LABELS[state]}")
+        if legend[-1] and len(legend[-1]) + 2 + len(item) > console.width:
+            legend.append(Text())
+        if legend[-1]:
+            legend[-1].append("  ")
+        legend[-1].append_text(item)
+    for h, rows in found:
+        console.print(Text(f"History of {h}, the last 12 months", style="bold"))
+        if not any(r.cells for r in rows):
+            console.print("  Nothing yet: no occurrence was due.")
+        for r in rows:
+            console.print(Text(f"  {r.title}", style="bold"))
+            line = Text("  ")
+            week = None
+            for cell in r.cells:
+                this = cell.day.isocalendar()[:2]
+                if week is not None and this != week and not r.weekly:
+                    line.append(" ")  # a week's occurrences together
+                week = this
+                line.append(GLYPHS[cell.state], style=COLOURS[cell.state])
+            console.print(line if r.cells else Text("  (none yet)"))
+    for line in legend:
+        console.print(line)
 
 
 def _streak_json(s: SeriesStreak) -> dict[str, object]:

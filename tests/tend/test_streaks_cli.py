@@ -20,7 +20,9 @@ from scheduler.acts.wording import STRANGER
 from scheduler.ledger import Ledger
 from scheduler.ledger.engine import make_engine
 from scheduler.ledger.rows import CompletionRow, InboundMessageRow, OccurrenceRow
+from scheduler.reports.history import LABELS
 from tend import cli
+from tend.cli.ledger import GLYPHS
 
 STREAK_KEYS = {"household", "ritual", "recipient", "current", "longest", "unit"}
 
@@ -251,3 +253,78 @@ def test_reply_from_an_unknown_number_prints_the_stranger_answer(
     assert result.stdout == STRANGER + "\n"
     (message,) = inbound(ledger)
     assert (message["command"], message["household_id"]) == ("stranger", None)
+
+
+# ------------------------------------------------------------------ the history heatmap
+
+
+def test_streaks_history_draws_a_character_per_occurrence_and_a_legend(
+    ledger: Engine, database_url: str, ritual_path: Path
+) -> None:
+    at = confirmed_weeks(ledger, ritual_path, 3)
+    result = tend_wide(
+        "streaks",
+        "--history",
+        "--household",
+        "alex-sam",
+        url=database_url,
+        config=ritual_path,
+        at=at,
+        columns=80,
+    )
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "History of alex-sam, the last 12 months"
+    assert "  check in" in lines
+    check_in = lines[lines.index("  check in") + 1]
+    assert check_in == "  ▪▪▪"  # Sam alone confirmed each
+    assert all(len(line) <= 80 for line in lines)
+    legend = " ".join(lines[-3:])
+    for state, word in GLYPHS.items():
+        assert f"{word} {LABELS[state]}" in legend
+
+
+def test_streaks_format_svg_writes_the_heatmap_of_one_household(
+    ledger: Engine, database_url: str, ritual_path: Path
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    at = confirmed_weeks(ledger, ritual_path, 3)
+    result = tend(
+        "streaks",
+        "--format",
+        "svg",
+        "--household",
+        "alex-sam",
+        url=database_url,
+        config=ritual_path,
+        at=at,
+    )
+
+    assert result.exit_code == 0, result.output
+    root = ET.fromstring(result.output)
+    states = [
+        (r.get("data-day"), r.get("data-state"))
+        for r in root.iter("{http://www.w3.org/2000/svg}rect")
+        if r.get("data-state")
+    ]
+    assert ("2026-06-07", "one") in states
+
+
+def test_streaks_without_the_new_options_prints_the_table_as_before(
+    ledger: Engine, database_url: str, ritual_path: Path
+) -> None:
+    at = confirmed_weeks(ledger, ritual_path, 1)
+    result = tend("streaks", url=database_url, config=ritual_path, at=at)
+
+    assert result.exit_code == 0, result.output
+    assert "12-week rate" in result.output
+    assert "■" not in result.output
+
+
+def tend_wide(*args: str, url: str, config: Path, at: datetime, columns: int) -> Result:
+    """``tend ARGS`` as a terminal `columns` wide would run it (Rich reads COLUMNS)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COLUMNS", str(columns))
+        return tend(*args, url=url, config=config, at=at)
