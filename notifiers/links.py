@@ -19,6 +19,8 @@ generation in the ledger, and every token of an older one stops working.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,8 +38,8 @@ __all__ = [
     "BadLink",
     "CalendarLink",
     "ConfirmLink",
-    "PageLink",
     "Links",
+    "PageLink",
     "UnsubscribeLink",
 ]
 
@@ -105,6 +107,7 @@ class Links:
         self._unsubscribe = URLSafeTimedSerializer(secret, salt="tend.unsubscribe")
         self._calendar = URLSafeTimedSerializer(secret, salt="tend.calendar")
         self._page = URLSafeTimedSerializer(secret, salt="tend.page")
+        self._form_key = hashlib.sha256(b"tend.page.form\0" + secret.encode()).digest()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Links | None:
@@ -144,6 +147,17 @@ class Links:
         if len(found) == 2:
             return PageLink(found[0], None, found[1])
         return PageLink(found[0], found[1], found[2])
+
+    def form_token(self, page_token: str, occurrence: int, action: str) -> str:
+        """What a page's button carries: an HMAC of the page's token, the occurrence and
+        the action, which a form posted from anywhere else cannot know."""
+        message = f"{page_token}\0{occurrence}\0{action}".encode()
+        return hmac.new(self._form_key, message, hashlib.sha256).hexdigest()
+
+    def check_form(self, page_token: str, occurrence: int, action: str, given: str) -> bool:
+        """Whether `given` is the form token of that button (in constant time)."""
+        expected = self.form_token(page_token, occurrence, action).encode()
+        return hmac.compare_digest(expected, given.encode("utf-8", "replace"))
 
     def read_confirm(self, token: str, *, max_age: timedelta = CONFIRM_MAX_AGE) -> ConfirmLink:
         household, occurrence, partner = self._load(
