@@ -47,14 +47,16 @@ _TEMPLATES = Environment(
 )
 
 # What every page answer carries: nothing from anywhere else may load (no script at all),
-# the page is nobody's to cache, index or frame, and its address is never sent on.
+# the page is nobody's to cache, index or frame, and its address goes to no other site.
 _HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "Cache-Control": "private, no-store",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer a browser sends its form posts with
+    # "Origin: null", which the buttons refuse as from another site.
+    "Referrer-Policy": "same-origin",
     "X-Robots-Tag": "noindex, nofollow",
     "X-Content-Type-Options": "nosniff",
 }

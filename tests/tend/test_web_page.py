@@ -123,7 +123,7 @@ def test_a_partners_page_shows_the_history_streaks_what_is_coming_and_buttons(
     assert "+1555" not in html
     assert "@example.com" not in html
     assert answer.headers["Content-Security-Policy"].startswith("default-src 'none'")
-    assert answer.headers["Referrer-Policy"] == "no-referrer"
+    assert answer.headers["Referrer-Policy"] == "same-origin"
 
 
 def test_the_picture_has_a_table_in_words_for_each_ritual(client: TestClient) -> None:
