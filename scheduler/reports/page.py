@@ -252,7 +252,10 @@ def _buttons(
     found = []
     for t in told:
         done = targets.button_target(told, partner, now, t.occurrence, "done") is not None
-        skip = targets.button_target(told, partner, now, t.occurrence, "skip") is not None
+        # Skipped by the other partner already: a SKIP would change nothing they see.
+        skip = t.status == "open" and (
+            targets.button_target(told, partner, now, t.occurrence, "skip") is not None
+        )
         if done or skip:
             found.append(Button(t.occurrence, t.ritual.display_name, _when(t.at, zone), done, skip))
     return tuple(found)
