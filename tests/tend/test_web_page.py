@@ -86,7 +86,9 @@ def buttons(html: str) -> dict[tuple[str, int], str]:
 
 
 def current_streak(html: str, title: str) -> str:
-    row = re.search(rf'<th scope="row">{title}</th><td class="current" data-label="Current">([^<]+)</td>', html)
+    row = re.search(
+        rf'<th scope="row">{title}</th><td class="current" data-label="Current">([^<]+)</td>', html
+    )
     assert row is not None, title
     return row.group(1)
 
