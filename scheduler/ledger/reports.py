@@ -125,6 +125,24 @@ def _history_statement() -> Select[Any]:
 _HISTORY = _history_statement()
 
 
+def _history_entry(
+    fields: list[Any], confirmed: set[str], skipped_by: str | None, froze: bool
+) -> HistoryEntry:
+    ritual, recipient, slot, at, item, reached_at, waiting = fields
+    return HistoryEntry(
+        ritual_id=ritual,
+        recipient=recipient,
+        slot=slot,
+        at=at,
+        item=item,
+        reached_at=reached_at,
+        waiting=bool(waiting),
+        confirmed_by=frozenset(confirmed),
+        skipped_by=skipped_by,
+        froze=froze,
+    )
+
+
 class Reports(Bound):
     """Read-only views of the ledger."""
 
@@ -255,32 +273,24 @@ class Reports(Bound):
                 _HISTORY, {"household": household, "since": since, "now": now}
             ).all()
         found: list[HistoryEntry] = []
-        index = 0
-        while index < len(rows):
-            first = rows[index]
-            confirmed: set[str] = set()
-            skipped_by: str | None = None
-            froze = False
-            while index < len(rows) and rows[index].id == first.id:
-                row = rows[index]
-                if row.action == "confirm":
-                    confirmed.add(row.partner_key)
-                elif row.action == "skip":
-                    skipped_by = row.partner_key
-                    froze = froze or bool(row.froze)
-                index += 1
-            found.append(
-                HistoryEntry(
-                    ritual_id=first.ritual_id,
-                    recipient=first.recipient,
-                    slot=first.slot,
-                    at=first.at,
-                    item=first.item,
-                    reached_at=first.reached_at,
-                    waiting=bool(first.waiting),
-                    confirmed_by=frozenset(confirmed),
-                    skipped_by=skipped_by,
-                    froze=froze,
-                )
-            )
+        last: int | None = None
+        confirmed: set[str] = set()
+        skipped_by: str | None = None
+        froze = False
+        head: Any = None
+        # Rows unpacked as tuples: a named attribute costs more per row, and a long history
+        # is thousands of rows.
+        for occurrence, *fields, partner, action, froze_here in rows:
+            if occurrence != last:
+                if head is not None:
+                    found.append(_history_entry(head, confirmed, skipped_by, froze))
+                last, head = occurrence, fields
+                confirmed, skipped_by, froze = set(), None, False
+            if action == "confirm":
+                confirmed.add(partner)
+            elif action == "skip":
+                skipped_by = partner
+                froze = froze or bool(froze_here)
+        if head is not None:
+            found.append(_history_entry(head, confirmed, skipped_by, froze))
         return found
