@@ -10,10 +10,17 @@ partners share) or one household and one of its partners (that feed and the part
 nudges); the partner is inside the signed payload, so one partner's URL cannot be edited
 into the other's. It only lets planned occurrences be read; changing ``TEND_SECRET_KEY``
 revokes every calendar URL at once.
+
+A page token (the couple's page, ``/h/{token}``) does not expire either; it names one
+household (the household's page) or one household and one partner (that partner's page,
+with their buttons), and the page's generation: ``tend page-url --rotate`` raises the
+generation in the ledger, and every token of an older one stops working.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,6 +39,7 @@ __all__ = [
     "CalendarLink",
     "ConfirmLink",
     "Links",
+    "PageLink",
     "UnsubscribeLink",
 ]
 
@@ -43,7 +51,8 @@ CONFIRM_MAX_AGE = timedelta(days=7)
 # (a larger one overflows SQLite's driver and PostgreSQL's column alike).
 _ID = re.compile(ID_PATTERN)
 _OCCURRENCE_LIMIT = 2**63
-_Field = Literal["id", "occurrence"]
+_GENERATION_LIMIT = 2**31  # the column is an INTEGER
+_Field = Literal["id", "occurrence", "generation"]
 
 
 class BadLink(ValueError):
@@ -71,6 +80,16 @@ class CalendarLink:
 
 
 @dataclass(frozen=True, slots=True)
+class PageLink:
+    """Whose page a page token is: the household's (``partner`` None) or one partner's,
+    and the page's generation it was made in."""
+
+    household: str
+    partner: str | None
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
 class UnsubscribeLink:
     household: str
     partner: str
@@ -87,6 +106,8 @@ class Links:
         self._confirm = URLSafeTimedSerializer(secret, salt="tend.confirm")
         self._unsubscribe = URLSafeTimedSerializer(secret, salt="tend.unsubscribe")
         self._calendar = URLSafeTimedSerializer(secret, salt="tend.calendar")
+        self._page = URLSafeTimedSerializer(secret, salt="tend.page")
+        self._form_key = hashlib.sha256(b"tend.page.form\0" + secret.encode()).digest()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Links | None:
@@ -108,6 +129,35 @@ class Links:
         both share, or with `partner` that and the partner's own."""
         token = self._calendar.dumps([household] if partner is None else [household, partner])
         return f"{self.public_url}/calendar/{token}.ics"
+
+    def page_token(self, household: str, partner: str | None, generation: int) -> str:
+        """The token of a couple's page: the household's, or `partner`'s."""
+        ids: list[str | int] = [household] if partner is None else [household, partner]
+        return self._page.dumps([*ids, generation])
+
+    def page_url(self, household: str, partner: str | None, generation: int) -> str:
+        """The couple's private page (``GET /h/{token}``)."""
+        return f"{self.public_url}/h/{self.page_token(household, partner, generation)}"
+
+    def read_page(self, token: str) -> PageLink:
+        """Whose page a page token is; BadLink if forged, damaged or of another kind."""
+        found = self._load(
+            self._page, token, None, ("id", "generation"), ("id", "id", "generation")
+        )
+        if len(found) == 2:
+            return PageLink(found[0], None, found[1])
+        return PageLink(found[0], found[1], found[2])
+
+    def form_token(self, page_token: str, occurrence: int, action: str) -> str:
+        """What a page's button carries: an HMAC of the page's token, the occurrence and
+        the action, which a form posted from anywhere else cannot know."""
+        message = f"{page_token}\0{occurrence}\0{action}".encode()
+        return hmac.new(self._form_key, message, hashlib.sha256).hexdigest()
+
+    def check_form(self, page_token: str, occurrence: int, action: str, given: str) -> bool:
+        """Whether `given` is the form token of that button (in constant time)."""
+        expected = self.form_token(page_token, occurrence, action).encode()
+        return hmac.compare_digest(expected, given.encode("utf-8", "replace"))
 
     def read_confirm(self, token: str, *, max_age: timedelta = CONFIRM_MAX_AGE) -> ConfirmLink:
         household, occurrence, partner = self._load(
@@ -151,6 +201,8 @@ class Links:
 
 
 def _fits(value: object, field: _Field) -> bool:
+    if field == "generation":
+        return type(value) is int and 0 <= value < _GENERATION_LIMIT
     if field == "occurrence":
         # type() and not isinstance(): JSON's true is a bool, and a bool is an int.
         return type(value) is int and 0 < value < _OCCURRENCE_LIMIT

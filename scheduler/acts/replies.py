@@ -38,6 +38,8 @@ __all__ = [
     "Answer",
     "handle_reply",
     "normalize_number",
+    "press",
+    "told_to",
 ]
 
 log = logging.getLogger("scheduler.replies")
@@ -104,6 +106,43 @@ def handle_reply(
     who = f"{answer.household}/{answer.partner}" if answer.partner else mask_address(sender)
     log.info("reply from %s: %s", who, answer.command)
     return answer
+
+
+def told_to(
+    tx: Records, file: RitualFile, *, household: str, partner: str, now: datetime
+) -> list[Open]:
+    """What a reply from `partner` could be about now (see :mod:`scheduler.acts.targets`):
+    the couple's page lists these with their buttons. Empty for a partner the file lacks."""
+    if (household, partner) not in _index(file).known:
+        return []
+    return _Replier(tx, file, _Partner(household, partner), "", "", now)._told()
+
+
+def press(
+    ledger: Ledger,
+    file: RitualFile,
+    *,
+    household: str,
+    partner: str,
+    occurrence: int,
+    action: str,
+    now: datetime,
+) -> str:
+    """A DONE or SKIP button of the couple's page (`action` "done" or "skip"), applied as
+    the same reply by SMS would be, to that occurrence: the command it recorded, or
+    "nothing" (not open for this partner; a second press of the same button finds it done
+    and records nothing again)."""
+    if (household, partner) not in _index(file).known:
+        return "nothing"
+    for attempt in (1, 2):
+        try:
+            with ledger.transaction() as tx:
+                replier = _Replier(tx, file, _Partner(household, partner), "", "", now, "web")
+                return replier.press(occurrence, action)
+        except Conflict:
+            if attempt == 2:
+                raise
+    return "nothing"  # pragma: no cover: the loop returns or raises
 
 
 @lru_cache(maxsize=4096)  # phonenumbers parses in pure Python: a partner's number, once
@@ -308,6 +347,35 @@ class _Replier:
             return []
         confirmed, skipped = self.tx.occurrences.done_by(list(latest))
         return targets.open_for(latest, self.rituals, confirmed, skipped)
+
+    def press(self, occurrence: int, action: str) -> str:
+        """A page's button about `occurrence`: recorded as DONE or SKIP by SMS would."""
+        told = self._told()
+        target = targets.button_target(told, self.partner.id, self.now, occurrence, action)
+        if target is None:
+            return "nothing"
+        if action == "skip":
+            acts.skip(
+                self.tx,
+                household=self.household.id,
+                partner=self.partner.id,
+                target=target,
+                at=self.now,
+                source=self.source,
+                reason=None,
+            )
+            return "skip"
+        acts.confirm(
+            self.tx,
+            household=self.household.id,
+            partner=self.partner.id,
+            occurrence=target.occurrence,
+            at=self.now,
+            source=self.source,
+            needs=acts.needs_for(self.file, self.household.id, target.ritual.id, target.recipient),
+            raw_text="page",
+        )
+        return "confirm"
 
     def _confirm(self, pick: int | None) -> str:
         told = self._told()

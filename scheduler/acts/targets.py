@@ -19,6 +19,7 @@ __all__ = [
     "EARLY",
     "Open",
     "Pick",
+    "button_target",
     "confirm_target",
     "latest_per_occurrence",
     "open_for",
@@ -202,3 +203,21 @@ def rate_target(told: Sequence[Open], partner: str, now: datetime) -> Open | Non
         and t.at <= now + EARLY
     ]
     return rateable[0] if rateable else None
+
+
+def button_target(
+    told: Sequence[Open], partner: str, now: datetime, occurrence: int, action: str
+) -> Open | None:
+    """What a DONE or SKIP button on the couple's page (about `occurrence`) applies to:
+    that occurrence when a DONE (``action`` "done") or a SKIP ("skip") by SMS could pick it
+    (see :func:`confirm_target` and :func:`skippable`); None when it could not (done
+    already by this partner, not open, or not this partner's)."""
+    found = next((t for t in told if t.occurrence == occurrence), None)
+    if found is None:
+        return None
+    if action == "skip":
+        return found if found in skippable(told, partner) else None
+    theirs = found.status == "confirmed" and partner not in found.confirmed_by
+    if (found in to_confirm(told, partner, now) or theirs) and found.at <= now + EARLY:
+        return found
+    return None

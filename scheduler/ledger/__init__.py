@@ -23,7 +23,8 @@ A module per kind of record: :mod:`~scheduler.ledger.claims` and
 :mod:`~scheduler.ledger.workers` (heartbeats, the planner's lock),
 :mod:`~scheduler.ledger.synced` (the ritual file last synced), :mod:`~scheduler.ledger.tells`
 (a partner's TELL passed on), :mod:`~scheduler.ledger.ratings` (pulse ratings and how each
-pulse check-in went out) and
+pulse check-in went out), :mod:`~scheduler.ledger.pages` (the couple's page URLs'
+generations) and
 :mod:`~scheduler.ledger.reports`; the rows themselves in :mod:`~scheduler.ledger.rows`, the
 schema's migrations in :mod:`~scheduler.ledger.schema`.
 """
@@ -52,6 +53,7 @@ from scheduler.ledger.completions import Completions
 from scheduler.ledger.engine import make_engine
 from scheduler.ledger.inbound import Inbound
 from scheduler.ledger.occurrences import Occurrences
+from scheduler.ledger.pages import Pages
 from scheduler.ledger.partners import Partners
 from scheduler.ledger.plans import Plans
 from scheduler.ledger.ratings import Ratings
@@ -102,6 +104,7 @@ class Records:
         self.completions = Completions(bind)
         self.inbound = Inbound(bind)
         self.occurrences = Occurrences(bind)
+        self.pages = Pages(bind)
         self.partners = Partners(bind)
         self.plans = Plans(bind)
         self.ratings = Ratings(bind)

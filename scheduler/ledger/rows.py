@@ -46,6 +46,7 @@ __all__ = [
     "InboundMessageRow",
     "OccurrenceRow",
     "OccurrenceStatus",
+    "PageTokenRow",
     "PartnerRow",
     "PauseRow",
     "ProviderReceiptRow",
@@ -406,3 +407,16 @@ class WorkerHeartbeatRow(Base):
     beat_at: Mapped[datetime]
     leader: Mapped[bool] = mapped_column(default=False)
     stopped_at: Mapped[datetime | None]
+
+
+class PageTokenRow(Base):
+    """The generation of a couple's page URL (``/h/{token}``): the household's own
+    (``partner_key`` ""), or one partner's. The token carries it; ``tend page-url --rotate``
+    raises it, and every older URL of that page stops working. No row: generation 0."""
+
+    __tablename__ = "page_token"
+
+    household_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    partner_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    rotated_at: Mapped[datetime]

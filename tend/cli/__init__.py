@@ -4,7 +4,7 @@
 - :mod:`.service`: ``tend run``, ``tend worker``, ``tend web`` (the service);
 - :mod:`.partners`: ``tend send-test``, ``tend opt-in`` (a partner's channels);
 - :mod:`.ledger`: ``tend db upgrade``, ``tend status``, ``tend streaks``, ``tend reply``,
-  ``tend calendar-url`` (the ledger).
+  ``tend calendar-url``, ``tend page-url`` (the ledger).
 
 The clock and the environment are read here, and passed down; errors become lines and exit
 codes in one place (:func:`tend.cli.common.handled`).
@@ -38,6 +38,7 @@ app.command("status")(ledger.status)
 app.command("streaks")(ledger.streaks)
 app.command("reply")(ledger.reply)
 app.command("calendar-url")(ledger.calendar_url)
+app.command("page-url")(ledger.page_url)
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """Commands about the ledger: ``tend db upgrade``, ``tend status``, ``tend streaks``,
-``tend reply`` and ``tend calendar-url``."""
+``tend reply``, ``tend calendar-url`` and ``tend page-url``."""
 
 from __future__ import annotations
 
@@ -27,15 +27,19 @@ from tend.cli.common import settings as read_settings
 from tend.cli.service import logging_setup
 
 if TYPE_CHECKING:  # the ledger's reports and the web load when a command runs
+    from pathlib import Path
+
     from rich.console import Console
 
     from config.model import RitualFile
+    from config.settings import Settings
+    from notifiers.links import Links
     from scheduler.ledger import Ledger
     from scheduler.reports.history import RitualHistory, State
     from scheduler.reports.status import LedgerStatus
     from scheduler.reports.streaks import SeriesStreak
 
-__all__ = ["calendar_url", "db_app", "db_upgrade", "reply", "status", "streaks"]
+__all__ = ["calendar_url", "db_app", "db_upgrade", "page_url", "reply", "status", "streaks"]
 
 db_app = typer.Typer(help="The ledger database.", no_args_is_help=True)
 
@@ -373,9 +377,16 @@ def calendar_url(
     what both partners share, or with --partner that and the partner's own nudges.
 
     Whoever has the URL can read those rituals. A new TEND_SECRET_KEY voids it."""
+    settings = read_settings()
+    links = _signed_links(settings, "calendar-url", "the feed's URL")
+    _household_partner(config, settings, household, partner)
+    typer.echo(links.calendar_url(household, partner))
+
+
+def _signed_links(settings: Settings, command: str, what: str) -> Links:
+    """The deployment's signed links; exit 2 without a public URL and a secret key."""
     from notifiers.links import Links
 
-    settings = read_settings()
     links = Links.from_settings(settings)
     if links is None:
         missing = [
@@ -387,9 +398,16 @@ def calendar_url(
             if value is None
         ]
         raise Usage(
-            f"tend: calendar-url needs {' and '.join(missing)} set: the feed's URL is signed "
+            f"tend: {command} needs {' and '.join(missing)} set: {what} is signed "
             "with the secret key, under the public base URL of `tend web`"
         )
+    return links
+
+
+def _household_partner(
+    config: Path | None, settings: Settings, household: str, partner: str | None
+) -> None:
+    """Exit 2 unless the ritual file has `household` (and `partner` in it)."""
     _settings_again, source = load(config, settings_=settings)
     assert source.file is not None
     found = {h.id: h for h in source.file.households}
@@ -400,7 +418,41 @@ def calendar_url(
         raise Usage(
             f"tend: {household} has no partner {partner!r} (its partners: {', '.join(partners)})"
         )
-    typer.echo(links.calendar_url(household, partner))
+
+
+@handled
+def page_url(
+    household: Annotated[
+        str, typer.Option("--household", help="The household's id.", show_default=False)
+    ],
+    partner: Annotated[
+        str | None,
+        typer.Option(
+            "--partner",
+            help="A partner's own page: their nudges too, and DONE and SKIP buttons.",
+            show_default=False,
+        ),
+    ] = None,
+    rotate: Annotated[
+        bool,
+        typer.Option("--rotate", help="Revoke the page's earlier URLs and print a new one."),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Print the couple's private page URL: the history heatmap, streaks, what is coming,
+    and (with --partner) that partner's DONE and SKIP buttons.
+
+    Whoever has the URL sees the page (a partner's URL can press its buttons). --rotate
+    revokes every earlier URL of that page; a new TEND_SECRET_KEY revokes them all."""
+    settings = read_settings()
+    links = _signed_links(settings, "page-url", "the page's URL")
+    _household_partner(config, settings, household, partner)
+    ledger = ledger_for(settings)
+    if rotate:
+        generation = ledger.pages.rotate(household, partner, now())
+    else:
+        generation = ledger.pages.generation(household, partner)
+    typer.echo(links.page_url(household, partner, generation))
 
 
 def _ago(delta: timedelta) -> str:

@@ -4,6 +4,8 @@ over a small app context.
 - :mod:`tend.web.twilio`: ``POST /twilio/sms`` (a partner's reply) and ``POST
   /twilio/status`` (Twilio's delivery receipts);
 - :mod:`tend.web.links`: the e-mail's confirm and unsubscribe links, and the calendar feed;
+- :mod:`tend.web.couple`: the couple's page ``GET /h/{token}`` and its DONE and SKIP
+  buttons;
 - :mod:`tend.web.health`: ``GET /healthz`` and ``GET /metrics``.
 
 Every request body is limited to :data:`MAX_BODY` (:mod:`tend.web.limits`); a request that
@@ -24,6 +26,7 @@ from notifiers.links import Links
 from notifiers.twilio_webhooks import TwilioWebhooks
 from scheduler.ledger import Ledger
 from scheduler.metrics import WEBHOOKS_REJECTED, LedgerCollector
+from tend.web import couple as couple_routes
 from tend.web import health as health_routes
 from tend.web import links as link_routes
 from tend.web import twilio as twilio_routes
@@ -64,6 +67,6 @@ def create_app(
         replying=CapacityLimiter(ledger.connections()),
         collector=LedgerCollector(ledger, now),
     )
-    for routes in (twilio_routes, link_routes, health_routes):
+    for routes in (twilio_routes, link_routes, couple_routes, health_routes):
         app.include_router(routes.router)
     return app
