@@ -8,6 +8,7 @@ the check-in of that evening is still open; their date night is every other Frid
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -62,9 +63,12 @@ def client(engine: Engine, file: RitualFile) -> Iterator[TestClient]:
         yield client
 
 
+@functools.cache
 def page_path(
     household: str = "alex-sam", partner: str | None = "alex", generation: int = 0
 ) -> str:
+    """A page's path, the same string every time (as a partner's URL is): a token is signed
+    with the second it was made, and a page's buttons are bound to its token."""
     return LINKS.page_url(household, partner, generation).removeprefix(PUBLIC)
 
 
