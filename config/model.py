@@ -313,6 +313,12 @@ class Household(_Table):
         description="Once both partners have rated a pulse check-in, each gets one line "
         "with both ratings. Off: a rating is only ever its partner's.",
     )
+    streak_link: bool | None = Field(
+        None,
+        strict=True,
+        description="The STREAK answer ends with the partner's page link (needs "
+        "TEND_PUBLIC_URL). Default: the file's streak_link.",
+    )
 
     def zones(self, default: str | None) -> tuple[ZoneInfo, dict[str, ZoneInfo]]:
         """The household's zone (its own, else `default`, else UTC) and each partner's.
@@ -441,6 +447,12 @@ class RitualFile(_Table):
     )
 
     timezone: ZoneName | None = Field(None, description="Default zone for households.")
+    streak_link: bool = Field(
+        False,
+        strict=True,
+        description="The STREAK answer ends with the partner's page link, when "
+        "TEND_PUBLIC_URL is set. Off by default: in a text message a link costs a segment.",
+    )
     households: list[Household] = Field(min_length=1)
     rituals: list[Ritual] = []
     decks: dict[str, Deck] = {}

@@ -73,6 +73,9 @@ class Message:
     html: str | None = None
     ritual: str | None = None  # the ritual's id, when the message is about one
     occurrence: int | None = None  # the occurrence's ledger id: what a confirm link confirms
+    # The recipient's page URL generation (``/h/{token}``), when the message may link their
+    # page (an e-mail's footer); None for a message that links none (``tend send-test``).
+    page_generation: int | None = None
 
     def __repr__(self) -> str:  # bodies can be personal; addresses are masked
         return f"Message(channel={self.channel!r}, key={self.key!r}, to={self.recipient!r})"

@@ -93,7 +93,9 @@ sans-serif;font-size:16px;line-height:1.5;color:#222">
 style="background:#2f6f5e;color:#fff;padding:12px 20px;border-radius:6px;\
 text-decoration:none">Done it? Confirm</a></p>
 {% endif %}<hr style="border:none;border-top:1px solid #ddd;margin-top:32px">
-<p style="font-size:13px;color:#777">Sent by Tend for {{ name }}.{% if unsubscribe_url %} \
+<p style="font-size:13px;color:#777">Sent by Tend for {{ name }}.{% if page_url %} \
+<a href="{{ page_url }}" style="color:#777">Your page</a>: streaks, history, what is coming.\
+{% endif %}{% if unsubscribe_url %} \
 <a href="{{ unsubscribe_url }}" style="color:#777">Unsubscribe from these e-mails</a>.\
 {% endif %}</p>
 </body></html>
@@ -323,11 +325,13 @@ def compose(
     subject = message.subject or "Tend"
     if "=?" in subject:  # would decode to header lines of its own on older Pythons
         raise ValueError("the subject has an encoded word ('=?')")
-    confirm_url = unsubscribe_url = None
+    confirm_url = unsubscribe_url = page_url = None
     if links is not None:
         if message.occurrence is not None:
             confirm_url = links.confirm_url(person.household, message.occurrence, person.partner)
         unsubscribe_url = links.unsubscribe_url(person.household, person.partner, "email")
+        if message.page_generation is not None:
+            page_url = links.page_url(person.household, person.partner, message.page_generation)
 
     mail = EmailMessage(policy=_POLICY)
     mail["Subject"] = subject
@@ -344,6 +348,8 @@ def compose(
     if confirm_url:
         text += f"\n\nDone it? Confirm here: {confirm_url}"
     text += f"\n\n-- \nSent by Tend for {person.name}."
+    if page_url:
+        text += f"\nYour page (streaks, history, what is coming): {page_url}"
     if unsubscribe_url:
         text += f"\nUnsubscribe from these e-mails: {unsubscribe_url}"
     mail.set_content(text + "\n")
@@ -353,6 +359,7 @@ def compose(
         paragraphs=[p.split("\n") for p in message.body.strip().split("\n\n") if p.strip()],
         confirm_url=confirm_url,
         unsubscribe_url=unsubscribe_url,
+        page_url=page_url,
         name=person.name,
     )
     mail.add_alternative(html, subtype="html")

@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -30,6 +31,9 @@ from scheduler.acts import acts, targets, wording
 from scheduler.acts.targets import Open
 from scheduler.ledger import Conflict, Ledger, Records
 from scheduler.reports.streaks import SeriesStreak, household_streaks
+
+if TYPE_CHECKING:
+    from notifiers.links import Links
 
 __all__ = [
     "RATE_LIMIT",
@@ -70,8 +74,12 @@ def handle_reply(
     idempotency_token: str | None = None,
     channel: str = "sms",
     source: str = "sms",
+    links: Links | None = None,
 ) -> Answer:
-    """Apply one inbound message and return the answer to send back, exactly once."""
+    """Apply one inbound message and return the answer to send back, exactly once.
+
+    `links`: the deployment's signed links (a public URL and a secret key are set), for
+    the page link a ``streak_link`` household's STREAK answer carries."""
     sender = normalize_number(sender)
     body = body.replace("\x00", "")[:MAX_BODY]  # PostgreSQL text cannot hold NUL
     for attempt in (1, 2):
@@ -80,7 +88,7 @@ def handle_reply(
                 earlier = _earlier(tx, provider_id, idempotency_token)
                 if earlier is not None:
                     return earlier
-                answer = _handle(tx, file, sender, body, now, source, provider_id)
+                answer = _handle(tx, file, sender, body, now, source, provider_id, links)
                 tx.inbound.record(
                     provider_id=provider_id,
                     idempotency_token=idempotency_token,
@@ -224,6 +232,7 @@ def _handle(
     now: datetime,
     source: str = "sms",
     provider_id: str = "",
+    links: Links | None = None,
 ) -> Answer:
     found = _partner(tx, file, sender)
     reply = parse(body)
@@ -238,7 +247,8 @@ def _handle(
         return Answer(said, "limited", household=found.household, partner=found.key)
     if found is None:
         return Answer(wording.STRANGER if _may_answer(tx, sender, now) else "", "stranger")
-    text = _Replier(tx, file, found, sender, body, now, source, provider_id).answer(reply)
+    replier = _Replier(tx, file, found, sender, body, now, source, provider_id, links)
+    text = replier.answer(reply)
     return Answer(text, reply.command, household=found.household, partner=found.key)
 
 
@@ -271,8 +281,10 @@ class _Replier:
         now: datetime,
         source: str = "sms",
         provider_id: str = "",
+        links: Links | None = None,
     ) -> None:
         self.tx = tx
+        self.links = links
         self.provider_id = provider_id  # the inbound message's id: a TELL is made once by it
         self.file = file
         index = _index(file)
@@ -560,4 +572,13 @@ class _Replier:
             if not s.longest:
                 continue  # nothing kept yet: zeros say nothing
             parts.append((name, s.current, s.longest, s.unit == "weeks"))
-        return wording.streaks(parts)
+        return wording.streaks(parts, self._page_link())
+
+    def _page_link(self) -> str | None:
+        """The partner's own page, when the household wants it in the STREAK answer
+        (``streak_link``: a link costs an SMS segment) and Tend knows its public URL."""
+        wanted = self.household.streak_link
+        if self.links is None or not (self.file.streak_link if wanted is None else wanted):
+            return None
+        generation = self.tx.pages.generation(self.household.id, self.partner.id)
+        return self.links.page_url(self.household.id, self.partner.id, generation)

@@ -210,15 +210,15 @@ def passed_on(
     return " ".join(parts)
 
 
-def streaks(parts: Sequence[tuple[str, int, int, bool]]) -> str:
-    """The answer to STREAK: (name, current, longest, weekly) of each streak kept yet."""
+def streaks(parts: Sequence[tuple[str, int, int, bool]], page: str | None = None) -> str:
+    """The answer to STREAK: (name, current, longest, weekly) of each streak kept yet, and
+    the partner's page (`page`), when the household wants the link."""
     shown = [
         f"{name} {weeks_text(current) if weekly else current} (best {longest})"
         for name, current, longest, weekly in parts
     ]
-    if not shown:
-        return NO_STREAKS
-    return "Streaks in a row: " + "; ".join(shown) + "."
+    text = "Streaks in a row: " + "; ".join(shown) + "." if shown else NO_STREAKS
+    return f"{text} Your page: {page}" if page else text
 
 
 def paused(end: datetime, zone: ZoneInfo) -> str:

@@ -28,6 +28,7 @@ from scheduler.ledger.rows import (
     DeliveryRow,
     HouseholdRow,
     OccurrenceRow,
+    PageTokenRow,
     PartnerRow,
 )
 
@@ -75,6 +76,9 @@ class Claim:
     inbound_id: str | None = None
     # A pulse check-in's other wordings (DeliveryRow.pulse): never in a repr.
     pulse: dict[str, Any] | None = field(default=None, repr=False, compare=False, hash=False)
+    # The generation of the partner's page URL, read with the claim (None: never rotated,
+    # generation 0): an e-mail links the page as it is now, never a revoked URL.
+    page_generation: int | None = None
 
     @property
     def is_tell(self) -> bool:
@@ -108,6 +112,7 @@ class Claim:
             key=self.key,
             ritual=self.ritual_id,
             occurrence=self.occurrence_id,
+            page_generation=self.page_generation or 0,
         )
 
     def opted_out(self, channel: str) -> bool:
@@ -186,6 +191,13 @@ _CLAIMS = (
         DeliveryRow.fallback_bodies,
         DeliveryRow.inbound_id,
         DeliveryRow.pulse,
+        select(PageTokenRow.generation)
+        .where(
+            PageTokenRow.household_id == DeliveryRow.household_id,
+            PageTokenRow.partner_key == DeliveryRow.partner_key,
+        )
+        .scalar_subquery()
+        .label("page_generation"),
     )
     # Outer: a TELL is about no occurrence.
     .outerjoin(OccurrenceRow, OccurrenceRow.id == DeliveryRow.occurrence_id)

@@ -335,6 +335,7 @@ def reply(
 ) -> None:
     """Apply a reply exactly as the SMS webhook would (without the signature); print the
     answer it would text back."""
+    from notifiers.links import Links
     from scheduler.acts.replies import handle_reply
 
     settings, source = load(config)
@@ -349,6 +350,7 @@ def reply(
         provider_id=f"cli-{uuid.uuid4().hex}",
         now=now(),
         source="cli",
+        links=Links.from_settings(settings),
     )
     if answer.text:
         typer.echo(answer.text)

@@ -97,6 +97,7 @@ async def twilio_sms(request: Request, ctx: Context) -> Response:
             provider_id=sms.sid,
             idempotency_token=token[:128] if token else None,
             now=arrived,
+            links=ctx.links,
         )
 
     try:
