@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # SQLAlchemy and the drivers load only for a command that ope
 __all__ = [
     "ConfigOption",
     "Failed",
+    "HouseholdOption",
     "Usage",
     "find_partner",
     "handled",
@@ -52,6 +53,11 @@ ConfigOption = Annotated[
         help="Ritual file. Default: $TEND_CONFIG, else ./tend.toml.",
         show_default=False,
     ),
+]
+
+# A command about one household, named by its id (``--household ID``, required).
+HouseholdOption = Annotated[
+    str, typer.Option("--household", help="The household's id.", show_default=False)
 ]
 
 

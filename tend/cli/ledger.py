@@ -15,6 +15,7 @@ import typer
 
 from tend.cli.common import (
     ConfigOption,
+    HouseholdOption,
     Usage,
     handled,
     ledger_for,
@@ -362,9 +363,7 @@ def reply(
 
 @handled
 def calendar_url(
-    household: Annotated[
-        str, typer.Option("--household", help="The household's id.", show_default=False)
-    ],
+    household: HouseholdOption,
     partner: Annotated[
         str | None,
         typer.Option(
@@ -424,9 +423,7 @@ def _household_partner(
 
 @handled
 def page_url(
-    household: Annotated[
-        str, typer.Option("--household", help="The household's id.", show_default=False)
-    ],
+    household: HouseholdOption,
     partner: Annotated[
         str | None,
         typer.Option(
