@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 import pytest
 from fake_notifiers import FakeClock
 from fastapi.testclient import TestClient
+from ledger_setup import planned_file
 from ritual_files import couple_file, household_table, partner_table, write_ritual_file
 from smtp_server import SmtpServer
 from sqlalchemy import Engine, update
@@ -30,12 +31,10 @@ from notifiers.email import EmailNotifier, SmtpTarget
 from notifiers.links import Links
 from notifiers.registry import NotifierSet
 from notifiers.twilio_webhooks import TwilioWebhooks
-from rituals.planning import Plan
 from scheduler.acts.wording import NO_STREAKS
 from scheduler.dispatch.dispatcher import Dispatcher
 from scheduler.ledger import Ledger
 from scheduler.ledger.rows import DeliveryRow
-from scheduler.planner import plan_horizon, sync_file
 from tend.web import create_app
 
 PUBLIC = "https://tend.example.com"
@@ -76,17 +75,7 @@ households = ["alex-sam"]
 
 
 def planned(engine: Engine, tmp_path: Path, text: str) -> RitualFile:
-    file = load_ritual_file(write_ritual_file(tmp_path, text), today=PLANNED).file
-    synced = sync_file(Ledger(engine), file, PLANNED)
-    plan_horizon(
-        Ledger(engine),
-        Plan(file),
-        PLANNED,
-        generation=synced.generation,
-        changed=synced.changed,
-        days=3,
-    )
-    return file
+    return planned_file(engine, write_ritual_file(tmp_path, text), PLANNED, 3)
 
 
 @pytest.fixture

@@ -28,12 +28,12 @@ import pytest
 import time_machine
 from fake_notifiers import FakeClock
 from fake_twilio import FakeTwilio
+from ledger_setup import planned_file
 from ritual_files import couple_file, write_ritual_file
 from sqlalchemy import Engine, select, update
 from twilio.request_validator import RequestValidator
 from typer.testing import CliRunner, Result
 
-from config.loader import load_ritual_file
 from config.model import RitualFile
 from notifiers.links import Links
 from notifiers.registry import NotifierSet
@@ -55,7 +55,6 @@ from scheduler.ledger.rows import (
     PulseTurnRow,
     RatingRow,
 )
-from scheduler.planner import plan_horizon, sync_file
 from tend import cli
 from tend.web import create_app
 
@@ -128,17 +127,7 @@ def ritual_text(share: bool) -> str:
 def rituals(engine: Engine, tmp_path: Path, ritual_text: str) -> RitualFile:
     """The file, synced and planned for WEEKS weeks as the worker would."""
     path = write_ritual_file(tmp_path, ritual_text)
-    file = load_ritual_file(path, today=PLANNED).file
-    synced = sync_file(Ledger(engine), file, PLANNED)
-    plan_horizon(
-        Ledger(engine),
-        Plan(file),
-        PLANNED,
-        generation=synced.generation,
-        changed=synced.changed,
-        days=7 * WEEKS,
-    )
-    return file
+    return planned_file(engine, path, PLANNED, 7 * WEEKS)
 
 
 @pytest.fixture

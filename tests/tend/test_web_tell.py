@@ -24,8 +24,9 @@ from urllib.parse import urlencode
 import pytest
 from fake_notifiers import FakeClock, FakeEmail
 from fake_twilio import FakeTwilio
+from ledger_setup import planned_file
 from ritual_files import couple_file, household_table, partner_table, write_ritual_file
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 from twilio.request_validator import RequestValidator
 
 from config.loader import load_ritual_file
@@ -130,23 +131,7 @@ def clock() -> FakeClock:
 def rituals(engine: Engine, tmp_path: Path) -> RitualFile:
     """The file, synced and planned as the worker would, with what was due before NOW sent."""
     path = write_ritual_file(tmp_path, RITUALS)
-    file = load_ritual_file(path, today=PLANNED).file
-    synced = sync_file(Ledger(engine), file, PLANNED)
-    plan_horizon(
-        Ledger(engine),
-        Plan(file),
-        PLANNED,
-        generation=synced.generation,
-        changed=synced.changed,
-        days=3,
-    )
-    with engine.begin() as connection:
-        connection.execute(
-            update(DeliveryRow)
-            .where(DeliveryRow.due_at <= NOW)
-            .values(status="sent", sent_at=DeliveryRow.due_at)
-        )
-    return file
+    return planned_file(engine, path, PLANNED, 3, sent_before=NOW)
 
 
 @pytest.fixture

@@ -24,14 +24,13 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger_setup import planned_file
 from ritual_files import couple_file, household_table, partner_table, write_ritual_file
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select
 from twilio.request_validator import RequestValidator
 
-from config.loader import load_ritual_file
 from config.model import RitualFile
 from notifiers.twilio_webhooks import TwilioWebhooks
-from rituals.planning import Plan
 from scheduler.acts.replies import RATE_LIMIT, RATE_WINDOW
 from scheduler.acts.wording import LIMITED, STRANGER
 from scheduler.ledger import Ledger
@@ -43,7 +42,6 @@ from scheduler.ledger.rows import (
     PartnerRow,
 )
 from scheduler.metrics import REGISTRY
-from scheduler.planner import plan_horizon, sync_file
 from tend.web import MAX_BODY, create_app
 
 TOKEN = "0123456789abcdef0123456789abcdef"
@@ -106,23 +104,7 @@ class Clock:
 def rituals(engine: Engine, tmp_path: Path) -> RitualFile:
     """The file, synced and planned as the worker would, with what was due before NOW sent."""
     path = write_ritual_file(tmp_path, RITUALS)
-    file = load_ritual_file(path, today=PLANNED).file
-    synced = sync_file(Ledger(engine), file, PLANNED)
-    plan_horizon(
-        Ledger(engine),
-        Plan(file),
-        PLANNED,
-        generation=synced.generation,
-        changed=synced.changed,
-        days=3,
-    )
-    with engine.begin() as connection:
-        connection.execute(
-            update(DeliveryRow)
-            .where(DeliveryRow.due_at <= NOW)
-            .values(status="sent", sent_at=DeliveryRow.due_at)
-        )
-    return file
+    return planned_file(engine, path, PLANNED, 3, sent_before=NOW)
 
 
 @pytest.fixture
