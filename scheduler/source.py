@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from config.directory import parse_shared
 from config.loader import LoadedFile, RitualFileError, load_ritual_file, parse_ritual_file
 from config.model import RitualFile
 from rituals.planning import file_hash
@@ -165,26 +166,57 @@ class SyncedSource:
         self._checked: datetime | None = None
         self._generation: int | None = None
         self._file: RitualFile | None = None
+        #: A ritual directory's, when the worker synced one: its households are read from
+        #: the ledger a few at a time (see :meth:`for_households`).
+        self._directory: SyncedDirectory | None = None
 
     def __call__(self) -> RitualFile | None:
+        """The whole file (None for a ritual directory: see :meth:`for_households`)."""
+        self._look()
+        if self._directory is not None:
+            return None
+        return self._file or self.fallback
+
+    @property
+    def directory(self) -> bool:
+        """Whether the worker synced a ritual directory (as of the last look)."""
+        self._look()
+        return self._directory is not None
+
+    def for_households(self, households: Sequence[str]) -> RitualFile | None:
+        """The file for these households: the whole file, or a ritual directory's
+        rituals.toml with these households as the ledger has them now."""
+        self._look()
+        directory = self._directory
+        if directory is None:
+            return self._file or self.fallback
+        return directory.for_households(households)
+
+    def _look(self) -> None:
         now = self._clock()
         with self._lock:
             if self._checked is not None and now - self._checked < self.ttl:
-                return self._file or self.fallback
+                return
             self._checked = now
             state = self.ledger.synced.state()
-            if state is None or not state.text:
-                return self.fallback
-            if state.generation != self._generation:
-                self._generation = state.generation  # tried once per generation
-                try:
-                    # Judged as of its sync: a check that depends on the day (a ritual that
-                    # has ended) must not turn a file the worker accepted into a bad one.
-                    parsed = parse_ritual_file(state.text, name="ledger", today=state.synced_at)
-                except RitualFileError:
-                    _synced_log.error(
-                        "the ritual file in the ledger does not validate; using the last one"
-                    )
+            if state is None or not state.text or state.generation == self._generation:
+                return
+            self._generation = state.generation  # tried once per generation
+            from scheduler.directory import SyncedDirectory
+            from scheduler.ledger.synced import DIRECTORY  # loaded already: the ledger is open
+
+            try:
+                # Judged as of its sync: a check that depends on the day (a ritual that
+                # has ended) must not turn a file the worker accepted into a bad one.
+                if state.layout == DIRECTORY:
+                    shared = parse_shared(state.text, name="ledger", today=state.synced_at)
+                    self._directory = SyncedDirectory(self.ledger, shared)
+                    self._file = None
                 else:
+                    parsed = parse_ritual_file(state.text, name="ledger", today=state.synced_at)
                     self._file = parsed.file
-            return self._file or self.fallback
+                    self._directory = None
+            except RitualFileError:
+                _synced_log.error(
+                    "the ritual file in the ledger does not validate; using the last one"
+                )

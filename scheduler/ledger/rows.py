@@ -131,6 +131,9 @@ class ConfigStateRow(Base):
     synced_at: Mapped[datetime]
     # The last good file as written: a worker restarted while the file is broken runs on it.
     file_text: Mapped[str | None] = mapped_column(Text)
+    # "directory": file_text is a ritual directory's rituals.toml, and each household's own
+    # file is kept on its row; None: one ritual file, households and all.
+    layout: Mapped[str | None] = mapped_column(String(16))
 
 
 class HouseholdRow(Base):
@@ -142,6 +145,12 @@ class HouseholdRow(Base):
     paused_until: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # A ritual directory's household (None from one ritual file): the hash of its file's
+    # content, its last good version (the validated household, as JSON), and the hash (of
+    # this file and rituals.toml) its plan was last finished for.
+    config_hash: Mapped[str | None] = mapped_column(String(64))
+    config_json: Mapped[str | None] = mapped_column(Text)
+    planned_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class PartnerRow(Base):

@@ -7,34 +7,52 @@ to (an opt-out, a pause), and where the web finds a partner by their number.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, case, func, select, tuple_, update
 
 from config.model import RitualFile
 from scheduler.ledger.base import Bound
 from scheduler.ledger.engine import dialect_insert
 from scheduler.ledger.rows import ConfigStateRow, HouseholdRow, PartnerRow
 
-__all__ = ["IN_LIST", "Synced", "SyncedState"]
+__all__ = ["DIRECTORY", "IN_LIST", "KeptHousehold", "Synced", "SyncedState"]
 
 IN_LIST = 500  # values per `IN (...)`: far under any database's limit on bound parameters
 
 
 @dataclass(frozen=True, slots=True)
 class SyncedState:
-    """The last good file the ledger has: its generation, its text, when it was synced."""
+    """The last good file the ledger has: its generation, its text, when it was synced, and
+    its layout ("directory": the text is a ritual directory's rituals.toml; None: one file)."""
 
     generation: int
     text: str | None
     synced_at: datetime
+    layout: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeptHousehold:
+    """A ritual directory's household as the ledger keeps it."""
+
+    id: str
+    timezone: str
+    config_hash: str | None  # of its file's content
+    planned_hash: str | None  # the hash its plan was last finished for
 
 
 _STATE = select(
-    ConfigStateRow.generation, ConfigStateRow.file_text, ConfigStateRow.synced_at
+    ConfigStateRow.generation,
+    ConfigStateRow.file_text,
+    ConfigStateRow.synced_at,
+    ConfigStateRow.layout,
 ).where(ConfigStateRow.id == 1)
+
+DIRECTORY = "directory"
 
 
 class Synced(Bound):
@@ -45,7 +63,9 @@ class Synced(Bound):
     def state(self) -> SyncedState | None:
         with self._reading() as connection:
             row = connection.execute(_STATE).first()
-        return None if row is None else SyncedState(row.generation, row.file_text, row.synced_at)
+        if row is None:
+            return None
+        return SyncedState(row.generation, row.file_text, row.synced_at, row.layout)
 
     def sync(
         self, file: RitualFile, digest: str, now: datetime, text: str | None
@@ -54,29 +74,140 @@ class Synced(Bound):
         its households and partners, unless it is the one synced already. Its generation,
         and whether it changed."""
         with self._writing() as connection:
-            state = connection.execute(
-                select(ConfigStateRow.generation, ConfigStateRow.file_hash)
-                .where(ConfigStateRow.id == 1)
-                .with_for_update()
+            generation, changed = _generation(connection, digest, now, text, None, False)
+            if changed:
+                _mirror(connection, file, now)
+        return generation, changed
+
+    def sync_shared(
+        self, digest: str, now: datetime, text: str, *, households_changed: bool
+    ) -> tuple[int, bool]:
+        """A ritual directory's rituals.toml (hashed `digest`, `text` as written): kept as the
+        last good one. A new generation when it changed, or when `households_changed` (their
+        rows are then written with it, so that what their old files planned is told apart).
+        The generation, and whether rituals.toml changed."""
+        with self._writing() as connection:
+            before = connection.execute(
+                select(ConfigStateRow.file_hash, ConfigStateRow.layout).where(
+                    ConfigStateRow.id == 1
+                )
             ).first()
-            if state is not None and state.file_hash == digest:
-                return state.generation, False
-            generation = 1 if state is None else state.generation + 1
-            values = {"file_hash": digest, "generation": generation, "synced_at": now}
-            if state is None:
-                connection.execute(
-                    dialect_insert(connection, ConfigStateRow.__table__)
-                    .values(id=1, file_text=text, **values)
-                    .on_conflict_do_nothing()
+            shared_changed = before is None or (before.file_hash, before.layout) != (
+                digest,
+                DIRECTORY,
+            )
+            generation, _ = _generation(
+                connection, digest, now, text, DIRECTORY, households_changed
+            )
+        return generation, shared_changed
+
+    def sync_households(
+        self, file: RitualFile, hashes: Mapping[str, str], now: datetime
+    ) -> None:
+        """Mirror the households of `file` (a ritual directory's, some of its households),
+        each with its file's content hash (`hashes`, by id) and its validated self as JSON,
+        the last good version a restart or a `tend web` falls back on."""
+        households, partners = _rows(file, now)
+        for row, household in zip(households, file.households, strict=True):
+            row["config_hash"] = hashes[household.id]
+            row["config_json"] = household.model_dump_json()
+        ids = [h.id for h in file.households]
+        with self._writing() as connection:
+            stmt = dialect_insert(connection, HouseholdRow.__table__)
+            connection.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["id"],
+                    set_={
+                        name: stmt.excluded[name]
+                        for name in ("timezone", "active", "config_hash", "config_json")
+                    }
+                    | {"updated_at": now},
+                ),
+                households,
+            )
+            _upsert_partners(connection, partners)
+            kept = {(p["household_id"], p["key"]) for p in partners}
+            _deactivate_partners(connection, ids, kept)
+
+    def deactivate(self, households: Sequence[str], now: datetime) -> None:
+        """Households whose file is gone: inactive (their history stays)."""
+        with self._writing() as connection:
+            _deactivate(connection, sorted(households), [], now)
+
+    def kept(self) -> list[KeptHousehold]:
+        """The active households of a ritual directory as the ledger keeps them."""
+        query = select(
+            HouseholdRow.id,
+            HouseholdRow.timezone,
+            HouseholdRow.config_hash,
+            HouseholdRow.planned_hash,
+        ).where(HouseholdRow.active.is_(True))
+        with self._reading() as connection:
+            return [KeptHousehold(*row) for row in connection.execute(query)]
+
+    def household_configs(self, households: Sequence[str]) -> dict[str, str]:
+        """The last good version (JSON) of each of these households that has one."""
+        found: dict[str, str] = {}
+        with self._reading() as connection:
+            for start in range(0, len(households), IN_LIST):
+                rows = connection.execute(
+                    select(HouseholdRow.id, HouseholdRow.config_json).where(
+                        HouseholdRow.id.in_(households[start : start + IN_LIST]),
+                        HouseholdRow.config_json.is_not(None),
+                    )
                 )
-            else:
-                connection.execute(
-                    update(ConfigStateRow)
-                    .where(ConfigStateRow.id == 1)
-                    .values(file_text=text, **values)
-                )
-            _mirror(connection, file, now)
-        return generation, True
+                found.update({row.id: row.config_json for row in rows})
+        return found
+
+    def planned(self, hashes: Mapping[str, str]) -> None:
+        """Each household's plan is finished for its hash (by id)."""
+        if not hashes:
+            return
+        with self._writing() as connection:
+            connection.execute(
+                update(HouseholdRow)
+                .where(HouseholdRow.id == bindparam("household"))
+                .values(planned_hash=bindparam("planned")),
+                [{"household": k, "planned": v} for k, v in hashes.items()],
+            )
+
+
+def _generation(
+    connection: Connection,
+    digest: str,
+    now: datetime,
+    text: str | None,
+    layout: str | None,
+    force: bool,
+) -> tuple[int, bool]:
+    """The generation of the file hashed `digest`: a new one (kept, with `text`) unless it
+    is the one synced already and not `force`d. The generation, and whether it is new."""
+    state = connection.execute(
+        select(ConfigStateRow.generation, ConfigStateRow.file_hash, ConfigStateRow.layout)
+        .where(ConfigStateRow.id == 1)
+        .with_for_update()
+    ).first()
+    if state is not None and (state.file_hash, state.layout) == (digest, layout) and not force:
+        return state.generation, False
+    generation = 1 if state is None else state.generation + 1
+    values = {
+        "file_hash": digest,
+        "generation": generation,
+        "synced_at": now,
+        "file_text": text,
+        "layout": layout,
+    }
+    if state is None:
+        connection.execute(
+            dialect_insert(connection, ConfigStateRow.__table__)
+            .values(id=1, **values)
+            .on_conflict_do_nothing()
+        )
+    else:
+        connection.execute(
+            update(ConfigStateRow).where(ConfigStateRow.id == 1).values(**values)
+        )
+    return generation, True
 
 
 def _mirror(connection: Connection, file: RitualFile, now: datetime) -> None:
@@ -176,6 +307,31 @@ def _deactivate_gone(connection: Connection, file: RitualFile, now: datetime) ->
         select(PartnerRow.household_id, PartnerRow.key).where(PartnerRow.active.is_(True))
     )
     gone_partners = sorted({(h, k) for h, k in active} - partners_in_file)
+    _deactivate(connection, gone, gone_partners, now)
+
+
+def _deactivate_partners(
+    connection: Connection, households: Sequence[str], kept: set[tuple[str, str]]
+) -> None:
+    """The partners of these households that are not `kept`: inactive."""
+    gone: list[tuple[str, str]] = []
+    for start in range(0, len(households), IN_LIST):
+        active = connection.execute(
+            select(PartnerRow.household_id, PartnerRow.key).where(
+                PartnerRow.active.is_(True),
+                PartnerRow.household_id.in_(households[start : start + IN_LIST]),
+            )
+        )
+        gone += [(h, k) for h, k in active if (h, k) not in kept]
+    _deactivate(connection, [], sorted(gone), None)
+
+
+def _deactivate(
+    connection: Connection,
+    gone: Sequence[str],
+    gone_partners: Sequence[tuple[str, str]],
+    now: datetime | None,
+) -> None:
     for start in range(0, len(gone), IN_LIST):
         connection.execute(
             update(HouseholdRow)

@@ -81,6 +81,7 @@ def plan_horizon(
     changed: bool,
     days: int = DEFAULT_HORIZON_DAYS,
     households: Sequence[str] | None = None,
+    unfinished: bool = True,
 ) -> PlanReport:
     """Insert the occurrences and deliveries of the next `days` local days of each household.
 
@@ -89,11 +90,12 @@ def plan_horizon(
     """
     file = plan.file
     since = _lookback(file, now)
-    if not changed:
+    if not changed and unfinished:
         # A change whose planning failed part way (a crash, a lost database) is finished now:
         # otherwise no later run would update or cancel what the old file planned.
         changed = ledger.plans.unfinished([r.id for r in file.rituals], since, now, generation)
-    chosen = [h for h in file.households if households is None or h.id in households]
+    only = None if households is None else set(households)
+    chosen = [h for h in file.households if only is None or h.id in only]
     occurrences = deliveries = 0
     for start in range(0, len(chosen), CHUNK):
         chunk = [h.id for h in chosen[start : start + CHUNK]]

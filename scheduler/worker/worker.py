@@ -36,7 +36,9 @@ from notifiers.registry import NotifierSet
 from rituals.planning import Plan
 from scheduler.dispatch import Dispatcher, RetryPolicy
 from scheduler.ledger import Ledger
-from scheduler.planner import DEFAULT_HORIZON_DAYS, plan_horizon, sync_file
+from scheduler.directory import DirectorySource
+from scheduler.planner import DEFAULT_HORIZON_DAYS, PlanReport, plan_horizon, sync_file
+from scheduler.planner.directory import DirectoryPlanner
 from scheduler.source import FileSource
 
 __all__ = ["AlreadyRunning", "Worker", "WorkerOptions"]
@@ -100,7 +102,7 @@ class Worker:
     def __init__(
         self,
         ledger: Ledger,
-        source: FileSource,
+        source: FileSource | DirectorySource,
         notifiers: NotifierSet,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -132,6 +134,9 @@ class Worker:
         self._armed_at: datetime | None = None
         self._wakes = 0
         self._began = False  # past the schema check: there is a stop to record
+        self._directory: DirectoryPlanner | None = None
+        if isinstance(source, DirectorySource):
+            self._directory = DirectoryPlanner(ledger, source, days=self.options.horizon_days)
 
     # ------------------------------------------------------------------ start and stop
 
@@ -210,19 +215,11 @@ class Worker:
     def plan(self) -> None:
         """Sync the file and plan the horizon, if this process is the planner."""
         with self._plan_lock:
-            file = self.source.file
-            if file is None or not self._is_leader():
+            if not self._is_leader():
                 return
-            now = self.clock()
-            synced = sync_file(self.ledger, file, now, text=self.source.text)
-            report = plan_horizon(
-                self.ledger,
-                Plan(file),
-                now,
-                generation=synced.generation,
-                changed=synced.changed,
-                days=self.options.horizon_days,
-            )
+            report = self._plan_directory() if self._directory is not None else self._plan_file()
+            if report is None:
+                return
             log.info(
                 "planned %d occurrences, %d deliveries (generation %d%s)",
                 report.occurrences,
@@ -235,9 +232,33 @@ class Worker:
                 self.ledger.workers.announce(self.worker_id)
         self._arm()
 
+    def _plan_file(self) -> PlanReport | None:
+        assert isinstance(self.source, FileSource)
+        file = self.source.file
+        if file is None:
+            return None
+        now = self.clock()
+        synced = sync_file(self.ledger, file, now, text=self.source.text)
+        return plan_horizon(
+            self.ledger,
+            Plan(file),
+            now,
+            generation=synced.generation,
+            changed=synced.changed,
+            days=self.options.horizon_days,
+        )
+
+    def _plan_directory(self) -> PlanReport | None:
+        """A ritual directory: only what changed, and the households whose day did."""
+        assert self._directory is not None
+        return self._directory.plan(self.clock())
+
     def watch(self) -> None:
-        """Re-plan when the ritual file's content changed; keep the old one if it is broken."""
-        if self.source.refresh():
+        """Re-plan when the ritual file's content changed; keep the old one if it is broken.
+        A ritual directory's plan looks at its files itself, and plans only what moved."""
+        if self._directory is not None:
+            self.plan()
+        elif self.source.refresh():
             if self.leader:
                 log.info("ritual file changed; planning again")
             self.plan()

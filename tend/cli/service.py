@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -17,6 +18,7 @@ import typer
 from config.loader import RitualFileError, load_ritual_file
 from config.model import RitualFile
 from config.settings import Settings
+from scheduler.directory import DirectorySource
 from scheduler.source import FileSource, SyncedSource
 from tend.cli.common import ConfigOption, Usage, handled, load, now, open_ledger, safe_url
 from tend.cli.common import settings as read_settings
@@ -46,10 +48,15 @@ def logging_setup() -> None:
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 
-def _service_file(config: ConfigOption) -> tuple[Settings, FileSource, Ledger]:
+def _service_file(
+    config: ConfigOption,
+) -> tuple[Settings, FileSource | DirectorySource, Ledger]:
     """Settings, the ritual file (or the ledger's last good one) and the ledger."""
     settings = read_settings()
     ledger = open_ledger(settings)
+    path = Path(config or settings.config_path)
+    if path.is_dir():
+        return settings, _directory(path, ledger), ledger
     # With no SQLite file yet there is no last good file to fall back on, and looking for one
     # would leave an empty database behind.
     fallback = None if ledger.missing_sqlite_file() else ledger
@@ -57,14 +64,40 @@ def _service_file(config: ConfigOption) -> tuple[Settings, FileSource, Ledger]:
     return settings, source, ledger
 
 
-def _worker(settings: Settings, source: FileSource, ledger: Ledger) -> Worker:
+def _directory(path: Path, ledger: Ledger) -> DirectorySource:
+    """A ritual directory's rituals.toml, started (or the ledger's last good one); its
+    households are read when the worker first plans."""
+    source = DirectorySource(path, ledger=ledger, clock=now)
+    try:
+        shared = source.start()
+    except RitualFileError as exc:
+        raise Usage(*exc.lines()) from None
+    if source.problems:
+        for line in source.problems:
+            typer.echo(line, err=True)
+        assert source.synced_at is not None
+        typer.echo(
+            f"tend: starting on the last good rituals.toml, synced "
+            f"{source.synced_at:%Y-%m-%d %H:%M} UTC; fix it and it is picked up within seconds",
+            err=True,
+        )
+    for line in shared.warnings:
+        typer.echo(f"{shared.path}:{line.line}: {line.dotted}: warning: {line.message}", err=True)
+    return source
+
+
+def _worker(
+    settings: Settings, source: FileSource | DirectorySource, ledger: Ledger
+) -> Worker:
     from notifiers.registry import NotifierSet, UnknownNotifier
     from scheduler.dispatch import RetryPolicy
     from scheduler.worker import Worker, WorkerOptions
 
     file = source.file
-    assert file is not None
-    channels = {c for h in file.households for p in h.partners for c in p.channels}
+    if file is None:  # a ritual directory: any household may use any channel
+        channels = {"sms", "email", "console"}
+    else:
+        channels = {c for h in file.households for p in h.partners for c in p.channels}
     try:
         notifiers = NotifierSet(settings, overrides=settings.notifiers)
         notifiers.check(sorted(channels | {"console"}))
@@ -188,6 +221,8 @@ def web(config: ConfigOption = None, port: PortOption = None, host: HostOption =
 def _file_if_any(path: object) -> RitualFile | None:
     """The ritual file on disk for `tend web`, which judges replies by the file the worker
     synced and needs this one only until a worker has run; a broken file is not fatal."""
+    if Path(str(path)).is_dir():
+        return None  # a ritual directory: its households are read from the ledger
     try:
         return load_ritual_file(str(path), today=now()).file
     except RitualFileError as exc:

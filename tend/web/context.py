@@ -5,7 +5,7 @@ dependency."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -38,13 +38,32 @@ class AppContext:
     replying: CapacityLimiter
     collector: LedgerCollector
 
-    def ritual_file(self) -> RitualFile | None:
-        """The ritual file replies are judged by (None: none yet, or unreadable now)."""
+    def ritual_file(self, households: Sequence[str] | None = None) -> RitualFile | None:
+        """The ritual file replies are judged by (None: none yet, or unreadable now); for a
+        ritual directory, its rituals and these `households` (what a request is about)."""
         try:
-            return self.rituals() if self.rituals is not None else None
+            if self.rituals is None:
+                return None
+            narrow = getattr(self.rituals, "for_households", None)
+            if households is not None and narrow is not None:
+                found: RitualFile | None = narrow(households)
+                return found
+            return self.rituals()
         except LedgerError as exc:
             log.error("reading the ritual file from the ledger failed: %s", type(exc).__name__)
             return None
+
+    def ritual_file_for_sender(self, sender: str) -> RitualFile | None:
+        """The ritual file for a reply from `sender`: for a ritual directory, with the
+        households that number is in (looked up only then)."""
+        if not getattr(self.rituals, "directory", False):
+            return self.ritual_file()
+        try:
+            households = sorted({h for h, _ in self.ledger.partners.with_phone(sender)})
+        except LedgerError as exc:
+            log.error("reading the ritual file from the ledger failed: %s", type(exc).__name__)
+            return None
+        return self.ritual_file(households)
 
 
 async def _context(request: Request) -> AppContext:

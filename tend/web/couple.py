@@ -82,7 +82,7 @@ def _read(ctx: AppContext, token: str) -> tuple[Links, PageLink, Household] | No
         found = links.read_page(token)
     except BadLink:
         return None
-    file = ctx.ritual_file()
+    file = ctx.ritual_file([found.household])
     household = (
         next((h for h in file.households if h.id == found.household), None) if file else None
     )
@@ -102,7 +102,7 @@ def page_response(ctx: AppContext, token: str) -> Response:
         if found is None:
             return _missing()
         links, link, household = found
-        file = ctx.ritual_file()
+        file = ctx.ritual_file([link.household])
         assert file is not None
         page = couple_page(ctx.ledger, file, household, link.partner, ctx.now())
     except LedgerError as exc:
@@ -160,7 +160,7 @@ def _pressed(
     occurrence = int(occurrence_text)
     if not links.check_form(token, occurrence, action, form_token) or _cross_site(request, links):
         return _refused()
-    file = ctx.ritual_file()
+    file = ctx.ritual_file([link.household])
     assert file is not None
     try:
         press(

@@ -97,7 +97,7 @@ def confirm_page(token: str, ctx: Context) -> HTMLResponse:
     found = _read_confirm(ctx, token)
     if isinstance(found, HTMLResponse):
         return found
-    file = ctx.ritual_file()
+    file = ctx.ritual_file([found.household])
     try:
         seen = _confirmable(ctx.ledger, file, found, ctx.now())
     except LedgerError:
@@ -113,7 +113,7 @@ def confirm_link(token: str, ctx: Context) -> HTMLResponse:
     found = _read_confirm(ctx, token)
     if isinstance(found, HTMLResponse):
         return found
-    file = ctx.ritual_file()
+    file = ctx.ritual_file([found.household])
     moment = ctx.now()
     try:
         with ctx.ledger.transaction() as tx:
@@ -194,7 +194,7 @@ def calendar_feed(token: str, ctx: Context) -> Response:
         found = ctx.links.read_calendar(token)
     except BadLink:
         return missing
-    file = ctx.ritual_file()
+    file = ctx.ritual_file([found.household])
     if file is not None and not _in_file(file, found):
         return missing  # removed from the file: its feed goes with it
     titles = {r.id: r.display_name for r in file.rituals} if file else None

@@ -20,7 +20,7 @@ from notifiers.twilio_webhooks import (
     status_callback,
     twiml,
 )
-from scheduler.acts.replies import Answer, handle_reply
+from scheduler.acts.replies import Answer, handle_reply, normalize_number
 from scheduler.ledger import LedgerError
 from scheduler.metrics import INBOUND_REPLIES, WEBHOOKS_REJECTED
 from tend.web.context import AppContext, Context
@@ -86,7 +86,7 @@ async def twilio_sms(request: Request, ctx: Context) -> Response:
 
     def apply() -> Answer | None:
         # The ritual file too: a look at the ledger every few seconds, never on the loop.
-        file = ctx.ritual_file()
+        file = ctx.ritual_file_for_sender(normalize_number(sms.sender))
         if file is None:
             return None
         return handle_reply(

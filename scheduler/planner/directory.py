@@ -1,0 +1,188 @@
+"""Planning a ritual directory: only the households whose file changed, or whose day did.
+
+Each call looks at the files (:meth:`DirectorySource.look`, a stat of each), syncs the
+household files whose content changed into the ledger a chunk at a time, and plans:
+
+- with ``changed`` (their pending rows brought up to date, the rest cancelled): each
+  household whose plan was not finished for its file and rituals.toml as they are now (the
+  ledger's ``planned_hash``), which is every household after a change of rituals.toml, the
+  changed ones after an edit, and any a crash interrupted;
+- without: each household whose local day moved since this process last planned it (its
+  horizon reaches a day further), which at a start is every household.
+
+So a call with nothing changed in the same local day reads no household file and writes no
+row. The households are read from the ledger (their last good versions) in chunks, planned
+and let go: what the process holds of them at once is one chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from config.directory import combine
+from rituals.planning import Plan
+from scheduler.directory import CHUNK, DirectorySource, ledger_view, planned_hash
+from scheduler.ledger import Ledger
+from scheduler.planner.planner import PlanReport, _lookback, plan_horizon
+
+__all__ = ["DirectoryPlanner"]
+
+log = logging.getLogger("scheduler.planner")
+
+
+class DirectoryPlanner:
+    """Plans `source`'s households into `ledger`; remembers how far each was planned."""
+
+    def __init__(self, ledger: Ledger, source: DirectorySource, *, days: int) -> None:
+        self.ledger = ledger
+        self.source = source
+        self.days = days
+        self._planned_on: dict[str, date] = {}  # household -> its local day when planned
+        self._synced_hash: str | None = None  # rituals.toml synced by this process
+        self._pending: set[str] | None = None  # households whose plan is not finished
+
+    def plan(self, now: datetime) -> PlanReport | None:
+        """Sync what changed and plan what needs it; None when there was nothing to do."""
+        source = self.source
+        look = source.look()
+        changed_ids: set[str] = set()
+        gone: list[str] = []
+        generation: int | None = None
+        for read in source.read(look):
+            if generation is None:
+                generation = self._sync_shared(now, households_changed=True)
+            if read.changed:
+                hashes = {
+                    f.household.id: source.digest_of(f.household.id) or "" for f in read.changed
+                }
+                assert source.shared is not None
+                view = combine(source.shared, [f.household for f in read.changed])
+                self.ledger.synced.sync_households(view, hashes, now)
+                changed_ids.update(hashes)
+            gone += read.gone
+        if generation is None:
+            generation = self._sync_shared(now, households_changed=False)
+        pending = self._unfinished(changed_ids, everyone=look.shared_changed)
+        if gone:
+            self._gone(gone, now, generation)
+        due = self._due(now, pending)
+        if not pending and not due and not gone:
+            return None
+        report = self._plan(now, generation, sorted(pending), changed=True)
+        more = self._plan(now, generation, sorted(due - pending), changed=False)
+        return PlanReport(
+            report.occurrences + more.occurrences,
+            report.deliveries + more.deliveries,
+            report.cancelled + more.cancelled,
+            generation,
+        )
+
+    def _sync_shared(self, now: datetime, *, households_changed: bool) -> int:
+        source = self.source
+        assert source.hash is not None and source.text is not None
+        if not households_changed and self._synced_hash == source.hash:
+            state = self.ledger.synced.state()
+            assert state is not None
+            return state.generation
+        generation, shared_changed = self.ledger.synced.sync_shared(
+            source.hash, now, source.text, households_changed=households_changed
+        )
+        if shared_changed:
+            log.info("rituals.toml generation %d synced", generation)
+        self._synced_hash = source.hash
+        return generation
+
+    def _unfinished(self, changed: set[str], *, everyone: bool) -> set[str]:
+        """Households whose plan is not finished for their file and rituals.toml as now:
+        `changed` ones, every one when rituals.toml changed (`everyone`), and at the first
+        plan of this process those the ledger says a crash interrupted."""
+        shared = self.source.hash or ""
+        if everyone:
+            self._pending = set(self.source.households())
+        elif self._pending is None:
+            self._pending = {
+                k.id
+                for k in self.ledger.synced.kept()
+                if (digest := self.source.digest_of(k.id)) is not None
+                and k.planned_hash != planned_hash(shared, digest)
+            }
+        self._pending |= changed
+        return set(self._pending)
+
+    def _due(self, now: datetime, pending: set[str]) -> set[str]:
+        """Households whose local day moved since this process planned them."""
+        days: dict[str, date] = {}
+        due = set()
+        for household, zone in self.source.zones.items():
+            today = days.get(zone)
+            if today is None:
+                today = days[zone] = now.astimezone(ZoneInfo(zone)).date()
+            if self._planned_on.get(household) != today:
+                due.add(household)
+        return due
+
+    def _gone(self, gone: list[str], now: datetime, generation: int) -> None:
+        """Households whose file is gone: inactive, and what was still to send cancelled."""
+        self.ledger.synced.deactivate(gone, now)
+        shared = self.source.shared
+        assert shared is not None
+        rituals = [(r.id, r.households) for r in shared.file.rituals]
+        for start in range(0, len(gone), CHUNK):
+            cancelled = self.ledger.plans.cancel_stale(
+                rituals=rituals,
+                since=_lookback(shared.file, now),
+                now=now,
+                generation=generation + 1,  # everything they had planned
+                households=gone[start : start + CHUNK],
+            )
+            if cancelled:
+                log.info("cancelled %d pending deliveries of households gone", cancelled)
+        for household in gone:
+            self._planned_on.pop(household, None)
+            if self._pending is not None:
+                self._pending.discard(household)
+
+    def _plan(
+        self, now: datetime, generation: int, households: list[str], *, changed: bool
+    ) -> PlanReport:
+        occurrences = deliveries = cancelled = 0
+        shared = self.source.shared
+        assert shared is not None
+        for start in range(0, len(households), CHUNK):
+            chunk = households[start : start + CHUNK]
+            view = ledger_view(self.ledger, shared, chunk)
+            report = plan_horizon(
+                self.ledger,
+                Plan(view),
+                now,
+                generation=generation,
+                changed=changed,
+                days=self.days,
+                households=[h.id for h in view.households],
+                unfinished=False,  # tracked by household (planned_hash) here
+            )
+            occurrences += report.occurrences
+            deliveries += report.deliveries
+            cancelled += report.cancelled
+            done = [h.id for h in view.households]
+            if changed:
+                self._finished(done)
+            for household in done:
+                zone = self.source.zones.get(household)
+                if zone is not None:
+                    self._planned_on[household] = now.astimezone(ZoneInfo(zone)).date()
+        return PlanReport(occurrences, deliveries, cancelled, generation)
+
+    def _finished(self, households: Iterable[str]) -> None:
+        shared = self.source.hash or ""
+        hashes = {}
+        for household in households:
+            digest = self.source.digest_of(household)
+            if digest is not None:
+                hashes[household] = planned_hash(shared, digest)
+            if self._pending is not None:
+                self._pending.discard(household)
+        self.ledger.synced.planned(hashes)

@@ -1,0 +1,355 @@
+"""A ritual directory planned as the worker plans it (:class:`DirectoryPlanner`), on both
+databases: only what changed is read and planned, a re-plan with nothing changed reads no
+household file and writes no row, a broken household file keeps its household on its last
+good version (across a restart too), a household file renamed, removed and added back
+follows the single file's rules (opt-outs and streaks), and a change to rituals.toml
+re-plans every household.
+
+Time is passed in: Monday 12 January 2026, UTC.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, event, select
+
+from scheduler.directory import DirectorySource
+from scheduler.ledger import Ledger
+from scheduler.ledger.rows import CompletionRow, DeliveryRow, HouseholdRow, OccurrenceRow, PartnerRow
+from scheduler.planner.directory import DirectoryPlanner
+
+NOON = datetime(2026, 1, 12, 9, 0, tzinfo=UTC)
+
+RITUALS = """\
+timezone = "UTC"
+
+[[rituals]]
+id = "check-in"
+kind = "check_in"
+schedule = "daily at 19:00"
+message = "Check-in time, {{ partner }}."
+"""
+
+
+def household(n: int, *, name: str = "Alex", quiet: str | None = None, id: str | None = None) -> str:
+    own = f'id = "{id}"\n' if id is not None else ""
+    quiet_line = f'quiet_hours = "{quiet}"\n' if quiet else ""
+    return (
+        own
+        + f"""
+[[partners]]
+id = "a"
+name = "{name}"
+phone = "+1555123{n:04d}"
+channels = ["sms"]
+{quiet_line}
+[[partners]]
+id = "b"
+name = "Sam"
+phone = "+1555987{n:04d}"
+channels = ["sms"]
+"""
+    )
+
+
+def write(path: Path, text: str) -> None:
+    """Write `text`, and move the file's time on: a rewrite within the same tick of the
+    file system's clock is still seen (size or time differ)."""
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(text)
+    stat = path.stat()
+    if stat.st_mtime_ns <= before:
+        os.utime(path, ns=(stat.st_atime_ns, before + 1_000_000))
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "rituals"
+    (root / "households").mkdir(parents=True)
+    write(root / "rituals.toml", RITUALS)
+    for n in range(3):
+        write(root / "households" / f"h{n}.toml", household(n))
+    return root
+
+
+class Writes:
+    """Counts the statements that write (INSERT, UPDATE, DELETE) run on `engine`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.count = 0
+        event.listen(engine, "before_cursor_execute", self._seen)
+        self.engine = engine
+
+    def _seen(self, _conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            self.count += 1
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+
+@pytest.fixture
+def writes(engine: Engine) -> Iterator[Writes]:
+    found = Writes(engine)
+    yield found
+    found.close()
+
+
+def start(engine: Engine, folder: Path, now: datetime) -> tuple[DirectorySource, DirectoryPlanner]:
+    source = DirectorySource(folder, ledger=Ledger(engine), clock=lambda: now)
+    source.start()
+    return source, DirectoryPlanner(Ledger(engine), source, days=2)
+
+
+def bodies(engine: Engine, household_id: str) -> list[str]:
+    with engine.connect() as connection:
+        return sorted(
+            connection.execute(
+                select(DeliveryRow.body).where(
+                    DeliveryRow.household_id == household_id, DeliveryRow.status == "pending"
+                )
+            ).scalars()
+        )
+
+
+def statuses(engine: Engine, household_id: str) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(DeliveryRow.status).where(DeliveryRow.household_id == household_id)
+        ).scalars()
+        found: dict[str, int] = {}
+        for status in rows:
+            found[status] = found.get(status, 0) + 1
+        return found
+
+
+def active(engine: Engine) -> dict[str, bool]:
+    with engine.connect() as connection:
+        return dict(connection.execute(select(HouseholdRow.id, HouseholdRow.active)).tuples().all())
+
+
+def test_a_directory_is_planned_and_a_re_plan_with_nothing_changed_reads_no_file_and_writes_nothing(
+    engine: Engine, folder: Path, writes: Writes
+) -> None:
+    source, planner = start(engine, folder, NOON)
+    report = planner.plan(NOON)
+    assert report is not None and report.occurrences > 0
+    for n in range(3):
+        assert bodies(engine, f"h{n}"), f"h{n} planned"
+    assert source.files_read == 3
+    read, written = source.files_read, writes.count
+    later = NOON + timedelta(hours=1)
+    assert planner.plan(later) is None
+    assert planner.plan(later + timedelta(minutes=59)) is None
+    assert source.files_read == read, "no household file read"
+    assert writes.count == written, "no row written"
+
+
+def test_an_edited_household_file_is_read_and_planned_alone(
+    engine: Engine, folder: Path, writes: Writes
+) -> None:
+    source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    before = {n: bodies(engine, f"h{n}") for n in range(3)}
+    read = source.files_read
+    write(folder / "households" / "h1.toml", household(1, name="Alexa"))
+    report = planner.plan(NOON + timedelta(minutes=1))
+    assert report is not None
+    assert source.files_read == read + 1
+    assert all("Alexa" in b for b in bodies(engine, "h1") if "Alex" in b)
+    assert any("Alexa" in b for b in bodies(engine, "h1"))
+    assert bodies(engine, "h0") == before[0] and bodies(engine, "h2") == before[2]
+    # The next look: nothing moved again.
+    written = writes.count
+    assert planner.plan(NOON + timedelta(minutes=2)) is None
+    assert writes.count == written
+
+
+def test_a_broken_household_file_keeps_its_household_on_the_last_good_version_and_the_others_go_on(
+    engine: Engine, folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    kept = bodies(engine, "h1")
+    write(folder / "households" / "h1.toml", household(1).replace('name = "Alex"', "name = 4"))
+    write(folder / "households" / "h2.toml", household(2, name="Robin"))
+    with caplog.at_level(logging.ERROR, logger="scheduler.service"):
+        planner.plan(NOON + timedelta(minutes=1))
+    said = [r.getMessage() for r in caplog.records if "h1.toml" in r.getMessage()]
+    assert len(said) == 1 and "stays on its last good version" in said[0], said
+    assert "h1.toml:" in said[0]  # file:line
+    assert bodies(engine, "h1") == kept, "h1 as it was: nothing cancelled"
+    assert any("Robin" in b for b in bodies(engine, "h2")), "the others go on"
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="scheduler.service"):
+        planner.plan(NOON + timedelta(minutes=2))
+    assert not [r for r in caplog.records if "h1.toml" in r.getMessage()], "said once"
+
+    # A restart with the file still broken: the ledger's last good version, planned on.
+    slots_before = slots(engine, "h1")
+    next_day = NOON + timedelta(days=1)
+    source, planner = start(engine, folder, next_day)
+    with caplog.at_level(logging.ERROR, logger="scheduler.service"):
+        planner.plan(next_day)
+    assert any("stays on its last good version" in r.getMessage() for r in caplog.records)
+    assert slots(engine, "h1") > slots_before, "its horizon moved on with the day"
+    assert active(engine)["h1"] is True
+
+    # Mended: picked up, said so.
+    write(folder / "households" / "h1.toml", household(1, name="Alexis"))
+    planner.plan(next_day + timedelta(minutes=1))
+    assert any("Alexis" in b for b in bodies(engine, "h1"))
+
+
+def test_a_household_file_removed_and_added_back_keeps_its_history_and_its_opt_out(
+    engine: Engine, folder: Path
+) -> None:
+    source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    ledger = Ledger(engine)
+    ledger.partners.record_opt_out("h1", "b", "sms", NOON)
+    occurrence = _first_occurrence(engine, "h1")
+    with engine.begin() as connection:
+        connection.execute(
+            CompletionRow.__table__.insert().values(
+                occurrence_id=occurrence,
+                partner_key="a",
+                action="confirm",
+                at=NOON,
+                source="sms",
+            )
+        )
+    text = (folder / "households" / "h1.toml").read_text()
+    (folder / "households" / "h1.toml").unlink()
+    planner.plan(NOON + timedelta(minutes=1))
+    assert active(engine) == {"h0": True, "h1": False, "h2": True}
+    assert "pending" not in statuses(engine, "h1"), "nothing more is sent to h1"
+
+    write(folder / "households" / "h1.toml", text)
+    planner.plan(NOON + timedelta(minutes=2))
+    assert active(engine)["h1"] is True
+    assert "pending" in statuses(engine, "h1")
+    with engine.connect() as connection:
+        opted = connection.execute(
+            select(PartnerRow.sms_opted_out_at).where(
+                PartnerRow.household_id == "h1", PartnerRow.key == "b"
+            )
+        ).scalar_one()
+        done = connection.execute(
+            select(CompletionRow.id).where(CompletionRow.occurrence_id == occurrence)
+        ).all()
+    assert opted is not None, "the opt-out belongs to the number"
+    assert len(done) == 1, "its history stays"
+
+
+def test_a_renamed_household_file_is_another_household_unless_it_keeps_its_id(
+    engine: Engine, folder: Path
+) -> None:
+    source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    households = folder / "households"
+    (households / "h1.toml").rename(households / "kim-lee.toml")
+    planner.plan(NOON + timedelta(minutes=1))
+    assert active(engine) == {"h0": True, "h1": False, "h2": True, "kim-lee": True}
+    # Renamed again, now saying which household it is: h1 again, kim-lee gone.
+    (households / "kim-lee.toml").unlink()
+    write(households / "couple-one.toml", household(1, id="h1"))
+    planner.plan(NOON + timedelta(minutes=2))
+    assert active(engine) == {"h0": True, "h1": True, "h2": True, "kim-lee": False}
+
+
+def test_a_change_to_rituals_toml_plans_every_household_again(
+    engine: Engine, folder: Path
+) -> None:
+    source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    write(folder / "rituals.toml", RITUALS.replace("Check-in time", "Time to talk"))
+    report = planner.plan(NOON + timedelta(minutes=1))
+    assert report is not None
+    for n in range(3):
+        found = bodies(engine, f"h{n}")
+        assert found and all(b.startswith("Time to talk") for b in found), found
+
+
+def test_a_rituals_toml_some_household_is_not_valid_against_is_refused_as_a_whole(
+    engine: Engine, folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    before = {n: bodies(engine, f"h{n}") for n in range(3)}
+    # `to` names a partner h2 does not have.
+    write(folder / "households" / "h2.toml", household(2).replace('id = "b"', 'id = "c"'))
+    planner.plan(NOON + timedelta(minutes=1))
+    changed = RITUALS.replace("Check-in time", "Time to talk") + 'to = "b"\n'
+    write(folder / "rituals.toml", changed)
+    with caplog.at_level(logging.ERROR, logger="scheduler.service"):
+        assert planner.plan(NOON + timedelta(minutes=2)) is None
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "rituals.toml" in said and "h2.toml" in said, said
+    assert bodies(engine, "h0") == before[0], "the last good rituals.toml stays for everyone"
+
+
+def test_the_next_local_day_is_planned_from_the_ledger_without_reading_a_household_file(
+    engine: Engine, folder: Path
+) -> None:
+    source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    read = source.files_read
+    with engine.connect() as connection:
+        before = len(connection.execute(select(OccurrenceRow.id)).all())
+    report = planner.plan(NOON + timedelta(days=1))
+    assert report is not None and report.occurrences == 3, "one more day for each household"
+    with engine.connect() as connection:
+        after = len(connection.execute(select(OccurrenceRow.id)).all())
+    assert after == before + 3
+    assert source.files_read == read
+
+
+def test_a_plan_a_crash_cut_short_after_the_sync_is_finished_by_the_next_process(
+    engine: Engine, folder: Path
+) -> None:
+    source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    write(folder / "households" / "h0.toml", household(0, name="Alexandra"))
+    # The sync is written; the process dies before it plans (its planned_hash says so).
+    look = source.look()
+    for read in source.read(look):
+        from config.directory import combine
+
+        assert source.shared is not None
+        view = combine(source.shared, [f.household for f in read.changed])
+        Ledger(engine).synced.sync_households(
+            view, {f.household.id: source.digest_of(f.household.id) or "" for f in read.changed}, NOON
+        )
+    assert not any("Alexandra" in b for b in bodies(engine, "h0"))
+    _source, planner = start(engine, folder, NOON + timedelta(minutes=5))
+    planner.plan(NOON + timedelta(minutes=5))
+    assert any("Alexandra" in b for b in bodies(engine, "h0"))
+
+
+def slots(engine: Engine, household_id: str) -> int:
+    with engine.connect() as connection:
+        return len(
+            connection.execute(
+                select(OccurrenceRow.slot).where(OccurrenceRow.household_id == household_id)
+            ).all()
+        )
+
+
+def _first_occurrence(engine: Engine, household_id: str) -> int:
+    with engine.connect() as connection:
+        found: int = connection.execute(
+            select(OccurrenceRow.id)
+            .where(OccurrenceRow.household_id == household_id)
+            .order_by(OccurrenceRow.at)
+        ).scalars().first()
+    return found
+
+
+
