@@ -170,7 +170,9 @@ class DirectorySource:
         if raw is None:
             from config.checks import Problem
 
-            raise RitualFileError(name, [Problem((), "no such file in the ritual directory", line=1)])
+            raise RitualFileError(
+                name, [Problem((), "no such file in the ritual directory", line=1)]
+            )
         return parse_shared(decode(raw, name), name=name, today=self.clock())
 
     def _take(self, shared: SharedFile) -> None:
@@ -279,10 +281,8 @@ class DirectorySource:
             except RitualFileError as exc:
                 problems += exc.lines()
         if problems:
-            self._shared_broken(
-                [f"{self._rituals}: not in force: household files are not valid against it"]
-                + problems
-            )
+            refused = f"{self._rituals}: not in force: household files are not valid against it"
+            self._shared_broken([refused, *problems])
             return False
         self._take(shared)
         log.info("%s changed: every household is planned again", self._rituals)
@@ -346,7 +346,7 @@ class DirectorySource:
     ) -> HouseholdFile | None:
         name = self._name(stem)
         try:
-            stat = os.stat(name)
+            stat = Path(name).stat()
         except OSError:
             return None
         entry = self._entries.setdefault(stem, _Entry(seen=(stat.st_mtime_ns, stat.st_size)))

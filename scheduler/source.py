@@ -27,6 +27,7 @@ from config.model import RitualFile
 from rituals.planning import file_hash
 
 if TYPE_CHECKING:  # the ledger (SQLAlchemy) is imported only by a process that opens one
+    from scheduler.directory import SyncedDirectory
     from scheduler.ledger import Ledger
 
 __all__ = ["FileSource", "SyncedSource"]
@@ -190,7 +191,8 @@ class SyncedSource:
         directory = self._directory
         if directory is None:
             return self._file or self.fallback
-        return directory.for_households(households)
+        found: RitualFile = directory.for_households(households)
+        return found
 
     def _look(self) -> None:
         now = self._clock()

@@ -101,9 +101,7 @@ class Synced(Bound):
             )
         return generation, shared_changed
 
-    def sync_households(
-        self, file: RitualFile, hashes: Mapping[str, str], now: datetime
-    ) -> None:
+    def sync_households(self, file: RitualFile, hashes: Mapping[str, str], now: datetime) -> None:
         """Mirror the households of `file` (a ritual directory's, some of its households),
         each with its file's content hash (`hashes`, by id) and its validated self as JSON,
         the last good version a restart or a `tend web` falls back on."""
@@ -204,9 +202,7 @@ def _generation(
             .on_conflict_do_nothing()
         )
     else:
-        connection.execute(
-            update(ConfigStateRow).where(ConfigStateRow.id == 1).values(**values)
-        )
+        connection.execute(update(ConfigStateRow).where(ConfigStateRow.id == 1).values(**values))
     return generation, True
 
 

@@ -34,9 +34,9 @@ from apscheduler.schedulers.base import STATE_STOPPED
 
 from notifiers.registry import NotifierSet
 from rituals.planning import Plan
+from scheduler.directory import DirectorySource
 from scheduler.dispatch import Dispatcher, RetryPolicy
 from scheduler.ledger import Ledger
-from scheduler.directory import DirectorySource
 from scheduler.planner import DEFAULT_HORIZON_DAYS, PlanReport, plan_horizon, sync_file
 from scheduler.planner.directory import DirectoryPlanner
 from scheduler.source import FileSource
@@ -256,7 +256,7 @@ class Worker:
     def watch(self) -> None:
         """Re-plan when the ritual file's content changed; keep the old one if it is broken.
         A ritual directory's plan looks at its files itself, and plans only what moved."""
-        if self._directory is not None:
+        if isinstance(self.source, DirectorySource):
             self.plan()
         elif self.source.refresh():
             if self.leader:

@@ -81,14 +81,12 @@ def _directory(path: Path, ledger: Ledger) -> DirectorySource:
             f"{source.synced_at:%Y-%m-%d %H:%M} UTC; fix it and it is picked up within seconds",
             err=True,
         )
-    for line in shared.warnings:
-        typer.echo(f"{shared.path}:{line.line}: {line.dotted}: warning: {line.message}", err=True)
+    for line in shared.warning_lines():
+        typer.echo(line, err=True)
     return source
 
 
-def _worker(
-    settings: Settings, source: FileSource | DirectorySource, ledger: Ledger
-) -> Worker:
+def _worker(settings: Settings, source: FileSource | DirectorySource, ledger: Ledger) -> Worker:
     from notifiers.registry import NotifierSet, UnknownNotifier
     from scheduler.dispatch import RetryPolicy
     from scheduler.worker import Worker, WorkerOptions

@@ -21,7 +21,13 @@ from sqlalchemy import Engine, event, select
 
 from scheduler.directory import DirectorySource
 from scheduler.ledger import Ledger
-from scheduler.ledger.rows import CompletionRow, DeliveryRow, HouseholdRow, OccurrenceRow, PartnerRow
+from scheduler.ledger.rows import (
+    CompletionRow,
+    DeliveryRow,
+    HouseholdRow,
+    OccurrenceRow,
+    PartnerRow,
+)
 from scheduler.planner.directory import DirectoryPlanner
 
 NOON = datetime(2026, 1, 12, 9, 0, tzinfo=UTC)
@@ -37,7 +43,9 @@ message = "Check-in time, {{ partner }}."
 """
 
 
-def household(n: int, *, name: str = "Alex", quiet: str | None = None, id: str | None = None) -> str:
+def household(
+    n: int, *, name: str = "Alex", quiet: str | None = None, id: str | None = None
+) -> str:
     own = f'id = "{id}"\n' if id is not None else ""
     quiet_line = f'quiet_hours = "{quiet}"\n' if quiet else ""
     return (
@@ -174,7 +182,7 @@ def test_an_edited_household_file_is_read_and_planned_alone(
 def test_a_broken_household_file_keeps_its_household_on_the_last_good_version_and_the_others_go_on(
     engine: Engine, folder: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    source, planner = start(engine, folder, NOON)
+    _source, planner = start(engine, folder, NOON)
     planner.plan(NOON)
     kept = bodies(engine, "h1")
     write(folder / "households" / "h1.toml", household(1).replace('name = "Alex"', "name = 4"))
@@ -194,7 +202,7 @@ def test_a_broken_household_file_keeps_its_household_on_the_last_good_version_an
     # A restart with the file still broken: the ledger's last good version, planned on.
     slots_before = slots(engine, "h1")
     next_day = NOON + timedelta(days=1)
-    source, planner = start(engine, folder, next_day)
+    _source, planner = start(engine, folder, next_day)
     with caplog.at_level(logging.ERROR, logger="scheduler.service"):
         planner.plan(next_day)
     assert any("stays on its last good version" in r.getMessage() for r in caplog.records)
@@ -210,7 +218,7 @@ def test_a_broken_household_file_keeps_its_household_on_the_last_good_version_an
 def test_a_household_file_removed_and_added_back_keeps_its_history_and_its_opt_out(
     engine: Engine, folder: Path
 ) -> None:
-    source, planner = start(engine, folder, NOON)
+    _source, planner = start(engine, folder, NOON)
     planner.plan(NOON)
     ledger = Ledger(engine)
     ledger.partners.record_opt_out("h1", "b", "sms", NOON)
@@ -251,7 +259,7 @@ def test_a_household_file_removed_and_added_back_keeps_its_history_and_its_opt_o
 def test_a_renamed_household_file_is_another_household_unless_it_keeps_its_id(
     engine: Engine, folder: Path
 ) -> None:
-    source, planner = start(engine, folder, NOON)
+    _source, planner = start(engine, folder, NOON)
     planner.plan(NOON)
     households = folder / "households"
     (households / "h1.toml").rename(households / "kim-lee.toml")
@@ -264,10 +272,8 @@ def test_a_renamed_household_file_is_another_household_unless_it_keeps_its_id(
     assert active(engine) == {"h0": True, "h1": True, "h2": True, "kim-lee": False}
 
 
-def test_a_change_to_rituals_toml_plans_every_household_again(
-    engine: Engine, folder: Path
-) -> None:
-    source, planner = start(engine, folder, NOON)
+def test_a_change_to_rituals_toml_plans_every_household_again(engine: Engine, folder: Path) -> None:
+    _source, planner = start(engine, folder, NOON)
     planner.plan(NOON)
     write(folder / "rituals.toml", RITUALS.replace("Check-in time", "Time to talk"))
     report = planner.plan(NOON + timedelta(minutes=1))
@@ -280,7 +286,7 @@ def test_a_change_to_rituals_toml_plans_every_household_again(
 def test_a_rituals_toml_some_household_is_not_valid_against_is_refused_as_a_whole(
     engine: Engine, folder: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    source, planner = start(engine, folder, NOON)
+    _source, planner = start(engine, folder, NOON)
     planner.plan(NOON)
     before = {n: bodies(engine, f"h{n}") for n in range(3)}
     # `to` names a partner h2 does not have.
@@ -325,7 +331,9 @@ def test_a_plan_a_crash_cut_short_after_the_sync_is_finished_by_the_next_process
         assert source.shared is not None
         view = combine(source.shared, [f.household for f in read.changed])
         Ledger(engine).synced.sync_households(
-            view, {f.household.id: source.digest_of(f.household.id) or "" for f in read.changed}, NOON
+            view,
+            {f.household.id: source.digest_of(f.household.id) or "" for f in read.changed},
+            NOON,
         )
     assert not any("Alexandra" in b for b in bodies(engine, "h0"))
     _source, planner = start(engine, folder, NOON + timedelta(minutes=5))
@@ -344,12 +352,13 @@ def slots(engine: Engine, household_id: str) -> int:
 
 def _first_occurrence(engine: Engine, household_id: str) -> int:
     with engine.connect() as connection:
-        found: int = connection.execute(
-            select(OccurrenceRow.id)
-            .where(OccurrenceRow.household_id == household_id)
-            .order_by(OccurrenceRow.at)
-        ).scalars().first()
+        found: int = (
+            connection.execute(
+                select(OccurrenceRow.id)
+                .where(OccurrenceRow.household_id == household_id)
+                .order_by(OccurrenceRow.at)
+            )
+            .scalars()
+            .first()
+        )
     return found
-
-
-
