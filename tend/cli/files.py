@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from config.directory import is_ritual_directory
 from config.model import RitualFile
 from rituals.planning import Delivery, Plan
 from rituals.schedule import FIRST_YEAR, LAST_YEAR
 from rituals.templates import TemplateProblem
-from tend.cli.common import ConfigOption, Usage, handled, load, now
+from tend.cli.common import ConfigOption, Usage, handled, load_file, now
 
 if TYPE_CHECKING:  # Rich draws the plan's table; `tend check` needs none of it
     from rich.console import Console
@@ -34,15 +35,21 @@ class PlanFormat(StrEnum):
 
 @handled
 def check(config: ConfigOption = None) -> None:
-    """Validate the ritual file: exit 0 with a summary, or 2 with FILE:LINE: path: message."""
-    _settings, source = load(config, errors_to_stdout=True)
-    assert source.loaded is not None
-    file = source.loaded.file
+    """Validate the ritual file, or every file of a ritual directory: exit 0 with a summary,
+    or 2 with FILE:LINE: path: message for every problem of every file."""
+    _settings, loaded = load_file(config, errors_to_stdout=True)
+    file = loaded.file
     plan = Plan(file)
     moment = now()
     partners = sum(len(h.partners) for h in file.households)
+    # A directory's files: rituals.toml and one per household (any broken one is reported).
+    files = (
+        f" in {_count(len(file.households) + 1, 'file')}"
+        if is_ritual_directory(loaded.path)
+        else ""
+    )
     typer.echo(
-        f"{source.loaded.path}: OK: {_count(len(file.households), 'household')}, "
+        f"{loaded.path}: OK: {_count(len(file.households), 'household')}{files}, "
         f"{_count(partners, 'partner')}, {_count(len(file.rituals), 'ritual')}"
     )
     for ritual in file.rituals:
@@ -74,16 +81,17 @@ def plan_command(
         PlanFormat, typer.Option("--format", help="Output format.")
     ] = PlanFormat.table,
 ) -> None:
-    """Preview occurrences and their messages without sending anything."""
-    _settings, source = load(config)
-    assert source.loaded is not None
-    file = source.loaded.file
+    """Preview occurrences and their messages without sending anything.
+
+    With --household, a ritual directory is read only as far as those households need."""
+    _settings, loaded = load_file(config, household=household or None)
+    file = loaded.file
     known = [h.id for h in file.households]
     for wanted in household or []:
         if wanted not in known:
             raise Usage(f"unknown household {wanted!r} (known: {', '.join(known)})")
     moment = now()
-    deliveries = _planned(file, source.loaded.path, moment, from_, days, household)
+    deliveries = _planned(file, loaded.path, moment, from_, days, household)
     if format_ is PlanFormat.json:
         typer.echo(
             json.dumps([_delivery_json(d) for d in deliveries], indent=2, ensure_ascii=False)
