@@ -1,5 +1,6 @@
-"""Commands about the ritual file itself: ``tend check``, ``tend plan`` and ``tend config
-schema``. They read the file and the clock; nothing is sent, and the ledger is not opened."""
+"""Commands about the ritual file itself: ``tend check``, ``tend plan``, ``tend config
+schema`` and ``tend config split``. They read the file and the clock (split writes the
+directory it is given); nothing is sent, and the ledger is not opened."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -138,6 +140,55 @@ def config_schema(config: ConfigOption = None) -> None:
     schema = RitualFile.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     typer.echo(json.dumps(schema, indent=2))
+
+
+@config_app.command("split")
+@handled
+def config_split(
+    file: Annotated[Path, typer.Argument(help="The ritual file.", show_default=False)],
+    directory: Annotated[
+        Path,
+        typer.Argument(help="The ritual directory to make (new or empty).", show_default=False),
+    ],
+) -> None:
+    """Turn one ritual file into a ritual directory: DIR/rituals.toml (rituals, decks,
+    defaults) and DIR/households/ID.toml, one household per file. FILE is left as it is."""
+    from config.directory import HOUSEHOLDS, RITUALS
+    from config.loader import RitualFileError, decode
+    from config.split import split_ritual_file
+
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise Usage(
+            f"tend: {directory} exists and is not an empty directory; give a new one "
+            "(nothing was written)"
+        )
+    if file.is_dir():
+        raise Usage(f"tend: {file} is a directory; give the ritual file to split")
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise Usage(f"tend: cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        split = split_ritual_file(decode(raw, str(file)), name=str(file), today=now())
+    except RitualFileError as exc:
+        raise Usage(
+            *exc.lines(), f"tend: {file} has errors: fix them first (nothing was written)"
+        ) from None
+    (directory / HOUSEHOLDS).mkdir(parents=True, exist_ok=True)
+    (directory / RITUALS).write_text(split.rituals, encoding="utf-8")
+    for household, text in split.households.items():
+        (directory / HOUSEHOLDS / f"{household}.toml").write_text(text, encoding="utf-8")
+    typer.echo(
+        f"{directory}: wrote {RITUALS} and {_count(len(split.households), 'household file')} "
+        f"in {HOUSEHOLDS}/; check it with: tend check --config {directory}"
+    )
+    if not split.cut:
+        typer.echo(
+            f"tend: note: the households were written from their data (as {file} has them "
+            "inline, or laid out in a way the cut does not follow): comments in them are "
+            "not kept",
+            err=True,
+        )
 
 
 def _first_day(text: str, days: int) -> date:
