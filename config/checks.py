@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from config.model import Household, Partner, Ritual
-from rituals.clock import QuietHours, format_duration, resolve
+from rituals.clock import QuietHours, TimeWindow, format_duration, resolve
 from rituals.decks import DEFAULT_DECKS, builtin_decks, topic_title
 from rituals.planning import with_pulse_line
 from rituals.pulse import CONVERSATION_DECK
@@ -25,10 +25,11 @@ from rituals.templates import (
     TemplateProblem,
     check_template,
     default_message,
+    names_in,
     render,
 )
 
-__all__ = ["Problem", "check_file"]
+__all__ = ["HouseholdChecks", "Problem", "check_file", "household_problems"]
 
 Loc = tuple[str | int, ...]
 
@@ -41,6 +42,9 @@ class Problem:
     message: str
     severity: Literal["error", "warning"] = "error"
     line: int = field(default=0, compare=False)
+    #: The file it is in, when not the one an error or a loaded file is named after (the
+    #: files of a ritual directory).
+    file: str = field(default="", compare=False)
 
     @property
     def dotted(self) -> str:
@@ -57,6 +61,7 @@ def check_file(
     today: datetime,
     deck_items: Mapping[str, Sequence[str]] | None = None,
     unreadable: Collection[Loc] = (),
+    any_audience: bool = False,
 ) -> list[Problem]:
     """Problems across tables. Lists hold ``(index in the file, valid table)``.
 
@@ -71,10 +76,14 @@ def check_file(
     and left out of the tables given here, or stood in for (a ritual's schedule): what
     depends on them is not checked, so that nothing is reported twice or for a value that
     is not the one written.
+
+    `any_audience`: the households are not all here (a ritual directory's ``rituals.toml``,
+    checked alone): each ritual's messages are checked as texts and e-mails whoever its
+    households are, since any household file may have partners who get them.
     """
     problems: list[Problem] = []
-    problems += _duplicates("households", [(i, h.id) for i, h in households])
-    problems += _duplicates("rituals", [(i, r.id) for i, r in rituals])
+    problems += _duplicates(("households",), [(i, h.id) for i, h in households])
+    problems += _duplicates(("rituals",), [(i, r.id) for i, r in rituals])
     # Households whose clock is not known as written: no check that needs their zone.
     unsure_zones = {
         h.id
@@ -83,22 +92,13 @@ def check_file(
         if loc[:2] == ("households", i) and loc[-1] == "timezone"
     }
     for i, household in households:
-        if (
-            household.timezone is None
-            and timezone is None
-            and ("households", i, "timezone") not in unreadable
-        ):
-            problems.append(
-                Problem(("households", i), "no time zone: set 'timezone' here or at the top")
-            )
-        problems += _duplicates(
-            f"households.{i}.partners", [(j, p.id) for j, p in enumerate(household.partners)]
+        problems += household_problems(
+            ("households", i),
+            household,
+            timezone=timezone,
+            zone_unreadable=("households", i, "timezone") in unreadable,
+            where_zone="here or at the top",
         )
-        if household.timezone is not None:
-            problems += _zone_style(("households", i, "timezone"), household.timezone)
-        for j, partner in enumerate(household.partners):
-            problems += _partner(("households", i, "partners", j), partner)
-        problems += _shared_phones(i, household)
     if timezone is not None:
         problems += _zone_style(("timezone",), timezone)
     known_decks = set(builtin_decks()) | set(decks)
@@ -112,6 +112,7 @@ def check_file(
         today=today,
         unreadable=frozenset(unreadable),
         unsure_zones=frozenset(unsure_zones),
+        any_audience=any_audience,
     )
     for i, ritual in rituals:
         problems += _guarded(("rituals", i), _ritual(i, ritual, context))
@@ -130,6 +131,7 @@ class _Context:
     today: datetime
     unreadable: frozenset[Loc]
     unsure_zones: frozenset[str]  # households whose zone (or a partner's) was refused
+    any_audience: bool = False  # check messages as texts and e-mails, whoever gets them
 
 
 def _guarded(here: Loc, checks: Iterator[Problem]) -> list[Problem]:
@@ -141,6 +143,31 @@ def _guarded(here: Loc, checks: Iterator[Problem]) -> list[Problem]:
     except Exception as exc:
         found.append(Problem(here, f"cannot be checked: {type(exc).__name__}: {exc}"))
     return found
+
+
+def household_problems(
+    here: Loc,
+    household: Household,
+    *,
+    timezone: str | None,
+    zone_unreadable: bool,
+    where_zone: str,
+) -> list[Problem]:
+    """The problems of one household table alone, at paths below `here`: its zone, its
+    partners (ids, zones, quiet hours, numbers). `timezone`: the default zone as written;
+    `where_zone` says where else a zone may be set."""
+    problems: list[Problem] = []
+    if household.timezone is None and timezone is None and not zone_unreadable:
+        problems.append(Problem(here, f"no time zone: set 'timezone' {where_zone}"))
+    problems += _duplicates(
+        (*here, "partners"), [(j, p.id) for j, p in enumerate(household.partners)]
+    )
+    if household.timezone is not None:
+        problems += _zone_style((*here, "timezone"), household.timezone)
+    for j, partner in enumerate(household.partners):
+        problems += _partner((*here, "partners", j), partner)
+    problems += _shared_phones(here, household)
+    return problems
 
 
 def _partner(here: Loc, partner: Partner) -> list[Problem]:
@@ -165,7 +192,7 @@ def _partner(here: Loc, partner: Partner) -> list[Problem]:
     return problems
 
 
-def _shared_phones(i: int, household: Household) -> list[Problem]:
+def _shared_phones(here: Loc, household: Household) -> list[Problem]:
     """Two partners of a household on one number: a reply by SMS could not say whose it is."""
     first: dict[str, Partner] = {}
     problems = []
@@ -176,7 +203,7 @@ def _shared_phones(i: int, household: Household) -> list[Problem]:
         if earlier is not partner:
             problems.append(
                 Problem(
-                    ("households", i, "partners", j, "phone"),
+                    (*here, "partners", j, "phone"),
                     f"the same number as partner {earlier.id!r}: a reply by SMS could not tell "
                     "whose it is (give each partner their own number, or leave one out)",
                 )
@@ -198,20 +225,16 @@ def _zone_style(path: Loc, name: str) -> list[Problem]:
     ]
 
 
-def _duplicates(where: str, ids: Sequence[tuple[int, str]]) -> list[Problem]:
+def _duplicates(where: Loc, ids: Sequence[tuple[int, str]]) -> list[Problem]:
     counts = Counter(value for _, value in ids)
     seen: set[str] = set()
     problems = []
     for index, value in ids:
         if counts[value] > 1 and value in seen:
-            path: Loc = (*_split(where), index, "id")
+            path: Loc = (*where, index, "id")
             problems.append(Problem(path, f"duplicate id {value!r}"))
         seen.add(value)
     return problems
-
-
-def _split(dotted: str) -> Loc:
-    return tuple(int(p) if p.isdigit() else p for p in dotted.split("."))
 
 
 def _ritual(i: int, ritual: Ritual, context: _Context) -> Iterator[Problem]:
@@ -235,9 +258,9 @@ def _ritual(i: int, ritual: Ritual, context: _Context) -> Iterator[Problem]:
     decks = None if "deck" in refused else ritual.decks or ((default,) if default else ())
     names = sorted({p.name for h in targets for p in h.partners})
     audience = [p for h in targets for p in h.partners if ritual.to in ("both", "each", p.id)]
-    texted = any("sms" in p.channels for p in audience)
+    texted = context.any_audience or any("sms" in p.channels for p in audience)
     yield from _templates(here, ritual, decks, context.deck_items, names, texted)
-    if any("email" in p.channels for p in audience):
+    if context.any_audience or any("email" in p.channels for p in audience):
         yield from _email_wording(here, ritual)
 
     if ritual.kind == "custom" and ritual.message is None and "message" not in refused:
@@ -471,24 +494,7 @@ def _firing(
             zone, zones = household.zones(timezone)
         except ValueError:
             continue  # an unknown default zone is reported where it is written
-        by_id = {p.id: p for p in household.partners}
-        if ritual.to == "each":
-            audiences = [[p] for p in by_id]
-        elif ritual.to == "both":
-            audiences = [list(by_id)]
-        else:
-            audiences = [[ritual.to]] if ritual.to in by_id else []
-        days = [(start + timedelta(days=n)).date() for n in range(62)]
-        days = [day for day in days if day.weekday() in schedule.days]
-        found = True
-        for audience in audiences:
-            # Drawn as the planner draws it: on the clock of a partner it is for alone.
-            own = zones[audience[0]] if ritual.to != "both" and len(audience) == 1 else zone
-            quiet = QuietHours.of(
-                own, [(by_id[p].quiet_hours, zones[p]) for p in audience], home=zone
-            )
-            found = found and any(quiet.allowed_minutes(day, schedule.marks) for day in days)
-        if not found:
+        if not _window_fires(ritual, schedule, household, zone, zones, today):
             yield Problem(
                 where,
                 f"never fires for household {household.id!r}: every time in "
@@ -547,3 +553,285 @@ def _clocks_differ(zone: ZoneInfo, other: ZoneInfo, first: date) -> bool:
         != (noon + timedelta(days=n)).astimezone(other).utcoffset()
         for n in range(366)
     )
+
+
+# -- One household against rituals known to be valid (a ritual directory) -----------------
+
+_NAMED = frozenset({"partner", "planner"})  # what a household's own names fill in
+_ROLES = (
+    ("message", "day_of"),
+    ("plan_ahead_message", "plan_ahead"),
+    ("reminder_message", "reminder"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    """A template of a ritual that a household's names go into."""
+
+    field: str  # message | plan_ahead_message | reminder_message
+    source: str  # the ritual's own template, or the built-in one
+    pulse: bool
+    warned: bool  # already more than 2 segments with the deck's items (warned at the ritual)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What every household's checks need of one ritual, worked out once."""
+
+    index: int
+    ritual: Ritual
+    only: frozenset[str] | None  # the households it names, None for all
+    messages: tuple[_Message, ...]
+    upcoming: tuple[datetime, ...] | None  # a fixed schedule's next slots; None: random
+
+
+class HouseholdChecks:
+    """The checks that involve one household, against rituals already checked alone
+    (``rituals.toml`` of a ritual directory, :func:`check_file` with `any_audience`).
+
+    Problems are at the household file's own paths (``partners.0.quiet_hours``); one about a
+    ritual names the ritual in its message. What every household shares is worked out once
+    here (each ritual's deck items in its messages, its next slots), and what households
+    alike share (their names in a message, zones and quiet hours against a schedule) once
+    per distinct value: a directory of 100,000 households is checked household by household.
+    """
+
+    def __init__(
+        self,
+        *,
+        timezone: str | None,
+        rituals: Sequence[Ritual],
+        deck_items: Mapping[str, Sequence[str]],
+        today: datetime,
+    ) -> None:
+        self.timezone = timezone
+        self.today = today
+        self._deck_items = {**builtin_decks(), **deck_items}
+        self._rituals = [self._shared(i, r) for i, r in enumerate(rituals)]
+        self._renders: dict[tuple[str, bool, str], tuple[int, int] | str] = {}
+        self._quiet: dict[tuple[int, ZoneInfo, ZoneInfo, TimeWindow], datetime | None] = {}
+        self._windows: dict[tuple[int, ZoneInfo, tuple[Any, ...]], bool] = {}
+
+    def _shared(self, i: int, ritual: Ritual) -> _Shared:
+        default = DEFAULT_DECKS.get(ritual.kind)
+        decks = ritual.decks or ((default,) if default else ())
+        drawn = [(item, topic_title(d)) for d in decks for item in self._deck_items.get(d, ())]
+        messages = []
+        for name, role in _ROLES:
+            source = getattr(ritual, name)
+            if source is None and role == "day_of" and ritual.kind == "custom":
+                continue
+            pulse = ritual.asks_pulse and role == "day_of"
+            template = source or default_message(role, ritual.kind, "email" if pulse else "sms")
+            try:
+                if not names_in(template) & _NAMED:
+                    continue
+                variants = _variants(drawn if decks else None, self._deck_items, (), pulse)
+                texts = [to_gsm7(_sms(render(template, v), pulse)) for v in variants]
+            except TemplateProblem:
+                continue  # reported at the ritual
+            worst = max((count_segments(t) for t in texts), key=lambda s: (s.count, s.units))
+            messages.append(_Message(name, template, pulse, worst.count > 2))
+        upcoming: tuple[datetime, ...] | None = None
+        schedule = ritual.schedule
+        if isinstance(schedule, FixedSchedule):
+            start = datetime.combine(self.today.date(), time())
+            slots = schedule.next_slots(start, 50)
+            hourly = any(b - a < MIN_GAP for a, b in pairwise(slots))
+            upcoming = () if hourly else tuple(slots[:14])  # either is reported at the ritual
+        only = None if ritual.households is None else frozenset(ritual.households)
+        return _Shared(i, ritual, only, tuple(messages), upcoming)
+
+    def check(self, household: Household, *, unreadable: Collection[Loc] = ()) -> list[Problem]:
+        """Every problem of `household` (a household file's table, its values the schema
+        refused left out and their paths in `unreadable`) and of the rituals for it."""
+        problems = household_problems(
+            (),
+            household,
+            timezone=self.timezone,
+            zone_unreadable=("timezone",) in unreadable,
+            where_zone="here or in rituals.toml",
+        )
+        zone_known = not any(loc[-1] == "timezone" for loc in unreadable if loc)
+        for shared in self._rituals:
+            if shared.only is not None and household.id not in shared.only:
+                continue
+            here: Loc = ("rituals", shared.ritual.id)
+            problems += _guarded(here, self._ritual(shared, household, zone_known))
+        return [
+            p if p.path[:1] != ("rituals",) else Problem((), f"ritual {p.path[1]!r}: {p.message}")
+            for p in problems
+        ]
+
+    def _ritual(self, shared: _Shared, household: Household, zone_known: bool) -> Iterator[Problem]:
+        ritual = shared.ritual
+        prefix = f"ritual {ritual.id!r}"
+        ids = {p.id for p in household.partners}
+        for field_name in ("to", "planner"):
+            value = getattr(ritual, field_name)
+            special = {"both", "each"} if field_name == "to" else {"alternate", "both"}
+            if value is not None and value not in special and value not in ids:
+                yield Problem(
+                    ("partners",),
+                    f"{prefix}: {field_name} = {value!r}, a partner this household does not "
+                    f"have (use {' | '.join(sorted(special))} or a partner id, or name the "
+                    "households it is for: households = [...])",
+                )
+        audience = [p for p in household.partners if ritual.to in ("both", "each", p.id)]
+        texted = any("sms" in p.channels for p in audience)
+        for message in shared.messages:
+            yield from self._names(prefix, message, household, texted)
+        if not zone_known:
+            return
+        try:
+            zone, zones = household.zones(self.timezone)
+        except ValueError:
+            return  # an unknown default zone is reported where it is written
+        if shared.upcoming is not None:
+            yield from self._always_quiet(prefix, shared, household, zone, zones)
+        else:
+            yield from self._random(prefix, shared, household, zone, zones)
+
+    def _names(
+        self, prefix: str, message: _Message, household: Household, texted: bool
+    ) -> Iterator[Problem]:
+        worst: tuple[int, int, str] | None = None
+        for j, partner in enumerate(household.partners):
+            key = (message.source, message.pulse, partner.name)
+            found = self._renders.get(key)
+            if found is None:
+                values = {**SAMPLE_VALUES, "partner": partner.name, "planner": partner.name}
+                try:
+                    text = to_gsm7(_sms(render(message.source, values), message.pulse))
+                except TemplateProblem as exc:
+                    found = str(exc)
+                else:
+                    segments = count_segments(text)
+                    found = (len(text), segments.count)
+                self._renders[key] = found
+            at: Loc = ("partners", j, "name")
+            if isinstance(found, str):
+                yield Problem(
+                    at, f"{prefix}: {message.field}: {found} (with the name {partner.name!r})"
+                )
+                return
+            length, count = found
+            if texted and length > SMS_MAX_LENGTH:
+                yield Problem(
+                    at,
+                    f"{prefix}: {message.field}: with the name {partner.name!r} this message is "
+                    f"{length:,} characters: longer than one SMS can be ({SMS_MAX_LENGTH:,}; "
+                    "Twilio refuses it)",
+                )
+                return
+            if worst is None or count > worst[0]:
+                worst = (count, j, partner.name)
+        if texted and worst is not None and worst[0] > 2 and not message.warned:
+            count, j, name = worst
+            yield Problem(
+                ("partners", j, "name"),
+                f"{prefix}: {message.field}: an SMS of this message with the name {name!r} "
+                f"needs {count} segments; keep it to 2",
+                "warning",
+            )
+
+    def _always_quiet(
+        self,
+        prefix: str,
+        shared: _Shared,
+        household: Household,
+        zone: ZoneInfo,
+        zones: Mapping[str, ZoneInfo],
+    ) -> Iterator[Problem]:
+        """Warn when every upcoming slot falls in a recipient's quiet hours: all would wait."""
+        if not shared.upcoming:
+            return
+        for j, partner in enumerate(household.partners):
+            quiet = partner.quiet_hours
+            if quiet is None or shared.ritual.to not in ("both", "each", partner.id):
+                continue
+            own = zones[partner.id]
+            key = (shared.index, zone, own, quiet)
+            if key not in self._quiet:
+                locals_ = [resolve(slot, zone).astimezone(own) for slot in shared.upcoming]
+                quiet_always = all(quiet.contains(moment.time()) for moment in locals_)
+                self._quiet[key] = locals_[0] if quiet_always else None
+            first = self._quiet[key]
+            if first is not None:
+                yield Problem(
+                    ("partners", j, "quiet_hours"),
+                    f"{prefix}: {first:%H:%M} ({own.key}) falls in {partner.name}'s quiet hours "
+                    f"({quiet}): their messages will wait until {quiet.end:%H:%M}",
+                    "warning",
+                )
+
+    def _random(
+        self,
+        prefix: str,
+        shared: _Shared,
+        household: Household,
+        zone: ZoneInfo,
+        zones: Mapping[str, ZoneInfo],
+    ) -> Iterator[Problem]:
+        ritual = shared.ritual
+        schedule = ritual.schedule
+        assert isinstance(schedule, RandomWindow)
+        clocks = tuple((p.id, p.quiet_hours, zones[p.id]) for p in household.partners)
+        key = (shared.index, zone, clocks)
+        if key not in self._windows:
+            self._windows[key] = _window_fires(ritual, schedule, household, zone, zones, self.today)
+        if not self._windows[key]:
+            yield Problem(
+                ("partners",),
+                f"{prefix}: never fires for this household: every time in {schedule.between} "
+                "falls in a partner's quiet hours",
+            )
+        if ritual.to != "both":
+            return
+        for j, partner in enumerate(household.partners):
+            own = zones[partner.id]
+            if _clocks_differ(zone, own, self.today.date()):
+                day = self.today.date()
+                start, end = (
+                    resolve(datetime.combine(day, moment), zone).astimezone(own)
+                    for moment in (schedule.between.start, schedule.between.end)
+                )
+                yield Problem(
+                    ("partners", j, "timezone"),
+                    f"{prefix}: with to = 'both' the window {schedule.between} is drawn on "
+                    f"this household's clock ({zone.key}): for {partner.name} ({own.key}) that "
+                    f"is {start:%H:%M}-{end:%H:%M} (on {day:%Y-%m-%d}); with to = 'each' each "
+                    "partner gets it on their own clock",
+                    "warning",
+                )
+                return
+
+
+def _window_fires(
+    ritual: Ritual,
+    schedule: RandomWindow,
+    household: Household,
+    zone: ZoneInfo,
+    zones: Mapping[str, ZoneInfo],
+    today: datetime,
+) -> bool:
+    """Whether a random window leaves each of its audiences in `household` a time outside
+    their quiet hours on some day of the next two months."""
+    start = datetime.combine(today.date(), time())
+    by_id = {p.id: p for p in household.partners}
+    if ritual.to == "each":
+        audiences = [[p] for p in by_id]
+    elif ritual.to == "both":
+        audiences = [list(by_id)]
+    else:
+        audiences = [[ritual.to]] if ritual.to in by_id else []
+    days = [(start + timedelta(days=n)).date() for n in range(62)]
+    days = [day for day in days if day.weekday() in schedule.days]
+    for audience in audiences:
+        # Drawn as the planner draws it: on the clock of a partner it is for alone.
+        own = zones[audience[0]] if ritual.to != "both" and len(audience) == 1 else zone
+        quiet = QuietHours.of(own, [(by_id[p].quiet_hours, zones[p]) for p in audience], home=zone)
+        if not any(quiet.allowed_minutes(day, schedule.marks) for day in days):
+            return False
+    return True

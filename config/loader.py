@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "LoadedFile",
     "RitualFileError",
+    "RitualFilesError",
     "load_ritual_file",
     "parse_ritual_file",
 ]
@@ -58,9 +59,22 @@ class RitualFileError(Exception):
         return [_format(self.path, p) for p in self.problems]
 
 
+class RitualFilesError(RitualFileError):
+    """Problems of several files (a ritual directory's), each line naming its own file;
+    the files in the order given, each file's problems by line."""
+
+    def __init__(self, path: str, errors: Sequence[RitualFileError]) -> None:
+        self.errors = list(errors)
+        super().__init__(path, [p for e in self.errors for p in e.problems])
+        self.problems = [p for e in self.errors for p in e.problems]
+
+    def lines(self) -> list[str]:
+        return [line for error in self.errors for line in error.lines()]
+
+
 def _format(path: str, problem: Problem) -> str:
     label = "warning: " if problem.severity == "warning" else ""
-    return f"{path}:{problem.line}: {problem.dotted}: {label}{problem.message}"
+    return f"{problem.file or path}:{problem.line}: {problem.dotted}: {label}{problem.message}"
 
 
 def load_ritual_file(path: Path | str, *, today: datetime) -> LoadedFile:
@@ -114,9 +128,11 @@ def parse_ritual_file(text: str, *, name: str, today: datetime) -> LoadedFile:
         raise RitualFileError(name, [problem]) from None
 
 
-def _parse(text: str, name: str, today: datetime) -> LoadedFile:
+def read_toml(text: str, name: str) -> dict[str, Any]:
+    """The TOML document `text` as data; :class:`RitualFileError` at the line of a syntax
+    error."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except RecursionError:
         raise RitualFileError(
             name, [Problem(("toml",), "not valid TOML: nested too deeply", line=1)]
@@ -130,6 +146,10 @@ def _parse(text: str, name: str, today: datetime) -> LoadedFile:
         raise RitualFileError(
             name, [Problem(("toml",), f"not valid TOML: {message}", line=line)]
         ) from None
+
+
+def _parse(text: str, name: str, today: datetime) -> LoadedFile:
+    data = read_toml(text, name)
     source = SourceMap.scan(text)
     problems: list[Problem] = []
     file: RitualFile | None = None

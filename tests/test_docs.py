@@ -155,3 +155,30 @@ def test_the_readme_says_how_to_run_the_procfile_locally() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "honcho start web worker" in text  # as tests/tend/test_procfile.py runs it
     assert "tend db upgrade" in text
+
+
+def test_the_household_files_of_the_ritual_directory_section_load_against_its_rituals() -> None:
+    """``toml households/ID.toml`` blocks: household files, checked against the rituals of
+    the page's example (as ``tend config split`` would cut them from it)."""
+    from config.directory import parse_household, parse_shared
+    from config.split import split_ritual_file
+
+    page = ROOT / "docs" / "ritual-file.md"
+    text = page.read_text(encoding="utf-8")
+    (example,) = toml_blocks(page)
+    today = datetime.now(UTC)
+    shared = parse_shared(
+        split_ritual_file(example, name="example", today=today).rituals,
+        name="rituals.toml",
+        today=today,
+    )
+    blocks = re.findall(
+        r"^```toml households/([\w-]+)\.toml[ \t]*\n(.*?)^```[ \t]*$",
+        text,
+        re.MULTILINE | re.DOTALL,
+    )
+    assert blocks, "the section shows a household file"
+    for stem, block in blocks:
+        loaded = parse_household(shared, block, name=f"{stem}.toml", stem=stem, today=today)
+        assert loaded.warning_lines() == []
+        assert loaded.household.id == stem

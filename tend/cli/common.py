@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
@@ -36,6 +36,7 @@ __all__ = [
     "ledger_for",
     "ledger_if_any",
     "load",
+    "load_file",
     "now",
     "open_ledger",
     "safe_url",
@@ -50,7 +51,8 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="Ritual file. Default: $TEND_CONFIG, else ./tend.toml.",
+        help="Ritual file, or ritual directory (rituals.toml and households/*.toml). "
+        "Default: $TEND_CONFIG, else ./tend.toml.",
         show_default=False,
     ),
 ]
@@ -229,6 +231,27 @@ def load(
         )
     _warnings(loaded)
     return found, source
+
+
+def load_file(
+    config: Path | None,
+    *,
+    errors_to_stdout: bool = False,
+    settings_: Settings | None = None,
+    household: str | Sequence[str] | None = None,
+) -> tuple[Settings, LoadedFile]:
+    """Settings and the ritual file or directory, for a command that reads it once; its
+    errors (every file's, each line naming its own), then exit 2. With `household`, a ritual
+    directory is read only as far as those households need (a single file is read whole)."""
+    from config.directory import load_config
+
+    found = settings_ or settings()
+    try:
+        loaded = load_config(config or found.config_path, today=now(), household=household)
+    except RitualFileError as exc:
+        raise Usage(*exc.lines(), stdout=errors_to_stdout) from None
+    _warnings(loaded)
+    return found, loaded
 
 
 def _warnings(loaded: LoadedFile) -> None:

@@ -1,5 +1,6 @@
-"""Commands about the ritual file itself: ``tend check``, ``tend plan`` and ``tend config
-schema``. They read the file and the clock; nothing is sent, and the ledger is not opened."""
+"""Commands about the ritual file itself: ``tend check``, ``tend plan``, ``tend config
+schema`` and ``tend config split``. They read the file and the clock (split writes the
+directory it is given); nothing is sent, and the ledger is not opened."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from config.directory import is_ritual_directory
 from config.model import RitualFile
 from rituals.planning import Delivery, Plan
 from rituals.schedule import FIRST_YEAR, LAST_YEAR
 from rituals.templates import TemplateProblem
-from tend.cli.common import ConfigOption, Usage, handled, load, now
+from tend.cli.common import ConfigOption, Usage, handled, load_file, now
 
 if TYPE_CHECKING:  # Rich draws the plan's table; `tend check` needs none of it
     from rich.console import Console
@@ -34,15 +37,21 @@ class PlanFormat(StrEnum):
 
 @handled
 def check(config: ConfigOption = None) -> None:
-    """Validate the ritual file: exit 0 with a summary, or 2 with FILE:LINE: path: message."""
-    _settings, source = load(config, errors_to_stdout=True)
-    assert source.loaded is not None
-    file = source.loaded.file
+    """Validate the ritual file, or every file of a ritual directory: exit 0 with a summary,
+    or 2 with FILE:LINE: path: message for every problem of every file."""
+    _settings, loaded = load_file(config, errors_to_stdout=True)
+    file = loaded.file
     plan = Plan(file)
     moment = now()
     partners = sum(len(h.partners) for h in file.households)
+    # A directory's files: rituals.toml and one per household (any broken one is reported).
+    files = (
+        f" in {_count(len(file.households) + 1, 'file')}"
+        if is_ritual_directory(loaded.path)
+        else ""
+    )
     typer.echo(
-        f"{source.loaded.path}: OK: {_count(len(file.households), 'household')}, "
+        f"{loaded.path}: OK: {_count(len(file.households), 'household')}{files}, "
         f"{_count(partners, 'partner')}, {_count(len(file.rituals), 'ritual')}"
     )
     for ritual in file.rituals:
@@ -74,16 +83,17 @@ def plan_command(
         PlanFormat, typer.Option("--format", help="Output format.")
     ] = PlanFormat.table,
 ) -> None:
-    """Preview occurrences and their messages without sending anything."""
-    _settings, source = load(config)
-    assert source.loaded is not None
-    file = source.loaded.file
+    """Preview occurrences and their messages without sending anything.
+
+    With --household, a ritual directory is read only as far as those households need."""
+    _settings, loaded = load_file(config, household=household or None)
+    file = loaded.file
     known = [h.id for h in file.households]
     for wanted in household or []:
         if wanted not in known:
             raise Usage(f"unknown household {wanted!r} (known: {', '.join(known)})")
     moment = now()
-    deliveries = _planned(file, source.loaded.path, moment, from_, days, household)
+    deliveries = _planned(file, loaded.path, moment, from_, days, household)
     if format_ is PlanFormat.json:
         typer.echo(
             json.dumps([_delivery_json(d) for d in deliveries], indent=2, ensure_ascii=False)
@@ -130,6 +140,55 @@ def config_schema(config: ConfigOption = None) -> None:
     schema = RitualFile.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     typer.echo(json.dumps(schema, indent=2))
+
+
+@config_app.command("split")
+@handled
+def config_split(
+    file: Annotated[Path, typer.Argument(help="The ritual file.", show_default=False)],
+    directory: Annotated[
+        Path,
+        typer.Argument(help="The ritual directory to make (new or empty).", show_default=False),
+    ],
+) -> None:
+    """Turn one ritual file into a ritual directory: DIR/rituals.toml (rituals, decks,
+    defaults) and DIR/households/ID.toml, one household per file. FILE is left as it is."""
+    from config.directory import HOUSEHOLDS, RITUALS
+    from config.loader import RitualFileError, decode
+    from config.split import split_ritual_file
+
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise Usage(
+            f"tend: {directory} exists and is not an empty directory; give a new one "
+            "(nothing was written)"
+        )
+    if file.is_dir():
+        raise Usage(f"tend: {file} is a directory; give the ritual file to split")
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise Usage(f"tend: cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        split = split_ritual_file(decode(raw, str(file)), name=str(file), today=now())
+    except RitualFileError as exc:
+        raise Usage(
+            *exc.lines(), f"tend: {file} has errors: fix them first (nothing was written)"
+        ) from None
+    (directory / HOUSEHOLDS).mkdir(parents=True, exist_ok=True)
+    (directory / RITUALS).write_text(split.rituals, encoding="utf-8")
+    for household, text in split.households.items():
+        (directory / HOUSEHOLDS / f"{household}.toml").write_text(text, encoding="utf-8")
+    typer.echo(
+        f"{directory}: wrote {RITUALS} and {_count(len(split.households), 'household file')} "
+        f"in {HOUSEHOLDS}/; check it with: tend check --config {directory}"
+    )
+    if not split.cut:
+        typer.echo(
+            f"tend: note: the households were written from their data (as {file} has them "
+            "inline, or laid out in a way the cut does not follow): comments in them are "
+            "not kept",
+            err=True,
+        )
 
 
 def _first_day(text: str, days: int) -> date:

@@ -19,7 +19,7 @@ from tend.cli.common import (
     Usage,
     handled,
     ledger_for,
-    load,
+    load_file,
     now,
     open_ledger,
     safe_url,
@@ -189,9 +189,8 @@ def streaks(
     from rituals.streaks import weeks_text
     from scheduler.reports.streaks import household_streaks
 
-    settings, source = load(config)
-    file = source.file
-    assert file is not None
+    settings, loaded = load_file(config, household=household)
+    file = loaded.file
     known = [h.id for h in file.households]
     if household is not None and household not in known:
         raise Usage(f"tend: unknown household {household!r} (known: {', '.join(known)})")
@@ -339,13 +338,12 @@ def reply(
     from notifiers.links import Links
     from scheduler.acts.replies import handle_reply
 
-    settings, source = load(config)
-    assert source.file is not None
+    settings, loaded = load_file(config)
     ledger = ledger_for(settings)
     logging_setup()
     answer = handle_reply(
         ledger,
-        source.file,
+        loaded.file,
         sender=sender,
         body=text,
         provider_id=f"cli-{uuid.uuid4().hex}",
@@ -409,9 +407,8 @@ def _household_partner(
     config: Path | None, settings: Settings, household: str, partner: str | None
 ) -> None:
     """Exit 2 unless the ritual file has `household` (and `partner` in it)."""
-    _settings_again, source = load(config, settings_=settings)
-    assert source.file is not None
-    found = {h.id: h for h in source.file.households}
+    _settings_again, loaded = load_file(config, settings_=settings, household=household)
+    found = {h.id: h for h in loaded.file.households}
     if household not in found:
         raise Usage(f"tend: unknown household {household!r} (known: {', '.join(found)})")
     partners = [p.id for p in found[household].partners]

@@ -15,7 +15,7 @@ from tend.cli.common import (
     find_partner,
     handled,
     ledger_if_any,
-    load,
+    load_file,
     now,
     safe_url,
 )
@@ -59,9 +59,8 @@ def send_test(
     from notifiers.registry import NotifierSet, UnknownNotifier
     from scheduler.dispatch.probe import send_test as probe
 
-    settings, source = load(config)
-    assert source.file is not None
-    household, partner = find_partner(source.file, to)
+    settings, loaded = load_file(config)
+    household, partner = find_partner(loaded.file, to)
     chosen = channel.value if channel is not None else partner.channels[0]
     address = {"sms": partner.phone, "email": partner.email}.get(chosen, partner.name)
     if not address:
@@ -120,9 +119,8 @@ def opt_in(
 
     Only when they asked for it. A new number or address in the ritual file starts without
     the old one's opt-out anyway."""
-    settings, source = load(config)
-    assert source.file is not None
-    household, partner = find_partner(source.file, to)
+    settings, loaded = load_file(config)
+    household, partner = find_partner(loaded.file, to)
     ledger = ledger_if_any(settings)
     if ledger is None:
         raise Usage(f"tend: no ledger at {safe_url(settings)}: nothing to change")
