@@ -128,9 +128,11 @@ class Synced(Bound):
             _deactivate_partners(connection, ids, kept)
 
     def deactivate(self, households: Sequence[str], now: datetime) -> None:
-        """Households whose file is gone: inactive (their history stays)."""
+        """Households whose file is gone: inactive, and their partners (their history
+        stays; a file added back makes them active again)."""
         with self._writing() as connection:
             _deactivate(connection, sorted(households), [], now)
+            _deactivate_partners(connection, sorted(households), set())
 
     def kept(self) -> list[KeptHousehold]:
         """The active households of a ritual directory as the ledger keeps them."""
@@ -144,7 +146,8 @@ class Synced(Bound):
             return [KeptHousehold(*row) for row in connection.execute(query)]
 
     def household_configs(self, households: Sequence[str]) -> dict[str, str]:
-        """The last good version (JSON) of each of these households that has one."""
+        """The last good version (JSON) of each of these households that is active and
+        has one."""
         found: dict[str, str] = {}
         with self._reading() as connection:
             for start in range(0, len(households), IN_LIST):
@@ -152,6 +155,7 @@ class Synced(Bound):
                     select(HouseholdRow.id, HouseholdRow.config_json).where(
                         HouseholdRow.id.in_(households[start : start + IN_LIST]),
                         HouseholdRow.config_json.is_not(None),
+                        HouseholdRow.active.is_(True),
                     )
                 )
                 found.update({row.id: row.config_json for row in rows})
