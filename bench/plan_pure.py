@@ -30,6 +30,21 @@ def ritual_file(households: int) -> str:
     return head + "".join(blocks) + "# Every other Friday." + rituals
 
 
+def ritual_directory(root: Path, households: int, *, extra_rituals: str = "") -> Path:
+    """The households of :func:`ritual_file` as a ritual directory at `root`: rituals.toml
+    (and `extra_rituals`, TOML ``[[rituals]]`` tables) and households/h{n}.toml."""
+    from config.split import split_ritual_file
+
+    split = split_ritual_file(ritual_file(1), name="bench", today=datetime(2027, 1, 1, tzinfo=UTC))
+    (one,) = split.households.values()  # its zone is ZONES[0]: each file gets its own
+    (root / "households").mkdir(parents=True, exist_ok=True)
+    (root / "rituals.toml").write_text(split.rituals + extra_rituals, encoding="utf-8")
+    for n in range(households):
+        text = one.replace(ZONES[0], ZONES[n % 4])
+        (root / "households" / f"h{n}.toml").write_text(text, encoding="utf-8")
+    return root
+
+
 def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     households = int(args[0]) if args else 1000
