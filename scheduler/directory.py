@@ -25,11 +25,12 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from config.directory import (
     HOUSEHOLDS,
@@ -56,6 +57,15 @@ Clock = Callable[[], datetime]
 
 #: Households read, checked and synced at a time: what a worker holds of them at once.
 CHUNK = 500
+
+#: With a file watch running, how often every file is looked at anyway (a safety net for a
+#: file system whose changes the watch does not hear of, such as some network mounts);
+#: without one, every look stats them all.
+FULL_LOOK_SECONDS = 300.0
+
+#: How long the watch waits for more changes before it reports a batch (an editor's save,
+#: a `git pull` of many files), in milliseconds.
+WATCH_DEBOUNCE_MS = 200
 
 
 def _now() -> datetime:
@@ -125,6 +135,16 @@ class DirectorySource:
         self.zones: dict[str, str] = {}  # household id -> its zone's key
         self._kept: dict[str, KeptHousehold] | None = None  # the ledger's, until first read
         self._lock = threading.Lock()
+        # The file watch: the stems it heard of since the last look, and when every file was
+        # last looked at (a look hears only of those while the watch runs).
+        self._heard: set[str] = set()
+        self._heard_shared = False
+        self._watching: threading.Event | None = None
+        self._watch_stopped = threading.Event()
+        self._full_look_at: float | None = None
+        #: Looks that statted every file (with the watch running, one at start and then one
+        #: every FULL_LOOK_SECONDS).
+        self.full_looks = 0
 
     # ------------------------------------------------------------------ the shared part
 
@@ -229,9 +249,15 @@ class DirectorySource:
         no household file (rituals.toml only when its own bytes moved)."""
         with self._lock:
             look = Look()
-            shared = self._new_shared()
+            heard, heard_shared, full = self._heard_of()
+            shared = self._new_shared() if full or heard_shared else None
             if shared is not None:
                 look.shared_changed = self._accept(shared)
+            if not full and not look.shared_changed:
+                seen = self._stats_of(heard)
+                look.touched = [s for s, stat in seen.items() if self._moved(s, stat)]
+                look.gone = [s for s in heard if s not in seen and s in self._entries]
+                return look
             seen = self._stats()
             look.touched = [
                 stem
@@ -242,6 +268,85 @@ class DirectorySource:
             if look.shared_changed:  # every household is judged by the new rituals
                 look.touched = sorted(seen)
             return look
+
+    def _heard_of(self) -> tuple[set[str], bool, bool]:
+        """What the watch heard of since the last look, and whether this look must look at
+        every file (no watch, or none for a while)."""
+        heard, self._heard = self._heard, set()
+        heard_shared, self._heard_shared = self._heard_shared, False
+        now = time.monotonic()
+        watching = self._watching is not None and not self._watch_stopped.is_set()
+        full = (
+            not watching
+            or self._full_look_at is None
+            or now - self._full_look_at >= FULL_LOOK_SECONDS
+        )
+        if full:
+            self._full_look_at = now
+            self.full_looks += 1
+        return heard, heard_shared, full
+
+    def _moved(self, stem: str, stat: tuple[int, int]) -> bool:
+        entry = self._entries.get(stem)
+        return entry is None or entry.seen != stat
+
+    def _stats_of(self, stems: set[str]) -> dict[str, tuple[int, int]]:
+        found = {}
+        for stem in stems:
+            try:
+                stat = Path(self._name(stem)).stat()
+            except OSError:
+                continue  # gone
+            found[stem] = (stat.st_mtime_ns, stat.st_size)
+        return found
+
+    # ------------------------------------------------------------------ the file watch
+
+    def watch(self, wake: Callable[[], None]) -> bool:
+        """Hear of changed files as they change (inotify, through watchfiles), in a thread of
+        its own, calling `wake` after each batch; the looks in between stat only the files
+        it heard of. False when no watch can run here (then every look stats every file)."""
+        try:
+            import watchfiles
+        except ImportError:  # pragma: no cover - a dependency; said, not fatal
+            log.warning("no file watch (watchfiles is missing): each look stats every file")
+            return False
+        stop = threading.Event()
+        self._watching = stop
+        self._watch_stopped.clear()
+        thread = threading.Thread(
+            target=self._watch, args=(watchfiles, stop, wake), name="tend-watch", daemon=True
+        )
+        thread.start()
+        return True
+
+    def _watch(self, watchfiles: Any, stop: threading.Event, wake: Callable[[], None]) -> None:
+        folder = str(self.path / HOUSEHOLDS)
+        try:
+            for changes in watchfiles.watch(
+                self.path,
+                watch_filter=None,
+                debounce=WATCH_DEBOUNCE_MS,
+                stop_event=stop,
+                raise_interrupt=False,
+                recursive=True,
+            ):
+                with self._lock:
+                    for _change, path in changes:
+                        where, _, name = path.rpartition(os.sep)
+                        if where == folder and name.endswith(".toml"):
+                            self._heard.add(name[: -len(".toml")])
+                        elif path == str(self._rituals):
+                            self._heard_shared = True
+                wake()
+        except Exception:
+            log.exception("the file watch stopped; each look stats every file from now on")
+        finally:
+            self._watch_stopped.set()
+
+    def stop_watching(self) -> None:
+        if self._watching is not None:
+            self._watching.set()
 
     def _stats(self) -> dict[str, tuple[int, int]]:
         folder = self.path / HOUSEHOLDS

@@ -157,6 +157,9 @@ class Worker:
         self._is_leader()
         self._beat()
         self.plan()
+        if isinstance(self.source, DirectorySource):
+            # An edit is planned as soon as it is heard of, not at the next 5 s look.
+            self.source.watch(self.watch)
         # On SQLite this is the only worker: anything in `sending` was interrupted.
         self.dispatcher.reconcile(everything=self.ledger.is_sqlite)
         self._add_jobs()
@@ -185,6 +188,8 @@ class Worker:
         """Stop claiming; wait for sends in flight; record the stop. Idempotent; for a worker
         that never got past the schema check (or was never started), only closes."""
         self.dispatcher.stop()
+        if isinstance(self.source, DirectorySource):
+            self.source.stop_watching()
         # APScheduler 3's shutdown(wait=True) holds its job-store lock while it waits for
         # running jobs; a job adding a wake-up then would wait for that lock forever. Once
         # this lock is taken, an `_arm` under way has added its job and later ones see

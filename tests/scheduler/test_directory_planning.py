@@ -362,3 +362,30 @@ def _first_occurrence(engine: Engine, household_id: str) -> int:
             .first()
         )
     return found
+
+
+def test_with_the_file_watch_a_look_stats_only_the_files_it_heard_of(
+    engine: Engine, folder: Path
+) -> None:
+    import threading
+
+    source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    assert source.full_looks == 1
+    woken = threading.Event()
+    assert source.watch(woken.set)
+    try:
+        write(folder / "households" / "h1.toml", household(1, name="Alexa"))
+        assert woken.wait(30), "the watch heard of the edit"
+        look = source.look()
+        assert look.touched == ["h1"] and not look.gone
+        assert source.full_looks == 1, "no full look while the watch runs"
+        for read in source.read(look):
+            assert [f.household.id for f in read.changed] == ["h1"]
+        woken.clear()
+        (folder / "households" / "h2.toml").unlink()
+        assert woken.wait(30)
+        look = source.look()
+        assert look.gone == ["h2"] and not look.touched
+    finally:
+        source.stop_watching()
