@@ -1,0 +1,152 @@
+"""How soon one household's edit is live in a big ritual directory.
+
+Usage: .venv/bin/python bench/live_edit.py [HOUSEHOLDS] [EDITS]
+Default: 100,000 households (the example's, four zones, as bench/plan_pure.py makes them),
+5 edits; a fresh SQLite ledger, and ``TEND_BENCH_POSTGRES_URL`` too when set (a database of
+its own, emptied first).
+
+A real `tend worker` runs on the directory (7-day horizon, console notifier). Once it has
+made its first plan, the script edits one household's file at a time (a partner's name,
+which is in the household's messages) and polls the ledger every 10 ms for two moments:
+*synced*, when the ledger's copy of the household has the new name (what `tend web` answers
+from), and *planned*, when a pending message of that household has it. Printed: both for
+each edit, and the highest. The goal (issue 16): planned and live within 5 s.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from memory import fresh_ledger
+from plan_pure import ritual_directory
+from sqlalchemy import Engine, select
+
+from scheduler.ledger.engine import make_engine
+from scheduler.ledger.rows import DeliveryRow, HouseholdRow
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANNED = re.compile(r"planned (\d+) occurrences, (\d+) deliveries")
+
+
+def synced(engine: Engine, household: str, name: str) -> bool:
+    with engine.connect() as connection:
+        kept = connection.execute(
+            select(HouseholdRow.config_json).where(HouseholdRow.id == household)
+        ).scalar()
+    return kept is not None and f'"{name}"' in kept
+
+
+def planned(engine: Engine, household: str, name: str) -> bool:
+    with engine.connect() as connection:
+        found = connection.execute(
+            select(DeliveryRow.id)
+            .where(
+                DeliveryRow.household_id == household,
+                DeliveryRow.status == "pending",
+                DeliveryRow.body.contains(name),
+            )
+            .limit(1)
+        ).first()
+    return found is not None
+
+
+def start_worker(root: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TEND_", "TWILIO_", "SMTP_"))},
+        "TEND_DATABASE_URL": url,
+        "TEND_HORIZON_DAYS": "7",
+        "PYTHONUNBUFFERED": "1",
+    }
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tend", "worker", "--config", str(root)],
+            env=env,
+            cwd=root.parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_for_plan(process: subprocess.Popen[bytes], log: Path, timeout: float) -> float:
+    started = time.monotonic()
+    while not PLANNED.search(log.read_text(errors="replace")):
+        if process.poll() is not None:
+            raise SystemExit(f"the worker exited:\n{log.read_text()[-2000:]}")
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"no plan after {timeout:.0f} s:\n{log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def edit(root: Path, household: str, name: str) -> None:
+    path = root / "households" / f"{household}.toml"
+    text = path.read_text()
+    path.write_text(re.sub(r'name = "[^"]*"', f'name = "{name}"', text, count=1))
+
+
+def measure(root: Path, url: str, households: int, edits: int) -> None:
+    log = root.parent / "worker.log"
+    process = start_worker(root, url, log)
+    engine = make_engine(url)
+    try:
+        first = wait_for_plan(process, log, 7200)
+        print(f"  first plan of {households:,} households: {first:.0f} s")
+        time.sleep(2)  # the watch is armed right after the first plan
+        worst = 0.0
+        chosen = random.Random(16).sample(range(households), edits)
+        for k, n in enumerate(chosen):
+            household, name = f"h{n}", f"Edited{k}"
+            edited = time.monotonic()
+            edit(root, household, name)
+            seen_synced = None
+            while True:
+                if seen_synced is None and synced(engine, household, name):
+                    seen_synced = time.monotonic() - edited
+                if planned(engine, household, name):
+                    seen_planned = time.monotonic() - edited
+                    break
+                if time.monotonic() - edited > 120:
+                    raise SystemExit(f"{household}'s edit not planned after 120 s")
+                time.sleep(0.01)
+            if seen_synced is None:
+                seen_synced = seen_planned
+            worst = max(worst, seen_planned)
+            what = f"synced {seen_synced:.2f} s, planned {seen_planned:.2f} s"
+            print(f"  edit {k + 1} ({household}): {what}")
+            time.sleep(1)
+        print(f"  highest: {worst:.2f} s")
+    finally:
+        engine.dispose()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def main() -> None:
+    args = [int(a) for a in sys.argv[1:] if a.isdigit()]
+    households = args[0] if args else 100_000
+    edits = args[1] if len(args) > 1 else 5
+    urls: list[str | None] = [None]
+    if os.environ.get("TEND_BENCH_POSTGRES_URL"):
+        urls.append(os.environ["TEND_BENCH_POSTGRES_URL"])
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        root = ritual_directory(folder / "rituals", households)
+        for url in urls:
+            print("PostgreSQL:" if url else "SQLite:")
+            measure(root, fresh_ledger(url, folder), households, edits)
+    print("goal: one household's edit planned and live within 5 s")
+
+
+if __name__ == "__main__":
+    main()
