@@ -99,6 +99,9 @@ class Look:
     shared_changed: bool = False
     touched: list[str] = field(default_factory=list)  # new, or size or time moved
     gone: list[str] = field(default_factory=list)
+    #: Every household file was listed (a look at them all, not only those heard of): a
+    #: household the ledger has and no file holds is then gone.
+    complete: bool = False
 
     def __bool__(self) -> bool:
         return self.shared_changed or bool(self.touched) or bool(self.gone)
@@ -145,6 +148,7 @@ class DirectorySource:
         #: Looks that statted every file (with the watch running, one at start and then one
         #: every FULL_LOOK_SECONDS).
         self.full_looks = 0
+        self._unlisted = False  # the households folder could not be listed at the last look
 
     # ------------------------------------------------------------------ the shared part
 
@@ -173,7 +177,53 @@ class DirectorySource:
             self.synced_at = synced_at
             shared = parse_shared(text, name=f"{self._rituals} (last good)", today=synced_at)
         self._take(shared)
-        return shared
+        if self.problems is None:
+            self._judge_against_synced()
+        assert self.shared is not None
+        return self.shared
+
+    def _judge_against_synced(self) -> None:
+        """rituals.toml changed while no worker ran: it is put in force only if every
+        household file good against the one the ledger synced is good against it too (as an
+        edit while running is); otherwise the ledger's stays in force."""
+        kept = self._last_good_shared()
+        if kept is None:
+            return
+        text, synced_at = kept
+        try:
+            old = parse_shared(text, name=f"{self._rituals} (last good)", today=synced_at)
+        except RitualFileError:
+            return
+        if file_hash(old.file) == self.hash:
+            return
+        assert self.shared is not None
+        problems = self._refused_by(self.shared, old, sorted(self._stats() or ()))
+        if problems:
+            self.synced_at = synced_at
+            self._shared_broken(problems)
+            self._take(old)
+
+    def _refused_by(self, new: SharedFile, old: SharedFile, stems: list[str]) -> list[str]:
+        """The problems of the household files that `new` makes bad and `old` did not."""
+        problems: list[str] = []
+        for stem in stems:
+            raw = self._read_bytes(stem)
+            if raw is None:
+                continue
+            name = self._name(stem)
+            text = decode(raw, name)
+            try:
+                parse_household(new, text, name=name, stem=stem, today=self.clock())
+            except RitualFileError as exc:
+                try:
+                    parse_household(old, text, name=name, stem=stem, today=self.clock())
+                except RitualFileError:
+                    continue  # bad by itself: its own file's problem, said when it is read
+                problems += exc.lines()
+        if problems:
+            refused = f"{self._rituals}: not in force: household files are not valid against it"
+            return [refused, *problems]
+        return []
 
     @property
     def _rituals(self) -> Path:
@@ -258,15 +308,14 @@ class DirectorySource:
                 look.touched = [s for s, stat in seen.items() if self._moved(s, stat)]
                 look.gone = [s for s in heard if s not in seen and s in self._entries]
                 return look
-            seen = self._stats()
-            look.touched = [
-                stem
-                for stem, stat in seen.items()
-                if (entry := self._entries.get(stem)) is None or entry.seen != stat
-            ]
-            look.gone = [stem for stem in self._entries if stem not in seen]
+            listed = self._stats()
+            if listed is None:
+                return Look()  # not listable now: every household as it is
+            look.complete = True
+            look.touched = [stem for stem, stat in listed.items() if self._moved(stem, stat)]
+            look.gone = [stem for stem in self._entries if stem not in listed]
             if look.shared_changed:  # every household is judged by the new rituals
-                look.touched = sorted(seen)
+                look.touched = sorted(listed)
             return look
 
     def _heard_of(self) -> tuple[set[str], bool, bool]:
@@ -348,7 +397,9 @@ class DirectorySource:
         if self._watching is not None:
             self._watching.set()
 
-    def _stats(self) -> dict[str, tuple[int, int]]:
+    def _stats(self) -> dict[str, tuple[int, int]] | None:
+        """Every household file's (mtime_ns, size), by stem; None when the folder cannot be
+        listed now (said once: a network mount gone away must not end every household)."""
         folder = self.path / HOUSEHOLDS
         found: dict[str, tuple[int, int]] = {}
         try:
@@ -363,31 +414,27 @@ class DirectorySource:
                     if entry.is_file():
                         found[entry.name[: -len(".toml")]] = (stat.st_mtime_ns, stat.st_size)
         except OSError as exc:
-            log.error("cannot list %s: %s; keeping every household as it is", folder, exc)
-            return {stem: entry.seen for stem, entry in self._entries.items()}
+            if not self._unlisted:
+                log.error("cannot list %s: %s; keeping every household as it is", folder, exc)
+            self._unlisted = True
+            return None
+        if self._unlisted:
+            log.info("%s can be listed again", folder)
+            self._unlisted = False
         return found
 
     def _accept(self, shared: SharedFile) -> bool:
         """Put a changed rituals.toml in force, unless a household file is not valid against
         it (then it is refused as a whole, with those problems). True when in force."""
-        problems: list[str] = []
-        for stem in sorted(self._entries):
-            raw = self._read_bytes(stem)
-            if raw is None:
-                continue
-            try:
-                parse_household(
-                    shared,
-                    decode(raw, self._name(stem)),
-                    name=self._name(stem),
-                    stem=stem,
-                    today=self.clock(),
-                )
-            except RitualFileError as exc:
-                problems += exc.lines()
+        assert self.shared is not None
+        good = [
+            stem
+            for stem, entry in sorted(self._entries.items())
+            if entry.problems is None and entry.digest is not None
+        ]
+        problems = self._refused_by(shared, self.shared, good)
         if problems:
-            refused = f"{self._rituals}: not in force: household files are not valid against it"
-            self._shared_broken([refused, *problems])
+            self._shared_broken(problems)
             return False
         self._take(shared)
         log.info("%s changed: every household is planned again", self._rituals)
@@ -420,7 +467,7 @@ class DirectorySource:
                 if len(read.changed) >= CHUNK:
                     yield read
                     read = Read()
-            if self._kept is not None:
+            if self._kept is not None and look.complete:
                 # The first read after a start: a household the ledger has and no file holds.
                 read.gone += [i for i in kept if i not in self._owners]
                 self._kept = None

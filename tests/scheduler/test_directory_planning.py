@@ -389,3 +389,54 @@ def test_with_the_file_watch_a_look_stats_only_the_files_it_heard_of(
         assert look.gone == ["h2"] and not look.touched
     finally:
         source.stop_watching()
+
+
+def test_a_household_file_broken_by_itself_does_not_hold_back_a_change_to_rituals_toml(
+    engine: Engine, folder: Path
+) -> None:
+    _source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    write(folder / "households" / "h2.toml", "[[partners]\n")
+    planner.plan(NOON + timedelta(minutes=1))
+    write(folder / "rituals.toml", RITUALS.replace("Check-in time", "Time to talk"))
+    planner.plan(NOON + timedelta(minutes=2))
+    for n in range(2):
+        assert all(b.startswith("Time to talk") for b in bodies(engine, f"h{n}"))
+
+
+def test_a_rituals_toml_changed_while_no_worker_ran_is_judged_against_the_synced_one(
+    engine: Engine, folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    before = bodies(engine, "h0")
+    # Stopped; meanwhile h2 loses partner b, and rituals.toml sends to partner b alone.
+    write(folder / "households" / "h2.toml", household(2).replace('id = "b"', 'id = "c"'))
+    write(folder / "rituals.toml", RITUALS.replace("Check-in time", "Talk") + 'to = "b"\n')
+    later = NOON + timedelta(minutes=30)
+    with caplog.at_level(logging.ERROR, logger="scheduler.service"):
+        source, planner = start(engine, folder, later)
+        planner.plan(later)
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "not in force" in said and "h2.toml" in said, said
+    assert bodies(engine, "h0") == before, "the synced rituals.toml stays in force"
+    assert source.problems is not None
+
+
+def test_a_households_folder_that_cannot_be_listed_ends_no_household(
+    engine: Engine, folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    hidden = folder / "households-away"
+    (folder / "households").rename(hidden)  # a network mount gone, say
+    with caplog.at_level(logging.ERROR, logger="scheduler.service"):
+        planner.plan(NOON + timedelta(minutes=1))
+        _source, again = start(engine, folder, NOON + timedelta(minutes=2))
+        again.plan(NOON + timedelta(minutes=2))
+    assert active(engine) == {"h0": True, "h1": True, "h2": True}
+    assert any("cannot list" in r.getMessage() for r in caplog.records)
+    hidden.rename(folder / "households")
+    write(folder / "households" / "h1.toml", household(1, name="Back"))
+    again.plan(NOON + timedelta(minutes=3))
+    assert any("Back" in b for b in bodies(engine, "h1"))
