@@ -170,10 +170,13 @@ class DirectoryPlanner:
             done = [h.id for h in view.households]
             if changed:
                 self._finished(done)
+            today: dict[str, date] = {}  # one date a zone: 100,000 households share four
             for household in done:
                 zone = self.source.zones.get(household)
                 if zone is not None:
-                    self._planned_on[household] = now.astimezone(ZoneInfo(zone)).date()
+                    if zone not in today:
+                        today[zone] = now.astimezone(ZoneInfo(zone)).date()
+                    self._planned_on[household] = today[zone]
         return PlanReport(occurrences, deliveries, cancelled, generation)
 
     def _finished(self, households: Iterable[str]) -> None:
