@@ -238,10 +238,19 @@ def _household(
     shared: SharedFile, text: str, name: str, stem: str, today: datetime
 ) -> HouseholdFile:
     data = read_toml(text, name)
+    problems: list[Problem] = []
+    if "households" in data:  # the single file's way of writing it
+        problems.append(
+            Problem(
+                ("households",),
+                "a household file holds one household's keys at its top level: write "
+                "[[partners]], not [[households.partners]], and no [[households]]",
+            )
+        )
+        data = {key: value for key, value in data.items() if key != "households"}
     own_id = "id" in data
     if not own_id:
         data = {"id": stem, **data}
-    problems: list[Problem] = []
     household: Household | None = None
     unreadable: set[Loc] = set()
     try:
@@ -395,19 +404,23 @@ def _some(
     found: list[HouseholdFile] = []
     errors: list[RitualFileError] = []
     for household_id in dict.fromkeys(wanted):
-        candidates = [folder / f"{household_id}.toml"]
-        if not candidates[0].is_file():
-            files = _household_files(directory) if files is None else files
-            candidates = [p for p in files if _says_id(p, household_id)]
+        named = folder / f"{household_id}.toml"
+        candidates = [named] if named.is_file() else []
         matches: list[HouseholdFile] = []
-        for candidate in candidates:
-            try:
-                loaded = _load_household(shared, candidate, today)
-            except RitualFileError as exc:
-                errors.append(exc)
-                continue
-            if loaded.household.id == household_id:
-                matches.append(loaded)
+        for looked_further in (False, True):
+            if looked_further:  # no file of that name, or it says another id
+                files = _household_files(directory) if files is None else files
+                candidates = [p for p in files if p != named and _says_id(p, household_id)]
+            for candidate in candidates:
+                try:
+                    loaded = _load_household(shared, candidate, today)
+                except RitualFileError as exc:
+                    errors.append(exc)
+                    continue
+                if loaded.household.id == household_id:
+                    matches.append(loaded)
+            if matches or errors:
+                break
         if len(matches) > 1:
             others = ", ".join(m.path for m in matches[1:])
             line = SourceMap.scan(matches[0].text).line_of(("id",))

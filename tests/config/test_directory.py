@@ -352,3 +352,23 @@ def test_combine_puts_households_with_the_shared_rituals() -> None:
     assert file.households == [ann.household]
     assert file.rituals == shared.file.rituals
     assert shared.file.households == []
+
+
+def test_a_household_file_in_the_single_files_syntax_says_how_to_write_it() -> None:
+    shared = parse_shared(RITUALS, name="rituals.toml", today=TODAY)
+    text = '[[households]]\nid = "ann"\n\n  [[households.partners]]\n  id = "a"\n  name = "A"\n'
+    with pytest.raises(RitualFileError) as caught:
+        parse_household(shared, text, name="h/ann.toml", stem="ann", today=TODAY)
+    assert caught.value.lines()[0] == (
+        "h/ann.toml:1: households: a household file holds one household's keys at its top "
+        "level: write [[partners]], not [[households.partners]], and no [[households]]"
+    )
+
+
+def test_with_household_a_file_of_that_name_saying_another_id_is_looked_past(
+    tmp_path: Path,
+) -> None:
+    root = directory(tmp_path, ann=household("bea"), zz=household("ann"))
+    only = load_config(root, today=TODAY, household="ann")
+    assert [h.id for h in only.file.households] == ["ann"]
+    assert load_config(root, today=TODAY, household="bea").file.households[0].id == "bea"
