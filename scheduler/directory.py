@@ -127,6 +127,7 @@ class DirectorySource:
 
     def __init__(self, path: Path | str, *, ledger: Ledger, clock: Clock = _now) -> None:
         self.path = Path(path)
+        self._absolute = self.path.absolute()  # the watch reports absolute paths
         self.ledger = ledger
         self.clock = clock
         self.shared: SharedFile | None = None
@@ -155,6 +156,7 @@ class DirectorySource:
         #: every FULL_LOOK_SECONDS).
         self.full_looks = 0
         self._unlisted = False  # the households folder could not be listed at the last look
+        self._dropped: list[str] = []  # households a file no longer holds (it says another id)
 
     # ------------------------------------------------------------------ the shared part
 
@@ -376,10 +378,11 @@ class DirectorySource:
         return True
 
     def _watch(self, watchfiles: Any, stop: threading.Event, wake: Callable[[], None]) -> None:
-        folder = str(self.path / HOUSEHOLDS)
+        folder = str(self._absolute / HOUSEHOLDS)
+        rituals = str(self._absolute / RITUALS)
         try:
             for changes in watchfiles.watch(
-                self.path,
+                self._absolute,
                 watch_filter=None,
                 debounce=WATCH_DEBOUNCE_MS,
                 stop_event=stop,
@@ -391,7 +394,7 @@ class DirectorySource:
                         where, _, name = path.rpartition(os.sep)
                         if where == folder and name.endswith(".toml"):
                             self._heard.add(name[: -len(".toml")])
-                        elif path == str(self._rituals):
+                        elif path == rituals:
                             self._heard_shared = True
                 wake()
         except Exception:
@@ -470,6 +473,9 @@ class DirectorySource:
                 changed = self._read_one(stem, by_hash, kept, force=look.shared_changed)
                 if changed is not None:
                     read.changed.append(changed)
+                if self._dropped:
+                    read.gone += self._dropped
+                    self._dropped = []
                 if len(read.changed) >= CHUNK:
                     yield read
                     read = Read()
@@ -514,6 +520,7 @@ class DirectorySource:
             return None
         digest = content_hash(stem, raw)
         if digest == entry.digest and not force:
+            self._good_again(entry, name)  # a broken edit undone: the version in force
             return None  # touched, the same content
         known = by_hash.get(digest)
         if known is not None and entry.digest is None and not force:
@@ -533,14 +540,24 @@ class DirectorySource:
         except RitualFileError as exc:
             self._broken(stem, entry, exc.lines(), kept)
             return None
-        if entry.problems is not None:
-            log.info("%s is good again", name)
-            entry.problems = None
-        if entry.id is not None and entry.id != found.household.id:
-            self._owners.pop(entry.id, None)  # the file now says another id
+        self._good_again(entry, name)
+        held = entry.id
+        if held is not None and held != found.household.id and self._owners.get(held) == stem:
+            # The file now says another id: the household it held is gone (unless another
+            # file says that id: the planner keeps a household some file holds).
+            del self._owners[held]
+            self.zones.pop(held, None)
+            self._dropped.append(held)
+            log.info("%s now holds household %s, not %s", name, found.household.id, held)
         zone = found.household.zones(self.shared.file.timezone)[0].key  # type: ignore[union-attr]
         self._own(stem, entry, found.household.id, digest, zone)
         return found
+
+    @staticmethod
+    def _good_again(entry: _Entry, name: str) -> None:
+        if entry.problems is not None:
+            log.info("%s is good again", name)
+            entry.problems = None
 
     def _own(self, stem: str, entry: _Entry, household: str, digest: str, zone: str) -> None:
         entry.id = household

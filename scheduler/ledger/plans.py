@@ -25,6 +25,7 @@ from scheduler.ledger.rows import (
     OccurrenceRow,
     PartnerRow,
 )
+from scheduler.ledger.synced import IN_LIST
 
 __all__ = ["CONFIG_CANCELLED", "MAIN_ROLES", "OccurrenceKey", "Plans", "Snapshot"]
 
@@ -83,6 +84,21 @@ class Plans(Bound):
     chunk of households is planned in (see :mod:`scheduler.planner`)."""
 
     __slots__ = ()
+
+    def with_occurrences(self, household_ids: Sequence[str]) -> set[str]:
+        """Those of these households the ledger has any occurrence of (a plan made before)."""
+        found: set[str] = set()
+        with self._reading() as connection:
+            for start in range(0, len(household_ids), IN_LIST):
+                chunk = household_ids[start : start + IN_LIST]
+                found.update(
+                    connection.execute(
+                        select(OccurrenceRow.household_id)
+                        .where(OccurrenceRow.household_id.in_(chunk))
+                        .distinct()
+                    ).scalars()
+                )
+        return found
 
     def snapshot(self, household_ids: Sequence[str], earliest: datetime) -> Snapshot:
         """The occurrences of these households from `earliest` on, with their deliveries."""

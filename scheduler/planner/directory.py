@@ -65,7 +65,20 @@ class DirectoryPlanner:
             gone += read.gone
         if generation is None:
             generation = self._sync_shared(now, households_changed=False)
+        # A household one file let go of and another holds now (renamed, with its id) stays.
+        gone = sorted({g for g in gone if source.digest_of(g) is None})
+        first = self._pending is None
         pending = self._unfinished(changed_ids, everyone=look.shared_changed)
+        if first:
+            broken = len(source.broken())
+            log.info(
+                "ritual directory %s: %d households%s",
+                source.path,
+                len(source.zones),
+                f", {broken} household files with errors (see above)" if broken else "",
+            )
+        elif changed_ids:
+            log.info("household files changed: %s", _some(sorted(changed_ids)))
         if gone:
             self._gone(gone, now, generation)
         due = self._due(now, pending)
@@ -140,6 +153,7 @@ class DirectoryPlanner:
             )
             if cancelled:
                 log.info("cancelled %d pending deliveries of households gone", cancelled)
+        log.info("households whose file is gone: %s", _some(gone))
         for household in gone:
             self._planned_on.pop(household, None)
             if self._pending is not None:
@@ -148,36 +162,46 @@ class DirectoryPlanner:
     def _plan(
         self, now: datetime, generation: int, households: list[str], *, changed: bool
     ) -> PlanReport:
+        """Plan `households`, a chunk at a time; with `changed`, their pending rows are
+        brought up to date and the rest cancelled, except for a household the ledger has no
+        occurrence of yet, whose first plan has nothing to update or cancel."""
         occurrences = deliveries = cancelled = 0
         shared = self.source.shared
         assert shared is not None
         for start in range(0, len(households), CHUNK):
-            chunk = households[start : start + CHUNK]
-            view = ledger_view(self.ledger, shared, chunk)
-            report = plan_horizon(
-                self.ledger,
-                Plan(view),
-                now,
-                generation=generation,
-                changed=changed,
-                days=self.days,
-                households=[h.id for h in view.households],
-                unfinished=False,  # tracked by household (planned_hash) here
-            )
-            occurrences += report.occurrences
-            deliveries += report.deliveries
-            cancelled += report.cancelled
+            view = ledger_view(self.ledger, shared, households[start : start + CHUNK])
             done = [h.id for h in view.households]
+            before = self.ledger.plans.with_occurrences(done) if changed else set()
+            for part, again in ((sorted(before), True), (sorted(set(done) - before), False)):
+                if not part:
+                    continue
+                these = set(part)
+                report = plan_horizon(
+                    self.ledger,
+                    Plan(combine(shared, [h for h in view.households if h.id in these])),
+                    now,
+                    generation=generation,
+                    changed=again,
+                    days=self.days,
+                    households=part,
+                    unfinished=False,  # tracked by household (planned_hash) here
+                )
+                occurrences += report.occurrences
+                deliveries += report.deliveries
+                cancelled += report.cancelled
             if changed:
                 self._finished(done)
-            today: dict[str, date] = {}  # one date a zone: 100,000 households share four
-            for household in done:
-                zone = self.source.zones.get(household)
-                if zone is not None:
-                    if zone not in today:
-                        today[zone] = now.astimezone(ZoneInfo(zone)).date()
-                    self._planned_on[household] = today[zone]
+            self._planned_today(now, done)
         return PlanReport(occurrences, deliveries, cancelled, generation)
+
+    def _planned_today(self, now: datetime, households: list[str]) -> None:
+        today: dict[str, date] = {}  # one date a zone: 100,000 households share four
+        for household in households:
+            zone = self.source.zones.get(household)
+            if zone is not None:
+                if zone not in today:
+                    today[zone] = now.astimezone(ZoneInfo(zone)).date()
+                self._planned_on[household] = today[zone]
 
     def _finished(self, households: Iterable[str]) -> None:
         shared = self.source.hash or ""
@@ -189,3 +213,10 @@ class DirectoryPlanner:
             if self._pending is not None:
                 self._pending.discard(household)
         self.ledger.synced.planned(hashes)
+
+
+def _some(households: list[str], most: int = 10) -> str:
+    """`a, b, c` (or the first `most` and how many more)."""
+    shown = ", ".join(households[:most])
+    more = len(households) - most
+    return f"{shown} and {more} more" if more > 0 else shown

@@ -440,3 +440,65 @@ def test_a_households_folder_that_cannot_be_listed_ends_no_household(
     write(folder / "households" / "h1.toml", household(1, name="Back"))
     again.plan(NOON + timedelta(minutes=3))
     assert any("Back" in b for b in bodies(engine, "h1"))
+
+
+def test_a_file_renamed_with_its_id_or_saying_another_id_keeps_one_household_for_each_id(
+    engine: Engine, folder: Path
+) -> None:
+    _source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    households = folder / "households"
+    before = statuses(engine, "h1")
+    # Renamed and told its id in one go: the same household, nothing doubled or cancelled.
+    (households / "h1.toml").unlink()
+    write(households / "couple-one.toml", household(1, id="h1"))
+    planner.plan(NOON + timedelta(minutes=1))
+    assert active(engine) == {"h0": True, "h1": True, "h2": True}
+    assert statuses(engine, "h1") == before
+    # A file that now says another id: the household it held is gone, the new one planned.
+    write(households / "couple-one.toml", household(1, id="kim-lee"))
+    planner.plan(NOON + timedelta(minutes=2))
+    assert active(engine) == {"h0": True, "h1": False, "h2": True, "kim-lee": True}
+    assert "pending" not in statuses(engine, "h1")
+    assert statuses(engine, "kim-lee").get("pending") == before.get("pending")
+
+
+def test_a_broken_edit_undone_is_said_and_breaking_it_again_is_said_again(
+    engine: Engine, folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    path = folder / "households" / "h1.toml"
+    good = path.read_text()
+    with caplog.at_level(logging.INFO, logger="scheduler.service"):
+        write(path, good.replace("+1555", "+1"))
+        planner.plan(NOON + timedelta(minutes=1))
+        write(path, good)  # undone, as an editor's undo or `git checkout` would
+        planner.plan(NOON + timedelta(minutes=2))
+        write(path, good.replace("+1555", "+1"))
+        planner.plan(NOON + timedelta(minutes=3))
+    said = [r.getMessage() for r in caplog.records if "h1.toml" in r.getMessage()]
+    assert [m.split(" ", 1)[1][:14] for m in said] == [
+        "has errors; ho",
+        "is good again",
+        "has errors; ho",
+    ], said
+
+
+def test_the_watch_hears_of_edits_in_a_directory_given_by_a_relative_path(
+    engine: Engine, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    monkeypatch.chdir(folder.parent)
+    source = DirectorySource(Path(folder.name), ledger=Ledger(engine), clock=lambda: NOON)
+    source.start()
+    DirectoryPlanner(Ledger(engine), source, days=2).plan(NOON)
+    woken = threading.Event()
+    assert source.watch(woken.set)
+    try:
+        write(folder / "households" / "h0.toml", household(0, name="Alexa"))
+        assert woken.wait(30)
+        assert source.look().touched == ["h0"]
+    finally:
+        source.stop_watching()
