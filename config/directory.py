@@ -433,8 +433,13 @@ def _some(
                     [
                         Problem(
                             (),
-                            f"no household {household_id!r}: no {household_id}.toml here, "
-                            f"nor a file that says id = {household_id!r}",
+                            f"no household {household_id!r}: "
+                            + (
+                                f"{household_id}.toml says another id, "
+                                if named.is_file()
+                                else f"no {household_id}.toml here, "
+                            )
+                            + f"and no file says id = {household_id!r}",
                             line=1,
                         )
                     ],

@@ -309,8 +309,14 @@ def test_with_household_a_directory_reads_only_that_households_file(tmp_path: Pa
     with pytest.raises(RitualFileError) as caught:
         load_config(root, today=TODAY, household="dee")
     assert caught.value.lines() == [
-        f"{root / 'households'}:1: (file): no household 'dee': no dee.toml here, nor a file "
-        "that says id = 'dee'"
+        f"{root / 'households'}:1: (file): no household 'dee': no dee.toml here, and no file "
+        "says id = 'dee'"
+    ]
+    with pytest.raises(RitualFileError) as caught:
+        load_config(root, today=TODAY, household="c")  # c.toml holds cy
+    assert caught.value.lines() == [
+        f"{root / 'households'}:1: (file): no household 'c': c.toml says another id, and no "
+        "file says id = 'c'"
     ]
     with pytest.raises(RitualFileError) as caught:
         load_config(root, today=TODAY, household="bob")
