@@ -150,6 +150,7 @@ class DirectorySource:
         self._heard: set[str] = set()
         self._heard_shared = False
         self._watching: threading.Event | None = None
+        self._watcher: threading.Thread | None = None
         self._watch_stopped = threading.Event()
         self._full_look_at: float | None = None
         #: Looks that statted every file (with the watch running, one at start and then one
@@ -375,6 +376,7 @@ class DirectorySource:
             target=self._watch, args=(watchfiles, stop, wake), name="tend-watch", daemon=True
         )
         thread.start()
+        self._watcher = thread
         return True
 
     def _watch(self, watchfiles: Any, stop: threading.Event, wake: Callable[[], None]) -> None:
@@ -403,8 +405,13 @@ class DirectorySource:
             self._watch_stopped.set()
 
     def stop_watching(self) -> None:
+        """Stop the watch, and wait for its thread: one still inside watchfiles' Rust code
+        when the interpreter exits aborts the process."""
         if self._watching is not None:
             self._watching.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout=10)
+            self._watcher = None
 
     def _stats(self) -> dict[str, int] | None:
         """Every household file's (mtime_ns, size), by stem; None when the folder cannot be

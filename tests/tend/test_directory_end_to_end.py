@@ -13,16 +13,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from xml.etree import ElementTree
 
 import httpx
-import pytest
 from fake_twilio import FakeTwilio
-from loopback import free_port
+from loopback import free_port, healthy, wait_for_log
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
@@ -43,31 +40,6 @@ name = "{name}"
 phone = "+1555123{n:04d}"
 channels = ["sms"]
 """
-
-
-@pytest.fixture
-def database_url(backend: str, sqlite_url: str, request: pytest.FixtureRequest) -> str:
-    if backend == "sqlite":
-        return sqlite_url
-    request.getfixturevalue("pg_engine")
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-def wait_for(condition: Callable[[], bool], what: str, log: Path) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}\n{log.read_text(errors='replace')[-4000:]}")
-
-
-def healthy(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def pending_bodies(database: str, household_id: str) -> list[str]:
@@ -133,10 +105,15 @@ message = "Check-in time, {{{{ partner }}}}. Reply DONE after."
                 command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
             )
         try:
-            wait_for(lambda: healthy(base), "/healthz", log)
+            wait_for_log(DEADLINE, lambda: healthy(base), "/healthz", log)
             for n, name in enumerate(["Alex", "Kim", "Robin"]):
                 phone = f"+1555123{n:04d}"
-                wait_for(lambda phone=phone: bool(twilio.sent_to(phone)), f"{name}'s nudge", log)
+                wait_for_log(
+                    DEADLINE,
+                    lambda phone=phone: bool(twilio.sent_to(phone)),
+                    f"{name}'s nudge",
+                    log,
+                )
                 [nudge] = twilio.sent_to(phone)
                 assert nudge["body"].startswith(f"Check-in time, {name}."), nudge["body"]
 
@@ -158,13 +135,16 @@ message = "Check-in time, {{{{ partner }}}}. Reply DONE after."
             # One household edited, another broken: the edit is planned, the rest goes on.
             (root / "households" / "h1.toml").write_text(household(1, "Kimberly"))
             (root / "households" / "h2.toml").write_text("[[partners]\n")
-            wait_for(
+            wait_for_log(
+                DEADLINE,
                 lambda: any("Kimberly" in b for b in pending_bodies(database_url, "h1")),
                 "the edit of h1.toml planned",
                 log,
             )
             assert any("Robin" in b for b in pending_bodies(database_url, "h2")), "h2 as it was"
-            wait_for(lambda: "h2.toml:1:" in log.read_text(), "h2.toml's error logged", log)
+            wait_for_log(
+                DEADLINE, lambda: "h2.toml:1:" in log.read_text(), "h2.toml's error logged", log
+            )
             text = log.read_text()
             assert "stays on its last good version" in text
             assert "+15551230001" not in text, "no phone number in the log"

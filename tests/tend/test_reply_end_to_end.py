@@ -14,15 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from xml.etree import ElementTree
 
 import httpx
-import pytest
 from fake_twilio import FakeTwilio
-from loopback import free_port
+from loopback import free_port, healthy, wait_for_log
 from ritual_files import couple_file, write_ritual_file
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
@@ -52,34 +50,6 @@ schedule = "daily at {at:%H:%M}"
 message = "Check-in time, {{{{ partner }}}}: ten minutes, phones down. Reply DONE after."
 """
     )
-
-
-@pytest.fixture
-def database_url(backend: str, sqlite_url: str, request: pytest.FixtureRequest) -> str:
-    """A new ledger: an SQLite file `tend run` creates, or the machine's PostgreSQL emptied
-    and migrated (`pg_engine`: a worker on PostgreSQL refuses a schema that is behind; `tend
-    db upgrade` is a release step there)."""
-    if backend == "sqlite":
-        return sqlite_url
-    request.getfixturevalue("pg_engine")
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-def wait_for(condition: Callable[[], bool], what: str, log: Path) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}\n{log.read_text(errors='replace')[-4000:]}")
-
-
-def healthy(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-    except httpx.TransportError:  # not listening yet
-        return False
 
 
 def reached(database: str, partner: str) -> bool:
@@ -146,9 +116,11 @@ def run_the_loop(tmp_path: Path, database_url: str, twilio: FakeTwilio) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_for(lambda: healthy(base), "/healthz to answer 200", log)
-        wait_for(lambda: bool(twilio.sent_to(ALEX)), "the nudge to Alex", log)
-        wait_for(lambda: reached(database_url, "alex"), "Alex's delivery marked sent", log)
+        wait_for_log(DEADLINE, lambda: healthy(base), "/healthz to answer 200", log)
+        wait_for_log(DEADLINE, lambda: bool(twilio.sent_to(ALEX)), "the nudge to Alex", log)
+        wait_for_log(
+            DEADLINE, lambda: reached(database_url, "alex"), "Alex's delivery marked sent", log
+        )
         [nudge] = twilio.sent_to(ALEX)
         assert nudge["body"].startswith("Check-in time, Alex:")
         assert nudge["from"] == OUR_NUMBER
