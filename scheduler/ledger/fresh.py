@@ -1,0 +1,98 @@
+"""Writing a chunk of households the ledger has no occurrences for yet (a first plan):
+plain inserts, without the upserts' ``ON CONFLICT``, and on PostgreSQL with ``COPY``.
+
+The rows are exactly those the upserts would have inserted, with the ids they would have
+had: the occurrences' ids are taken first (PostgreSQL: from the table's sequence; SQLite:
+after the largest, under the write lock the planner's transaction holds), so the
+deliveries can refer to them without reading them back. Another planner that wrote the
+chunk meanwhile makes a key conflict: everything is undone to a savepoint and the caller
+plans the chunk again with the upserts (see :meth:`scheduler.ledger.plans.Plans.insert_new`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import JSON, Connection, Table, func, insert, select, text
+
+from scheduler.ledger.rows import Base, UTCDateTime
+
+__all__ = ["DELIVERY", "OCCURRENCE", "copy_rows", "insert_rows", "new_ids"]
+
+OCCURRENCE = Base.metadata.tables["occurrence"]
+DELIVERY = Base.metadata.tables["delivery"]
+
+Convert = Callable[[Any], Any]
+
+
+def new_ids(connection: Connection, table: Table, count: int) -> list[int]:
+    """`count` ids for new rows of `table`, in the order the rows will be written."""
+    if connection.dialect.name == "postgresql":
+        taken = connection.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+            ),
+            {"table": table.name, "n": count},
+        )
+        return sorted(taken.scalars())
+    # SQLite gives a new row the largest id plus one; the planner's transaction began with
+    # BEGIN IMMEDIATE, so no other writer can take these meanwhile.
+    largest = connection.execute(select(func.max(table.c.id))).scalar() or 0
+    return list(range(largest + 1, largest + 1 + count))
+
+
+def insert_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """A plain ``executemany`` INSERT (SQLAlchemy Core: its types convert the values)."""
+    connection.execute(insert(table), rows)
+
+
+def copy_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """The rows with psycopg's ``COPY ... FROM STDIN``, converted as the columns' SQLAlchemy
+    types would convert them (aware instants to naive UTC, JSON to its text)."""
+    columns = list(rows[0])
+    names = ", ".join(f'"{name}"' for name in columns)
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy,
+    ):
+        for values in _values(table, columns, rows, _json_text(connection)):
+            copy.write_row(values)
+
+
+def _values(
+    table: Table, columns: list[str], rows: Sequence[dict[str, Any]], json_text: Convert
+) -> Iterator[list[Any]]:
+    get = itemgetter(*columns)
+    converting: list[tuple[int, Convert]] = []
+    for index, name in enumerate(columns):
+        kind = table.c[name].type
+        if isinstance(kind, UTCDateTime):
+            converting.append((index, _naive_utc))
+        elif isinstance(kind, JSON):
+            converting.append((index, json_text))
+    for row in rows:
+        values = list(get(row))
+        for index, convert in converting:
+            value = values[index]
+            if value is not None:
+                values[index] = convert(value)
+        yield values
+
+
+def _naive_utc(value: datetime) -> datetime:
+    """What :class:`UTCDateTime` stores: the instant in UTC, naive; a naive one is refused."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: the ledger stores aware UTC instants")
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _json_text(connection: Connection) -> Convert:
+    """The JSON text SQLAlchemy would send: the engine's serializer, else ``json.dumps``."""
+    serializer: Convert | None = getattr(connection.dialect, "_json_serializer", None)
+    return serializer or json.dumps
