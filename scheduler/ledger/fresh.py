@@ -11,8 +11,7 @@ plans the chunk again with the upserts (see :meth:`scheduler.ledger.plans.Plans.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
@@ -25,8 +24,6 @@ __all__ = ["DELIVERY", "OCCURRENCE", "copy_rows", "insert_rows", "new_ids"]
 
 OCCURRENCE = Base.metadata.tables["occurrence"]
 DELIVERY = Base.metadata.tables["delivery"]
-
-Convert = Callable[[Any], Any]
 
 
 def new_ids(connection: Connection, table: Table, count: int) -> list[int]:
@@ -51,37 +48,51 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[dict[str, A
 
 
 def copy_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """The rows with psycopg's ``COPY ... FROM STDIN``, converted as the columns' SQLAlchemy
-    types would convert them (aware instants to naive UTC, JSON to its text)."""
+    """The rows with psycopg's binary ``COPY ... FROM STDIN``: the values as the columns'
+    SQLAlchemy types would send them (aware instants as naive UTC; JSON through psycopg's
+    own JSON dumper, which SQLAlchemy's psycopg dialect uses too)."""
     columns = list(rows[0])
     names = ", ".join(f'"{name}"' for name in columns)
+    types = [_type_name(connection, table, name) for name in columns]
+    from psycopg.types.json import Json  # imported only where PostgreSQL is used
+
     raw = connection.connection.driver_connection
     assert raw is not None
     with (
         raw.cursor() as cursor,
-        cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy,
+        cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN (FORMAT BINARY)') as copy,
     ):
-        for values in _values(table, columns, rows, _json_text(connection)):
+        copy.set_types(types)
+        for values in _values(table, columns, rows, Json(None)):
             copy.write_row(values)
 
 
+def _type_name(connection: Connection, table: Table, column: str) -> str:
+    """The column's PostgreSQL type, as psycopg names it: ``varchar``, ``timestamp ...``."""
+    compiled: str = table.c[column].type.compile(dialect=connection.dialect)
+    return compiled.lower().split("(")[0]
+
+
 def _values(
-    table: Table, columns: list[str], rows: Sequence[dict[str, Any]], json_text: Convert
+    table: Table, columns: list[str], rows: Sequence[dict[str, Any]], json_null: object
 ) -> Iterator[list[Any]]:
     get = itemgetter(*columns)
-    converting: list[tuple[int, Convert]] = []
-    for index, name in enumerate(columns):
-        kind = table.c[name].type
-        if isinstance(kind, UTCDateTime):
-            converting.append((index, _naive_utc))
-        elif isinstance(kind, JSON):
-            converting.append((index, json_text))
+    kinds = [table.c[name].type for name in columns]
+    instants = [i for i, kind in enumerate(kinds) if isinstance(kind, UTCDateTime)]
+    # SQLAlchemy writes None in a JSON column as JSON's null, not SQL's NULL (the column's
+    # none_as_null is off): so does this.
+    documents = [
+        i for i, kind in enumerate(kinds) if isinstance(kind, JSON) and not kind.none_as_null
+    ]
     for row in rows:
         values = list(get(row))
-        for index, convert in converting:
+        for index in instants:
             value = values[index]
             if value is not None:
-                values[index] = convert(value)
+                values[index] = _naive_utc(value)
+        for index in documents:
+            if values[index] is None:
+                values[index] = json_null
         yield values
 
 
@@ -90,9 +101,3 @@ def _naive_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: the ledger stores aware UTC instants")
     return value.astimezone(UTC).replace(tzinfo=None)
-
-
-def _json_text(connection: Connection) -> Convert:
-    """The JSON text SQLAlchemy would send: the engine's serializer, else ``json.dumps``."""
-    serializer: Convert | None = getattr(connection.dialect, "_json_serializer", None)
-    return serializer or json.dumps

@@ -20,7 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from june_couple import COUPLE, HOUSEHOLD, ny
 from ritual_files import ritual_file
-from sqlalchemy import Engine, Row, Table, func, select, update
+from sqlalchemy import Engine, Row, Table, Text, cast, func, select, update
 
 from config.loader import parse_ritual_file
 from config.model import RitualFile
@@ -1054,12 +1054,21 @@ def test_a_first_plan_writes_the_very_rows_the_upserts_write(
     assert inserted[1].occurrences > 100
     for table in (OCCURRENCES, DELIVERIES):
         assert table_rows(engine, table) == table_rows(second_engine, table)
-    # The JSON columns too: an e-mail's wording for a fallback, a pulse check-in's turns.
-    json_columns = select(DeliveryRow.fallback_bodies, DeliveryRow.pulse)
-    with engine.connect() as connection:
-        json_rows = list(connection.execute(json_columns))
-    assert any(r.fallback_bodies for r in json_rows) and any(r.pulse for r in json_rows)
+    # The JSON columns as stored, which reading them hides: a Python None is JSON's null
+    # there, not SQL's NULL; an e-mail's wording for a fallback, a pulse check-in's turns.
+    assert json_texts(engine) == json_texts(second_engine)
+    assert {"null", None} & {t for row in json_texts(engine) for t in row} == {"null"}
+    documents = [t for row in json_texts(engine) for t in row if t != "null"]
+    assert any("email" in t for t in documents) and any("conversation" in t for t in documents)
     assert_no_duplicates(engine)
+
+
+def json_texts(engine: Engine) -> list[tuple[str | None, str | None]]:
+    query = select(cast(DeliveryRow.fallback_bodies, Text), cast(DeliveryRow.pulse, Text)).order_by(
+        DeliveryRow.id
+    )
+    with engine.connect() as connection:
+        return [(row[0], row[1]) for row in connection.execute(query)]
 
 
 def test_a_chunk_another_planner_wrote_after_the_snapshot_is_upserted_and_nothing_doubles(
