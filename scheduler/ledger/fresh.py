@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Table, func, insert, select, text
+from sqlalchemy import JSON, Connection, Table, func, select, text
 
 from scheduler.ledger.rows import Base, UTCDateTime
 
@@ -24,6 +24,7 @@ __all__ = ["DELIVERY", "OCCURRENCE", "copy_rows", "insert_rows", "new_ids"]
 
 OCCURRENCE = Base.metadata.tables["occurrence"]
 DELIVERY = Base.metadata.tables["delivery"]
+_NONE = object()  # no value seen yet
 
 
 def new_ids(connection: Connection, table: Table, count: int) -> list[int]:
@@ -43,8 +44,34 @@ def new_ids(connection: Connection, table: Table, count: int) -> list[int]:
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """A plain ``executemany`` INSERT (SQLAlchemy Core: its types convert the values)."""
-    connection.execute(insert(table), rows)
+    """A plain ``executemany`` INSERT of tuples, the values converted by the columns'
+    SQLAlchemy types' own bind processors (what an ``insert(table)`` would send, without
+    its work per row and column around them)."""
+    columns = list(rows[0])
+    dialect = connection.dialect
+    processors = [
+        (index, process)
+        for index, name in enumerate(columns)
+        if (process := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+    ]
+    get = itemgetter(*columns)
+    values = []
+    # (value, converted) last seen in each converted column: most rows share one instant
+    # (`now`, as created_at and updated_at), converted once.
+    last: list[tuple[object, Any]] = [(_NONE, None)] * len(processors)
+    for row in rows:
+        row_values = list(get(row))
+        for position, (index, process) in enumerate(processors):
+            value = row_values[index]
+            seen, converted = last[position]
+            if value is not seen:
+                converted = process(value)
+                last[position] = (value, converted)
+            row_values[index] = converted
+        values.append(tuple(row_values))
+    names = ", ".join(f'"{name}"' for name in columns)
+    marks = ", ".join("?" * len(columns))
+    connection.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', values)
 
 
 def copy_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -84,12 +111,16 @@ def _values(
     documents = [
         i for i, kind in enumerate(kinds) if isinstance(kind, JSON) and not kind.none_as_null
     ]
+    last: list[tuple[object, Any]] = [(_NONE, None)] * len(instants)  # as in insert_rows
     for row in rows:
         values = list(get(row))
-        for index in instants:
+        for position, index in enumerate(instants):
             value = values[index]
-            if value is not None:
-                values[index] = _naive_utc(value)
+            seen, converted = last[position]
+            if value is not seen:
+                converted = None if value is None else _naive_utc(value)
+                last[position] = (value, converted)
+            values[index] = converted
         for index in documents:
             if values[index] is None:
                 values[index] = json_null
