@@ -7,7 +7,9 @@ Two steps, both safe to run twice or from two processes at once:
 - :func:`plan_horizon` inserts the occurrences and deliveries of the next days with
   insert-or-ignore on their unique keys. After a change it also updates what is still
   pending, and cancels what the new file no longer makes (a removed or changed ritual's
-  future deliveries), keeping every row that has history.
+  future deliveries), keeping every row that has history. A chunk of households with no
+  occurrences yet (a first plan) gets the same rows with plain inserts, undone and upserted
+  instead if another planner wrote it meanwhile.
 
 Which rows a plan writes is decided by :mod:`scheduler.planner.rules`, from what the file
 makes (:mod:`scheduler.planner.candidates`) and what the ledger has.
