@@ -135,9 +135,12 @@ class Plans(Bound):
         """Insert the rows of a chunk whose snapshot had no occurrences: plain inserts (on
         PostgreSQL with ``COPY``), the occurrences with the ids :meth:`new_occurrence_ids`
         gave. False, with nothing written, when a key exists after all (another planner
-        wrote the chunk meanwhile): the chunk is then planned again with the upserts."""
+        wrote the chunk meanwhile), or with a driver other than psycopg's or sqlite3's: the
+        chunk is then planned again with the upserts."""
         with self._writing() as connection:
             if connection.dialect.name == "postgresql":
+                if connection.dialect.driver != "psycopg":
+                    return False  # COPY is psycopg 3's
                 from psycopg.errors import UniqueViolation
 
                 try:
