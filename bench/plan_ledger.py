@@ -22,8 +22,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, insert, select, text
 
@@ -126,6 +128,7 @@ def copy_rows_dbapi(source: Engine, target: Engine) -> tuple[float, float]:
         writing.execute(DeliveryRow.__table__.delete())
         writing.execute(OccurrenceRow.__table__.delete())
     marker = "?" if source.dialect.name == "sqlite" else "%s"
+    adapt = _json_adapter(target)
     with source.connect() as reading, target.begin() as writing:
         cursor = writing.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         if target.dialect.name == "postgresql":
@@ -140,7 +143,7 @@ def copy_rows_dbapi(source: Engine, target: Engine) -> tuple[float, float]:
             insert_sql = (
                 f"INSERT INTO {table.name} ({columns}) VALUES ({', '.join([marker] * len(names))})"
             )
-            while batch := [tuple(row) for row in result.fetchmany(BATCH)]:
+            while batch := [tuple(map(adapt, row)) for row in result.fetchmany(BATCH)]:
                 started, started_cpu = time.perf_counter(), time.process_time()
                 cursor.executemany(insert_sql, batch)
                 wall += time.perf_counter() - started
@@ -149,6 +152,16 @@ def copy_rows_dbapi(source: Engine, target: Engine) -> tuple[float, float]:
     wall += time.perf_counter() - started
     cpu += time.process_time() - started_cpu
     return wall, cpu
+
+
+def _json_adapter(target: Engine) -> Callable[[Any], Any]:
+    """What a JSON column's value (a dict or list, as the driver read it) is written as:
+    psycopg adapts a dict only wrapped in ``Json``; sqlite3 read the JSON text already."""
+    if target.dialect.name != "postgresql":
+        return lambda value: value
+    from psycopg.types.json import Json
+
+    return lambda value: Json(value) if isinstance(value, dict | list) else value
 
 
 def run(url: str, plan: Plan, days: int, directory: str) -> None:

@@ -98,10 +98,11 @@ def _opened_clear(order: tuple[int, ...], before: tuple[int, ...], spacing: int)
     earliest = {before[-j]: spacing - j for j in range(1, tail + 1)}
     rest = list(order[: len(order) - tail])
     opened: list[int] = []
-    for place in range(len(rest)):
+    # From place `tail` on every item may stand anywhere: the rest keeps its order.
+    for place in range(min(tail, len(rest))):
         pick = next(k for k, item in enumerate(rest) if earliest.get(item, 0) <= place)
         opened.append(rest.pop(pick))
-    return (*opened, *order[len(order) - tail :])
+    return (*opened, *rest, *order[len(order) - tail :])
 
 
 def _in_halves(size: int, seed: str, passes: int) -> tuple[int, ...]:

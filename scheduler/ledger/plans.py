@@ -13,8 +13,10 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, exists, or_, select, true, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
+from scheduler.ledger import fresh
 from scheduler.ledger.base import Bound
 from scheduler.ledger.engine import dialect_insert
 from scheduler.ledger.rows import (
@@ -136,6 +138,45 @@ class Plans(Bound):
         """The occurrences' ids and statuses again (after an upsert), by key."""
         with self._reading() as connection:
             return _occurrences(connection, _in_chunk(household_ids, earliest))
+
+    def new_occurrence_ids(self, count: int) -> list[int]:
+        """Ids for `count` new occurrences, in order, for :meth:`insert_new` (inside the
+        planner's transaction)."""
+        with self._writing() as connection:
+            return fresh.new_ids(connection, fresh.OCCURRENCE, count)
+
+    def insert_new(
+        self, occurrences: Sequence[dict[str, Any]], deliveries: Sequence[dict[str, Any]]
+    ) -> bool:
+        """Insert the rows of a chunk whose snapshot had no occurrences: plain inserts (on
+        PostgreSQL with ``COPY``), the occurrences with the ids :meth:`new_occurrence_ids`
+        gave. False, with nothing written, when a key exists after all (another planner
+        wrote the chunk meanwhile), or with a driver other than psycopg's or sqlite3's: the
+        chunk is then planned again with the upserts."""
+        with self._writing() as connection:
+            if connection.dialect.name == "postgresql":
+                if connection.dialect.driver != "psycopg":
+                    return False  # COPY is psycopg 3's
+                from psycopg.errors import UniqueViolation
+
+                try:
+                    with connection.begin_nested():
+                        fresh.copy_rows(connection, fresh.OCCURRENCE, occurrences)
+                        if deliveries:
+                            fresh.copy_rows(connection, fresh.DELIVERY, deliveries)
+                except UniqueViolation:
+                    return False
+                return True
+            try:
+                with connection.begin_nested():
+                    fresh.insert_rows(connection, fresh.OCCURRENCE, occurrences)
+                    if deliveries:
+                        fresh.insert_rows(connection, fresh.DELIVERY, deliveries)
+            except IntegrityError as error:
+                if "UNIQUE" not in str(error.orig):
+                    raise
+                return False
+            return True
 
     def upsert_occurrences(self, rows: Sequence[dict[str, Any]], *, changed: bool) -> None:
         """Insert occurrences; revive cancelled ones; after a change, update open ones."""

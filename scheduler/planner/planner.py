@@ -7,7 +7,9 @@ Two steps, both safe to run twice or from two processes at once:
 - :func:`plan_horizon` inserts the occurrences and deliveries of the next days with
   insert-or-ignore on their unique keys. After a change it also updates what is still
   pending, and cancels what the new file no longer makes (a removed or changed ritual's
-  future deliveries), keeping every row that has history.
+  future deliveries), keeping every row that has history. A chunk of households with no
+  occurrences yet (a first plan) gets the same rows with plain inserts, undone and upserted
+  instead if another planner wrote it meanwhile.
 
 Which rows a plan writes is decided by :mod:`scheduler.planner.rules`, from what the file
 makes (:mod:`scheduler.planner.candidates`) and what the ledger has.
@@ -23,7 +25,7 @@ from datetime import datetime, timedelta
 from config.model import RitualFile
 from rituals.planning import PLANNING_RULES, Plan, file_hash
 from scheduler.ledger import Ledger, Records
-from scheduler.ledger.plans import CONFIG_CANCELLED
+from scheduler.ledger.plans import CONFIG_CANCELLED, Snapshot
 from scheduler.planner import rules
 from scheduler.planner.candidates import Candidate, candidates
 
@@ -136,6 +138,12 @@ def _write_chunk(
     earliest = min(c.row["at"] for c in made) - timedelta(days=2)
     before = tx.plans.snapshot(household_ids, earliest)
     first_plan = generation <= 1
+    if not before.occurrences:
+        counts = _write_new(tx, made, before, now, first_plan)
+        if counts is not None:
+            return counts
+        # Another planner wrote these households meanwhile: upsert on what it wrote.
+        before = tx.plans.snapshot(household_ids, earliest)
     chosen = rules.choose(made, before, now, first_plan=first_plan)
     if changed and chosen.lost_days:
         keep = rules.kept_days(before, made, chosen.lost_days)
@@ -154,6 +162,27 @@ def _write_chunk(
         return written, 0
     tx.plans.upsert_deliveries(rows, changed=changed)
     return written, announced
+
+
+def _write_new(
+    tx: Records, made: Sequence[Candidate], before: Snapshot, now: datetime, first_plan: bool
+) -> tuple[int, int] | None:
+    """Write a chunk the ledger has no occurrences for (a first plan) with plain inserts:
+    the very rows the upserts would write, found by the same rules. None, with nothing
+    written, if a row exists after all."""
+    chosen = rules.choose(made, before, now, first_plan=first_plan)
+    if not chosen.candidates:
+        return 0, 0
+    # No occurrence in the snapshot, so none to keep (rule 6) and every chosen one is new.
+    ids = tx.plans.new_occurrence_ids(len(chosen.candidates))
+    new = {c.key: (i, "open") for c, i in zip(chosen.candidates, ids, strict=True)}
+    occurrences = [{"id": i, **c.row} for c, i in zip(chosen.candidates, ids, strict=True)]
+    rows, announced = rules.delivery_rows(
+        chosen.candidates, new, before, now, first_plan=first_plan, changed=False
+    )
+    if not tx.plans.insert_new(occurrences, rows):
+        return None
+    return len(occurrences), announced
 
 
 def _lookback(file: RitualFile, now: datetime) -> datetime:

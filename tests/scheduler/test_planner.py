@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from textwrap import dedent
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,7 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from june_couple import COUPLE, HOUSEHOLD, ny
 from ritual_files import ritual_file
-from sqlalchemy import Engine, Row, Table, func, select, update
+from sqlalchemy import Engine, Row, Table, Text, cast, func, select, update
 
 from config.loader import parse_ritual_file
 from config.model import RitualFile
@@ -28,7 +29,7 @@ from rituals.clock import resolve
 from rituals.planning import Plan
 from scheduler.ledger import Ledger
 from scheduler.ledger.engine import make_engine
-from scheduler.ledger.plans import Plans
+from scheduler.ledger.plans import Plans, Snapshot
 from scheduler.ledger.rows import (
     DeliveryRow,
     HouseholdRow,
@@ -44,6 +45,7 @@ from scheduler.planner import (
     plan_horizon,
     sync_file,
 )
+from scheduler.planner import planner as planner_module
 from scheduler.source import SyncedSource
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -994,3 +996,100 @@ to = "each"
     }
     assert sams and {d.due_at for d in sams} <= drawn
     assert all(10 <= d.due_at.astimezone(new_york).hour < 20 for d in sams)
+
+
+# ------------------------------------------------------------------ a first plan's inserts
+
+EXAMPLE = (Path(__file__).parents[2] / "examples" / "tend.toml").read_text(encoding="utf-8")
+
+
+def example_households(count: int) -> RitualFile:
+    """The example's rituals for `count` copies of its couple, in zones either side of UTC."""
+    start = EXAMPLE.index("[[households]]")
+    end = EXAMPLE.index("[[rituals]]")
+    couple = EXAMPLE[start:end]
+    zones = ("America/New_York", "Europe/Berlin", "Asia/Tokyo", "Pacific/Auckland")
+    copies = [
+        couple.replace('id = "alex-sam"', f'id = "couple-{n}"\ntimezone = "{zones[n % 4]}"')
+        .replace("+155512300", f"+1555{n:03}00")
+        .replace("@example.com", f"{n}@example.com")
+        for n in range(count)
+    ]
+    return ritual_file(EXAMPLE[:start] + "".join(copies) + EXAMPLE[end:], today=NOW)
+
+
+@pytest.fixture
+def second_engine(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """Another migrated, empty ledger on the same database system as `engine`."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/second.db"
+    else:
+        url = request.getfixturevalue("empty_postgres_url")
+    second = make_engine(url)
+    upgrade(second)
+    yield second
+    second.dispose()
+
+
+def test_a_first_plan_writes_the_very_rows_the_upserts_write(
+    engine: Engine, second_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = example_households(6)
+    real = Plans.insert_new
+    written: list[bool] = []
+
+    def insert_new(self: Plans, *rows: Any) -> bool:
+        written.append(real(self, *rows))
+        return written[-1]
+
+    with monkeypatch.context() as inserting:
+        inserting.setattr(Plans, "insert_new", insert_new)
+        inserted = plan(engine, file, NOW)
+    assert written == [True]  # one chunk, written with the plain inserts
+    with monkeypatch.context() as upserting:  # as if each chunk had rows: the upserts
+        upserting.setattr(planner_module, "_write_new", lambda *args, **kwargs: None)
+        upserted = plan(second_engine, file, NOW)
+
+    assert inserted == upserted
+    assert inserted[1].occurrences > 100
+    for table in (OCCURRENCES, DELIVERIES):
+        assert table_rows(engine, table) == table_rows(second_engine, table)
+    # The JSON columns as stored, which reading them hides: a Python None is JSON's null
+    # there, not SQL's NULL; an e-mail's wording for a fallback, a pulse check-in's turns.
+    assert json_texts(engine) == json_texts(second_engine)
+    assert {"null", None} & {t for row in json_texts(engine) for t in row} == {"null"}
+    documents = [t for row in json_texts(engine) for t in row if t != "null"]
+    assert any("email" in t for t in documents) and any("conversation" in t for t in documents)
+    assert_no_duplicates(engine)
+
+
+def json_texts(engine: Engine) -> list[tuple[str | None, str | None]]:
+    query = select(cast(DeliveryRow.fallback_bodies, Text), cast(DeliveryRow.pulse, Text)).order_by(
+        DeliveryRow.id
+    )
+    with engine.connect() as connection:
+        return [(row[0], row[1]) for row in connection.execute(query)]
+
+
+def test_a_chunk_another_planner_wrote_after_the_snapshot_is_upserted_and_nothing_doubles(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = example_households(3)
+    plan(engine, file, NOW)
+    occurrences_before = table_rows(engine, OCCURRENCES)
+    deliveries_before = table_rows(engine, DELIVERIES)
+    real = Plans.snapshot
+    calls: list[int] = []
+
+    def stale_first(self: Plans, household_ids: Any, earliest: datetime) -> Snapshot:
+        calls.append(1)
+        # The first read sees no rows, as if the other planner had not committed yet.
+        return Snapshot({}) if len(calls) == 1 else real(self, household_ids, earliest)
+
+    monkeypatch.setattr(Plans, "snapshot", stale_first)
+    _, report = plan(engine, file, NOW + timedelta(minutes=5))
+
+    assert len(calls) == 2  # the plain inserts met the rows, were undone, and upserted
+    assert report.occurrences == report.deliveries == 0
+    assert table_rows(engine, OCCURRENCES) == occurrences_before
+    assert table_rows(engine, DELIVERIES) == deliveries_before
