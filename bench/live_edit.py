@@ -1,6 +1,6 @@
 """How soon one household's edit is live in a big ritual directory.
 
-Usage: .venv/bin/python bench/live_edit.py [HOUSEHOLDS] [EDITS]
+Usage: .venv/bin/python bench/live_edit.py [HOUSEHOLDS] [EDITS] [--postgres-only]
 Default: 100,000 households (the example's, four zones, as bench/plan_pure.py makes them),
 5 edits; a fresh SQLite ledger, and ``TEND_BENCH_POSTGRES_URL`` too when set (a database of
 its own, emptied first).
@@ -141,7 +141,7 @@ def main() -> None:
     args = [int(a) for a in sys.argv[1:] if a.isdigit()]
     households = args[0] if args else 100_000
     edits = args[1] if len(args) > 1 else 5
-    urls: list[str | None] = [None]
+    urls: list[str | None] = [] if "--postgres-only" in sys.argv else [None]
     if os.environ.get("TEND_BENCH_POSTGRES_URL"):
         urls.append(os.environ["TEND_BENCH_POSTGRES_URL"])
     with tempfile.TemporaryDirectory() as name:
