@@ -1,7 +1,8 @@
 """Worker memory: the RSS of a real `tend worker` once it has planned N households, and
 while it dispatches.
 
-Usage: .venv/bin/python bench/memory.py [--directory] [--dispatch SECONDS] [HOUSEHOLDS ...]
+Usage: .venv/bin/python bench/memory.py [--directory] [--dispatch SECONDS] [--postgres-only]
+       [HOUSEHOLDS ...]
 (default: 1000 10000 100000; a fresh SQLite ledger, and ``TEND_BENCH_POSTGRES_URL`` too when
 set: a database of its own, emptied first.)
 
@@ -139,7 +140,7 @@ def main() -> None:
     dispatch = float(args[args.index("--dispatch") + 1]) if "--dispatch" in args else 0.0
     sizes = [int(a) for a in args if a.isdigit() and not _after(args, a, "--dispatch")]
     sizes = sizes or [1000, 10000, 100000]
-    urls: list[str | None] = [None]
+    urls: list[str | None] = [] if "--postgres-only" in args else [None]
     if os.environ.get("TEND_BENCH_POSTGRES_URL"):
         urls.append(os.environ["TEND_BENCH_POSTGRES_URL"])
     layout = "a ritual directory" if as_directory else "one ritual file"
