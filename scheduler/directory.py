@@ -109,9 +109,6 @@ class Look:
     #: household the ledger has and no file holds is then gone.
     complete: bool = False
 
-    def __bool__(self) -> bool:
-        return self.shared_changed or bool(self.touched) or bool(self.gone)
-
 
 @dataclass
 class Read:
