@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import textwrap
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -15,11 +12,10 @@ from typing import Any
 import pytest
 from icalendar import Calendar
 from ritual_files import couple_file, partner_table
+from tend_process import ERROR_LINE, ROOT, tend
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "tend.toml"
 EXAMPLE_RITUALS = ("date-night", "check-in", "money-and-plans", "appreciation", "reunion")
-ERROR_LINE = re.compile(r"^(?P<file>.+):(?P<line>\d+): (?P<path>[\w.-]+|\(file\)): (?P<msg>.+)$")
 PLAN_KEYS = {
     "household",
     "ritual",
@@ -66,31 +62,6 @@ id = "check-in"
 kind = "check_in"
 schedule = "cron: 30 19 * *"
 """
-
-
-def tend(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m tend ARGS`` with no stray TEND_CONFIG, colours or terminal width."""
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("TEND_CONFIG", "FORCE_COLOR", "COLUMNS", "PYTHONSTARTUP")
-    }
-    environment["NO_COLOR"] = "1"
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "tend", *args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def write(directory: Path, text: str, name: str = "rituals.toml") -> Path:

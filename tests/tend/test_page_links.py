@@ -9,21 +9,19 @@ E-mails go through the real dispatcher and ``EmailNotifier`` to a real SMTP serv
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from fake_notifiers import FakeClock
 from fastapi.testclient import TestClient
 from ledger_setup import planned_file
 from ritual_files import couple_file, household_table, partner_table, write_ritual_file
+from signed_sms import PUBLIC, TOKEN, answer_text
 from smtp_server import SmtpServer
 from sqlalchemy import Engine, update
-from twilio.request_validator import RequestValidator
 
 from config.loader import RitualFileError, load_ritual_file
 from config.model import RitualFile
@@ -37,9 +35,7 @@ from scheduler.ledger import Ledger
 from scheduler.ledger.rows import DeliveryRow
 from tend.web import create_app
 
-PUBLIC = "https://tend.example.com"
 LINKS = Links(PUBLIC, "page-link-test-secret-0123456789")
-TOKEN = "0123456789abcdef0123456789abcdef"
 SENDER = "Tend <tend@example.com>"
 ALEX = "+15551230001"
 PLANNED = datetime(2026, 1, 12, 0, 0, tzinfo=UTC)
@@ -166,18 +162,8 @@ def text(engine: Engine, file: RitualFile, links: Links | None, sid: str, body: 
         rituals=lambda: file,
     )
     form = {"MessageSid": sid, "AccountSid": "AC" + "0" * 32, "From": ALEX, "Body": body}
-    signature = RequestValidator(TOKEN).compute_signature(f"{PUBLIC}/twilio/sms", form)
     with TestClient(app) as client:
-        answer = client.post(
-            "/twilio/sms",
-            content=urlencode(form),
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                "X-Twilio-Signature": signature,
-            },
-        )
-    assert answer.status_code == 200, answer.text
-    return "".join(child.text or "" for child in ET.fromstring(answer.content))
+        return answer_text(client, form)
 
 
 def sent_before_now(engine: Engine) -> None:

@@ -7,17 +7,15 @@ SQLite and PostgreSQL, with signed requests.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from fake_notifiers import FakeClock
+from signed_sms import PUBLIC, TOKEN, answer_text
 from sqlalchemy import Engine
-from twilio.request_validator import RequestValidator
 
 from notifiers.links import Links
 from notifiers.twilio_webhooks import TwilioWebhooks
@@ -27,9 +25,6 @@ from scheduler.planner.directory import DirectoryPlanner
 from scheduler.source import SyncedSource
 from tend.web import create_app
 
-TOKEN = "0123456789abcdef0123456789abcdef"
-PUBLIC = "https://tend.example.com"
-PATH = "/twilio/sms"
 LINKS = Links(PUBLIC, "directory-test-secret-key-0123456789")
 PLANNED = datetime(2026, 1, 12, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 1, 12, 19, 30, tzinfo=UTC)  # the 19:00 check-in went out
@@ -115,17 +110,7 @@ _sids = iter(range(10**6))
 def text(client: Any, sender: str, body: str) -> str:
     sid = f"SM{next(_sids):032d}"
     form = {"MessageSid": sid, "SmsSid": sid, "From": sender, "To": "+15550001111", "Body": body}
-    signature = RequestValidator(TOKEN).compute_signature(f"{PUBLIC}{PATH}", form)
-    answer = client.post(
-        PATH,
-        content=urlencode(form),
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": signature,
-        },
-    )
-    assert answer.status_code == 200, answer.text
-    return "".join(child.text or "" for child in ET.fromstring(answer.content))
+    return answer_text(client, form)
 
 
 def test_a_reply_is_judged_by_its_own_household_from_the_ledger(client: Any) -> None:

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 import time_machine
@@ -30,8 +29,9 @@ from fake_notifiers import FakeClock
 from fake_twilio import FakeTwilio
 from ledger_setup import planned_file
 from ritual_files import couple_file, write_ritual_file
+from signed_sms import PATH, PUBLIC, TOKEN
+from signed_sms import signed as signed_form
 from sqlalchemy import Engine, select, update
-from twilio.request_validator import RequestValidator
 from typer.testing import CliRunner, Result
 
 from config.model import RitualFile
@@ -58,10 +58,6 @@ from scheduler.ledger.rows import (
 from tend import cli
 from tend.web import create_app
 
-TOKEN = "0123456789abcdef0123456789abcdef"
-PUBLIC = "https://tend.example.com"
-PATH = "/twilio/sms"
-FORM = "application/x-www-form-urlencoded"
 SENDER = "+15550001111"
 LINKS = Links(PUBLIC, "pulse-test-secret-key-0123456789")
 
@@ -185,8 +181,7 @@ def signed(sender: str, body: str, sid: str | None = None) -> tuple[str, dict[st
         "Body": body,
         "NumMedia": "0",
     }
-    signature = RequestValidator(TOKEN).compute_signature(f"{PUBLIC}{PATH}", form)
-    return urlencode(form), {"Content-Type": FORM, "X-Twilio-Signature": signature}
+    return signed_form(form)
 
 
 def text(client: Any, sender: str, body: str, sid: str | None = None) -> str:

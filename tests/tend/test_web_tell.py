@@ -14,7 +14,6 @@ import itertools
 import logging
 import os
 import threading
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from fake_notifiers import FakeClock, FakeEmail
 from fake_twilio import FakeTwilio
 from ledger_setup import planned_file
 from ritual_files import couple_file, household_table, partner_table, write_ritual_file
+from signed_sms import FORM, PUBLIC, TOKEN, answer_text
 from sqlalchemy import Engine, select
 from twilio.request_validator import RequestValidator
 
@@ -51,10 +51,6 @@ from scheduler.ledger.rows import (
 from scheduler.planner import plan_horizon, sync_file
 from tend.web import create_app
 
-TOKEN = "0123456789abcdef0123456789abcdef"
-PUBLIC = "https://tend.example.com"
-PATH = "/twilio/sms"
-FORM = "application/x-www-form-urlencoded"
 SENDER = "+15550001111"
 LINKS = Links(PUBLIC, "tell-test-secret-key-0123456789")
 
@@ -201,15 +197,7 @@ def inbound(sender: str, body: str, sid: str | None = None) -> dict[str, str]:
 
 def text(client: Any, sender: str, body: str, sid: str | None = None) -> str:
     """POST an SMS to the webhook, signed as Twilio signs it; the answer's text."""
-    form = inbound(sender, body, sid)
-    signature = RequestValidator(TOKEN).compute_signature(f"{PUBLIC}{PATH}", form)
-    answer = client.post(
-        PATH,
-        content=urlencode(form),
-        headers={"Content-Type": FORM, "X-Twilio-Signature": signature},
-    )
-    assert answer.status_code == 200, answer.text
-    return "".join(child.text or "" for child in ET.fromstring(answer.content))
+    return answer_text(client, inbound(sender, body, sid))
 
 
 def tells(engine: Engine) -> list[Any]:
