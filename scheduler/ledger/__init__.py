@@ -50,7 +50,7 @@ from sqlalchemy.exc import (
 from scheduler.ledger import schema
 from scheduler.ledger.claims import Claims
 from scheduler.ledger.completions import Completions
-from scheduler.ledger.engine import make_engine
+from scheduler.ledger.engine import ahead, make_engine
 from scheduler.ledger.inbound import Inbound
 from scheduler.ledger.occurrences import Occurrences
 from scheduler.ledger.pages import Pages
@@ -139,6 +139,14 @@ class Ledger(Records):
         """Several calls that commit together, or not at all."""
         with self._engine.begin() as connection:
             yield Records(connection)
+
+    @contextmanager
+    def ahead(self) -> Iterator[None]:
+        """Within the block, this thread's transactions begin before those of the process's
+        other threads waiting for SQLite's one writer (someone's edit before the
+        dispatcher's next batch). PostgreSQL's writers do not queue: nothing changes there."""
+        with ahead():
+            yield
 
     # ------------------------------------------------------------------ the database
 

@@ -4,12 +4,21 @@ SQLite gets WAL, a 5 s busy timeout and foreign keys on every connection. Measur
 planning the ledger: a web and a worker process writing one SQLite file without a busy
 timeout got about 3,800 "database is locked" errors in 6,000 transactions, with or without
 WAL; with WAL and 5 s, none.
+
+Within one process, SQLite's transactions also queue at a :class:`WriteGate`, so that a
+thread can be put ahead of the others (:func:`ahead`): a household's edit before the
+dispatcher's next batch.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3 as _sqlite3
-from typing import Any
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,6 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "WriteGate",
+    "ahead",
     "dialect_insert",
     "is_postgres",
     "is_sqlite",
@@ -43,13 +54,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             )
         # One connection per thread: the dispatcher's senders and the scheduler's jobs each
         # write. `timeout` is the sqlite3 module's own wait; busy_timeout is set below too.
-        connect_args = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+        connect_args: dict[str, Any] = {
+            "check_same_thread": False,
+            "timeout": BUSY_TIMEOUT_MS / 1000,
+            "factory": _GatedConnection,
+        }
         connect_args.update(kwargs.pop("connect_args", {}))
         engine = create_engine(url, connect_args=connect_args, **kwargs)
+        gate = WriteGate.of(database)
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN and never issues it before a
         # SELECT; emit BEGIN ourselves so a transaction is one (SQLAlchemy's documented recipe).
-        event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "begin", lambda connection: _sqlite_begin(connection, gate))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
@@ -67,11 +83,142 @@ def _sqlite_pragmas(dbapi_connection: _sqlite3.Connection, _record: object) -> N
         cursor.close()
 
 
-def _sqlite_begin(connection: Any) -> None:
-    # IMMEDIATE takes the write lock at BEGIN, so two writers wait on busy_timeout instead
-    # of one failing at its first write with "database is locked" (a deferred transaction
-    # that read first cannot be upgraded while another holds the lock).
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(connection: Any, gate: WriteGate) -> None:
+    raw = connection.connection.dbapi_connection
+    if isinstance(raw, _GatedConnection):
+        raw.take(gate)
+    try:
+        # IMMEDIATE takes the write lock at BEGIN, so two writers wait on busy_timeout
+        # instead of one failing at its first write with "database is locked" (a deferred
+        # transaction that read first cannot be upgraded while another holds the lock).
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        if isinstance(raw, _GatedConnection):
+            raw.let_go()
+        raise
+
+
+class WriteGate:
+    """Whose transaction on one SQLite file begins next, among this process's threads.
+
+    SQLite has one writer, and every Tend transaction takes the write lock at BEGIN. A
+    thread that finds it taken sleeps in SQLite's busy handler and looks again (after 1, 2,
+    5, ... up to 100 ms), so a steady run of short transactions from other threads (the
+    dispatcher's claims and records) can keep it out for seconds, past the busy timeout.
+    Here the threads wait on a condition instead, and the next begins as soon as the last
+    one ends. A thread inside :func:`ahead` goes before every thread waiting outside one.
+
+    Other processes on the file (a ``tend web`` beside the worker) still meet at SQLite's
+    lock and its busy timeout. A thread that begins a second transaction while it holds one
+    is not made to wait for itself: SQLite's busy timeout answers it, as before.
+    """
+
+    _gates: ClassVar[dict[str, WriteGate]] = {}
+    _gates_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
+        self.timeout = timeout
+        self._condition = threading.Condition()
+        self._holder: int | None = None
+        self._ahead_waiting = 0
+        self.waiting = 0  # threads waiting for their turn now
+
+    @classmethod
+    def of(cls, database: str) -> WriteGate:
+        """The gate of this SQLite file: one for every engine of the process on it."""
+        key = os.path.realpath(database)
+        with cls._gates_lock:
+            gate = cls._gates.get(key)
+            if gate is None:
+                gate = cls._gates[key] = cls()
+            return gate
+
+    def take(self) -> bool:
+        """Wait for this thread's turn; False when it begins without one (it already holds
+        the gate, or waited the busy timeout in vain: SQLite's own lock decides then)."""
+        me = threading.get_ident()
+        urgent = is_ahead()
+        deadline = time.monotonic() + self.timeout
+        with self._condition:
+            if self._holder == me:
+                return False
+            if urgent:
+                self._ahead_waiting += 1
+            self.waiting += 1
+            try:
+                while self._holder is not None or (not urgent and self._ahead_waiting):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._condition.wait(left)
+                self._holder = me
+                return True
+            finally:
+                self.waiting -= 1
+                if urgent:
+                    self._ahead_waiting -= 1
+                    self._condition.notify_all()
+
+    def let_go(self) -> None:
+        with self._condition:
+            self._holder = None
+            self._condition.notify_all()
+
+
+_ahead = threading.local()
+
+
+def is_ahead() -> bool:
+    """Whether this thread is inside :func:`ahead`."""
+    return getattr(_ahead, "depth", 0) > 0
+
+
+@contextmanager
+def ahead() -> Iterator[None]:
+    """This thread's SQLite transactions go before those of the process's threads waiting
+    outside one (:class:`WriteGate`). PostgreSQL's transactions do not queue at BEGIN:
+    nothing changes there."""
+    _ahead.depth = getattr(_ahead, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _ahead.depth -= 1
+
+
+class _GatedConnection(_sqlite3.Connection):
+    """A sqlite3 connection that lets its :class:`WriteGate` go once its transaction ends
+    (committed, rolled back, or the connection closed)."""
+
+    _gate: WriteGate | None = None
+
+    def take(self, gate: WriteGate) -> None:
+        if gate.take():
+            self._gate = gate
+
+    def let_go(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.let_go()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            if not self.in_transaction:
+                self.let_go()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            if not self.in_transaction:
+                self.let_go()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.let_go()
 
 
 def is_sqlite(engine: Engine) -> bool:

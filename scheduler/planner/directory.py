@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import nullcontext
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from config.directory import combine
 from rituals.planning import Plan
-from scheduler.directory import CHUNK, DirectorySource, ledger_view, planned_hash
+from scheduler.directory import CHUNK, DirectorySource, Look, ledger_view, planned_hash
 from scheduler.ledger import Ledger
 from scheduler.planner.planner import PlanReport, _lookback, plan_horizon
 
@@ -45,9 +46,38 @@ class DirectoryPlanner:
         self._pending: set[str] | None = None  # households whose plan is not finished
 
     def plan(self, now: datetime) -> PlanReport | None:
-        """Sync what changed and plan what needs it; None when there was nothing to do."""
+        """Sync what changed and plan what needs it; None when there was nothing to do.
+
+        Someone's edit of a few household files is synced and planned ahead of the
+        dispatcher's transactions (:meth:`Ledger.ahead`: SQLite has one writer, and a
+        backlog being sent would otherwise keep the edit waiting); a change of every
+        household (a start, rituals.toml) and the households whose day moved take turns."""
+        look = self.source.look()
+        edit = (
+            self._pending is not None
+            and not look.shared_changed
+            and len(look.touched) + len(look.gone) <= CHUNK
+        )
+        with self.ledger.ahead() if edit else nullcontext():
+            synced = self._sync_and_plan_changes(now, look)
+        if synced is None:
+            return None
+        report, generation, pending, due = synced
+        more = self._plan(now, generation, sorted(due - pending), changed=False)
+        return PlanReport(
+            report.occurrences + more.occurrences,
+            report.deliveries + more.deliveries,
+            report.cancelled + more.cancelled,
+            generation,
+        )
+
+    def _sync_and_plan_changes(
+        self, now: datetime, look: Look
+    ) -> tuple[PlanReport, int, set[str], set[str]] | None:
+        """Sync what `look` found changed, and plan the households whose plan is not
+        finished; return that plan, the generation, those households and the ones whose day
+        moved (None when there is nothing to plan)."""
         source = self.source
-        look = source.look()
         changed_ids: set[str] = set()
         gone: list[str] = []
         generation: int | None = None
@@ -85,13 +115,7 @@ class DirectoryPlanner:
         if not pending and not due and not gone:
             return None
         report = self._plan(now, generation, sorted(pending), changed=True)
-        more = self._plan(now, generation, sorted(due - pending), changed=False)
-        return PlanReport(
-            report.occurrences + more.occurrences,
-            report.deliveries + more.deliveries,
-            report.cancelled + more.cancelled,
-            generation,
-        )
+        return report, generation, pending, due
 
     def _sync_shared(self, now: datetime, *, households_changed: bool) -> int:
         source = self.source

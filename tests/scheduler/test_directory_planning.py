@@ -21,6 +21,7 @@ from sqlalchemy import Engine, event, select
 
 from scheduler.directory import DirectorySource
 from scheduler.ledger import Ledger
+from scheduler.ledger.engine import is_ahead
 from scheduler.ledger.rows import (
     CompletionRow,
     DeliveryRow,
@@ -177,6 +178,58 @@ def test_an_edited_household_file_is_read_and_planned_alone(
     written = writes.count
     assert planner.plan(NOON + timedelta(minutes=2)) is None
     assert writes.count == written
+
+
+class Begins:
+    """For each transaction begun on `engine`: whether its thread was inside
+    ``Ledger.ahead()`` (on SQLite, ahead of the dispatcher's waiting transactions)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.ahead: list[bool] = []
+        self.engine = engine
+        event.listen(engine, "begin", self._seen)
+
+    def _seen(self, _connection: object) -> None:
+        self.ahead.append(is_ahead())
+
+    def take(self) -> list[bool]:
+        seen, self.ahead = self.ahead, []
+        return seen
+
+
+def test_an_edit_is_synced_and_planned_ahead_of_the_dispatcher_and_a_change_of_everyone_is_not(
+    engine: Engine, folder: Path
+) -> None:
+    _source, planner = start(engine, folder, NOON)
+    begins = Begins(engine)
+    try:
+        planner.plan(NOON)
+        first = begins.take()
+        assert first and not any(first), "a first plan (every household) takes turns"
+
+        write(folder / "households" / "h1.toml", household(1, name="Alexa"))
+        begins.take()
+        planner.plan(NOON + timedelta(minutes=1))
+        edit = begins.take()
+        assert edit and all(edit), "every transaction of the edit goes ahead"
+        assert any("Alexa" in b for b in bodies(engine, "h1"))
+
+        # An edit on the morning of a new day: the edit ahead, then the households whose
+        # day moved, taking turns.
+        write(folder / "households" / "h2.toml", household(2, name="Robin"))
+        begins.take()
+        planner.plan(NOON + timedelta(days=1))
+        both = begins.take()
+        assert both[0] and not both[-1], both
+        assert both == sorted(both, reverse=True), "never ahead again once the edit is done"
+
+        write(folder / "rituals.toml", RITUALS.replace("Check-in time", "Time to talk"))
+        begins.take()
+        planner.plan(NOON + timedelta(days=1, minutes=1))
+        everyone = begins.take()
+        assert everyone and not any(everyone), "a change of rituals.toml takes turns"
+    finally:
+        event.remove(engine, "begin", begins._seen)
 
 
 def test_a_broken_household_file_keeps_its_household_on_the_last_good_version_and_the_others_go_on(
