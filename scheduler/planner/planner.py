@@ -109,6 +109,8 @@ def plan_horizon(
             o, d = _write_chunk(tx, chunk, made, now, generation, changed)
         occurrences += o
         deliveries += d
+        if o or d:
+            ledger.plans.refresh_statistics()  # PostgreSQL, as the tables grow
     cancelled = 0
     if changed:
         cancelled = ledger.plans.cancel_stale(

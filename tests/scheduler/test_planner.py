@@ -20,7 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from june_couple import COUPLE, HOUSEHOLD, ny
 from ritual_files import ritual_file
-from sqlalchemy import Engine, Row, Table, Text, cast, func, select, update
+from sqlalchemy import Engine, Row, Table, Text, cast, func, select, text, update
 
 from config.loader import parse_ritual_file
 from config.model import RitualFile
@@ -1061,6 +1061,54 @@ def test_a_first_plan_writes_the_very_rows_the_upserts_write(
     documents = [t for row in json_texts(engine) for t in row if t != "null"]
     assert any("email" in t for t in documents) and any("conversation" in t for t in documents)
     assert_no_duplicates(engine)
+
+
+def statistics(engine: Engine) -> dict[str, Any]:
+    """What PostgreSQL's planner knows of the planned tables: their rows as of the last
+    ANALYZE (-1: never), and how many households it saw in them."""
+    with engine.connect() as connection:
+        found = connection.execute(
+            text(
+                "SELECT relname, reltuples FROM pg_class WHERE relname IN "
+                "('occurrence', 'delivery') AND relnamespace = current_schema()::regnamespace"
+            )
+        ).all()
+        rows = {str(row.relname): row.reltuples for row in found}
+        households = connection.execute(
+            text(
+                "SELECT n_distinct FROM pg_stats WHERE schemaname = current_schema() "
+                "AND tablename = 'occurrence' AND attname = 'household_id'"
+            )
+        ).scalar()
+    return {**rows, "households": households}
+
+
+def test_a_first_plan_into_an_empty_postgresql_ledger_gives_its_tables_statistics(
+    pg_engine: Engine,
+) -> None:
+    """Without them PostgreSQL reads each chunk's snapshot by a sequential scan, slower with
+    every chunk; autovacuum may be off (it is on the CI machine) or a minute behind."""
+    before = statistics(pg_engine)
+    assert before == {"occurrence": -1, "delivery": -1, "households": None}
+    plan(pg_engine, example_households(40), NOW)
+    after = statistics(pg_engine)
+    with pg_engine.connect() as connection:
+        counted = {
+            t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+            for t in ("occurrence", "delivery")
+        }
+    assert after["delivery"] == counted["delivery"] > 1000
+    assert after["occurrence"] == counted["occurrence"]
+    assert after["households"] == 40
+    # Not grown since: nothing analyzed again.
+    assert Ledger(pg_engine).plans.refresh_statistics() == []
+
+
+def test_the_statistics_are_postgresqls_and_sqlite_has_nothing_refreshed(
+    sqlite_engine: Engine,
+) -> None:
+    plan(sqlite_engine, example_households(6), NOW)
+    assert Ledger(sqlite_engine).plans.refresh_statistics() == []
 
 
 def json_texts(engine: Engine) -> list[tuple[str | None, str | None]]:
