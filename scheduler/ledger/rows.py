@@ -134,6 +134,9 @@ class ConfigStateRow(Base):
     # "directory": file_text is a ritual directory's rituals.toml, and each household's own
     # file is kept on its row; None: one ritual file, households and all.
     layout: Mapped[str | None] = mapped_column(String(16))
+    # The problems (``file:line: ...`` lines) of the files the planner last read, while some
+    # are broken and their last good versions are in force; None when every one is good.
+    problems: Mapped[str | None] = mapped_column(Text)
 
 
 class HouseholdRow(Base):

@@ -22,6 +22,7 @@ from scheduler.ledger.rows import ConfigStateRow, HouseholdRow, PartnerRow
 __all__ = ["DIRECTORY", "IN_LIST", "KeptHousehold", "Synced", "SyncedState"]
 
 IN_LIST = 500  # values per `IN (...)`: far under any database's limit on bound parameters
+PROBLEMS_KEPT = 50  # problem lines the ledger keeps for `tend status`; the rest are counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,27 @@ class Synced(Bound):
         if row is None:
             return None
         return SyncedState(row.generation, row.file_text, row.synced_at, row.layout)
+
+    def note_problems(self, lines: Sequence[str]) -> None:
+        """The problems of the files as the planner read them now (none: every file good),
+        the first ``PROBLEMS_KEPT`` of them and how many more, for ``tend status``."""
+        kept = list(lines[:PROBLEMS_KEPT])
+        if len(lines) > PROBLEMS_KEPT:
+            kept.append(f"... and {len(lines) - PROBLEMS_KEPT} more")
+        with self._writing() as connection:
+            connection.execute(
+                update(ConfigStateRow)
+                .where(ConfigStateRow.id == 1)
+                .values(problems="\n".join(kept) if kept else None)
+            )
+
+    def problems(self) -> list[str]:
+        """The problems the planner last noted (:meth:`note_problems`)."""
+        with self._reading() as connection:
+            text = connection.execute(
+                select(ConfigStateRow.problems).where(ConfigStateRow.id == 1)
+            ).scalar()
+        return text.split("\n") if text else []
 
     def sync(
         self, file: RitualFile, digest: str, now: datetime, text: str | None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,6 +19,9 @@ class LedgerStatus:
     workers: list[Beat]
     counts: dict[str, int]
     next_due: list[Due]
+    #: The ritual files' problems as the planner last read them (their last good versions
+    #: are in force meanwhile); empty when every file is good.
+    problems: list[str] = field(default_factory=list)
 
 
 def ledger_status(
@@ -32,6 +35,7 @@ def ledger_status(
         workers=ledger.workers.latest(10),
         counts=ledger.reports.counts(household),
         next_due=ledger.reports.next_due(limit, household),
+        problems=ledger.synced.problems(),
     )
 
 

@@ -134,6 +134,7 @@ class Worker:
         self._armed_at: datetime | None = None
         self._wakes = 0
         self._began = False  # past the schema check: there is a stop to record
+        self._noted: list[str] | None = None  # the problems the ledger has from this worker
         self._directory: DirectoryPlanner | None = None
         if isinstance(source, DirectorySource):
             self._directory = DirectoryPlanner(ledger, source, days=self.options.horizon_days)
@@ -223,6 +224,7 @@ class Worker:
             if not self._is_leader():
                 return
             report = self._plan_directory() if self._directory is not None else self._plan_file()
+            self._note_problems()
             if report is None:
                 return
             log.info(
@@ -267,6 +269,20 @@ class Worker:
             if self.leader:
                 log.info("ritual file changed; planning again")
             self.plan()
+        elif self.leader:
+            with self._plan_lock:
+                self._note_problems()  # broken, or mended back to the version in force
+
+    def _note_problems(self) -> None:
+        """Keep the files' problems in the ledger for ``tend status`` when they changed (and
+        at the first plan: whatever an earlier worker noted may be mended by now)."""
+        lines = list(self.source.problems or [])
+        if isinstance(self.source, DirectorySource):
+            for _path, problems in sorted(self.source.broken().items()):
+                lines += problems
+        if lines != self._noted:
+            self.ledger.synced.note_problems(lines)
+            self._noted = lines
 
     def take_over(self) -> None:
         if not self.leader:

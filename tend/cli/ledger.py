@@ -98,6 +98,14 @@ def status(
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(f"[bold]Ledger[/bold] {safe_url(settings)}", highlight=False)
     _workers(console, report)
+    if report.problems:
+        console.print(
+            "Ritual file problems, as the planner last read the files (each file named runs "
+            "on its last good version meanwhile):",
+            highlight=False,
+        )
+        for line in report.problems:
+            console.print(f"  {line}", highlight=False, markup=False)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())) or "none"
     whose = f" ({household})" if household is not None else ""
     console.print(f"Deliveries{whose}: {counts}", highlight=False)

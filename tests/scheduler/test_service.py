@@ -247,6 +247,25 @@ def test_a_broken_ritual_file_is_logged_once_and_its_repair_too(
     assert sum("the ritual file is good again" in m for m in messages) == 1
 
 
+def test_a_broken_ritual_file_is_kept_in_the_ledger_for_tend_status_until_it_is_mended(
+    engine: Engine, make_worker: object, config: Path
+) -> None:
+    ledger = Ledger(engine)
+    worker = make_worker(engine)  # type: ignore[operator]
+    worker.start()
+    assert ledger.synced.problems() == []
+    good = config.read_text()
+    config.write_text(FILE.format(at="25:00"))
+    worker.watch()
+    [problem] = ledger.synced.problems()
+    assert problem.startswith(f"{config}:") and "25:00" in problem, problem
+    worker.watch()  # the same problems: nothing written again
+    assert ledger.synced.problems() == [problem]
+    config.write_text(good)
+    worker.watch()
+    assert ledger.synced.problems() == []
+
+
 def test_stopping_while_a_job_is_arming_a_wake_up_does_not_deadlock(
     sqlite_engine: Engine, make_worker: object
 ) -> None:

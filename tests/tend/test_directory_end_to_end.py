@@ -21,6 +21,7 @@ import httpx
 from fake_twilio import FakeTwilio
 from loopback import free_port, healthy, wait_for_log
 from sqlalchemy import select
+from tend_process import tend
 from twilio.request_validator import RequestValidator
 
 from scheduler.ledger.engine import make_engine
@@ -148,6 +149,22 @@ message = "Check-in time, {{{{ partner }}}}. Reply DONE after."
             text = log.read_text()
             assert "stays on its last good version" in text
             assert "+15551230001" not in text, "no phone number in the log"
+
+            # `tend status`, another process, says so too, until the file is mended.
+            status = tend("status", cwd=tmp_path, env={"DATABASE_URL": database_url})
+            assert status.returncode == 0, status.stderr
+            assert "Ritual file problems" in status.stdout
+            assert "households/h2.toml:1:" in status.stdout, status.stdout
+            (root / "households" / "h2.toml").write_text(household(2, "Robin"))
+            wait_for_log(
+                DEADLINE,
+                lambda: (
+                    "Ritual file problems"
+                    not in tend("status", cwd=tmp_path, env={"DATABASE_URL": database_url}).stdout
+                ),
+                "h2.toml's problem gone from `tend status`",
+                log,
+            )
         finally:
             service.send_signal(signal.SIGTERM)
             code = service.wait(timeout=DEADLINE)
