@@ -24,6 +24,7 @@ from notifiers.base import Message, Recipient
 from scheduler.ledger.base import Bound
 from scheduler.ledger.engine import dialect_insert
 from scheduler.ledger.rows import (
+    RETRIED_PENDING,
     CompletionRow,
     DeliveryRow,
     HouseholdRow,
@@ -277,18 +278,34 @@ class Claims(Bound):
             return value
 
     def mark_missed(self, now: datetime) -> int:
-        """Pending deliveries past their grace are missed: never sent late (DESIGN.md)."""
+        """Pending deliveries past their grace are missed: never sent late (DESIGN.md).
+
+        Every such delivery is due by then, or a failed try put its next attempt after its
+        grace; each kind is found by an index (the claim's, and ``RETRIED_PENDING``'s), not
+        by a look through every pending delivery: that took 7.9 s at 100,000 households on
+        SQLite (2.9 million pending), before each batch the dispatcher claimed, holding
+        SQLite's one writer all the while."""
+        missed = {
+            "status": "missed",
+            "last_error": "not sent within the ritual's grace",
+            "updated_at": now,
+        }
         with self._writing() as connection:
-            result = connection.execute(
+            due = connection.execute(
                 update(DeliveryRow)
-                .where(DeliveryRow.status == "pending", DeliveryRow.expires_at < now)
-                .values(
-                    status="missed",
-                    last_error="not sent within the ritual's grace",
-                    updated_at=now,
+                .where(
+                    DeliveryRow.status == "pending",
+                    DeliveryRow.next_attempt_at <= now,
+                    DeliveryRow.expires_at < now,
                 )
+                .values(missed)
             )
-        return int(result.rowcount or 0)
+            retried = connection.execute(
+                update(DeliveryRow)
+                .where(RETRIED_PENDING, DeliveryRow.expires_at < now)
+                .values(missed)
+            )
+        return int(due.rowcount or 0) + int(retried.rowcount or 0)
 
     def claim(self, worker: str, now: datetime, limit: int) -> list[Claim]:
         """Atomically move up to `limit` due deliveries to ``sending`` under `worker`."""

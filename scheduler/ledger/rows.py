@@ -33,6 +33,7 @@ __all__ = [
     "MAY_HAVE_REACHED",
     "PULSE_SHARE_ROLE",
     "REACHED",
+    "RETRIED_PENDING",
     "SNOOZE_ROLE",
     "STRANGER_ANSWERED",
     "TELL_ROLE",
@@ -208,6 +209,12 @@ class OccurrenceRow(Base):
     updated_at: Mapped[datetime]
 
 
+# Pending deliveries a failed try put back: the only pending ones whose next attempt can be
+# after their grace (every other one is due by the time its grace is over), so marking the
+# missed ones needs the due ones (the claim's index) and these. SQL, as STRANGER_ANSWERED.
+RETRIED_PENDING = text("status = 'pending' AND attempts > 0")
+
+
 class DeliveryRow(Base):
     """One message to one partner about one occurrence, on one channel; or one partner's
     TELL passed on to the other (no occurrence: the inbound message it came in)."""
@@ -220,6 +227,15 @@ class DeliveryRow(Base):
         UniqueConstraint("inbound_id", "partner_key", "channel"),
         # The dispatcher's one hot query: due pending work, oldest first.
         Index("ix_delivery_status_next_attempt_at", "status", "next_attempt_at"),
+        # Led by status as the claim's is, so that SQLite (which has no statistics) takes
+        # this one for `status = 'pending' AND expires_at < ?` (equality and range).
+        Index(
+            "ix_delivery_retried_expires_at",
+            "status",
+            "expires_at",
+            sqlite_where=RETRIED_PENDING,
+            postgresql_where=RETRIED_PENDING,
+        ),
         # Status callbacks find their delivery by the provider's message id.
         Index("ix_delivery_provider_id", "provider_id"),
         # A reply finds what was last sent to its partner.

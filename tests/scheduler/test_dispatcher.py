@@ -1137,8 +1137,10 @@ def test_sends_are_recorded_while_the_claiming_thread_waits_on_a_lock(
                 DeliveryRow.partner_key == "sam", DeliveryRow.due_at == at(12, day=1)
             )
         ).scalar_one()
-    # Tomorrow's message, made to expire a second after noon: past its grace from 12:00:02.
-    set_delivery(pg_engine, overdue, expires_at=at(12, 0, 1))
+    # Tomorrow's message, made due and to expire a second after noon: past its grace from
+    # 12:00:02. (A pending delivery whose next attempt is after its grace is only ever one a
+    # failed try put back; this one is due within it, as every other is.)
+    set_delivery(pg_engine, overdue, next_attempt_at=at(12, 0, 1), expires_at=at(12, 0, 1))
     locker = pg_engine.connect()
     locked = threading.Event()
 
