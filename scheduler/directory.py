@@ -324,6 +324,19 @@ class DirectorySource:
                 look.touched = sorted(listed)
             return look
 
+    def look_again(self) -> None:
+        """Forget what the looks saw of the household files: the next look stats and reads
+        every one against the ledger's copies, as the first look after a start does. For a
+        sync or plan that failed part way (a lost connection, a lock that timed out), after
+        which this process's view would be ahead of the ledger's and the edit never synced."""
+        with self._lock:
+            self._entries.clear()
+            self._owners.clear()
+            self.zones.clear()
+            self._kept = None
+            self._dropped = []
+            self._full_look_at = None
+
     def _heard_of(self) -> tuple[set[str], bool, bool]:
         """What the watch heard of since the last look, and whether this look must look at
         every file (no watch, or none for a while)."""
@@ -395,7 +408,12 @@ class DirectorySource:
                             self._heard.add(name[: -len(".toml")])
                         elif path == rituals:
                             self._heard_shared = True
-                wake()
+                try:
+                    wake()
+                except Exception:
+                    # Planning failed (the database, most likely): the watch goes on, and
+                    # the planner's next look takes it up (see look_again).
+                    log.exception("planning after a change of the ritual directory failed")
         except Exception:
             log.exception("the file watch stopped; each look stats every file from now on")
         finally:

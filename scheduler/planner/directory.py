@@ -58,8 +58,15 @@ class DirectoryPlanner:
             and not look.shared_changed
             and len(look.touched) + len(look.gone) <= CHUNK
         )
-        with self.ledger.ahead() if edit else nullcontext():
-            synced = self._sync_and_plan_changes(now, look)
+        try:
+            with self.ledger.ahead() if edit else nullcontext():
+                synced = self._sync_and_plan_changes(now, look)
+        except Exception:
+            # What the look saw is not all in the ledger: look at every file again next
+            # time, and ask the ledger again which plans are unfinished.
+            self.source.look_again()
+            self._pending = None
+            raise
         if synced is None:
             return None
         report, generation, pending, due = synced

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, event, select
+from sqlalchemy.exc import OperationalError
 
 from scheduler.directory import DirectorySource
 from scheduler.ledger import Ledger
@@ -29,6 +31,7 @@ from scheduler.ledger.rows import (
     OccurrenceRow,
     PartnerRow,
 )
+from scheduler.ledger.synced import Synced
 from scheduler.planner.directory import DirectoryPlanner
 
 NOON = datetime(2026, 1, 12, 9, 0, tzinfo=UTC)
@@ -442,6 +445,63 @@ def test_with_the_file_watch_a_look_stats_only_the_files_it_heard_of(
         assert look.gone == ["h2"] and not look.touched
     finally:
         source.stop_watching()
+
+
+def test_an_edit_whose_sync_failed_part_way_is_synced_and_planned_at_the_next_look(
+    engine: Engine, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database failed (a lock that timed out, a lost connection) after the look had
+    seen the edit: the next plan still finds it, from the files against the ledger."""
+    _source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    write(folder / "households" / "h1.toml", household(1, name="Alexa"))
+    write(folder / "households" / "h2.toml", household(2, name="Robin"))
+    (folder / "households" / "h0.toml").unlink()
+
+    def locked(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError(
+            "BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked")
+        )
+
+    with monkeypatch.context() as failing:
+        failing.setattr(Synced, "sync_households", locked)
+        with pytest.raises(OperationalError):
+            planner.plan(NOON + timedelta(minutes=1))
+    assert not any("Alexa" in b for b in bodies(engine, "h1"))
+    planner.plan(NOON + timedelta(minutes=2))
+    assert any("Alexa" in b for b in bodies(engine, "h1"))
+    assert any("Robin" in b for b in bodies(engine, "h2"))
+    assert active(engine) == {"h0": False, "h1": True, "h2": True}
+    assert "pending" not in statuses(engine, "h0")
+
+
+def test_the_file_watch_goes_on_after_a_plan_it_woke_failed(
+    engine: Engine, folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    first, again = threading.Event(), threading.Event()
+
+    def wake() -> None:
+        if not first.is_set():
+            first.set()
+            raise OperationalError("BEGIN", {}, sqlite3.OperationalError("database is locked"))
+        again.set()
+
+    assert source.watch(wake)
+    try:
+        with caplog.at_level(logging.ERROR, logger="scheduler.service"):
+            write(folder / "households" / "h1.toml", household(1, name="Alexa"))
+            assert first.wait(30), "the watch heard of the first edit"
+            write(folder / "households" / "h2.toml", household(2, name="Robin"))
+            assert again.wait(30), "the watch heard of the second edit"
+    finally:
+        source.stop_watching()
+    said = [r.getMessage() for r in caplog.records]
+    assert any("planning after a change of the ritual directory failed" in m for m in said)
+    assert not any("the file watch stopped" in m for m in said)
 
 
 def test_a_household_file_broken_by_itself_does_not_hold_back_a_change_to_rituals_toml(
