@@ -25,6 +25,7 @@ from scheduler.ledger.base import Bound
 from scheduler.ledger.engine import dialect_insert
 from scheduler.ledger.rows import (
     RETRIED_PENDING,
+    UNINDEXED_STATUS,
     CompletionRow,
     DeliveryRow,
     HouseholdRow,
@@ -325,7 +326,9 @@ class Claims(Bound):
             ids = list(
                 connection.execute(
                     update(DeliveryRow)
-                    .where(DeliveryRow.id.in_(select(due.c.id)), DeliveryRow.status == "pending")
+                    # By their ids: SQLite would walk the status index instead, every
+                    # pending delivery of every household, for each batch.
+                    .where(DeliveryRow.id.in_(select(due.c.id)), UNINDEXED_STATUS == "pending")
                     .values(status="sending", claimed_by=worker, claimed_at=now, updated_at=now)
                     .returning(DeliveryRow.id)
                 ).scalars()

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, bindparam, exists, func, insert, select, upda
 
 from scheduler.ledger.base import Bound
 from scheduler.ledger.rows import (
+    UNINDEXED_STATUS,
     CompletionRow,
     DeliveryRow,
     HouseholdRow,
@@ -236,7 +237,7 @@ def _skip(
     )
     dropped = connection.execute(
         update(DeliveryRow)
-        .where(DeliveryRow.occurrence_id == occurrence, DeliveryRow.status == "pending")
+        .where(DeliveryRow.occurrence_id == occurrence, UNINDEXED_STATUS == "pending")
         .values(status="cancelled", last_error=f"skipped by {partner}", updated_at=at)
     )
     forget_settled(connection, household, ritual, recipient, due)

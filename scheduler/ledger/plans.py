@@ -17,7 +17,6 @@ from sqlalchemy import (
     and_,
     case,
     exists,
-    func,
     or_,
     select,
     text,
@@ -34,6 +33,7 @@ from scheduler.ledger.engine import dialect_insert
 from scheduler.ledger.rows import (
     MAY_HAVE_REACHED,
     SNOOZE_ROLE,
+    UNINDEXED_STATUS,
     DeliveryRow,
     HouseholdRow,
     OccurrenceRow,
@@ -292,7 +292,7 @@ class Plans(Bound):
         grace) and their pending deliveries as planned by `generation`."""
         still_sendable = exists().where(
             DeliveryRow.occurrence_id == OccurrenceRow.id,
-            DeliveryRow.status == "pending",
+            UNINDEXED_STATUS == "pending",
             DeliveryRow.expires_at >= now,
         )
         future = and_(
@@ -305,7 +305,7 @@ class Plans(Bound):
                 update(DeliveryRow)
                 .where(
                     DeliveryRow.occurrence_id.in_(select(OccurrenceRow.id).where(future)),
-                    DeliveryRow.status == "pending",
+                    UNINDEXED_STATUS == "pending",
                 )
                 .values(generation=generation)
             )
@@ -380,10 +380,8 @@ def _cancel_deliveries(
     gone_partners = select(PartnerRow.household_id, PartnerRow.key).where(
         PartnerRow.active.is_(False)
     )
-    # A few households (a ritual directory's edit): found by their own index. Compared as
-    # written, `status = 'pending'` leads SQLite to the status index instead, and through
-    # every pending delivery of every household (seconds at 100,000 households).
-    status = DeliveryRow.status if not households else func.coalesce(DeliveryRow.status, "")
+    # A few households (a ritual directory's edit): found by their own index.
+    status = DeliveryRow.status if not households else UNINDEXED_STATUS
     result = connection.execute(
         update(DeliveryRow)
         .where(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 
 from scheduler.ledger.base import Bound
 from scheduler.ledger.claims import Claims
@@ -167,15 +167,14 @@ class Receipts(Bound):
         The dispatcher applies a held receipt as it records the send; this catches the rest: a
         receipt whose application failed and was held again, or one held by a transaction that
         committed just after the send's record looked for it. Run with the reconciler."""
-        matched = (
-            select(ProviderReceiptRow.channel, ProviderReceiptRow.provider_id)
-            .join(
-                DeliveryRow,
-                (DeliveryRow.provider_id == ProviderReceiptRow.provider_id)
-                & (DeliveryRow.channel == ProviderReceiptRow.channel),
-            )
-            .where(DeliveryRow.status.in_(("sent", "failed")))
+        # From the few held receipts to their messages: joined, SQLite went the other way,
+        # through every message ever sent (the status index), or every delivery.
+        recorded = exists().where(
+            DeliveryRow.provider_id == ProviderReceiptRow.provider_id,
+            DeliveryRow.channel == ProviderReceiptRow.channel,
+            DeliveryRow.status.in_(("sent", "failed")),
         )
+        matched = select(ProviderReceiptRow.channel, ProviderReceiptRow.provider_id).where(recorded)
         with self._reading() as connection:
             found = connection.execute(matched).all()
         applied = 0

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from january_couple import COUPLE, at, deliveries, plan
 from june_couple import rows_of
+from query_plans import sqlite_plans
 from ritual_files import ritual_file
 from sqlalchemy import Engine, update
 
@@ -178,6 +179,20 @@ def test_a_skip_without_a_freeze_marks_it_skipped_and_cancels_its_messages_still
     assert [d["status"] for d in deliveries(engine, occurrence_id=2)] == ["pending"] * 2
     assert done(engine) == [(1, "alex", "skip", False)]
     assert completions.freezes_used(HOUSEHOLD, "check-in", "", MONDAY) == 0
+
+
+def test_a_skip_cancels_its_messages_by_their_occurrence_not_through_every_pending_one(
+    sqlite_engine: Engine,
+) -> None:
+    """Through the status index a skip read every pending delivery of every household:
+    4.1 s at 100,000 households, holding SQLite's one writer. By the occurrence: 0.1 ms."""
+    plan(sqlite_engine, COUPLE, at(9))
+    with sqlite_plans(sqlite_engine, "UPDATE delivery") as plans:
+        skipped = skip(Ledger(sqlite_engine).completions, "alex", 1, freezes=0)
+    assert skipped.cancelled == 2
+    (found,) = plans
+    assert "sqlite_autoindex_delivery_1 (occurrence_id=?)" in found
+    assert "ix_delivery_status_next_attempt_at" not in found, found
 
 
 def test_the_first_skip_of_the_month_uses_its_freeze_and_the_second_finds_none_left(

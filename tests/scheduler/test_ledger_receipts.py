@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import pytest
 from january_couple import COUPLE, at, deliveries, one, plan
 from june_couple import rows_of
+from query_plans import sqlite_plans
 from sqlalchemy import Engine
 
 from scheduler.ledger import Ledger
@@ -152,6 +153,22 @@ def test_apply_matched_applies_the_held_words_whose_message_is_now_recorded_sent
     assert one(engine, id=1)["provider_status"] == "delivered"
     assert held(engine) == {"SM-not-ours": "delivered"}
     assert receipts.apply_matched(at(12, 2)) == 0
+
+
+def test_apply_matched_goes_from_the_held_words_to_their_messages(sqlite_engine: Engine) -> None:
+    """The held words are few; the messages ever sent, millions in a year at 100,000
+    households. Joined, SQLite read every sent message (the status index) or every delivery
+    for them."""
+    plan(sqlite_engine, COUPLE, at(9))
+    receipts = Ledger(sqlite_engine).receipts
+    say(receipts, "SM1", "delivered", at(11, 59))
+    send(sqlite_engine, "SM1")
+    with sqlite_plans(sqlite_engine, "SELECT provider_receipt") as plans:
+        assert receipts.apply_matched(at(12, 1)) == 1
+    (found,) = plans
+    assert "SCAN provider_receipt" in found
+    assert "ix_delivery_provider_id (provider_id=?)" in found
+    assert "SCAN delivery" not in found and "ix_delivery_status" not in found, found
 
 
 def test_a_held_word_no_delivery_claimed_in_two_days_is_dropped(

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from june_couple import COUPLE, HOUSEHOLD, ny
+from query_plans import sqlite_plans
 from ritual_files import ritual_file
 from sqlalchemy import Engine, Row, Table, Text, cast, func, select, text, update
 
@@ -1109,6 +1110,31 @@ def test_the_statistics_are_postgresqls_and_sqlite_has_nothing_refreshed(
 ) -> None:
     plan(sqlite_engine, example_households(6), NOW)
     assert Ledger(sqlite_engine).plans.refresh_statistics() == []
+
+
+def test_keeping_occurrences_marks_their_pending_deliveries_found_by_occurrence(
+    sqlite_engine: Engine,
+) -> None:
+    """A change that loses days keeps some occurrences: their pending deliveries are found
+    by their occurrence, not through the status index over every pending delivery of every
+    household (the planner holds SQLite's one writer meanwhile)."""
+    plan(sqlite_engine, example_households(2), NOW)
+    kept = [o.id for o in occurrences(sqlite_engine) if o.at >= NOW][:2]
+    with sqlite_plans(sqlite_engine, "UPDATE") as plans:
+        Ledger(sqlite_engine).plans.keep(kept, NOW, 9)
+
+    with sqlite_engine.connect() as connection:
+        marked = set(
+            connection.execute(
+                select(DeliveryRow.occurrence_id).where(
+                    DeliveryRow.generation == 9, DeliveryRow.status == "pending"
+                )
+            ).scalars()
+        )
+    assert marked == set(kept)
+    assert {o.id for o in occurrences(sqlite_engine) if o.generation == 9} == set(kept)
+    assert len(plans) == 2
+    assert not any("ix_delivery_status_next_attempt_at" in p for p in plans), plans
 
 
 def json_texts(engine: Engine) -> list[tuple[str | None, str | None]]:
