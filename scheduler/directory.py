@@ -72,6 +72,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _household_file(name: str) -> bool:
+    """A household file's name: ``*.toml``, not hidden (an editor's copy)."""
+    return name.endswith(".toml") and not name.startswith(".")
+
+
 def planned_hash(shared: str, config: str) -> str:
     """What a household's plan is made from: rituals.toml's content and its own file's."""
     return hashlib.sha256(f"{shared}:{config}".encode()).hexdigest()
@@ -324,6 +329,12 @@ class DirectorySource:
                 look.touched = sorted(listed)
             return look
 
+    def heard_of_changes(self) -> bool:
+        """Whether the file watch heard of a change since the last look: a long plan under
+        way (a zone's new day, every household) gives way to it between chunks."""
+        with self._lock:
+            return bool(self._heard) or self._heard_shared
+
     def look_again(self) -> None:
         """Forget what the looks saw of the household files: the next look stats and reads
         every one against the ledger's copies, as the first look after a start does. For a
@@ -404,10 +415,10 @@ class DirectorySource:
                 with self._lock:
                     for _change, path in changes:
                         where, _, name = path.rpartition(os.sep)
-                        if where == folder and name.endswith(".toml"):
-                            self._heard.add(name[: -len(".toml")])
-                        elif path == rituals:
+                        if path == rituals:
                             self._heard_shared = True
+                        elif where == folder and _household_file(name):
+                            self._heard.add(name[: -len(".toml")])
                 try:
                     wake()
                 except Exception:
@@ -436,7 +447,7 @@ class DirectorySource:
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:
-                    if not entry.name.endswith(".toml") or entry.name.startswith("."):
+                    if not _household_file(entry.name):
                         continue
                     try:
                         stat = entry.stat()

@@ -70,12 +70,15 @@ class DirectoryPlanner:
         if synced is None:
             return None
         report, generation, pending, due = synced
-        more = self._plan(now, generation, sorted(due - pending), changed=False)
+        more = PlanReport(0, 0, 0, generation)
+        if report.complete:
+            more = self._plan(now, generation, sorted(due - pending), changed=False)
         return PlanReport(
             report.occurrences + more.occurrences,
             report.deliveries + more.deliveries,
             report.cancelled + more.cancelled,
             generation,
+            complete=report.complete and more.complete,
         )
 
     def _sync_and_plan_changes(
@@ -121,7 +124,10 @@ class DirectoryPlanner:
         due = self._due(now, pending)
         if not pending and not due and not gone:
             return None
-        report = self._plan(now, generation, sorted(pending), changed=True)
+        # The edited households first: a plan of every household that gave way to an edit
+        # goes on after it, not before.
+        order = sorted(changed_ids & pending) + sorted(pending - changed_ids)
+        report = self._plan(now, generation, order, changed=True)
         return report, generation, pending, due
 
     def _sync_shared(self, now: datetime, *, households_changed: bool) -> int:
@@ -195,11 +201,23 @@ class DirectoryPlanner:
     ) -> PlanReport:
         """Plan `households`, a chunk at a time; with `changed`, their pending rows are
         brought up to date and the rest cancelled, except for a household the ledger has no
-        occurrence of yet, whose first plan has nothing to update or cancel."""
+        occurrence of yet, whose first plan has nothing to update or cancel.
+
+        Between chunks it gives way to a change the file watch heard of (the report is not
+        `complete`): the households not planned yet are still unfinished, or their day still
+        moved, so the next plan, which the watch's wake-up runs at once, takes them up after
+        the change. Otherwise an edit at a zone's midnight (25,000 households whose day moved
+        at 100,000) waited a minute and a half for them."""
         occurrences = deliveries = cancelled = 0
         shared = self.source.shared
         assert shared is not None
         for start in range(0, len(households), CHUNK):
+            if start and self.source.heard_of_changes():
+                log.info(
+                    "planning %d households after a change of the ritual directory",
+                    len(households) - start,
+                )
+                return PlanReport(occurrences, deliveries, cancelled, generation, complete=False)
             view = ledger_view(self.ledger, shared, households[start : start + CHUNK])
             done = [h.id for h in view.households]
             before = self.ledger.plans.with_occurrences(done) if changed else set()

@@ -59,6 +59,8 @@ class PlanReport:
     deliveries: int
     cancelled: int  # pending deliveries cancelled because the file no longer makes them
     generation: int
+    # False when a ritual directory's plan gave way to a change part way (the rest follows).
+    complete: bool = True
 
 
 def sync_file(

@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, select
@@ -615,3 +617,103 @@ def test_the_watch_hears_of_edits_in_a_directory_given_by_a_relative_path(
         assert source.look().touched == ["h0"]
     finally:
         source.stop_watching()
+
+
+def planned_in_order(
+    monkeypatch: pytest.MonkeyPatch, during_first: Callable[[], None]
+) -> list[str]:
+    """Plan one household a chunk, recording which; `during_first` runs inside the first
+    chunk's plan (an edit made while a long plan is under way)."""
+    import scheduler.planner.directory as directory_planner
+
+    monkeypatch.setattr(directory_planner, "CHUNK", 1)
+    order: list[str] = []
+    real = directory_planner.plan_horizon
+
+    def plan_horizon(*args: Any, **kwargs: Any) -> Any:
+        order.extend(kwargs["households"])
+        if len(order) == 1:
+            during_first()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(directory_planner, "plan_horizon", plan_horizon)
+    return order
+
+
+def edit_heard(source: DirectorySource, folder: Path, woken: threading.Event) -> Callable[[], None]:
+    def edit() -> None:
+        write(folder / "households" / "h2.toml", household(2, name="Robin"))
+        assert woken.wait(30), "the watch heard of the edit"
+
+    return edit
+
+
+def test_a_plan_of_the_households_whose_day_moved_gives_way_to_an_edit_between_chunks(
+    engine: Engine, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zone's midnight moves the day of every household in it (25,000 of 100,000): an
+    edit made meanwhile is planned after the chunk under way, then the rest."""
+    source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    days = slots(engine, "h0")
+    woken = threading.Event()
+    assert source.watch(woken.set)
+    try:
+        order = planned_in_order(monkeypatch, edit_heard(source, folder, woken))
+        tomorrow = NOON + timedelta(days=1)
+        first = planner.plan(tomorrow)
+        assert first is not None and not first.complete
+        assert order == ["h0"]
+        assert not any("Robin" in b for b in bodies(engine, "h2"))
+
+        second = planner.plan(tomorrow)  # what the watch's wake-up runs
+        assert second is not None and second.complete
+        assert order == ["h0", "h2", "h1"]
+        assert any("Robin" in b for b in bodies(engine, "h2"))
+        assert planner.plan(tomorrow) is None  # each household's new day planned once
+        assert [slots(engine, h) for h in ("h0", "h1", "h2")] == [days + 1] * 3
+    finally:
+        source.stop_watching()
+
+
+def test_a_first_plan_of_every_household_gives_way_to_an_edit_and_plans_it_first(
+    engine: Engine, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = DirectorySource(folder, ledger=Ledger(engine), clock=lambda: NOON)
+    source.start()
+    planner = DirectoryPlanner(Ledger(engine), source, days=2)
+    woken = threading.Event()
+    assert source.watch(woken.set)
+    try:
+        order = planned_in_order(monkeypatch, edit_heard(source, folder, woken))
+        first = planner.plan(NOON)
+        assert first is not None and not first.complete
+        assert order == ["h0"]
+        second = planner.plan(NOON)
+        assert second is not None and second.complete
+        assert order == ["h0", "h2", "h1"]
+        assert any("Robin" in b for b in bodies(engine, "h2"))
+        assert planner.plan(NOON) is None
+    finally:
+        source.stop_watching()
+
+
+def test_the_watch_passes_over_hidden_files_as_a_full_look_does(
+    engine: Engine, folder: Path
+) -> None:
+    """An editor's hidden copy (``.h1.toml``) is no household file: a full look leaves it
+    out, and so must a look at what the watch heard of."""
+    source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    woken = threading.Event()
+    assert source.watch(woken.set)
+    try:
+        write(folder / "households" / ".h1.toml", household(1, name="Draft"))
+        assert woken.wait(30)
+        assert not source.heard_of_changes()
+        look = source.look()
+        assert look.touched == [] and look.gone == []
+        assert planner.plan(NOON) is None
+    finally:
+        source.stop_watching()
+    assert ".h1" not in active(engine)
