@@ -152,7 +152,7 @@ class DirectorySource:
         self._heard: set[str] = set()
         self._heard_shared = False
         self._watching: threading.Event | None = None
-        self._watcher: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []  # the watch's, and the one it wakes
         self._watch_stopped = threading.Event()
         self._full_look_at: float | None = None
         #: Looks that statted every file (with the watch running, one at start and then one
@@ -383,24 +383,34 @@ class DirectorySource:
 
     def watch(self, wake: Callable[[], None]) -> bool:
         """Hear of changed files as they change (inotify, through watchfiles), in a thread of
-        its own, calling `wake` after each batch; the looks in between stat only the files
-        it heard of. False when no watch can run here (then every look stats every file)."""
+        its own, and call `wake` in another after each batch; the looks in between stat only
+        the files it heard of. False when no watch can run here (then every look stats every
+        file).
+
+        The watch never waits for `wake`: a plan it woke that runs long (a zone's new day)
+        gives way to an edit only if the edit is heard of meanwhile. Batches heard while
+        `wake` runs make one more call when it returns."""
         try:
             import watchfiles
         except ImportError:  # pragma: no cover - a dependency; said, not fatal
             log.warning("no file watch (watchfiles is missing): each look stats every file")
             return False
-        stop = threading.Event()
+        stop, wanted = threading.Event(), threading.Event()
         self._watching = stop
         self._watch_stopped.clear()
-        thread = threading.Thread(
-            target=self._watch, args=(watchfiles, stop, wake), name="tend-watch", daemon=True
-        )
-        thread.start()
-        self._watcher = thread
+        self._threads = [
+            threading.Thread(
+                target=self._watch, args=(watchfiles, stop, wanted), name="tend-watch", daemon=True
+            ),
+            threading.Thread(
+                target=self._wake, args=(stop, wanted, wake), name="tend-wake", daemon=True
+            ),
+        ]
+        for thread in self._threads:
+            thread.start()
         return True
 
-    def _watch(self, watchfiles: Any, stop: threading.Event, wake: Callable[[], None]) -> None:
+    def _watch(self, watchfiles: Any, stop: threading.Event, wanted: threading.Event) -> None:
         folder = str(self._absolute / HOUSEHOLDS)
         rituals = str(self._absolute / RITUALS)
         try:
@@ -419,25 +429,37 @@ class DirectorySource:
                             self._heard_shared = True
                         elif where == folder and _household_file(name):
                             self._heard.add(name[: -len(".toml")])
-                try:
-                    wake()
-                except Exception:
-                    # Planning failed (the database, most likely): the watch goes on, and
-                    # the planner's next look takes it up (see look_again).
-                    log.exception("planning after a change of the ritual directory failed")
+                wanted.set()
         except Exception:
             log.exception("the file watch stopped; each look stats every file from now on")
         finally:
             self._watch_stopped.set()
+            wanted.set()  # the wake thread ends too
+
+    def _wake(
+        self, stop: threading.Event, wanted: threading.Event, wake: Callable[[], None]
+    ) -> None:
+        while True:
+            wanted.wait()
+            if stop.is_set() or self._watch_stopped.is_set():
+                return
+            wanted.clear()
+            try:
+                wake()
+            except Exception:
+                # Planning failed (the database, most likely): the watch goes on, and the
+                # planner's next look takes it up (see look_again).
+                log.exception("planning after a change of the ritual directory failed")
 
     def stop_watching(self) -> None:
-        """Stop the watch, and wait for its thread: one still inside watchfiles' Rust code
+        """Stop the watch, and wait for its threads: one still inside watchfiles' Rust code
         when the interpreter exits aborts the process."""
         if self._watching is not None:
             self._watching.set()
-        if self._watcher is not None and self._watcher is not threading.current_thread():
-            self._watcher.join(timeout=10)
-            self._watcher = None
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=10)
+        self._threads = []
 
     def _stats(self) -> dict[str, int] | None:
         """Every household file's (mtime_ns, size), by stem; None when the folder cannot be

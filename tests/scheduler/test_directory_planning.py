@@ -14,6 +14,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -504,6 +505,46 @@ def test_the_file_watch_goes_on_after_a_plan_it_woke_failed(
     said = [r.getMessage() for r in caplog.records]
     assert any("planning after a change of the ritual directory failed" in m for m in said)
     assert not any("the file watch stopped" in m for m in said)
+
+
+def test_the_watch_hears_of_an_edit_while_a_plan_it_woke_is_still_under_way(
+    engine: Engine, folder: Path
+) -> None:
+    """The worker's wake-up is its plan, and a zone's new day makes that plan long (90 s at
+    100,000 households): the watch must hear of an edit meanwhile, or the plan has nothing
+    to give way to. Edits heard during the plan make one more wake-up after it."""
+    source, planner = start(engine, folder, NOON)
+    planner.plan(NOON)
+    in_plan, release, again = threading.Event(), threading.Event(), threading.Event()
+    calls = 0
+
+    def wake() -> None:  # the first stands for a long plan
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            assert source.look().touched == ["h1"]  # as the plan looks first
+            in_plan.set()
+            assert release.wait(30)
+        else:
+            again.set()
+
+    assert source.watch(wake)
+    try:
+        write(folder / "households" / "h1.toml", household(1, name="Alexa"))
+        assert in_plan.wait(30), "the watch woke the plan"
+        write(folder / "households" / "h2.toml", household(2, name="Robin"))
+        write(folder / "households" / "h0.toml", household(0, name="Kim"))
+        deadline = time.monotonic() + 30
+        while not source.heard_of_changes() and time.monotonic() < deadline:
+            in_plan.wait(0.01)  # a real inotify event on its way, not a clock to pass
+        assert source.heard_of_changes(), "heard of while the plan it woke still runs"
+        assert calls == 1
+        release.set()
+        assert again.wait(30), "one more wake-up for what was heard meanwhile"
+        assert sorted(source.look().touched) == ["h0", "h2"]
+    finally:
+        release.set()
+        source.stop_watching()
 
 
 def test_a_household_file_broken_by_itself_does_not_hold_back_a_change_to_rituals_toml(
